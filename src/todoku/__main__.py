@@ -1,0 +1,3 @@
+from todoku.cli.main import main
+
+main()

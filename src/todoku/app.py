@@ -1,0 +1,224 @@
+"""The composition root: reads the configuration, opens storage, starts every listener in one
+process, and stops them cleanly.
+
+Shutdown (SIGTERM, SIGINT): listeners close first, so no new session starts; sessions waiting
+for a command get ``421 4.3.2``; a session that is storing a message finishes that (its client
+gets the 250 it is owed) and is then told 421. Storage closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from todoku.config import Config, ConfigError, ListenAddress
+from todoku.net import tls as tls_util
+from todoku.net.smtp_server import SmtpContext, SmtpSession, settings_for
+from todoku.policy.auth import AuthThrottle
+from todoku.policy.directory import Directory
+from todoku.store.sqlite import SqliteStore
+
+log = logging.getLogger("todoku.app")
+
+SHUTDOWN_GRACE = 30.0
+SMTP_SERVICES = ("smtp", "submission", "submissions")
+
+
+def check_data_dir(config: Config) -> None:
+    """Fail with one clear line if the data directory cannot be used."""
+    path = config.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data_dir: cannot create {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"data_dir: {path} is not writable by this user")
+    probe = path / ".write-test"
+    try:
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data_dir: cannot write in {path}: {exc.strerror}") from None
+
+
+def open_store(config: Config) -> SqliteStore:
+    check_data_dir(config)
+    return SqliteStore(config.data_dir)
+
+
+def ensure_tls(config: Config) -> ssl.SSLContext:
+    tls = config.tls
+    if tls.self_signed and not (tls.cert.is_file() and tls.key.is_file()):
+        log.info("creating a self-signed certificate for %s in %s", config.hostname, tls.cert.parent)
+        tls_util.make_self_signed(tls.cert, tls.key, config.hostname)
+    try:
+        return tls_util.server_context(tls.cert, tls.key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"tls.cert/tls.key: cannot load {tls.cert} and {tls.key}: {reason}") from None
+
+
+def bind_socket(service: str, address: ListenAddress) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"listen.{service}: cannot resolve {address.host}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"listen.{service}: {address}: address already in use") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"listen.{service}: {address}: permission denied (port below 1024?)") from None
+        raise ConfigError(f"listen.{service}: {address}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Server:
+    """A running todoku: listeners, shared contexts and background tasks."""
+
+    config: Config
+    store: SqliteStore
+    tls_context: ssl.SSLContext
+    smtp: SmtpContext
+    servers: list[asyncio.base_events.Server] = field(default_factory=list)
+    sockets: dict[str, socket.socket] = field(default_factory=dict)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    services: dict[str, tuple[Handler, ssl.SSLContext | None]] = field(default_factory=dict)
+
+    def bound_address(self, service: str) -> tuple[str, int]:
+        name = self.sockets[service].getsockname()
+        return str(name[0]), int(name[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for service, (handler, ssl_context) in self.services.items():
+            server = await asyncio.start_server(
+                handler, sock=self.sockets[service], ssl=ssl_context, limit=1024 * 1024
+            )
+            self.servers.append(server)
+            log.info("listening for %s on %s", service, self.config.listen[service])
+        self.write_listeners_file()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self.request_stop)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    def write_listeners_file(self) -> None:
+        """``<data_dir>/run/listeners.json``: the bound addresses, for port-0 listeners and scripts."""
+        run_dir = self.config.data_dir / "run"
+        run_dir.mkdir(exist_ok=True)
+        bound = {service: list(self.bound_address(service)) for service in self.sockets}
+        bound["pid"] = os.getpid()  # type: ignore[assignment]
+        temp = run_dir / "listeners.json.tmp"
+        temp.write_text(json.dumps(bound))
+        os.replace(temp, run_dir / "listeners.json")
+
+    def request_stop(self) -> None:
+        if not self.smtp.stopping:
+            log.info("stopping")
+            self.smtp.stopping = True
+            self.stopped.set()
+
+    async def stop(self) -> None:
+        self.smtp.stopping = True
+        for server in self.servers:
+            server.close()
+        for session in list(self.smtp.sessions):
+            if session.waiting_for_command and session.task is not None:
+                session.task.cancel()
+        pending = [s.task for s in self.smtp.sessions if s.task is not None]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+            for task in still:
+                task.cancel()
+        for server in self.servers:
+            try:
+                async with asyncio.timeout(5):
+                    await server.wait_closed()
+            except TimeoutError:
+                pass
+        self.store.close()
+        try:
+            (self.config.data_dir / "run" / "listeners.json").unlink()
+        except OSError:
+            pass
+        log.info("stopped")
+
+
+def build_server(config: Config) -> Server:
+    """Everything that can fail on a bad configuration happens here, before anything listens."""
+    if not config.listen:
+        raise ConfigError("listen: no service configured (add smtp = \"127.0.0.1:10025\" under [listen])")
+    store = open_store(config)
+    store.blobs.sweep_tmp()
+    tls_context = ensure_tls(config)
+    sockets = {}
+    try:
+        for service, address in config.listen.items():
+            sockets[service] = bind_socket(service, address)
+    except ConfigError:
+        for sock in sockets.values():
+            sock.close()
+        store.close()
+        raise
+    throttle = AuthThrottle(
+        delay_after=config.auth_fail_delay_after,
+        lockout_after=config.auth_lockout_after,
+        lockout_seconds=config.auth_lockout_seconds,
+        base_delay=config.auth_fail_delay,
+    )
+    smtp = SmtpContext(
+        config=config,
+        store=store,
+        directory=Directory(store, config.domains),
+        throttle=throttle,
+        tls_context=tls_context,
+    )
+    server = Server(config=config, store=store, tls_context=tls_context, smtp=smtp, sockets=sockets)
+    for service in SMTP_SERVICES:
+        if service in sockets:
+            address = config.listen[service]
+            settings = settings_for(service, config, address.is_loopback, tls_ready=True)
+
+            def make_handler(name: str = service, s=settings) -> Handler:  # type: ignore[no-untyped-def]
+                async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                    await SmtpSession(smtp, name, s, reader, writer).run()
+
+                return handle
+
+            implicit_tls = tls_context if service == "submissions" else None
+            server.services[service] = (make_handler(), implicit_tls)
+    return server
+
+
+async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
+    server = build_server(config)
+    await server.start()
+    if ready is not None:
+        ready(server)
+    try:
+        await server.stopped.wait()
+    finally:
+        await server.stop()

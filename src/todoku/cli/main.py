@@ -1,0 +1,294 @@
+"""The ``todoku`` command line (click): serve, config check, users, aliases, queue.
+
+Errors an administrator can fix (configuration, unknown user, bad address) are one line on
+stderr and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from todoku import __version__
+from todoku.config import Config, ConfigError, load_config
+from todoku.config.load import find_config_path
+from todoku.proto.smtp.address import AddressError, parse_mailbox
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, status: int = 2) -> None:
+    click.echo(f"todoku: {message}", err=True)
+    sys.exit(status)
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        default=None,
+        metavar="PATH",
+        help="Configuration file (default: $TODOKU_CONFIG, then ./todoku.toml).",
+    )(func)
+
+
+def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
+    @config_option
+    @wraps(func)
+    def wrapper(config_path: str | None, **kwargs: Any) -> Any:
+        try:
+            config = load_config(find_config_path(config_path))
+            return func(config, **kwargs)
+        except ConfigError as exc:
+            fail(f"configuration error: {exc}")
+
+    return wrapper
+
+
+def local_address(config: Config, text: str) -> str:
+    try:
+        address = parse_mailbox(text.strip())
+    except AddressError as exc:
+        fail(f"{text}: not a valid mail address ({exc})")
+        raise
+    if address.domain not in config.domains:
+        fail(f"{text}: {address.domain} is not a local domain (domains = {list(config.domains)})")
+    return address.key()
+
+
+def any_address(text: str) -> str:
+    try:
+        return parse_mailbox(text.strip()).key()
+    except AddressError as exc:
+        fail(f"{text}: not a valid mail address ({exc})")
+        raise
+
+
+@click.group()
+@click.version_option(__version__, prog_name="todoku")
+def main() -> None:
+    """todoku (届く): a mail server that delivers mail, never loses it, and says why when it can't."""
+
+
+@main.command()
+@with_config
+def serve(config: Config) -> None:
+    """Run every configured listener in this process until SIGTERM or Ctrl-C."""
+    from todoku.app import serve as run_server
+    from todoku.log import setup_logging
+
+    setup_logging(config.log_level)
+    try:
+        asyncio.run(run_server(config))
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check the configuration."""
+
+
+@config_group.command("check")
+@with_config
+def config_check(config: Config) -> None:
+    """Read the configuration and report the first problem, or print a summary."""
+    from todoku.app import check_data_dir
+
+    check_data_dir(config)
+    click.echo(f"{config.path}: ok")
+    click.echo(f"  hostname  {config.hostname}")
+    click.echo(f"  domains   {', '.join(config.domains)}")
+    click.echo(f"  data_dir  {config.data_dir}")
+    for service, address in config.listen.items():
+        click.echo(f"  listen    {service:<12} {address}")
+
+
+def _store(config: Config) -> Any:
+    from todoku.app import open_store
+
+    return open_store(config)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        fail("password too short: use at least 8 characters")
+    return password
+
+
+@main.group()
+def user() -> None:
+    """Add, list, change and remove mail users (their address is their login)."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_config
+def user_add(config: Config, address: str, password_stdin: bool) -> None:
+    from todoku.policy.auth import hash_password
+
+    key = local_address(config, address)
+    store = _store(config)
+    try:
+        if store.get_user(key) is not None:
+            fail(f"{key}: user already exists (use 'todoku user passwd' to change the password)")
+        store.add_user(key, hash_password(_read_password(password_stdin)))
+    finally:
+        store.close()
+    click.echo(f"added {key}")
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_config
+def user_passwd(config: Config, address: str, password_stdin: bool) -> None:
+    from todoku.policy.auth import hash_password
+
+    key = local_address(config, address)
+    store = _store(config)
+    try:
+        if store.get_user(key) is None:
+            fail(f"{key}: no such user")
+        store.set_password(key, hash_password(_read_password(password_stdin)))
+    finally:
+        store.close()
+    click.echo(f"password changed for {key}")
+
+
+@user.command("del")
+@click.argument("address")
+@with_config
+def user_del(config: Config, address: str) -> None:
+    """Remove a user's login. Their stored mail stays in the data directory."""
+    key = local_address(config, address)
+    store = _store(config)
+    try:
+        if not store.delete_user(key):
+            fail(f"{key}: no such user")
+    finally:
+        store.close()
+    click.echo(f"deleted {key} (stored mail is kept)")
+
+
+@user.command("list")
+@with_config
+def user_list(config: Config) -> None:
+    store = _store(config)
+    try:
+        for entry in store.list_users():
+            created = time.strftime("%Y-%m-%d", time.gmtime(entry.created_at))
+            click.echo(f"{entry.address}\tcreated {created}")
+    finally:
+        store.close()
+
+
+@main.group()
+def alias() -> None:
+    """Addresses that deliver to other addresses (local users or elsewhere)."""
+
+
+@alias.command("add")
+@click.argument("source")
+@click.argument("target")
+@with_config
+def alias_add(config: Config, source: str, target: str) -> None:
+    source_key = local_address(config, source)
+    target_key = any_address(target)
+    store = _store(config)
+    try:
+        store.add_alias(source_key, target_key)
+    finally:
+        store.close()
+    click.echo(f"{source_key} -> {target_key}")
+
+
+@alias.command("del")
+@click.argument("source")
+@click.argument("target", required=False)
+@with_config
+def alias_del(config: Config, source: str, target: str | None) -> None:
+    source_key = local_address(config, source)
+    store = _store(config)
+    try:
+        count = store.delete_alias(source_key, any_address(target) if target else None)
+    finally:
+        store.close()
+    if not count:
+        fail(f"{source_key}: no such alias")
+    click.echo(f"removed {count} alias entr{'y' if count == 1 else 'ies'} for {source_key}")
+
+
+@alias.command("list")
+@with_config
+def alias_list(config: Config) -> None:
+    store = _store(config)
+    try:
+        for entry in store.list_aliases():
+            click.echo(f"{entry.source} -> {entry.target}")
+    finally:
+        store.close()
+
+
+@main.group("queue")
+def queue_group() -> None:
+    """The outbound queue: mail waiting to be delivered to other servers."""
+
+
+@queue_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per queued message.")
+@with_config
+def queue_list(config: Config, as_json: bool) -> None:
+    store = _store(config)
+    try:
+        entries = store.list_queue()
+    finally:
+        store.close()
+    for entry in entries:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": entry.id,
+                        "sender": entry.sender,
+                        "size": entry.size,
+                        "received_at": entry.received_at,
+                        "next_attempt": entry.next_attempt,
+                        "attempts": entry.attempts,
+                        "held": entry.held,
+                        "last_error": entry.last_error,
+                        "recipients": [
+                            {"address": r.address, "state": r.state, "last_reply": r.last_reply}
+                            for r in entry.recipients
+                        ],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            continue
+        arrived = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.received_at))
+        held = " (held)" if entry.held else ""
+        click.echo(f"{entry.id}{held}  {entry.size:>8}  {arrived}  <{entry.sender}>")
+        for recipient in entry.recipients:
+            reply = f"  ({recipient.last_reply})" if recipient.last_reply else ""
+            click.echo(f"    {recipient.state:<9} <{recipient.address}>{reply}")
+    if not as_json:
+        click.echo(f"-- {len(entries)} message{'s' if len(entries) != 1 else ''} in the queue")
+
+
+__all__ = ["main", "Path"]

@@ -1,0 +1,123 @@
+"""From accepted bytes to a stored message: trace headers, the header scan, and where mail goes.
+
+``HeaderScan`` holds back the start of the content until the header block is complete (or clearly
+absent), so that headers we add (``Received``, and on submission ``Message-ID`` and ``Date`` when
+missing, RFC 6409 §8) come first and the rest of the content streams to disk untouched.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+
+HEADER_SCAN_LIMIT = 256 * 1024  # past this without an empty line, treat the content as body
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    subject: str
+    has_message_id: bool
+    has_date: bool
+    has_from: bool
+    received_count: int
+
+
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+
+
+def scan_headers(block: bytes) -> HeaderFacts:
+    names = [m.group(1).lower() for m in _FIELD.finditer(block)]
+    subject = ""
+    match = re.search(rb"^subject:[ \t]*(.*(?:\r\n[ \t].*)*)", block, re.IGNORECASE | re.MULTILINE)
+    if match:
+        raw = match.group(1).replace(b"\r\n", b"").decode("utf-8", "replace")
+        try:
+            subject = str(email.header.make_header(email.header.decode_header(raw)))
+        except (ValueError, LookupError, UnicodeError):
+            subject = raw
+    return HeaderFacts(
+        subject=subject[:300],
+        has_message_id=b"message-id" in names,
+        has_date=b"date" in names,
+        has_from=b"from" in names,
+        received_count=names.count(b"received"),
+    )
+
+
+class HeaderScan:
+    """Feed content pieces; ``ready`` once the header block is known. Then ``facts`` is set."""
+
+    def __init__(self) -> None:
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self.facts: HeaderFacts | None = None
+
+    def feed(self, piece: bytes) -> bytes | None:
+        """Returns the held content once the headers are complete; None while still holding."""
+        self._held.append(piece)
+        self._held_size += len(piece)
+        data = b"".join(self._held) if len(self._held) > 1 else piece
+        end = 0 if data.startswith(b"\r\n") else data.find(b"\r\n\r\n")
+        if end < 0 and self._held_size < HEADER_SCAN_LIMIT:
+            self._held = [data]
+            return None
+        block = data if end < 0 else data[: end + 2]
+        self.facts = scan_headers(block)
+        self._held = []
+        return data
+
+    def finish(self) -> bytes:
+        """End of content: whatever is held (a message that is all headers, or empty)."""
+        data = b"".join(self._held)
+        self._held = []
+        if self.facts is None:
+            self.facts = scan_headers(data)
+        return data
+
+
+def received_header(
+    *,
+    helo: str | None,
+    client_ip: str,
+    client_name: str | None,
+    hostname: str,
+    protocol: str,
+    queue_id: str,
+    tls: str,
+    user: str | None,
+    recipient: str | None,
+    when: float | None = None,
+) -> bytes:
+    """The Received field of RFC 5321 §4.4, with RFC 3848 protocol names and RFC 8314 §4.3 notes."""
+    client = f"{client_name} [{client_ip}]" if client_name else f"[{client_ip}]"
+    lines = [f"Received: from {helo or 'unknown'} ({client})"]
+    if tls:
+        lines.append(f"\t(using {tls})")
+    if user:
+        lines.append(f"\t(Authenticated sender: {user})")
+    by = f"\tby {hostname} (todoku) with {protocol} id {queue_id}"
+    if recipient:
+        lines.append(by)
+        lines.append(f"\tfor <{recipient}>; {email.utils.formatdate(when or time.time(), localtime=True)}")
+    else:
+        lines.append(f"{by}; {email.utils.formatdate(when or time.time(), localtime=True)}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def protocol_name(*, esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:
+    """RFC 3848 / RFC 6531 §3.7.4 'with' keywords: SMTP, ESMTP, ESMTPS, ESMTPSA, UTF8SMTPSA..."""
+    if not esmtp:
+        return "SMTP"
+    return ("UTF8SMTP" if smtputf8 else "ESMTP") + ("S" if tls else "") + ("A" if auth else "")
+
+
+def submission_headers(facts: HeaderFacts, hostname: str, queue_id: str) -> bytes:
+    out = b""
+    if not facts.has_date:
+        out += f"Date: {email.utils.formatdate(localtime=False, usegmt=True)}\r\n".encode()
+    if not facts.has_message_id:
+        out += f"Message-ID: <{queue_id}.{int(time.time())}@{hostname}>\r\n".encode()
+    return out

@@ -1,0 +1,396 @@
+"""The SMTP adapter: carries bytes between a socket and ``proto.smtp.server``, and makes the decisions.
+
+One ``SmtpSession`` per connection. It never writes to the socket while holding anything shared,
+answers every decision event, and sends a reply only after the work behind it is done: the 250
+after DATA waits for the group commit. On shutdown a session that is waiting for a command gets
+``421 4.3.2``; one in the middle of storing a message finishes that first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from todoku.config import Config
+from todoku.ingest import HeaderFacts, HeaderScan, protocol_name, received_header, submission_headers
+from todoku.net import tls as tls_util
+from todoku.policy.auth import AuthThrottle, verify_password
+from todoku.policy.directory import Directory
+from todoku.proto.smtp import codes
+from todoku.proto.smtp.address import Address
+from todoku.proto.smtp.codes import Reply
+from todoku.proto.smtp.events import (
+    NEED_DATA,
+    PAUSED,
+    AuthRequest,
+    Closed,
+    DataChunk,
+    DataCommand,
+    EndOfData,
+    Hello,
+    MailFrom,
+    MessageTooBig,
+    RcptTo,
+    Reset,
+    StartTLS,
+)
+from todoku.proto.smtp.server import ServerConnection, SessionSettings
+from todoku.store.api import BlobWriter, IncomingMessage, RemoteRecipient, StorageFull, Store
+
+log = logging.getLogger("todoku.smtp")
+
+READ_SIZE = 256 * 1024
+COMMAND_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
+HANDSHAKE_TIMEOUT = 60.0
+
+
+@dataclass
+class SmtpContext:
+    """What every SMTP session of this server shares."""
+
+    config: Config
+    store: Store
+    directory: Directory
+    throttle: AuthThrottle
+    tls_context: ssl.SSLContext | None
+    stopping: bool = False
+    sessions: set[SmtpSession] = field(default_factory=set)
+    next_session: int = 0
+
+    def session_id(self) -> str:
+        self.next_session += 1
+        return f"{self.next_session:06X}"
+
+
+@dataclass
+class _Transaction:
+    sender: Address | None = None
+    mail: MailFrom | None = None
+    mailboxes: list[str] = field(default_factory=list)
+    remote: list[RemoteRecipient] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+    writer: BlobWriter | None = None
+    scan: HeaderScan | None = None
+    facts: HeaderFacts | None = None
+
+
+class SmtpSession:
+    def __init__(
+        self,
+        ctx: SmtpContext,
+        service: str,
+        settings: SessionSettings,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.ctx = ctx
+        self.service = service
+        self.reader = reader
+        self.writer = writer
+        self.cid = ctx.session_id()
+        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        self.client_ip = str(peer[0])
+        self.conn = ServerConnection(settings)
+        self.tx = _Transaction()
+        self.waiting_for_command = False
+        self.authenticated_as: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def _log(self, message: str) -> None:
+        log.info("%s[%s]: %s", self.service, self.cid, message)
+
+    def _tls_description(self) -> str:
+        return tls_util.describe(self.writer.get_extra_info("ssl_object"))
+
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        self.ctx.sessions.add(self)
+        self._log(f"connect from [{self.client_ip}]")
+        try:
+            await self._loop()
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            self._log(f"lost connection from [{self.client_ip}]: {type(exc).__name__}")
+        finally:
+            self._abort_transaction()
+            self.ctx.sessions.discard(self)
+            try:
+                self.writer.close()
+            except (ConnectionError, RuntimeError):
+                pass
+            self._log(f"disconnect from [{self.client_ip}]")
+
+    async def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def _read(self) -> None:
+        await self._flush()
+        if self.ctx.stopping:
+            self.conn.shutdown(codes.SHUTTING_DOWN)
+            return
+        self.waiting_for_command = True
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                data = await self.reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            if not self.ctx.stopping:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            self.conn.shutdown(codes.SHUTTING_DOWN)
+            return
+        except TimeoutError:
+            self.conn.shutdown(codes.TIMEOUT)
+            return
+        finally:
+            self.waiting_for_command = False
+        self.conn.receive_data(data)
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                await self._read()
+            elif isinstance(event, DataChunk):
+                self._write_content(event.data)
+            elif isinstance(event, RcptTo):
+                conn.reply(self._on_rcpt(event))
+            elif isinstance(event, MailFrom):
+                conn.reply(self._on_mail(event))
+            elif isinstance(event, DataCommand):
+                conn.reply(self._on_data())
+            elif isinstance(event, EndOfData):
+                conn.reply(await self._on_end_of_data(event))
+            elif isinstance(event, AuthRequest):
+                reply = await self._on_auth(event)
+                conn.reply(reply, identity=self.authenticated_as)
+            elif isinstance(event, Hello):
+                continue
+            elif isinstance(event, Reset | MessageTooBig):
+                self._abort_transaction()
+            elif isinstance(event, StartTLS):
+                await self._start_tls()
+            elif isinstance(event, Closed) or event is PAUSED:
+                await self._flush()
+                return
+
+    async def _start_tls(self) -> None:
+        await self._flush()
+        assert self.ctx.tls_context is not None
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            await self.writer.start_tls(self.ctx.tls_context)
+        self.conn.tls_started()
+        self._log(f"STARTTLS: {self._tls_description()}")
+
+    # ----------------------------------------------------------------- decisions
+
+    def _on_mail(self, event: MailFrom) -> Reply:
+        user = self.conn.authenticated_user
+        if user is not None and not self.ctx.directory.may_send_as(user, event.sender):
+            reply = codes.sender_not_owned(str(event.sender), user)
+            self._log_reject("MAIL", event.sender, None, reply)
+            return reply
+        self.tx = _Transaction(sender=event.sender, mail=event)
+        return codes.SENDER_OK
+
+    def _on_rcpt(self, event: RcptTo) -> Reply:
+        recipient = event.recipient
+        directory = self.ctx.directory
+        if directory.is_local(recipient):
+            resolution = directory.resolve(recipient)
+            if not resolution.found:
+                reply = codes.user_unknown(str(recipient))
+                self._log_reject("RCPT", self.tx.sender, recipient, reply)
+                return reply
+            self.tx.mailboxes += resolution.mailboxes
+            self.tx.remote += [RemoteRecipient(r, event.orcpt, event.notify) for r in resolution.remote]
+        elif self.conn.authenticated_user is None:
+            # Never an open relay: mail for other domains only from authenticated users.
+            reply = codes.relay_denied(str(recipient))
+            self._log_reject("RCPT", self.tx.sender, recipient, reply)
+            return reply
+        else:
+            self.tx.remote.append(RemoteRecipient(str(recipient), event.orcpt, event.notify))
+        self.tx.recipients.append(str(recipient) if recipient.domain else "postmaster")
+        return codes.RECIPIENT_OK
+
+    def _on_data(self) -> Reply:
+        try:
+            self.tx.writer = self.ctx.store.new_blob()
+        except StorageFull:
+            return codes.STORAGE_FULL
+        except OSError:
+            log.exception("%s[%s]: cannot create a queue file", self.service, self.cid)
+            return codes.LOCAL_ERROR
+        self.tx.scan = HeaderScan()
+        return codes.START_DATA
+
+    def _write_content(self, piece: bytes) -> None:
+        tx = self.tx
+        if tx.writer is None:
+            return
+        if tx.scan is not None:
+            held = tx.scan.feed(piece)
+            if held is None:
+                return
+            self._write_prefix()
+            tx.facts = tx.scan.facts
+            tx.scan = None
+            piece = held
+        tx.writer.write(piece)
+
+    def _write_prefix(self) -> None:
+        tx = self.tx
+        assert tx.writer is not None and tx.scan is not None and tx.scan.facts is not None
+        conn = self.conn
+        user = conn.authenticated_user
+        tls = self._tls_description() if conn.tls_active else ""
+        header = received_header(
+            helo=conn.helo_name,
+            client_ip=self.client_ip,
+            client_name=None,
+            hostname=self.ctx.config.hostname,
+            protocol=protocol_name(
+                esmtp=conn.esmtp, tls=conn.tls_active, auth=user is not None, smtputf8=conn.smtputf8
+            ),
+            queue_id=tx.writer.blob_id,
+            tls=tls,
+            user=user,
+            recipient=tx.recipients[0] if len(tx.recipients) == 1 else None,
+        )
+        if user is not None:
+            header += submission_headers(tx.scan.facts, self.ctx.config.hostname, tx.writer.blob_id)
+        tx.writer.write(header)
+
+    async def _on_end_of_data(self, event: EndOfData) -> Reply:
+        tx = self.tx
+        writer = tx.writer
+        if writer is None:
+            return codes.LOCAL_ERROR
+        if tx.scan is not None:
+            rest = tx.scan.finish()
+            self._write_prefix()
+            tx.facts = tx.scan.facts
+            tx.scan = None
+            writer.write(rest)
+        facts = tx.facts
+        subject = facts.subject if facts else ""
+        hops = facts.received_count if facts else 0
+        if hops > self.ctx.config.delivery.max_hops:
+            reply = Reply(554, "5.4.6", "Too many hops")  # RFC 5321 §6.3: a mail loop
+            self._log_done(event, reply, writer.blob_id)
+            return reply
+        loop = asyncio.get_running_loop()
+        try:
+            blob = await loop.run_in_executor(None, writer.finish)
+            tx.writer = None
+            mail = tx.mail
+            message = IncomingMessage(
+                blob=blob,
+                sender=str(tx.sender) if tx.sender else "",
+                mailboxes=tuple(tx.mailboxes),
+                remote=tuple(tx.remote),
+                subject=subject,
+                envid=mail.envid if mail else None,
+                ret=mail.ret if mail else None,
+                smtputf8=bool(mail and mail.smtputf8),
+                received_at=time.time(),
+            )
+            queue_id = await self.ctx.store.commit(message)
+        except StorageFull:
+            reply = codes.STORAGE_FULL
+        except OSError:
+            log.exception("%s[%s]: storing a message failed", self.service, self.cid)
+            reply = codes.LOCAL_ERROR
+        else:
+            reply = codes.queued(queue_id)
+        self._log_done(event, reply, writer.blob_id)
+        return reply
+
+    def _abort_transaction(self) -> None:
+        if self.tx.writer is not None:
+            self.tx.writer.abort()
+        self.tx = _Transaction()
+
+    async def _on_auth(self, event: AuthRequest) -> Reply:
+        throttle = self.ctx.throttle
+        if throttle.locked(self.client_ip):
+            self._log(f"AUTH refused: [{self.client_ip}] is locked out after repeated failures")
+            return codes.AUTH_LOCKED_OUT
+        username = event.username.strip().lower()
+        if event.authzid and event.authzid.lower() != username:
+            ok = False  # acting as someone else is not something ordinary users may do
+        else:
+            user = self.ctx.store.get_user(username)
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(
+                None, verify_password, user.password_hash if user else None, event.password
+            )
+        if ok:
+            throttle.success(self.client_ip)
+            self._log(f"AUTH {event.mechanism} user={username} ok")
+            self.authenticated_as = username
+            return codes.AUTH_OK
+        delay = throttle.failure(self.client_ip)
+        self._log(f"AUTH {event.mechanism} user={username} failed")
+        if throttle.locked(self.client_ip):
+            return codes.AUTH_LOCKED_OUT
+        if delay:
+            await asyncio.sleep(delay)
+        return codes.AUTH_INVALID
+
+    # ----------------------------------------------------------------- logging
+
+    def _log_reject(self, stage: str, sender: Address | None, rcpt: Address | None, reply: Reply) -> None:
+        user = self.conn.authenticated_user
+        parts = [f"NOQUEUE: reject: {stage} from [{self.client_ip}]: {reply}"]
+        parts.append(f"from=<{sender or ''}>")
+        if rcpt is not None:
+            parts.append(f"to=<{rcpt}>")
+        if user:
+            parts.append(f"user={user}")
+        parts.append(f"helo=<{self.conn.helo_name or ''}>")
+        self._log("; ".join(parts))
+
+    def _log_done(self, event: EndOfData, reply: Reply, queue_id: str) -> None:
+        tx = self.tx
+        user = self.conn.authenticated_user
+        rcpts = ",".join(f"<{r}>" for r in tx.recipients)
+        extra = f" bare_newlines={event.bare_newlines}" if event.bare_newlines else ""
+        self._log(
+            f"{queue_id}: client=[{self.client_ip}] user={user or '-'} from=<{tx.sender or ''}>"
+            f" to={rcpts} size={event.size}{extra} status={reply}"
+        )
+
+
+def settings_for(service: str, config: Config, loopback: bool, tls_ready: bool) -> SessionSettings:
+    """The behaviour of each kind of listener (RFC 6409 for submission, RFC 8314 for port 465)."""
+    plaintext_ok = config.allow_plaintext_auth_on_loopback and loopback
+    common = {
+        "hostname": config.hostname,
+        "max_message_size": config.max_message_size,
+        "max_recipients": config.max_recipients,
+    }
+    if service == "smtp":
+        return SessionSettings(tls_available=tls_ready, **common)  # type: ignore[arg-type]
+    if service == "submission":
+        return SessionSettings(
+            tls_available=tls_ready,
+            auth_enabled=True,
+            auth_requires_tls=not plaintext_ok,
+            require_tls=not plaintext_ok,
+            require_auth=True,
+            **common,  # type: ignore[arg-type]
+        )
+    if service == "submissions":
+        return SessionSettings(
+            tls_active=True, auth_enabled=True, require_auth=True, **common  # type: ignore[arg-type]
+        )
+    raise ValueError(service)

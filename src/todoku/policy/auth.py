@@ -1,0 +1,77 @@
+"""Passwords (Argon2id via argon2-cffi) and the throttle that stops password guessing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_HASHER = PasswordHasher()  # Argon2id with the library's current recommended parameters
+# Verifying against this when the user does not exist keeps the time the same as for a real user,
+# so response timing does not reveal which addresses have accounts.
+_DUMMY_HASH = _HASHER.hash("todoku-no-such-user")
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Slow on purpose (tens of milliseconds): call it from a worker thread in the server."""
+    try:
+        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    first_failure: float = 0.0
+    locked_until: float = 0.0
+
+
+@dataclass
+class AuthThrottle:
+    """Failures per client address: answers slow down after a few, then the address is locked out.
+
+    Shared by SMTP AUTH and POP3 logins. Held in memory: a restart forgets it, which only gives an
+    attacker a fresh start of a few slow tries.
+    """
+
+    delay_after: int = 3
+    lockout_after: int = 10
+    lockout_seconds: float = 900.0
+    base_delay: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    _records: dict[str, _Record] = field(default_factory=dict)
+
+    def locked(self, address: str) -> bool:
+        record = self._records.get(address)
+        if record is None:
+            return False
+        if record.locked_until and self.clock() >= record.locked_until:
+            del self._records[address]
+            return False
+        return record.locked_until > 0
+
+    def failure(self, address: str) -> float:
+        """Record a failure; returns how long to wait before answering (0 when locked out)."""
+        now = self.clock()
+        record = self._records.setdefault(address, _Record(first_failure=now))
+        if now - record.first_failure > self.lockout_seconds:
+            record.failures = 0
+            record.first_failure = now
+        record.failures += 1
+        if record.failures >= self.lockout_after:
+            record.locked_until = now + self.lockout_seconds
+            return 0.0
+        if record.failures >= self.delay_after:
+            return min(self.base_delay * (record.failures - self.delay_after + 1), 5 * self.base_delay)
+        return 0.0
+
+    def success(self, address: str) -> None:
+        self._records.pop(address, None)

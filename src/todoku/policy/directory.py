@@ -1,0 +1,83 @@
+"""Who lives here: local domains, users, aliases and postmaster; and who may send as whom.
+
+Recipient resolution follows aliases (to any depth up to a limit, detecting cycles). An alias takes
+precedence over a user of the same address, as virtual aliases do in Postfix. ``postmaster`` at
+every local domain always works (RFC 5321 §4.5.1): an alias or a user if there is one, else the
+mailbox ``postmaster@<first domain>``, which an administrator can read after
+``todoku user add postmaster@<domain>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from todoku.proto.smtp.address import Address
+from todoku.store.api import Store
+
+MAX_ALIAS_DEPTH = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    mailboxes: tuple[str, ...] = ()  # local mailboxes
+    remote: tuple[str, ...] = ()  # forwarding targets elsewhere
+
+    @property
+    def found(self) -> bool:
+        return bool(self.mailboxes or self.remote)
+
+
+class Directory:
+    def __init__(self, store: Store, domains: tuple[str, ...]) -> None:
+        self.store = store
+        self.domains = domains
+
+    def is_local(self, address: Address) -> bool:
+        return address.domain == "" or address.domain in self.domains
+
+    def resolve(self, address: Address) -> Resolution:
+        key = address.key() if address.domain else f"postmaster@{self.domains[0]}"
+        mailboxes: list[str] = []
+        remote: list[str] = []
+        seen: set[str] = set()
+        self._expand(key, 0, seen, mailboxes, remote)
+        if not mailboxes and not remote and key.split("@", 1)[0] == "postmaster":
+            fallback = f"postmaster@{self.domains[0]}"
+            if fallback != key:
+                self._expand(fallback, 0, seen, mailboxes, remote)
+            if not mailboxes and not remote:
+                mailboxes.append(fallback)
+        return Resolution(tuple(dict.fromkeys(mailboxes)), tuple(dict.fromkeys(remote)))
+
+    def _expand(
+        self, key: str, depth: int, seen: set[str], mailboxes: list[str], remote: list[str]
+    ) -> None:
+        if key in seen or depth > MAX_ALIAS_DEPTH:
+            return
+        seen.add(key)
+        domain = key.rsplit("@", 1)[-1]
+        if domain not in self.domains:
+            remote.append(key)
+            return
+        targets = self.store.alias_targets(key)
+        if targets:
+            for target in targets:
+                if target == key:
+                    if self.store.get_user(key) is not None:
+                        mailboxes.append(key)
+                    continue
+                self._expand(target, depth + 1, seen, mailboxes, remote)
+            return
+        if self.store.get_user(key) is not None:
+            mailboxes.append(key)
+
+    def may_send_as(self, user: str, sender: Address | None) -> bool:
+        """A user may send as their own address and as any alias that delivers to them."""
+        if sender is None:
+            return True
+        key = sender.key()
+        if key == user.lower():
+            return True
+        if sender.domain not in self.domains:
+            return False
+        return user.lower() in self.resolve(sender).mailboxes

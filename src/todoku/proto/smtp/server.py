@@ -1,0 +1,689 @@
+"""The SMTP server core: a sans-I/O state machine (RFC 5321, 1870, 2034, 2920, 3207, 3461, 4954, 6152, 6531).
+
+Use: ``receive_data(bytes)`` (``b""`` at end of input), then ``next_event()`` until it returns
+``NEED_DATA``; answer each decision event with ``reply()``; write ``data_to_send()`` to the peer
+before reading more. PIPELINING needs nothing extra: the core simply keeps reading commands from
+its buffer, and the driver sends the collected replies in one write when it next needs data.
+
+DATA content is scanned in large pieces (not line by line): the core looks for the terminator
+``<CRLF>.<CRLF>``, removes dot-stuffing with one ``bytes.replace`` per piece, and turns bare CR or
+LF into CRLF. Only a real ``<CRLF>.<CRLF>`` ends the content, so a bare ``<LF>.<CR><LF>`` can never
+end a message early and smuggle a second one (CVE-2023-51764); and since the stored content has
+only CRLF line ends, whatever todoku later relays or serves is dot-stuffed unambiguously.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from todoku.proto import sasl
+from todoku.proto.errors import LocalProtocolError
+from todoku.proto.smtp import codes
+from todoku.proto.smtp.address import AddressError, decode_xtext, parse_path
+from todoku.proto.smtp.codes import Reply
+from todoku.proto.smtp.events import (
+    NEED_DATA,
+    PAUSED,
+    AuthRequest,
+    Closed,
+    DataChunk,
+    DataCommand,
+    EndOfData,
+    Event,
+    Hello,
+    MailFrom,
+    MessageTooBig,
+    RcptTo,
+    Reset,
+    StartTLS,
+    _Sentinel,
+)
+
+COMMAND_LINE_LIMIT = 512  # RFC 5321 §4.5.3.1.4, CRLF included
+# Extensions lengthen some commands: MAIL/RCPT carry parameters (RFC 1870 §3, RFC 3461 §5:
+# ORCPT alone may be 500 octets) and AUTH carries an initial response (RFC 4954 §4: 12288 octets).
+EXTENDED_LINE_LIMIT = {"MAIL": 2048, "RCPT": 2048, "AUTH": 12288}
+SASL_LINE_LIMIT = 12288
+MID_LINE_CHUNK = 65536  # a text line longer than this is passed on in pieces, never truncated
+_BARE_NEWLINE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+class State(enum.Enum):
+    CONNECTED = "connected"  # greeted, no HELO/EHLO yet
+    READY = "ready"  # HELO/EHLO done, no transaction
+    MAIL = "mail"  # MAIL accepted
+    RCPT = "rcpt"  # at least one RCPT accepted
+    DATA = "data"  # receiving content
+    AUTH = "auth"  # inside a SASL exchange
+    TLS_PENDING = "tls-pending"  # 220 sent for STARTTLS, waiting for the handshake
+    CLOSED = "closed"
+
+
+# Rule: which command is legal in which state lives here, in one place (after h11's _state.py).
+# A command that is known but not legal in the current state gets the reply named here.
+_NEED_HELO = codes.BAD_SEQUENCE.with_text("Error: send HELO/EHLO first")
+_SEQUENCE: dict[str, dict[State, Reply]] = {
+    "MAIL": {
+        State.CONNECTED: _NEED_HELO,
+        State.MAIL: codes.BAD_SEQUENCE.with_text("Error: nested MAIL command"),
+        State.RCPT: codes.BAD_SEQUENCE.with_text("Error: nested MAIL command"),
+    },
+    "RCPT": {
+        State.CONNECTED: codes.BAD_SEQUENCE.with_text("Error: need MAIL command"),
+        State.READY: codes.BAD_SEQUENCE.with_text("Error: need MAIL command"),
+    },
+    "DATA": {
+        State.CONNECTED: codes.BAD_SEQUENCE.with_text("Error: need RCPT command"),
+        State.READY: codes.BAD_SEQUENCE.with_text("Error: need RCPT command"),
+        State.MAIL: Reply(554, "5.5.1", "Error: no valid recipients"),
+    },
+    "AUTH": {
+        State.CONNECTED: _NEED_HELO,
+        State.MAIL: codes.BAD_SEQUENCE.with_text("Error: MAIL transaction in progress"),
+        State.RCPT: codes.BAD_SEQUENCE.with_text("Error: MAIL transaction in progress"),
+    },
+    "STARTTLS": {
+        State.CONNECTED: _NEED_HELO,
+        State.MAIL: codes.BAD_SEQUENCE.with_text("Error: MAIL transaction in progress"),
+        State.RCPT: codes.BAD_SEQUENCE.with_text("Error: MAIL transaction in progress"),
+    },
+}
+_ALWAYS = {"EHLO", "HELO", "RSET", "NOOP", "QUIT", "VRFY", "HELP", "EXPN"}
+_KNOWN = _ALWAYS | set(_SEQUENCE) | {"BDAT", "ETRN", "TURN"}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """What one listener offers; frozen, one per listener (change with ``dataclasses.replace``)."""
+
+    hostname: str
+    max_message_size: int = 25 * 1024 * 1024
+    tls_available: bool = False  # STARTTLS can be offered
+    tls_active: bool = False  # implicit TLS (port 465): already encrypted at the start
+    auth_enabled: bool = False
+    auth_requires_tls: bool = True  # RFC 8314 §3: no clear-text passwords
+    require_tls: bool = False  # refuse mail transactions before STARTTLS
+    require_auth: bool = False  # submission: MAIL only after AUTH
+    max_recipients: int = 1000
+    max_errors: int = 20
+    greeting: str = "ESMTP todoku"
+
+
+class ServerConnection:
+    """One SMTP session, from greeting to close, without any I/O."""
+
+    def __init__(self, settings: SessionSettings) -> None:
+        self.settings = settings
+        self.state = State.CONNECTED
+        self.tls_active = settings.tls_active
+        self.authenticated_user: str | None = None
+        self.helo_name: str | None = None
+        self.esmtp = False
+        self.smtputf8 = False  # the current transaction declared SMTPUTF8
+        self.recipient_count = 0
+        self.error_count = 0
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._out: list[bytes] = []
+        self._events: deque[Event] = deque()
+        self._awaiting: Event | None = None
+        self._sasl: sasl.SaslExchange | None = None
+        self._discarding_long_line = False
+        # DATA scanning state
+        self._at_line_start = True
+        self._line_start_after_crlf = True
+        self._data_size = 0
+        self._data_too_big = False
+        self._bare_newlines = 0
+        self._closed_event_sent = False
+        self._send(Reply(220, "", f"{settings.hostname} {settings.greeting}"))
+
+    # ----------------------------------------------------------------- driver API
+
+    def receive_data(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        if not data:
+            self._eof = True
+            return
+        if self.state is State.TLS_PENDING:
+            # RFC 3207 §5 / CVE-2011-0411: nothing sent in clear text after STARTTLS may be used.
+            return
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        self._buf += data
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def closing(self) -> bool:
+        return self.state is State.CLOSED
+
+    def next_event(self) -> Event | _Sentinel:
+        if self._awaiting is not None:
+            raise LocalProtocolError(f"reply() needed for {type(self._awaiting).__name__} first")
+        while True:
+            if self._events:
+                event = self._events.popleft()
+                if isinstance(event, (MailFrom, RcptTo, DataCommand, EndOfData, AuthRequest)):
+                    self._awaiting = event
+                return event
+            if self.state is State.CLOSED:
+                if not self._closed_event_sent:
+                    self._closed_event_sent = True
+                    return Closed(by_peer=False)
+                return NEED_DATA
+            if self.state is State.TLS_PENDING:
+                return PAUSED
+            if self.state is State.DATA:
+                if not self._scan_data():
+                    return self._need_data()
+                continue
+            line = self._read_line()
+            if line is None:
+                return self._need_data()
+            self._handle_line(line)
+
+    def reply(self, reply: Reply, *, identity: str | None = None) -> None:
+        """Answer the decision event returned last by ``next_event()``.
+
+        ``identity`` (AUTH only) is the canonical name of the user who logged in, when it differs
+        from the name the client typed (case, for instance).
+        """
+        event = self._awaiting
+        if event is None:
+            raise LocalProtocolError("no decision is pending")
+        self._awaiting = None
+        self._send(reply)
+        ok = reply.is_positive
+        if isinstance(event, MailFrom):
+            if ok:
+                self.state = State.MAIL
+                self.smtputf8 = event.smtputf8
+            self._count_error(reply)
+        elif isinstance(event, RcptTo):
+            if ok:
+                self.recipient_count += 1
+                self.state = State.RCPT
+            self._count_error(reply)
+        elif isinstance(event, DataCommand):
+            if reply.code == 354:
+                self._start_data()
+            else:
+                self._count_error(reply)
+        elif isinstance(event, EndOfData):
+            self._end_transaction()
+        elif isinstance(event, AuthRequest):
+            self.state = State.READY
+            if reply.code == 235:
+                self.authenticated_user = identity or event.username
+            else:
+                self._count_error(reply)
+        if reply.code == 421:
+            self._close()
+
+    def tls_started(self) -> None:
+        """The TLS handshake finished: the session starts over (RFC 3207 §4.2)."""
+        if self.state is not State.TLS_PENDING:
+            raise LocalProtocolError("tls_started() without STARTTLS")
+        self.tls_active = True
+        self.state = State.CONNECTED
+        self.helo_name = None
+        self.esmtp = False
+        self.authenticated_user = None
+        self._reset_transaction()
+        self._buf.clear()
+        self._pos = 0
+
+    def shutdown(self, reply: Reply = codes.SHUTTING_DOWN) -> None:
+        """Say goodbye with a 421 (server stopping, timeout) and close."""
+        if self.state is not State.CLOSED:
+            self._send(reply)
+            self._close()
+
+    # ----------------------------------------------------------------- output helpers
+
+    def _send(self, reply: Reply) -> None:
+        self._out.append(reply.to_bytes())
+
+    def _error(self, reply: Reply) -> None:
+        self._send(reply)
+        self._count_error(reply)
+
+    def _count_error(self, reply: Reply) -> None:
+        if reply.code >= 400:
+            self.error_count += 1
+            if self.error_count >= self.settings.max_errors and self.state is not State.CLOSED:
+                self._send(codes.TOO_MANY_ERRORS)
+                self._close()
+
+    def _close(self) -> None:
+        self.state = State.CLOSED
+        self._sasl = None
+
+    def _need_data(self) -> Event | _Sentinel:
+        if self._eof:
+            self._close()
+            self._closed_event_sent = True
+            return Closed(by_peer=True)
+        return NEED_DATA
+
+    # ----------------------------------------------------------------- command lines
+
+    def _read_line(self) -> bytes | None:
+        buf = self._buf
+        limit = SASL_LINE_LIMIT if self.state is State.AUTH else max(EXTENDED_LINE_LIMIT.values())
+        while True:
+            lf = buf.find(b"\n", self._pos)
+            if lf < 0:
+                if len(buf) - self._pos > limit:
+                    # Too long and no end in sight: drop what we have, answer at the line's end.
+                    self._discarding_long_line = True
+                    del buf[:]
+                    self._pos = 0
+                return None
+            line = bytes(buf[self._pos : lf + 1])
+            self._pos = lf + 1
+            if self._discarding_long_line:
+                self._discarding_long_line = False
+                self._error(codes.LINE_TOO_LONG)
+                if self.state is State.CLOSED:
+                    return None
+                continue
+            return line
+
+    def _handle_line(self, raw: bytes) -> None:
+        line_bytes = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if self.state is State.AUTH:
+            self._handle_sasl_response(line_bytes)
+            return
+        if b"\r" in line_bytes or b"\0" in line_bytes:
+            self._error(codes.COMMAND_UNRECOGNIZED.with_text("Error: bare <CR> or NUL in command"))
+            return
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            self._error(codes.COMMAND_UNRECOGNIZED.with_text("Error: command is not valid UTF-8"))
+            return
+        verb, _, arg = line.strip(" ").partition(" ")
+        verb = verb.upper()
+        limit = EXTENDED_LINE_LIMIT.get(verb, COMMAND_LINE_LIMIT)
+        if len(raw) + (0 if raw.endswith(b"\r\n") else 1) > limit:
+            self._error(codes.LINE_TOO_LONG)
+            return
+        if verb not in _KNOWN:
+            self._error(codes.COMMAND_UNRECOGNIZED)
+            return
+        refusal = _SEQUENCE.get(verb, {}).get(self.state)
+        if refusal is not None:
+            self._error(refusal)
+            return
+        getattr(self, f"_cmd_{verb.lower()}")(arg.strip(" "))
+
+    def _cmd_ehlo(self, arg: str) -> None:
+        self._hello(arg, extended=True)
+
+    def _cmd_helo(self, arg: str) -> None:
+        self._hello(arg, extended=False)
+
+    def _hello(self, arg: str, *, extended: bool) -> None:
+        verb = "EHLO" if extended else "HELO"
+        if not arg or " " in arg:
+            self._error(codes.BAD_SYNTAX.with_text(f"Syntax: {verb} hostname"))
+            return
+        # RFC 5321 §4.1.4: EHLO/HELO clears the transaction and the buffers, as RSET does.
+        if self.state in (State.MAIL, State.RCPT):
+            self._events.append(Reset())
+        self._reset_transaction()
+        self.state = State.READY
+        self.helo_name = arg
+        self.esmtp = extended
+        host = self.settings.hostname
+        if not extended:
+            self._send(Reply(250, "", host))
+        else:
+            self._send(Reply(250, "", "\n".join([host, *self._extensions()])))
+        self._events.append(Hello(arg, extended))
+
+    def _extensions(self) -> list[str]:
+        settings = self.settings
+        ext = ["PIPELINING", f"SIZE {settings.max_message_size}"]
+        if settings.tls_available and not self.tls_active:
+            ext.append("STARTTLS")
+        if self._auth_offered():
+            ext.append("AUTH " + " ".join(sasl.MECHANISMS))
+        ext += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"]
+        return ext
+
+    def _auth_offered(self) -> bool:
+        settings = self.settings
+        if not settings.auth_enabled or self.authenticated_user is not None:
+            return False
+        return self.tls_active or not settings.auth_requires_tls
+
+    def _cmd_rset(self, arg: str) -> None:
+        if arg:
+            self._error(codes.BAD_SYNTAX.with_text("Syntax: RSET"))
+            return
+        if self.state in (State.MAIL, State.RCPT):
+            self._events.append(Reset())
+        self._reset_transaction()
+        if self.state is not State.CONNECTED:
+            self.state = State.READY
+        self._send(codes.RESET_OK)
+
+    def _cmd_noop(self, arg: str) -> None:
+        self._send(codes.OK)
+
+    def _cmd_quit(self, arg: str) -> None:
+        self._send(codes.BYE.with_text(f"{self.settings.hostname} closing connection"))
+        self._close()
+
+    def _cmd_vrfy(self, arg: str) -> None:
+        if not arg:
+            self._error(codes.BAD_SYNTAX.with_text("Syntax: VRFY address"))
+            return
+        self._send(codes.VRFY_CANNOT)
+
+    def _cmd_expn(self, arg: str) -> None:
+        self._error(codes.NOT_IMPLEMENTED)
+
+    def _cmd_etrn(self, arg: str) -> None:
+        self._error(codes.NOT_IMPLEMENTED)
+
+    def _cmd_turn(self, arg: str) -> None:
+        self._error(codes.NOT_IMPLEMENTED)
+
+    def _cmd_bdat(self, arg: str) -> None:
+        # CHUNKING is not advertised, so BDAT is a command we do not implement (RFC 3030 §2).
+        self._error(codes.NOT_IMPLEMENTED)
+
+    def _cmd_help(self, arg: str) -> None:
+        self._send(codes.HELP)
+
+    def _cmd_starttls(self, arg: str) -> None:
+        if self.tls_active:
+            self._error(Reply(554, "5.5.1", "Error: TLS already active"))
+            return
+        if not self.settings.tls_available:
+            self._error(codes.NOT_IMPLEMENTED)
+            return
+        if arg:
+            self._error(codes.BAD_SYNTAX.with_text("Syntax: STARTTLS"))
+            return
+        self._send(codes.START_TLS)
+        self.state = State.TLS_PENDING
+        # Whatever the client pipelined after STARTTLS was sent in clear text: drop it.
+        self._buf.clear()
+        self._pos = 0
+        self._events.append(StartTLS())
+
+    def _transaction_gate(self) -> Reply | None:
+        settings = self.settings
+        if settings.require_tls and not self.tls_active:
+            return codes.STARTTLS_FIRST
+        if settings.require_auth and self.authenticated_user is None:
+            return codes.AUTH_REQUIRED
+        return None
+
+    def _cmd_mail(self, arg: str) -> None:
+        gate = self._transaction_gate()
+        if gate is not None:
+            self._error(gate)
+            return
+        if not arg[:5].upper() == "FROM:":
+            self._error(codes.BAD_SYNTAX.with_text("Syntax: MAIL FROM:<address>"))
+            return
+        try:
+            path = parse_path(arg[5:], smtputf8=False, allow_null=True)
+        except AddressError as exc:
+            self._mail_address_error(arg[5:], exc)
+            return
+        size: int | None = None
+        body: str | None = None
+        ret: str | None = None
+        envid: str | None = None
+        smtputf8 = False
+        for name, value in path.params.items():
+            if name == "SIZE":  # RFC 1870 §6
+                if value is None or not value.isdigit():
+                    self._error(codes.BAD_SYNTAX.with_text("Bad message size syntax"))
+                    return
+                size = int(value)
+                if size > self.settings.max_message_size:
+                    self._error(codes.MESSAGE_TOO_BIG)
+                    return
+            elif name == "BODY":  # RFC 6152
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    self._error(codes.PARAM_NOT_IMPLEMENTED.with_text("Unsupported BODY type"))
+                    return
+                body = value.upper()
+            elif name == "SMTPUTF8":  # RFC 6531 §3.4
+                if value is not None:
+                    self._error(codes.BAD_SYNTAX.with_text("SMTPUTF8 takes no value"))
+                    return
+                smtputf8 = True
+            elif name == "RET":  # RFC 3461 §4.3
+                if value is None or value.upper() not in ("FULL", "HDRS"):
+                    self._error(codes.BAD_SYNTAX.with_text("Bad RET parameter syntax"))
+                    return
+                ret = value.upper()
+            elif name == "ENVID":  # RFC 3461 §4.4
+                try:
+                    envid = decode_xtext(value or "")
+                except AddressError:
+                    envid = None
+                if not value or envid is None or len(value) > 100:
+                    self._error(codes.BAD_SYNTAX.with_text("Bad ENVID parameter syntax"))
+                    return
+            elif name == "AUTH":  # RFC 4954 §5: accepted, and trusted only from ourselves
+                continue
+            else:
+                self._error(codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {name}"))
+                return
+        sender = path.address
+        if sender is not None and sender.needs_smtputf8 and not smtputf8:
+            self._error(codes.NO_SMTPUTF8)
+            return
+        self._events.append(MailFrom(sender, size, body, smtputf8, ret, envid))
+
+    def _mail_address_error(self, arg: str, exc: AddressError) -> None:
+        text = str(exc)
+        if "SMTPUTF8" in text:
+            self._error(codes.NO_SMTPUTF8)
+        else:
+            shown = arg.strip()
+            self._error(Reply(501, "5.1.7", f"{shown}: Bad sender address syntax ({text})"))
+
+    def _cmd_rcpt(self, arg: str) -> None:
+        gate = self._transaction_gate()
+        if gate is not None:
+            self._error(gate)
+            return
+        if not arg[:3].upper() == "TO:":
+            self._error(codes.BAD_SYNTAX.with_text("Syntax: RCPT TO:<address>"))
+            return
+        try:
+            path = parse_path(arg[3:], smtputf8=self.smtputf8, allow_null=False)
+        except AddressError as exc:
+            if "SMTPUTF8" in str(exc):
+                self._error(codes.NO_SMTPUTF8)
+            else:
+                reply = Reply(501, "5.1.3", f"{arg[3:].strip()}: Bad recipient address syntax ({exc})")
+                self._error(reply)
+            return
+        assert path.address is not None
+        notify: tuple[str, ...] = ()
+        orcpt: str | None = None
+        for name, value in path.params.items():
+            if name == "NOTIFY":  # RFC 3461 §4.1
+                words = tuple(w.upper() for w in (value or "").split(","))
+                valid = {"SUCCESS", "FAILURE", "DELAY"}
+                if words != ("NEVER",) and not (words and set(words) <= valid):
+                    self._error(codes.BAD_SYNTAX.with_text("Bad NOTIFY parameter syntax"))
+                    return
+                notify = words
+            elif name == "ORCPT":  # RFC 3461 §4.2
+                addr_type, semi, xtext = (value or "").partition(";")
+                try:
+                    decoded = decode_xtext(xtext)
+                except AddressError:
+                    decoded = ""
+                if not semi or not addr_type or not decoded:
+                    self._error(codes.BAD_SYNTAX.with_text("Bad ORCPT parameter syntax"))
+                    return
+                orcpt = f"{addr_type.lower()};{decoded}"
+            else:
+                self._error(codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {name}"))
+                return
+        if self.recipient_count >= self.settings.max_recipients:
+            self._error(codes.TOO_MANY_RECIPIENTS)
+            return
+        self._events.append(RcptTo(path.address, notify, orcpt))
+
+    def _cmd_data(self, arg: str) -> None:
+        if arg:
+            self._error(codes.BAD_SYNTAX.with_text("Syntax: DATA"))
+            return
+        self._events.append(DataCommand())
+
+    # ----------------------------------------------------------------- AUTH (RFC 4954)
+
+    def _cmd_auth(self, arg: str) -> None:
+        settings = self.settings
+        if not settings.auth_enabled:
+            self._error(codes.BAD_SEQUENCE.with_text("Error: authentication not enabled"))
+            return
+        if settings.auth_requires_tls and not self.tls_active:
+            self._error(codes.STARTTLS_FIRST)
+            return
+        if self.authenticated_user is not None:
+            self._error(codes.BAD_SEQUENCE.with_text("Error: already authenticated"))
+            return
+        mechanism, _, initial_text = arg.partition(" ")
+        try:
+            exchange = sasl.SaslExchange(mechanism)
+            initial = sasl.decode_response(initial_text) if initial_text else None
+            step = exchange.start(initial)
+        except sasl.SaslError as exc:
+            if "Unrecognized" in str(exc):
+                self._error(codes.AUTH_MECHANISM_UNKNOWN)
+            else:
+                self._error(Reply(501, "5.5.2", f"Error: {exc}"))
+            return
+        self._sasl = exchange
+        self._sasl_result(step)
+
+    def _handle_sasl_response(self, line: bytes) -> None:
+        exchange = self._sasl
+        assert exchange is not None
+        if line.strip() == b"*":  # RFC 4954 §4: the client cancels
+            self._sasl = None
+            self.state = State.READY
+            self._error(codes.AUTH_CANCELLED)
+            return
+        try:
+            step = exchange.step(sasl.decode_response(line.decode("ascii", "replace")))
+        except sasl.SaslError as exc:
+            self._sasl = None
+            self.state = State.READY
+            self._error(Reply(501, "5.5.2", f"Error: {exc}"))
+            return
+        self._sasl_result(step)
+
+    def _sasl_result(self, step: sasl.Challenge | sasl.Credentials) -> None:
+        if isinstance(step, sasl.Challenge):
+            self.state = State.AUTH
+            self._send(Reply(334, "", base64.b64encode(step.data).decode("ascii")))
+            return
+        self._sasl = None
+        self.state = State.READY
+        self._events.append(AuthRequest(step.mechanism, step.username, step.password, step.authzid))
+
+    # ----------------------------------------------------------------- DATA content
+
+    def _start_data(self) -> None:
+        self.state = State.DATA
+        self._at_line_start = True
+        self._line_start_after_crlf = True
+        self._data_size = 0
+        self._data_too_big = False
+        self._bare_newlines = 0
+
+    def _scan_data(self) -> bool:
+        """Move content from the buffer to events; False when more input is needed."""
+        buf = self._buf
+        pos = self._pos
+        if self._at_line_start and self._line_start_after_crlf and buf.startswith(b".\r\n", pos):
+            self._pos = pos + 3
+            self._finish_data()
+            return True
+        end = buf.find(b"\r\n.\r\n", pos)
+        if end >= 0:
+            self._emit_content(bytes(buf[pos : end + 2]))
+            self._pos = end + 5
+            self._finish_data()
+            return True
+        last_lf = buf.rfind(b"\n", pos)
+        if last_lf >= 0:
+            # A piece ending in CRLF is safe to pass on: a terminator that follows is found by
+            # the line-start check above on the next call.
+            self._emit_content(bytes(buf[pos : last_lf + 1]))
+            self._pos = last_lf + 1
+            return True
+        if len(buf) - pos > MID_LINE_CHUNK:
+            take = len(buf) - 1 if buf[-1] == 0x0D else len(buf)  # a CR may pair with a later LF
+            self._emit_content(bytes(buf[pos:take]))
+            self._pos = take
+            return True
+        return False
+
+    def _emit_content(self, piece: bytes) -> None:
+        if not piece:
+            return
+        ends_line = piece.endswith(b"\n")
+        crlf_end = piece.endswith(b"\r\n")
+        crlf = piece.count(b"\r\n")
+        if piece.count(b"\r") != crlf or piece.count(b"\n") != crlf:
+            self._bare_newlines += piece.count(b"\r") + piece.count(b"\n") - 2 * crlf
+            piece = _BARE_NEWLINE.sub(b"\r\n", piece)
+        if self._at_line_start and piece.startswith(b"."):
+            piece = piece[1:]  # RFC 5321 §4.5.2: remove the leading dot of a stuffed line
+        piece = piece.replace(b"\r\n.", b"\r\n")
+        self._at_line_start = ends_line
+        self._line_start_after_crlf = crlf_end
+        self._data_size += len(piece)
+        if self._data_too_big:
+            return
+        if self._data_size > self.settings.max_message_size:
+            self._data_too_big = True
+            self._events.append(MessageTooBig())
+            return
+        self._events.append(DataChunk(piece))
+
+    def _finish_data(self) -> None:
+        self.state = State.READY
+        if self._data_too_big:
+            self._error(codes.MESSAGE_TOO_BIG)
+            self._end_transaction()
+            return
+        self._events.append(EndOfData(self._data_size, self._bare_newlines))
+
+    def _end_transaction(self) -> None:
+        self._events.append(Reset())
+        self._reset_transaction()
+        if self.state is not State.CLOSED:
+            self.state = State.READY
+
+    def _reset_transaction(self) -> None:
+        self.recipient_count = 0
+        self.smtputf8 = False

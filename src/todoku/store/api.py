@@ -1,0 +1,151 @@
+"""The storage interface shared by SMTP ingest, POP3, the outbound queue and the CLI.
+
+Invariants every backend keeps:
+- ``commit()`` returns only when the message content and every row that refers to it are on
+  stable storage; a crash at any point before that leaves no row pointing at missing data.
+- A message's UID in a mailbox never changes and is never reused within one UIDVALIDITY.
+- Message content is immutable once committed; one blob may be shared by many mailboxes and the
+  queue, and is removed only when nothing refers to it any more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+
+class StorageFull(OSError):
+    """No space left for new data: answer 452 4.3.1 and let the client retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    address: str
+    password_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    mailbox: str
+    uid: int
+    uidvalidity: int
+    blob_id: str
+    size: int
+    received_at: float
+    sender: str
+    subject: str
+    deleted_at: float | None = None
+
+    @property
+    def unique_id(self) -> str:
+        """Stable across restarts and deletions of other messages (POP3 UIDL, RFC 1939 §7)."""
+        return f"{self.uidvalidity}.{self.uid}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecipient:
+    address: str
+    orcpt: str | None = None
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipient:
+    address: str
+    orcpt: str | None
+    notify: tuple[str, ...]
+    state: str  # "pending", "delivered", "failed"
+    last_reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: str
+    blob_id: str
+    sender: str
+    size: int
+    received_at: float
+    next_attempt: float
+    attempts: int
+    held: bool
+    envid: str | None
+    ret: str | None
+    smtputf8: bool
+    last_error: str
+    recipients: tuple[QueueRecipient, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBlob:
+    """Content written and fsynced under a temporary name, ready to be published by ``commit``."""
+
+    blob_id: str
+    temp_path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """An accepted message and where it goes: local mailboxes and/or the outbound queue."""
+
+    blob: SpooledBlob
+    sender: str  # "" for the null reverse-path
+    mailboxes: tuple[str, ...] = ()
+    remote: tuple[RemoteRecipient, ...] = ()
+    subject: str = ""
+    envid: str | None = None
+    ret: str | None = None
+    smtputf8: bool = False
+    received_at: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class BlobWriter(Protocol):
+    blob_id: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> SpooledBlob:
+        """Flush and fsync; runs in a worker thread."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class Store(Protocol):
+    # users and aliases
+    def add_user(self, address: str, password_hash: str) -> None: ...
+    def set_password(self, address: str, password_hash: str) -> bool: ...
+    def delete_user(self, address: str) -> bool: ...
+    def get_user(self, address: str) -> User | None: ...
+    def list_users(self) -> list[User]: ...
+    def add_alias(self, source: str, target: str) -> None: ...
+    def delete_alias(self, source: str, target: str | None = None) -> int: ...
+    def list_aliases(self) -> list[Alias]: ...
+    def alias_targets(self, source: str) -> list[str]: ...
+
+    # message content
+    def new_blob(self) -> BlobWriter: ...
+    def open_blob(self, blob_id: str) -> BinaryIO: ...
+    async def commit(self, message: IncomingMessage) -> str: ...
+
+    # mailboxes
+    def list_messages(self, mailbox: str) -> list[StoredMessage]: ...
+    def mark_deleted(self, mailbox: str, message_ids: list[int], when: float) -> int: ...
+    def list_deleted(self, mailbox: str) -> list[StoredMessage]: ...
+    def undelete(self, mailbox: str, message_ids: list[int] | None, since: float | None) -> int: ...
+    def purge_deleted(self, older_than: float) -> int: ...
+
+    # outbound queue
+    def list_queue(self) -> list[QueueEntry]: ...
+
+    def close(self) -> None: ...

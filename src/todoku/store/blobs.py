@@ -1,0 +1,144 @@
+"""Message content as files: write under tmp/, fsync, then rename into messages/ and fsync the directory.
+
+Crash analysis, in the order the steps happen:
+1. writing ``tmp/<id>``: a crash leaves a partial file in tmp/, which no row names; start-up
+   sweeps tmp/. The client got no 250 and sends again.
+2. ``fsync(file)``: the bytes are durable, the name is not yet.
+3. ``rename(tmp/<id> → messages/<bucket>/<id>)`` and ``fsync(messages/<bucket>)``: the name is
+   durable. A crash here leaves a complete file that no row names yet (an orphan ``fsck`` reports;
+   the client got no 250).
+4. the database commit (WAL fsync) makes the rows that point at the file durable; only then 250.
+
+The bucket is the first five hex digits of the id, which start with the time in seconds: messages
+arriving together share a directory, so one directory fsync covers a whole group commit.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from todoku.store.api import SpooledBlob, StorageFull
+
+
+def new_blob_id() -> str:
+    return f"{int(time.time()):08X}{secrets.token_hex(4).upper()}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _raise_storage(exc: OSError) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise StorageFull(exc.errno, "Insufficient system storage") from exc
+    raise exc
+
+
+class FileBlobWriter:
+    def __init__(self, store: FileBlobStore) -> None:
+        self.blob_id = new_blob_id()
+        self.temp_path = store.tmp_dir / self.blob_id
+        self._file: BinaryIO | None = open(self.temp_path, "xb")  # noqa: SIM115 - closed in finish/abort
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._failed: OSError | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._failed is not None or self._file is None:
+            return
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self._failed = exc
+            return
+        self._hash.update(data)
+        self._size += len(data)
+
+    def finish(self) -> SpooledBlob:
+        assert self._file is not None
+        try:
+            if self._failed is not None:
+                _raise_storage(self._failed)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        except OSError as exc:
+            self.abort()
+            _raise_storage(exc)
+        return SpooledBlob(self.blob_id, str(self.temp_path), self._size, self._hash.hexdigest())
+
+    def abort(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        try:
+            os.unlink(self.temp_path)
+        except OSError:
+            pass
+
+
+class FileBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.messages_dir = root / "messages"
+        for path in (self.root, self.tmp_dir, self.messages_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def sweep_tmp(self) -> int:
+        """Remove content that was never committed (a crash before step 4 above)."""
+        removed = 0
+        for entry in self.tmp_dir.iterdir():
+            try:
+                entry.unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def new_writer(self) -> FileBlobWriter:
+        try:
+            return FileBlobWriter(self)
+        except OSError as exc:
+            _raise_storage(exc)
+            raise
+
+    def path_of(self, blob_id: str) -> Path:
+        return self.messages_dir / blob_id[:5] / blob_id
+
+    def publish(self, blobs: list[SpooledBlob]) -> None:
+        """Steps 3 of the module docstring for a group: rename all, then fsync each directory once."""
+        dirs: set[Path] = set()
+        for blob in blobs:
+            final = self.path_of(blob.blob_id)
+            bucket = final.parent
+            if not bucket.is_dir():
+                bucket.mkdir(exist_ok=True)
+                dirs.add(self.messages_dir)
+            os.rename(blob.temp_path, final)
+            dirs.add(bucket)
+        for directory in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            fsync_dir(directory)
+
+    def open(self, blob_id: str) -> BinaryIO:
+        return open(self.path_of(blob_id), "rb")  # noqa: SIM115 - the caller closes it
+
+    def delete(self, blob_id: str) -> None:
+        try:
+            os.unlink(self.path_of(blob_id))
+        except FileNotFoundError:
+            pass

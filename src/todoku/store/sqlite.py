@@ -1,0 +1,483 @@
+"""The embedded default backend: SQLite (WAL, synchronous=FULL) for the index, files for content.
+
+Writes that answer a client (``commit``) go through one writer thread that gathers every message
+waiting at that moment into one transaction: concurrent SMTP sessions share the directory fsyncs
+and the WAL fsync (group commit), while each still gets its 250 only after its own data is durable.
+Other writes (CLI, POP3 deletions) use short transactions of their own; SQLite serialises them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from todoku.store.api import (
+    Alias,
+    IncomingMessage,
+    QueueEntry,
+    QueueRecipient,
+    StorageFull,
+    StoredMessage,
+    User,
+)
+from todoku.store.blobs import FileBlobStore, FileBlobWriter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    address TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (source, target)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    address TEXT PRIMARY KEY,
+    uidvalidity INTEGER NOT NULL,
+    next_uid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL REFERENCES mailboxes(address),
+    uid INTEGER NOT NULL,
+    blob_id TEXT NOT NULL REFERENCES blobs(id),
+    size INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    sender TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    deleted_at REAL,
+    UNIQUE (mailbox, uid)
+);
+CREATE INDEX IF NOT EXISTS messages_by_mailbox ON messages (mailbox, deleted_at, uid);
+CREATE INDEX IF NOT EXISTS messages_by_blob ON messages (blob_id);
+CREATE INDEX IF NOT EXISTS messages_deleted ON messages (deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queue (
+    id TEXT PRIMARY KEY,
+    blob_id TEXT NOT NULL REFERENCES blobs(id),
+    sender TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    next_attempt REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0,
+    envid TEXT,
+    ret TEXT,
+    smtputf8 INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (next_attempt);
+CREATE INDEX IF NOT EXISTS queue_by_blob ON queue (blob_id);
+CREATE TABLE IF NOT EXISTS queue_recipients (
+    queue_id TEXT NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    orcpt TEXT,
+    notify TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_reply TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (queue_id, address)
+);
+"""
+
+_MESSAGE_COLUMNS = (
+    "m.id, m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.size, m.received_at, m.sender,"
+    " m.subject, m.deleted_at"
+)
+_GROUP_LIMIT = 256
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit: 250 = durable
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+class _Pending:
+    __slots__ = ("future", "loop", "message")
+
+    def __init__(
+        self, message: IncomingMessage, loop: asyncio.AbstractEventLoop, future: asyncio.Future[str]
+    ) -> None:
+        self.message = message
+        self.loop = loop
+        self.future = future
+
+
+class SqliteStore:
+    """SQLite + files. Thread-safe: each thread reads through its own connection."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = FileBlobStore(data_dir)
+        self.db_path = data_dir / "todoku.db"
+        self._local = threading.local()
+        self._all_connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._conn().executescript(SCHEMA)
+        self._pending: queue.Queue[_Pending | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.db_path)
+            self._local.conn = conn
+            with self._connections_lock:
+                self._all_connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._pending.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+        with self._connections_lock:
+            for conn in self._all_connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all_connections.clear()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ users and aliases
+
+    def add_user(self, address: str, password_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO users (address, password_hash, created_at) VALUES (?, ?, ?)",
+                (address.lower(), password_hash, time.time()),
+            )
+
+    def set_password(self, address: str, password_hash: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE users SET password_hash = ? WHERE address = ?", (password_hash, address.lower())
+            )
+            return cur.rowcount > 0
+
+    def delete_user(self, address: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM users WHERE address = ?", (address.lower(),)).rowcount > 0
+
+    def get_user(self, address: str) -> User | None:
+        row = self._conn().execute(
+            "SELECT address, password_hash, created_at FROM users WHERE address = ?", (address.lower(),)
+        ).fetchone()
+        return User(*row) if row else None
+
+    def list_users(self) -> list[User]:
+        rows = self._conn().execute(
+            "SELECT address, password_hash, created_at FROM users ORDER BY address"
+        ).fetchall()
+        return [User(*row) for row in rows]
+
+    def add_alias(self, source: str, target: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO aliases (source, target) VALUES (?, ?)",
+                (source.lower(), target.lower()),
+            )
+
+    def delete_alias(self, source: str, target: str | None = None) -> int:
+        with self._write() as conn:
+            if target is None:
+                return conn.execute("DELETE FROM aliases WHERE source = ?", (source.lower(),)).rowcount
+            return conn.execute(
+                "DELETE FROM aliases WHERE source = ? AND target = ?", (source.lower(), target.lower())
+            ).rowcount
+
+    def list_aliases(self) -> list[Alias]:
+        rows = self._conn().execute("SELECT source, target FROM aliases ORDER BY source, target")
+        return [Alias(*row) for row in rows.fetchall()]
+
+    def alias_targets(self, source: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT target FROM aliases WHERE source = ? ORDER BY target", (source.lower(),)
+        )
+        return [row[0] for row in rows.fetchall()]
+
+    # ------------------------------------------------------------------ content and ingest
+
+    def new_blob(self) -> FileBlobWriter:
+        return self.blobs.new_writer()
+
+    def open_blob(self, blob_id: str) -> BinaryIO:
+        return self.blobs.open(blob_id)
+
+    async def commit(self, message: IncomingMessage) -> str:
+        """Make the message durable in its mailboxes and queue; returns its queue id."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._writer_loop, name="todoku-commit", daemon=True)
+            self._writer.start()
+        self._pending.put(_Pending(message, loop, future))
+        return await future
+
+    def commit_sync(self, message: IncomingMessage) -> str:
+        """The same as ``commit`` for callers without an event loop (``todoku sendmail``)."""
+        self._commit_group([message])
+        return message.blob.blob_id
+
+    def _writer_loop(self) -> None:
+        while True:
+            first = self._pending.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < _GROUP_LIMIT:
+                try:
+                    item = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                self._commit_group([p.message for p in group])
+            except BaseException as exc:  # every waiting session must hear about it
+                error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                for pending in group:
+                    pending.loop.call_soon_threadsafe(_set_exception, pending.future, error)
+            else:
+                for pending in group:
+                    blob_id = pending.message.blob.blob_id
+                    pending.loop.call_soon_threadsafe(_set_result, pending.future, blob_id)
+            if stop:
+                return
+
+    def _commit_group(self, messages: list[IncomingMessage]) -> None:
+        try:
+            self.blobs.publish([m.blob for m in messages])
+        except OSError as exc:
+            raise StorageFull(exc.errno, "Insufficient system storage") from exc
+        try:
+            with self._write() as conn:
+                for message in messages:
+                    self._insert(conn, message)
+        except sqlite3.Error as exc:
+            if _is_full(exc):
+                raise StorageFull(28, "Insufficient system storage") from exc
+            raise
+
+    def _insert(self, conn: sqlite3.Connection, message: IncomingMessage) -> None:
+        blob = message.blob
+        now = message.received_at or time.time()
+        conn.execute(
+            "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
+            (blob.blob_id, blob.size, blob.sha256, now),
+        )
+        for mailbox in dict.fromkeys(message.mailboxes):
+            uid, _ = self._next_uid(conn, mailbox)
+            conn.execute(
+                "INSERT INTO messages (mailbox, uid, blob_id, size, received_at, sender, subject)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (mailbox, uid, blob.blob_id, blob.size, now, message.sender, message.subject),
+            )
+        if message.remote:
+            conn.execute(
+                "INSERT INTO queue (id, blob_id, sender, size, received_at, next_attempt, envid, ret,"
+                " smtputf8, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    blob.blob_id,
+                    blob.blob_id,
+                    message.sender,
+                    blob.size,
+                    now,
+                    now,
+                    message.envid,
+                    message.ret,
+                    int(message.smtputf8),
+                    json.dumps(message.extra),
+                ),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO queue_recipients"
+                " (queue_id, address, orcpt, notify, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (blob.blob_id, r.address, r.orcpt, ",".join(r.notify), now)
+                    for r in message.remote
+                ],
+            )
+
+    @staticmethod
+    def _next_uid(conn: sqlite3.Connection, mailbox: str) -> tuple[int, int]:
+        row = conn.execute(
+            "UPDATE mailboxes SET next_uid = next_uid + 1 WHERE address = ?"
+            " RETURNING next_uid - 1, uidvalidity",
+            (mailbox,),
+        ).fetchone()
+        if row is None:
+            uidvalidity = int(time.time())
+            conn.execute(
+                "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, 2)",
+                (mailbox, uidvalidity),
+            )
+            return 1, uidvalidity
+        return int(row[0]), int(row[1])
+
+    # ------------------------------------------------------------------ mailboxes
+
+    def _messages(self, where: str, args: tuple[Any, ...]) -> list[StoredMessage]:
+        rows = self._conn().execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN mailboxes b ON b.address = m.mailbox"  # noqa: S608
+            f" WHERE {where} ORDER BY m.uid",
+            args,
+        ).fetchall()
+        return [StoredMessage(*row) for row in rows]
+
+    def list_messages(self, mailbox: str) -> list[StoredMessage]:
+        return self._messages("m.mailbox = ? AND m.deleted_at IS NULL", (mailbox.lower(),))
+
+    def list_deleted(self, mailbox: str) -> list[StoredMessage]:
+        return self._messages("m.mailbox = ? AND m.deleted_at IS NOT NULL", (mailbox.lower(),))
+
+    def mark_deleted(self, mailbox: str, message_ids: list[int], when: float) -> int:
+        with self._write() as conn:
+            count = 0
+            for message_id in message_ids:
+                count += conn.execute(
+                    "UPDATE messages SET deleted_at = ? WHERE id = ? AND mailbox = ?"
+                    " AND deleted_at IS NULL",
+                    (when, message_id, mailbox.lower()),
+                ).rowcount
+            return count
+
+    def undelete(self, mailbox: str, message_ids: list[int] | None, since: float | None) -> int:
+        """Bring deleted messages back under new UIDs, so POP3 clients fetch them again."""
+        mailbox = mailbox.lower()
+        with self._write() as conn:
+            query = "SELECT id FROM messages WHERE mailbox = ? AND deleted_at IS NOT NULL"
+            args: list[Any] = [mailbox]
+            if since is not None:
+                query += " AND deleted_at >= ?"
+                args.append(since)
+            ids = [row[0] for row in conn.execute(query + " ORDER BY uid", args).fetchall()]
+            if message_ids is not None:
+                wanted = set(message_ids)
+                ids = [i for i in ids if i in wanted]
+            for message_id in ids:
+                uid, _ = self._next_uid(conn, mailbox)
+                conn.execute(
+                    "UPDATE messages SET deleted_at = NULL, uid = ? WHERE id = ?", (uid, message_id)
+                )
+            return len(ids)
+
+    def purge_deleted(self, older_than: float) -> int:
+        """Forget messages deleted before ``older_than`` and remove content nothing refers to."""
+        with self._write() as conn:
+            blob_ids = [
+                row[0]
+                for row in conn.execute(
+                    "DELETE FROM messages WHERE deleted_at IS NOT NULL AND deleted_at < ?"
+                    " RETURNING blob_id",
+                    (older_than,),
+                ).fetchall()
+            ]
+            unused = self._unreferenced(conn, set(blob_ids))
+            for blob_id in unused:
+                conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        # Files go after the commit: a crash in between leaves an orphan file, never a dangling row.
+        for blob_id in unused:
+            self.blobs.delete(blob_id)
+        return len(blob_ids)
+
+    @staticmethod
+    def _unreferenced(conn: sqlite3.Connection, blob_ids: set[str]) -> list[str]:
+        unused = []
+        for blob_id in sorted(blob_ids):
+            in_mailbox = conn.execute(
+                "SELECT 1 FROM messages WHERE blob_id = ? LIMIT 1", (blob_id,)
+            ).fetchone()
+            in_queue = conn.execute("SELECT 1 FROM queue WHERE blob_id = ? LIMIT 1", (blob_id,)).fetchone()
+            if not in_mailbox and not in_queue:
+                unused.append(blob_id)
+        return unused
+
+    # ------------------------------------------------------------------ queue
+
+    def list_queue(self) -> list[QueueEntry]:
+        conn = self._conn()
+        entries = []
+        rows = conn.execute(
+            "SELECT id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
+            " smtputf8, last_error FROM queue ORDER BY received_at, id"
+        ).fetchall()
+        for row in rows:
+            recipients = tuple(
+                QueueRecipient(r[0], r[1], tuple(filter(None, r[2].split(","))), r[3], r[4])
+                for r in conn.execute(
+                    "SELECT address, orcpt, notify, state, last_reply FROM queue_recipients"
+                    " WHERE queue_id = ? ORDER BY address",
+                    (row[0],),
+                ).fetchall()
+            )
+            entries.append(
+                QueueEntry(
+                    id=row[0],
+                    blob_id=row[1],
+                    sender=row[2],
+                    size=row[3],
+                    received_at=row[4],
+                    next_attempt=row[5],
+                    attempts=row[6],
+                    held=bool(row[7]),
+                    envid=row[8],
+                    ret=row[9],
+                    smtputf8=bool(row[10]),
+                    last_error=row[11],
+                    recipients=recipients,
+                )
+            )
+        return entries
+
+
+def _set_result(future: asyncio.Future[str], value: str) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[str], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
