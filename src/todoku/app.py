@@ -171,18 +171,18 @@ def build_server(config: Config) -> Server:
     """Everything that can fail on a bad configuration happens here, before anything listens."""
     if not config.listen:
         raise ConfigError("listen: no service configured (add smtp = \"127.0.0.1:10025\" under [listen])")
-    store = open_store(config)
-    store.blobs.sweep_tmp()
-    tls_context = ensure_tls(config)
-    sockets = {}
+    check_data_dir(config)
+    sockets: dict[str, socket.socket] = {}
     try:
         for service, address in config.listen.items():
             sockets[service] = bind_socket(service, address)
+        tls_context = ensure_tls(config)
+        store = open_store(config)
     except ConfigError:
         for sock in sockets.values():
             sock.close()
-        store.close()
         raise
+    store.blobs.sweep_tmp()
     throttle = AuthThrottle(
         delay_after=config.auth_fail_delay_after,
         lockout_after=config.auth_lockout_after,
