@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -290,5 +289,3 @@ def queue_list(config: Config, as_json: bool) -> None:
     if not as_json:
         click.echo(f"-- {len(entries)} message{'s' if len(entries) != 1 else ''} in the queue")
 
-
-__all__ = ["main", "Path"]

@@ -15,7 +15,13 @@ import time
 from dataclasses import dataclass, field
 
 from todoku.config import Config
-from todoku.ingest import HeaderFacts, HeaderScan, protocol_name, received_header, submission_headers
+from todoku.ingest import (
+    HeaderFacts,
+    HeaderScan,
+    protocol_name,
+    received_header,
+    submission_headers,
+)
 from todoku.net import tls as tls_util
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory

@@ -18,7 +18,7 @@ def make_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     """RSA-2048 (what every mail client accepts), valid ten years, for ``hostname`` and loopback."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt_names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     cert = (
