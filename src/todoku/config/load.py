@@ -162,19 +162,19 @@ class _Table:
             raise ConfigError(f"{self.key(name)}: expected a table [{self.key(name)}]")
         return _Table(value, f"{self.key(name)}.")
 
-    def str(self, name: str, default: str) -> str:
+    def string(self, name: str, default: str) -> str:
         value = self.get(name, default)
         if not isinstance(value, str):
             raise ConfigError(f"{self.key(name)}: expected a string, got {value!r}")
         return value
 
-    def int(self, name: str, default: int, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
         value = self.get(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{self.key(name)}: expected a whole number >= {minimum}, got {value!r}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.key(name)}: expected true or false, got {value!r}")
@@ -211,7 +211,7 @@ def load_config(path: Path) -> Config:
 
 def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None) -> Config:
     top = _Table(data, "")
-    hostname = top.str("hostname", "localhost").lower().rstrip(".")
+    hostname = top.string("hostname", "localhost").lower().rstrip(".")
     if not _HOSTNAME.match(hostname):
         raise ConfigError(f"hostname: not a valid host name: {hostname!r}")
     domains_value = top.get("domains")
@@ -225,8 +225,8 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     for domain in domains:
         if not _HOSTNAME.match(domain):
             raise ConfigError(f"domains: not a valid domain name: {domain!r}")
-    data_dir = (base / top.str("data_dir", "./todoku-data")).resolve()
-    lang = top.str("lang", "en")
+    data_dir = (base / top.string("data_dir", "./todoku-data")).resolve()
+    lang = top.string("lang", "en")
     if lang not in LANGS:
         raise ConfigError(f"lang: must be \"en\" or \"ja\", got {lang!r}")
 
@@ -239,8 +239,8 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
 
     if top.has("tls"):
         tls_table = top.table("tls")
-        cert = base / tls_table.str("cert", "")
-        key = base / tls_table.str("key", "")
+        cert = base / tls_table.string("cert", "")
+        key = base / tls_table.string("key", "")
         for name, file in (("cert", cert), ("key", key)):
             if not tls_table.has(name):
                 raise ConfigError(f"tls.{name}: missing (or remove [tls] to use a self-signed certificate)")
@@ -253,14 +253,14 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
 
     limits = top.table("limits")
     max_size = parse_size(limits.get("max_message_size", "25MiB"), "limits.max_message_size")
-    max_recipients = limits.int("max_recipients", 1000, minimum=1)
+    max_recipients = limits.integer("max_recipients", 1000, minimum=1)
     limits.check_unknown()
 
     auth = top.table("auth")
-    plaintext_loopback = auth.bool("allow_plaintext_on_loopback", False)
-    fail_delay_after = auth.int("fail_delay_after", 3, minimum=1)
+    plaintext_loopback = auth.boolean("allow_plaintext_on_loopback", False)
+    fail_delay_after = auth.integer("fail_delay_after", 3, minimum=1)
     fail_delay = parse_duration(auth.get("fail_delay", "1s"), "auth.fail_delay")
-    lockout_after = auth.int("lockout_after", 10, minimum=1)
+    lockout_after = auth.integer("lockout_after", 10, minimum=1)
     lockout_seconds = parse_duration(auth.get("lockout_time", "15m"), "auth.lockout_time")
     auth.check_unknown()
 
@@ -279,17 +279,17 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     if not isinstance(retry_value, list) or not retry_value:
         raise ConfigError('delivery.retry: expected a list of durations like ["5m", "1h"]')
     delivery = DeliveryConfig(
-        port=delivery_table.int("port", 25, minimum=1),
+        port=delivery_table.integer("port", 25, minimum=1),
         retry=tuple(parse_duration(v, "delivery.retry") for v in retry_value),
         delay_warning=parse_duration(delivery_table.get("delay_warning", "4h"), "delivery.delay_warning"),
         max_lifetime=parse_duration(delivery_table.get("max_lifetime", "5d"), "delivery.max_lifetime"),
-        max_connections_per_domain=delivery_table.int("max_connections_per_domain", 10, minimum=1),
-        max_hops=delivery_table.int("max_hops", 50, minimum=1),
+        max_connections_per_domain=delivery_table.integer("max_connections_per_domain", 10, minimum=1),
+        max_hops=delivery_table.integer("max_hops", 50, minimum=1),
     )
     delivery_table.check_unknown()
 
     log = top.table("log")
-    log_level = log.str("level", "info").lower()
+    log_level = log.string("level", "info").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: must be debug, info, warning or error, got {log_level!r}")
     log.check_unknown()
