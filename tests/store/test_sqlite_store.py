@@ -1,0 +1,88 @@
+"""The embedded store: group commit, shared content, UIDs, deletion and purge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from todoku.store.api import IncomingMessage, RemoteRecipient
+from todoku.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path)
+    yield s
+    s.close()
+
+
+def spool(store: SqliteStore, content: bytes):  # type: ignore[no-untyped-def]
+    writer = store.new_blob()
+    writer.write(content)
+    return writer.finish()
+
+
+async def test_concurrent_commits_get_distinct_uids_and_content(store: SqliteStore) -> None:
+    async def one(i: int) -> str:
+        blob = spool(store, f"Subject: {i}\r\n\r\nbody {i}\r\n".encode())
+        return await store.commit(IncomingMessage(blob, "a@remote.test", ("alice@example.test",), subject=str(i)))
+
+    ids = await asyncio.gather(*(one(i) for i in range(200)))
+    assert len(set(ids)) == 200
+    messages = store.list_messages("alice@example.test")
+    assert [m.uid for m in messages] == list(range(1, 201))
+    for message in messages:
+        with store.open_blob(message.blob_id) as handle:
+            assert handle.read() == f"Subject: {message.subject}\r\n\r\nbody {message.subject}\r\n".encode()
+    assert not any(store.blobs.tmp_dir.iterdir()), "tmp/ holds nothing once committed"
+
+
+async def test_one_copy_for_many_recipients_and_the_queue(store: SqliteStore) -> None:
+    blob = spool(store, b"Subject: shared\r\n\r\nx\r\n")
+    await store.commit(
+        IncomingMessage(blob, "a@remote.test", ("alice@example.test", "bob@example.test"),
+                        (RemoteRecipient("c@elsewhere.test", "rfc822;C@elsewhere.test", ("FAILURE",)),))
+    )
+    files = [p for p in store.blobs.messages_dir.rglob("*") if p.is_file()]
+    assert len(files) == 1
+    [entry] = store.list_queue()
+    assert entry.recipients[0].orcpt == "rfc822;C@elsewhere.test"
+    assert entry.recipients[0].notify == ("FAILURE",)
+    assert store.list_messages("bob@example.test")[0].blob_id == entry.blob_id
+
+
+async def test_delete_undelete_new_uid_and_purge(store: SqliteStore) -> None:
+    for i in range(3):
+        blob = spool(store, f"m{i}".encode())
+        await store.commit(IncomingMessage(blob, "", ("alice@example.test",)))
+    first, second, third = store.list_messages("alice@example.test")
+    assert store.mark_deleted("alice@example.test", [second.id], when=100.0) == 1
+    assert [m.uid for m in store.list_messages("alice@example.test")] == [1, 3]
+    assert [m.id for m in store.list_deleted("alice@example.test")] == [second.id]
+    assert store.undelete("alice@example.test", None, since=None) == 1
+    back = [m for m in store.list_messages("alice@example.test") if m.id == second.id][0]
+    assert back.uid == 4 and back.unique_id != second.unique_id  # clients fetch it again
+    store.mark_deleted("alice@example.test", [first.id], when=100.0)
+    assert store.purge_deleted(older_than=99.0) == 0
+    assert store.purge_deleted(older_than=101.0) == 1
+    assert not store.blobs.path_of(first.blob_id).exists()
+    assert store.blobs.path_of(third.blob_id).exists()
+
+
+async def test_purge_keeps_content_still_queued(store: SqliteStore) -> None:
+    blob = spool(store, b"both")
+    await store.commit(IncomingMessage(blob, "", ("alice@example.test",), (RemoteRecipient("x@elsewhere.test"),)))
+    [message] = store.list_messages("alice@example.test")
+    store.mark_deleted("alice@example.test", [message.id], when=1.0)
+    assert store.purge_deleted(older_than=2.0) == 1
+    assert store.blobs.path_of(blob.blob_id).exists()
+
+
+def test_sweep_removes_uncommitted_content(store: SqliteStore) -> None:
+    writer = store.new_blob()
+    writer.write(b"never acknowledged")
+    assert store.blobs.sweep_tmp() == 1
+    assert not any(store.blobs.tmp_dir.iterdir())
