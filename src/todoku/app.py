@@ -16,11 +16,14 @@ import os
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from todoku.config import Config, ConfigError, ListenAddress
 from todoku.net import tls as tls_util
+from todoku.net.pop3_server import Pop3Context, Pop3Session
+from todoku.net.pop3_server import settings_for as pop3_settings_for
 from todoku.net.smtp_server import SmtpContext, SmtpSession, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
@@ -30,23 +33,40 @@ log = logging.getLogger("todoku.app")
 
 SHUTDOWN_GRACE = 30.0
 SMTP_SERVICES = ("smtp", "submission", "submissions")
+POP3_SERVICES = ("pop3", "pop3s")
+
+
+def purge_interval(retention: float) -> float:
+    """How often to look for deleted mail past ``retention.deleted``: often enough that it goes
+    within a tenth of the retention time, at most hourly, at least a second apart."""
+    return max(1.0, min(3600.0, retention / 10 if retention > 0 else 60.0))
+
+
+async def purge_deleted_mail(store: SqliteStore, retention: float) -> None:
+    """Forget mail deleted by POP3 clients more than ``retention`` seconds ago, forever.
+
+    The deletion times are in the database, so a restart loses nothing: the first pass runs at
+    start-up. Each pass is one short transaction in a worker thread; sessions never wait for it.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            purged = await loop.run_in_executor(None, store.purge_deleted, time.time() - retention)
+        except Exception:
+            log.exception("purging deleted mail failed; trying again later")
+        else:
+            if purged:
+                log.info("purged %d deleted message(s) past retention.deleted", purged)
+        await asyncio.sleep(purge_interval(retention))
 
 
 def check_data_dir(config: Config) -> None:
     """Fail with one clear line if the data directory cannot be used."""
-    path = config.data_dir
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"data_dir: cannot create {path}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"data_dir: {path} is not writable by this user")
-    probe = path / ".write-test"
-    try:
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"data_dir: cannot write in {path}: {exc.strerror}") from None
+    from todoku.store.datadir import data_dir_problem
+
+    problem = data_dir_problem(config.data_dir)
+    if problem is not None:
+        raise ConfigError(f"data_dir: {problem}")
 
 
 def open_store(config: Config) -> SqliteStore:
@@ -105,6 +125,8 @@ class Server:
     sockets: dict[str, socket.socket] = field(default_factory=dict)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     services: dict[str, tuple[Handler, ssl.SSLContext | None]] = field(default_factory=dict)
+    pop3: Pop3Context | None = None
+    purge_task: asyncio.Task[None] | None = None
 
     def bound_address(self, service: str) -> tuple[str, int]:
         name = self.sockets[service].getsockname()
@@ -118,6 +140,9 @@ class Server:
             )
             self.servers.append(server)
             log.info("listening for %s on %s", service, self.config.listen[service])
+        self.purge_task = asyncio.create_task(
+            purge_deleted_mail(self.store, self.config.deleted_retention), name="purge-deleted"
+        )
         self.write_listeners_file()
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -145,10 +170,23 @@ class Server:
         self.smtp.stopping = True
         for server in self.servers:
             server.close()
+        if self.purge_task is not None:
+            self.purge_task.cancel()
+        if self.pop3 is not None:
+            # POP3 sessions idle at a command get -ERR and close without UPDATE: only a
+            # client's own QUIT deletes anything (RFC 1939 §6).
+            self.pop3.stopping = True
+            for pop3_session in list(self.pop3.sessions):
+                if pop3_session.waiting_for_command and pop3_session.task is not None:
+                    pop3_session.task.cancel()
         for session in list(self.smtp.sessions):
             if session.waiting_for_command and session.task is not None:
                 session.task.cancel()
         pending = [s.task for s in self.smtp.sessions if s.task is not None]
+        if self.pop3 is not None:
+            pending += [s.task for s in self.pop3.sessions if s.task is not None]
+        if self.purge_task is not None:
+            pending.append(self.purge_task)
         if pending:
             _, still = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
             for task in still:
@@ -210,6 +248,23 @@ def build_server(config: Config) -> Server:
 
             implicit_tls = tls_context if service == "submissions" else None
             server.services[service] = (make_handler(), implicit_tls)
+    if any(service in sockets for service in POP3_SERVICES):
+        pop3 = Pop3Context(config=config, store=store, throttle=throttle, tls_context=tls_context)
+        server.pop3 = pop3
+        for service in POP3_SERVICES:
+            if service not in sockets:
+                continue
+            address = config.listen[service]
+            pop3_settings = pop3_settings_for(service, config, address.is_loopback, tls_ready=True)
+
+            def make_pop3_handler(name: str = service, s=pop3_settings) -> Handler:  # type: ignore[no-untyped-def]
+                async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                    await Pop3Session(pop3, name, s, reader, writer).run()
+
+                return handle
+
+            implicit = tls_context if service == "pop3s" else None
+            server.services[service] = (make_pop3_handler(), implicit)
     return server
 
 
