@@ -244,6 +244,101 @@ def alias_list(config: Config) -> None:
         store.close()
 
 
+@main.group()
+def mailbox() -> None:
+    """Mail that POP3 clients deleted: list it and bring it back (kept for retention.deleted)."""
+
+
+def _since(text: str) -> float:
+    """``2026-11-28``, ``2026-11-28 14:00`` (local time), ISO 8601 with an offset, or ``2h``/``3d`` ago."""
+    from datetime import datetime
+
+    from todoku.config.load import parse_duration
+
+    if text.strip() and text.strip()[-1].isalpha():
+        try:
+            return time.time() - parse_duration(text, "--since")
+        except ConfigError:
+            pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        fail(f"--since {text}: not a date (use 2026-11-28, '2026-11-28 14:00' or 2h / 3d for 'ago')")
+        raise
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+@mailbox.command("deleted")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@with_config
+def mailbox_deleted(config: Config, address: str, as_json: bool) -> None:
+    """List the messages of ADDRESS that were deleted but can still be brought back."""
+    key = local_address(config, address)
+    store = _store(config)
+    try:
+        messages = store.list_deleted(key)
+    finally:
+        store.close()
+    purge_note = ""
+    if config.deleted_retention > 0:
+        purge_note = f"; each is kept {config.deleted_retention / 86400:g} days after deletion"
+    if as_json:
+        for m in messages:
+            record = {
+                "id": m.id,
+                "date": m.received_at,
+                "from": m.sender,
+                "subject": m.subject,
+                "deleted_at": m.deleted_at,
+                "size": m.size,
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    if messages:
+        click.echo(f"{'ID':>6}  {'DATE':<16}  {'DELETED AT':<16}  {'FROM':<30}  SUBJECT")
+    for m in messages:
+        deleted = _when(m.deleted_at) if m.deleted_at is not None else "-"
+        sender = f"<{m.sender}>"
+        click.echo(f"{m.id:>6}  {_when(m.received_at):<16}  {deleted:<16}  {sender:<30}  {m.subject}")
+    plural = "s" if len(messages) != 1 else ""
+    click.echo(f"-- {len(messages)} deleted message{plural} in {key}{purge_note}")
+
+
+@mailbox.command("undelete")
+@click.argument("address")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "all_", is_flag=True, help="Bring back every deleted message.")
+@click.option("--since", metavar="DATE", help="Bring back messages deleted at or after DATE.")
+@with_config
+def mailbox_undelete(
+    config: Config, address: str, ids: tuple[int, ...], all_: bool, since: str | None
+) -> None:
+    """Put deleted messages of ADDRESS back; they get new UIDLs, so POP3 clients fetch them again.
+
+    Give message IDs (from 'todoku mailbox deleted'), or --all, or --since DATE.
+    """
+    chosen = sum((bool(ids), all_, since is not None))
+    if chosen != 1:
+        fail("say which messages: message IDs, --all, or --since DATE (exactly one of these)")
+    key = local_address(config, address)
+    since_time = _since(since) if since is not None else None
+    store = _store(config)
+    try:
+        if ids:
+            deleted = {m.id for m in store.list_deleted(key)}
+            unknown = [str(i) for i in ids if i not in deleted]
+            if unknown:
+                fail(f"{key}: no deleted message with id {', '.join(unknown)} (see 'todoku mailbox deleted')")
+        count = store.undelete(key, list(ids) if ids else None, since_time)
+    finally:
+        store.close()
+    click.echo(f"restored {count} message{'s' if count != 1 else ''} to {key}")
+
+
 @main.group("queue")
 def queue_group() -> None:
     """The outbound queue: mail waiting to be delivered to other servers."""
