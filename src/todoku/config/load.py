@@ -54,6 +54,21 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """``[policy]``: checks on mail arriving on the MX (``smtp`` listener), and DKIM rotation."""
+
+    authentication: bool = True  # SPF, DKIM and DMARC checks with Authentication-Results
+    dmarc_reject: bool = True  # honour p=reject with 550 5.7.1 (false: mark as junk instead)
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # skip every check
+    dnsbl: tuple[str, ...] = ()
+    max_connections_per_minute: int = 0  # per client IP (IPv6: per /64); 0 = no limit
+    max_messages_per_minute: int = 0
+    greylist: bool = False
+    greylist_delay: float = 300.0
+    dkim_rotation_grace: float = 3 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
     hostname: str
@@ -73,6 +88,7 @@ class Config:
     auth_lockout_after: int = 10
     auth_lockout_seconds: float = 900.0
     log_level: str = "info"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def primary_domain(self) -> str:
@@ -294,6 +310,8 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         raise ConfigError(f"log.level: must be debug, info, warning or error, got {log_level!r}")
     log.check_unknown()
 
+    policy = _policy(top.table("policy"))
+
     top.check_unknown()
     return Config(
         path=path,
@@ -314,4 +332,43 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         auth_lockout_after=lockout_after,
         auth_lockout_seconds=lockout_seconds,
         log_level=log_level,
+        policy=policy,
     )
+
+
+def _string_list(table: _Table, name: str, default: tuple[str, ...], example: str) -> tuple[str, ...]:
+    value = table.get(name, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{table.key(name)}: expected a list like {example}")
+    return tuple(v.strip() for v in value)
+
+
+def _policy(table: _Table) -> PolicyConfig:
+    import ipaddress
+
+    defaults = PolicyConfig()
+    trusted = _string_list(table, "trusted_networks", defaults.trusted_networks, '["127.0.0.0/8", "::1/128"]')
+    for network in trusted:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"{table.key('trusted_networks')}: not a network: {network!r}") from None
+    zones = _string_list(table, "dnsbl", (), '["zen.spamhaus.org"]')
+    for zone in zones:
+        if not _HOSTNAME.match(zone.lower().rstrip(".")):
+            raise ConfigError(f"{table.key('dnsbl')}: not a DNS zone: {zone!r}")
+    policy = PolicyConfig(
+        authentication=table.boolean("authentication", defaults.authentication),
+        dmarc_reject=table.boolean("dmarc_reject", defaults.dmarc_reject),
+        trusted_networks=trusted,
+        dnsbl=tuple(z.lower().rstrip(".") for z in zones),
+        max_connections_per_minute=table.integer("max_connections_per_minute", 0),
+        max_messages_per_minute=table.integer("max_messages_per_minute", 0),
+        greylist=table.boolean("greylist", False),
+        greylist_delay=parse_duration(table.get("greylist_delay", "5m"), table.key("greylist_delay")),
+        dkim_rotation_grace=parse_duration(
+            table.get("dkim_rotation_grace", "3d"), table.key("dkim_rotation_grace")
+        ),
+    )
+    table.check_unknown()
+    return policy
