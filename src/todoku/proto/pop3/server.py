@@ -178,9 +178,9 @@ class ServerConnection:
 
     def refuse(self, reply: Reply, *, close: bool = False) -> None:
         """Answer the pending decision with ``-ERR``; ``close`` ends the session after it."""
-        event = self._take(LoginRequest, Retrieve, Update)
         if reply.ok:
             raise LocalProtocolError("refuse() needs a -ERR reply")
+        event = self._take(LoginRequest, Retrieve, Update)
         self._send(reply)
         if isinstance(event, LoginRequest):
             self.state = State.AUTHORIZATION
