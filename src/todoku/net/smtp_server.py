@@ -119,6 +119,14 @@ class SmtpSession:
             await self._loop()
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
             self._log(f"lost connection from [{self.client_ip}]: {type(exc).__name__}")
+        except Exception:
+            # A bug of ours must not look like a network fault to the client: say 421 and why.
+            log.exception("%s[%s]: internal error", self.service, self.cid)
+            try:
+                self.conn.shutdown(Reply(421, "4.3.0", "Internal error, closing connection; try again later"))
+                await self._flush()
+            except (ConnectionError, ssl.SSLError, RuntimeError):
+                pass
         finally:
             self._abort_transaction()
             self.ctx.sessions.discard(self)
