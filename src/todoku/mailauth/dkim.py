@@ -277,9 +277,12 @@ class Signer:
     the message (Ed25519 first, then RSA), or b"" when the domain is not ours.
     """
 
-    def __init__(self, store: KeyStore, domains: tuple[str, ...]) -> None:
+    def __init__(
+        self, store: KeyStore, domains: tuple[str, ...], algorithms: tuple[str, ...] = (ED25519, RSA)
+    ) -> None:
         self.store = store
         self.domains = tuple(d.lower() for d in domains)
+        self.algorithms = algorithms  # both by default; one only to test a verifier on each
         self._cache: dict[str, tuple[float, DomainKeys]] = {}
 
     def ensure_all(self, now: float | None = None) -> None:
@@ -316,6 +319,8 @@ class Signer:
         include = [h.encode() for h in SIGNED_HEADERS if h in present or h == "from"]
         out = b""
         for key in self.keys(domain, now).active.keys:
+            if key.algorithm not in self.algorithms:
+                continue
             signature = dkimpy.sign(
                 message,
                 key.selector.encode(),
