@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from todoku.bounce.rules import ANY, CODE_RULES, STATUS_RULES, TEXT_RULES
+from todoku.bounce.extract import Evidence
+from todoku.bounce.rules import ANY, CODE_RULES, DECISIVE_STATUS, STATUS_RULES, TEXT_RULES
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 
@@ -46,3 +47,52 @@ def classify_reply(code: int | None, enhanced: str | None, text: str, phase: str
     if code is not None and 400 <= code < 500:
         return "onhold"
     return "undefined"
+
+
+def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: str = "") -> str:
+    """The reason word for one recipient of a parsed bounce."""
+    if kind in ("feedback", "vacation", "notbounce"):
+        return kind
+    status = evidence.status
+    action = evidence.action
+    if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
+        return "delivered"
+    phase = evidence.phase or _phase_of(evidence.context) or _phase_of(report)
+    decisive = _decisive(status)
+    if decisive:
+        return decisive
+    # The remote server's own words are the best evidence; the report around them comes next
+    # (it carries the reporting MTA's judgement: "retry timeout exceeded", "loops back").
+    reason = None
+    for text in (evidence.diagnostic, evidence.context, subject):
+        reason = reason_from_text(text, phase) if text else None
+        if reason:
+            break
+    if reason is None and action == "delayed":
+        reason = "expired"
+    if reason is None:
+        reason = reason_from_status(status)
+    if reason is None:
+        code = evidence.reply_code
+        if code is not None and code in CODE_RULES:
+            reason = CODE_RULES[code]
+        else:
+            reason = "onhold" if (code or status) else "undefined"
+    if reason == "userunknown" and phase == "data" and not status.endswith(".1.1"):
+        # The recipient was accepted at RCPT TO and refused only after the content was seen:
+        # a filter of the recipient or the site, not a missing mailbox.
+        return "filtered"
+    return reason
+
+
+def _decisive(status: str) -> str | None:
+    match = _ENHANCED.match(status)
+    if not match:
+        return None
+    return DECISIVE_STATUS.get(f"{match.group(2)}.{match.group(3)}")
+
+
+def _phase_of(text: str) -> str:
+    from todoku.bounce.extract import _phase_in
+
+    return _phase_in(text) if text else ""

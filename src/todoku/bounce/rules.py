@@ -27,94 +27,163 @@ def _rule(reason: str, regex: str, phase: str = ANY, source: str = "") -> Rule:
 
 
 TEXT_RULES: tuple[Rule, ...] = (
-    # --- not a recipient problem but the sending client: reverse DNS -------------------------
-    _rule("requireptr", r"reverse (dns|lookup)|\bptr\b.{0,40}(record|lookup|missing|fail)"
-          r"|no ptr|cannot find your hostname|client host rejected: cannot find|"
-          r"not have a reverse|rdns|ip name lookup failed|hostname.{0,20}does not resolve",
-          source="Postfix reject_unknown_client_hostname; Google 5.7.25; Yahoo/AOL rDNS replies"),
-    # --- SPF / DKIM / DMARC ------------------------------------------------------------------
-    _rule("authfailure", r"\bspf\b.{0,60}(fail|not (pass|permit|authori[sz]ed)|check)|"
-          r"\bdmarc\b|\bdkim\b.{0,40}(fail|invalid|not|signature)|sender policy framework|"
+    # --- the mail system as a whole: loops, DNS, null MX, local programs ------------------------
+    _rule("blocked", r"block ?list|black ?listed by|dnsbl|\bRBL\b|spamhaus|spamcop|"
+          r"blocked using|banned sending|ip .{0,20}(is |was )?(listed|banned)|blocked for abuse|"
+          r"^\d{3}[ -]blocked\b|bloquee", source="Postfix reject_rbl_client 'blocked using', "
+          "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange"),
+    _rule("notaccept", r"responded with code noerror|null mx|does not accept (any )?mail|"
+          r"accepts no mail|(mx|srv) record indicated no smtp service|"
+          r"not accepting network messages|couldn't find a mail exchanger",
+          source="RFC 7505 §3 (556 5.1.10), RFC 3463 X.3.2, qmail 'couldn't find a mail "
+          "exchanger or IP address', Exim 'no SMTP service', Gmail 'responded with code NOERROR'"),
+    _rule("networkerror", r"hop count exceeded|routing loop|mail loop|loops? back to myself|"
+          r"too many (hops|received headers)|dns query failed|host not found, try again|"
+          r"malformed or unexpected name server reply|network error on destination|"
+          r"responded with code (nxdomain|servfail)",
+          source="Postfix 'mail for X loops back to myself', Exim 'Too many Received headers', "
+          "Domino 'Maximum hop count', Gmail 'DNS Error ... NXDOMAIN', RFC 5321 §6.3"),
+    _rule("mailererror", r"mailer error|procmail|mailer \S+ died|command (died|failed)|"
+          r"exited with|deliver(y)? to (a )?(pipe|program)|pipe to \||^\d{1,3}$",
+          source="sendmail 'mailer prog died with signal', Exim pipe transport, Diagnostic-Code "
+          "x-unix (a bare exit status)"),
+    _rule("systemfull", r"insufficient (disk|system) (space|storage)|(disk|queue|system) (is )?full",
+          source="RFC 3463 X.3.1/X.4.5, sendmail 452 4.4.5 'Insufficient disk space'"),
+    _rule("systemerror", r"internal (system |server )?error|unable to contact ldap|"
+          r"service (is )?(currently |temporarily )?unavailable|system error|"
+          r"local (configuration|error)|misconfigur|config(uration)? error",
+          source="RFC 3463 X.3.0/X.3.5, qmail 'Unable to contact LDAP server', RFC 5321 421"),
+    # --- the sending client: reverse DNS, reputation, rate -----------------------------------------
+    _rule("requireptr", r"reverse (dns|lookup|hostname)|\bptr\b|cannot find your (hostname|reverse)|"
+          r"client host rejected: cannot find|ip name lookup failed|rdns|"
+          r"mismatches client ip|unverifyable sending ips|may not be mail exchanger|"
+          r"hostname.{0,20}does not resolve|no reverse", source="Postfix "
+          "reject_unknown_client_hostname 450 4.7.1, Google 5.7.25, Outlook 'mismatches client ip'"),
+    _rule("badreputation", r"reputation|likely suspicious", source="Microsoft 4.7.650 "
+          "'rate limited due to IP reputation', Gmail 5.7.1 'very low reputation'"),
+    _rule("speeding", r"too many recipients this hour|sending (too fast|rate)|"
+          r"too many messages (in|per)|hourly (limit|quota)", source="GoDaddy IB607, Yahoo"),
+    _rule("toomanyconn", r"too many (connections|concurrent|sessions|simultaneous)|"
+          r"connection (frequency|rate|limit)|rate limit|throttl|try again later.{0,20}rate|"
+          r"too many recipients", source="Postfix anvil 421 4.7.0 'Too many connections', "
+          "Gmail 4.7.28, Tencent 'Connection frequency limited', RFC 5321 452 too many recipients"),
+    # --- the message's form and content ---------------------------------------------------------------
+    _rule("notcompliantrfc", r"not (rfc ?5322|rfc ?2822|rfc) compliant|"
+          r"multiple .{0,20}addresses in from|duplicate header|"
+          r"multiple (subject|from|date|to|message-id) |"
+          r"missing (a )?(required )?(date|from|message-id) header",
+          source="Gmail 550 5.7.1 'not RFC 5322 compliant', SES 'Duplicate header'"),
+    _rule("authfailure", r"\bspf\b|\bdmarc\b|\bdkim\b.{0,40}(fail|invalid|not|signature)|"
+          r"sender policy framework|authentication (information|checks?)|"
           r"not (designated|authori[sz]ed) (to send|permitted sender)|unauthenticated email",
           source="RFC 7208 §8.4 (550 5.7.23), RFC 7489 §7.3, Google 5.7.26, Microsoft 5.7.509"),
-    # --- message content ---------------------------------------------------------------------
-    _rule("virusdetected", r"\bvirus\b|malware|infected|\bmalicious\b",
+    _rule("virusdetected", r"\bvirus|malware|infected|\bmalicious\b",
           source="ClamAV/Amavis and hosted filters"),
-    _rule("spamdetected", r"\bspam\b|junk mail|bulk mail|unsolicited|spamassassin|"
-          r"message content rejected|content.{0,20}(looks|appears|classified).{0,20}spam|"
-          r"high probability of being spam|\bUCE\b",
-          source="SpamAssassin, Gmail 5.7.1 'likely unsolicited', Yahoo, Exchange Online"),
-    # --- size and limits -----------------------------------------------------------------------
-    _rule("mesgtoobig", r"message (size|length) exceeds|message (is )?too (big|large)|"
+    _rule("contenterror", r"media error|malformed (mime|header)|invalid mime|"
+          r"8-?bit (data|characters) not (allowed|accepted)", source="RFC 3463 X.6.x"),
+    _rule("policyviolation", r"policy violation|content presents a potential|"
+          r"(attachment|file type|extension).{0,30}(not allowed|prohibited|blocked|rejected)|"
+          r"prohibited (attachment|content)|header error",
+          source="Gmail 552 5.7.0 'content presents a potential security issue', X.7.x policy"),
+    _rule("spamdetected", r"\bspam\b(?!ming)|junk mail|bulk mail|unsolicited|spamassassin|"
+          r"message content rejected|looks like spam|\bUCE\b|blacklisted url|uribl",
+          source="SpamAssassin, Gmail 5.7.1 'likely unsolicited', URIBL lookups"),
+    # --- size and limits ----------------------------------------------------------------------------------
+    _rule("exceedlimit", r"exceeds (the )?(administrative|per.recipient) limit|"
+          r"length exceeds (administrative )?limit|recipsizelimit|too large for this recipient|"
+          r"limit set by recipient", source="RFC 3463 X.2.3, Exchange RESOLVER.RST.RecipSizeLimit"),
+    _rule("mesgtoobig", r"message (size|length) exceeds|message (is |was )?too (big|large)|"
           r"exceeds (the )?(maximum|fixed) (allowed )?(message )?size|size limit|"
-          r"message file too big|mail size|size exceeds", source="RFC 1870 §6 552 5.3.4; Postfix, Exim"),
-    _rule("mailboxfull", r"(mailbox|mail ?box|inbox|mail folder|user|account|disk)"
-          r".{0,30}(full|quota|over (the )?(quota|limit)|storage)|quota exceeded|"
-          r"over ?quota|exceeded (the )?(storage|quota)|insufficient (disk )?space|"
-          r"out of (storage|space)|not enough (storage|space)",
+          r"message file too big|mail size|size exceeds|line limit exceeded|too big",
+          source="RFC 1870 §6 552 5.3.4; Postfix, Exim, sendmail"),
+    _rule("mailboxfull", r"(mailbox|mail ?box|inbox|mail folder|user|account|recipient)"
+          r".{0,30}(\bfull\b|quota|over (the )?limit|exceeds (allowed|the) size)|"
+          r"quota exceeded|over ?quota|exceeded (the |their )?(storage|quota)|"
+          r"insufficient space|out of (storage|space)|not enough (storage|space)|"
+          r"mailbox exceeds",
           source="RFC 3463 X.2.2; Postfix virtual 'Mailbox full', Gmail 'OverQuotaTemp'"),
-    # --- the recipient ---------------------------------------------------------------------------
+    # --- the sender: authentication, address ------------------------------------------------------------
+    _rule("securityerror", r"authentication (is )?required|must (be )?authenticat|"
+          r"relay through this server without|auth(entication)? credentials invalid|"
+          r"login failed|smtp auth", source="RFC 4954 §6 530 5.7.0 / 535 5.7.8, MessageLabs"),
+    _rule("rejected", r"sender (address )?(rejected|denied|refused|not allowed|unknown|invalid)|"
+          r"(domain|address) of sender|sender domain|not owned by user|unroutable sender|"
+          r"sender.{0,20}(verify|verification) failed|invalid sender|from: domain is invalid|"
+          r"purported responsible address|sending to/from an address|"
+          r"mail rejected by destination domain|permission to post|\bgoogle groups\b|"
+          r"from a different address or alias|unexpected volume|not a member of",
+          source="Postfix 553 5.7.1 'Sender address rejected: not owned by user', "
+          "reject_unknown_sender_domain, Exim 'Unroutable sender address', Google Groups, "
+          "Yahoo TSS04, mailing-list managers 'not a member'"),
+    # --- the recipient ------------------------------------------------------------------------------------------
     _rule("hasmoved", r"has moved|no longer (at|with)|address (has )?changed|moved to",
           source="RFC 5321 §3.4 551 User not local; please try <forward-path>"),
-    _rule("suspend", r"(account|mailbox|user|address).{0,30}(suspended|disabled|inactive|deactivated|"
-          r"expired|locked|frozen|blocked)|is (currently )?(suspended|disabled|inactive)|"
-          r"not active|temporarily (disabled|unavailable)",
-          source="Gmail 'account ... disabled', Yahoo 'inactive', Exchange 'disabled'"),
+    _rule("suspend", r"(account|mailbox|user|address)\S*.{0,40}(suspended|disabled|inactive|"
+          r"deactivated|expired|(temporary|temporarily )?locked|frozen)|"
+          r"is (currently )?(suspended|disabled|inactive)|not active",
+          source="Gmail 'account ... disabled', Yahoo 'inactive', RFC 3463 X.2.1"),
+    _rule("hostunknown", r"host(name)? (or domain name )?(not found|unknown)|unknown host|"
+          r"domain (not found|does not exist|unknown|is not reachable)|"
+          r"name or service not known|nxdomain|no such (domain|host)|"
+          r"unrouteable (mail )?(domain|address)|unknown domain|bad destination system|"
+          r"account or domain may not exist|^\d{3} \S+\.\S+ does not exist",
+          source="Postfix 'Host or domain name not found', Exim 'Unrouteable address', "
+          "RFC 3463 X.1.2, Outlook 'domain is not reachable'"),
     _rule("userunknown", r"user ?unknown|unknown (user|recipient|local.?part|mailbox|address)|"
           r"no such (user|mailbox|recipient|address|account|person)|"
-          r"(user|mailbox|recipient|address|account).{0,40}(does not exist|doesn't exist|"
-          r"not exist|not found|unknown|is unavailable|invalid|not valid)|"
-          r"invalid (recipient|mailbox|address|user)|not a valid (recipient|mailbox|user)|"
-          r"recipient (address )?rejected|no mailbox|mailbox unavailable|"
-          r"not listed in|unrouteable address|unknown or illegal alias|no valid recipients",
-          source="Postfix 'User unknown in local recipient table', Exim 'Unrouteable address', "
-          "sendmail '... User unknown', Gmail 5.1.1, Exchange RESOLVER.ADR.RecipNotFound"),
-    # --- domains and routing -----------------------------------------------------------------------
-    _rule("notaccept", r"null mx|does not accept (any )?mail|accepts no mail|no mail (is )?accepted",
-          source="RFC 7505 §3 (556 5.1.10)"),
-    _rule("hostunknown", r"host(name)? (not found|unknown)|unknown host|domain (not found|"
-          r"does not exist|unknown)|name or service not known|nxdomain|no such (domain|host)|"
-          r"unrouteable mail domain|unknown domain|domain name not found|host not found",
-          source="Postfix 'Host or domain name not found', Exim 'unrouteable mail domain'"),
+          r"(user|mailbox|recipient|address|account|userid)\S*.{0,40}(does not exist|doesn't "
+          r"exist|not exist|not found|wasn.t found|is unknown|invalid|not valid)|"
+          r"invalid (recipient|mailbox|address|user|final delivery)|"
+          r"not a valid (recipient|mailbox|user)|no mailbox|mailbox unavailable|"
+          r"doesn't have an? \S+ account|unknown or illegal alias|no valid recipients|"
+          r"address rejected|unable to deliver message to|bad destination mailbox|not listed in",
+          source="Postfix 'User unknown in local recipient table', sendmail '... User unknown', "
+          "Gmail 5.1.1, Exchange RESOLVER.ADR.RecipNotFound, Yahoo 'doesn't have a ... account', "
+          "Domino 'not listed in Domino Directory'"),
     _rule("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
-          r"not permitted to relay|unable to relay|we do not relay|"
-          r"not (a )?(local|our) (domain|host)|cannot relay",
+          r"not permitted to relay|unable to relay|we do not relay|cannot relay|"
+          r"not (a )?(local|our) (domain|host)",
           source="Postfix 554 5.7.1 'Relay access denied', sendmail 550 5.7.1 'Relaying denied'"),
-    _rule("toomanyconn", r"too many (connections|concurrent|sessions|messages|recipients|mails)|"
-          r"rate limit|(connection|message) (rate|limit)|try again later.{0,20}rate|"
-          r"exceeded .{0,20} rate|throttl",
-          source="Postfix anvil 421 4.7.0, Gmail 4.7.28, Yahoo TS01/TS02"),
-    _rule("blocked", r"block ?list|black ?list|\bRBL\b|spamhaus|spamcop|barracuda|"
-          r"(your|client|sender'?s?) (ip|host).{0,40}(blocked|rejected|listed|banned|denied)|"
-          r"blocked using|ip .{0,20}(is |was )?(listed|blocked|banned)|"
-          r"connection (refused|rejected|denied)|access denied|poor reputation|reputation",
-          source="Postfix reject_rbl_client 'blocked using', Spamhaus, Microsoft S3140"),
+    # --- gave up, or could not connect ------------------------------------------------------------------
     _rule("expired", r"retry time(out)? exceeded|could not be delivered (with)?in|"
-          r"message expired|delivery time expired|too long in queue|queue lifetime|"
-          r"gave up|timeout waiting",
-          source="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days'"),
-    _rule("networkerror", r"(connection|network).{0,20}(timed out|timeout|reset|lost)|"
-          r"mail loop|loops back to myself|too many hops|dns (error|failure|lookup)|"
-          r"lookup failed|no route to host",
-          source="Postfix 'loops back to myself', Exim 'Too many Received headers', RFC 5321 §6.3"),
-    _rule("securityerror", r"authentication (required|failed)|must (be )?authenticat|"
-          r"auth(entication)? credentials invalid|login failed",
-          source="RFC 4954 §6 530 5.7.0 / 535 5.7.8"),
-    _rule("rejected", r"sender (address )?(rejected|denied|refused|not allowed|unknown)|"
-          r"(domain|address) of sender|sender domain|not owned by user|"
-          r"sender.{0,20}(verify|verification) failed|invalid sender",
-          source="Postfix 553 5.7.1 'Sender address rejected: not owned by user', "
-          "reject_unknown_sender_domain"),
-    _rule("systemfull", r"(disk|queue|system) (is )?full|insufficient system storage",
-          source="RFC 3463 X.3.1, RFC 5321 452"),
-    _rule("mailererror", r"procmail|mailer error|\bpipe\b|command (died|failed)|"
-          r"exit (code|status)|deliver(y)? to (a )?(pipe|program)",
-          source="sendmail 'mailer prog died', Postfix pipe(8), Exim pipe transport"),
-    _rule("policyviolation", r"policy|prohibited|not allowed|attachment", source="generic"),
+          r"message expired|delivery time expired|too long in queue|queue lifetime|envelope expired|"
+          r"gave up|giving up|have been failing for a long|will be retried|"
+          r"did not accept our requests to connect|(connection|operation) timed out|"
+          r"unable to connect|establish an smtp connection|timeout waiting|"
+          r"could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable",
+          source="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', "
+          "Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD"),
+    _rule("blocked", r"(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|"
+          r"listed|banned|denied)|blocked (by|for)|spamming|smtp server of your isp|"
+          r"not accepting connections|invalid ip for sending|service refuse|relay quota|"
+          r"messages from \S+ weren't sent|connection (refused|rejected|denied)",
+          source="Postfix 'Client host rejected', Microsoft S3140, Orange 'Service refuse', "
+          "Exim relay quota"),
+    _rule("networkerror", r"(connection|network).{0,20}(reset|lost)|dns (error|failure|lookup)|"
+          r"lookup failed|no route to host", source="RFC 5321 §6.3, Postfix"),
+    _rule("syntaxerror", r"malformed address|syntax error|command not recognized",
+          source="RFC 5321 §4.2.2 500/501, Exim 'malformed address'"),
+    _rule("filtered", r"message filtered|domain.filter|rejected by a remote mail server",
+          source="SES 'Message Filtered', EZweb domain filter"),
+    # --- last resort: the generic words -------------------------------------------------------------------------
+    _rule("policyviolation", r"\bpolicy\b|prohibited|not allowed", source="generic X.7.x wording"),
+    _rule("rejected", r"access denied|\bdenied\b", source="generic 5.7.1 'Access denied'"),
+    _rule("blocked", r"\bblocked\b|^\d{3}[ -]rejected$", source="generic"),
 )
+
+# Enhanced status codes specific enough to outrank the wording (RFC 3463 §3.1: the detail names one
+# cause). Vague ones (X.0.0, X.1.0, X.2.0, X.7.0, X.7.1 ...) do not appear here.
+DECISIVE_STATUS: dict[str, str] = {
+    "1.7": "rejected",
+    "1.8": "rejected",
+    "2.3": "exceedlimit",
+    "7.20": "authfailure", "7.21": "authfailure", "7.22": "authfailure", "7.23": "authfailure",
+    "7.24": "authfailure", "7.25": "requireptr", "7.26": "authfailure", "7.27": "notaccept",
+}
 
 # RFC 3463 §3: enhanced status code → reason, most specific first (X.Y.Z before X.Y).
 STATUS_RULES: dict[str, str] = {
+    "1.0": "userunknown",     # RFC 3463 X.1.0 other address status (servers use it for RCPT)
     "1.1": "userunknown",     # RFC 3463 X.1.1 bad destination mailbox address
     "1.2": "hostunknown",     # X.1.2 bad destination system address
     "1.3": "userunknown",     # X.1.3 bad destination mailbox address syntax
@@ -125,7 +194,7 @@ STATUS_RULES: dict[str, str] = {
     "1.10": "notaccept",      # RFC 7505 §3 X.1.10 recipient address has null MX
     "2.1": "suspend",         # X.2.1 mailbox disabled, not accepting messages
     "2.2": "mailboxfull",     # X.2.2 mailbox full
-    "2.3": "mesgtoobig",      # X.2.3 message length exceeds administrative limit
+    "2.3": "exceedlimit",     # X.2.3 message length exceeds administrative limit
     "2.4": "mailererror",     # X.2.4 mailing list expansion problem
     "3.1": "systemfull",      # X.3.1 mail system full
     "3.2": "systemerror",     # X.3.2 system not accepting network messages
@@ -148,10 +217,11 @@ STATUS_RULES: dict[str, str] = {
     "6.1": "contenterror",    # X.6.1 media not supported
     "6.2": "contenterror",    # X.6.2 conversion required and prohibited
     "7.0": "securityerror",   # X.7.0 other or undefined security status
-    "7.1": "rejected",        # X.7.1 delivery not authorized, message refused
+    "7.1": "securityerror",   # X.7.1 delivery not authorized, message refused
     "7.2": "policyviolation", # X.7.2 mailing list expansion prohibited
     "7.4": "securityerror",   # X.7.4 security features not supported
     "7.5": "securityerror",   # X.7.5 cryptographic failure
+    "7.6": "securityerror",   # X.7.6 cryptographic algorithm not supported
     "7.7": "securityerror",   # X.7.7 message integrity failure
     "7.8": "securityerror",   # RFC 4954 §6 X.7.8 authentication credentials invalid
     "7.9": "securityerror",   # RFC 4954 X.7.9 mechanism too weak

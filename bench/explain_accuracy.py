@@ -1,0 +1,143 @@
+"""Accuracy and speed of the bounce analyzer over the labelled corpus (and Sisimai side by side).
+
+    .venv/bin/python bench/explain_accuracy.py [--corpus DIR] [--sisimai] [--misses]
+
+Reason accuracy is scored per labelled record (recipient): the analyzer's record for the same
+recipient (or, when none matches, the one at the same position). Status accuracy is reported on
+all records and on the records whose label is a real RFC 3463 code (not one of Sisimai's made-up
+X.0.9NN codes, which a bounce never carries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from todoku.bounce.analyze import analyze_bytes
+
+DEFAULT_CORPUS = Path("/work/shared/corpus/bounces")
+
+
+def load(corpus: Path) -> list[tuple[dict, bytes]]:
+    out = []
+    with open(corpus / "dev-labels.jsonl", encoding="utf-8") as labels:
+        for line in labels:
+            label = json.loads(line)
+            path = corpus / label["file"]
+            if path.exists():
+                out.append((label, path.read_bytes()))
+    return out
+
+
+def score(items: list[tuple[dict, bytes]], show_misses: bool = False) -> dict[str, float]:
+    n = reason_ok = rcpt_ok = status_ok = real_n = real_ok = 0
+    for label, data in items:
+        results = analyze_bytes(data)
+        by_recipient = {r.recipient: r for r in results}
+        for index, record in enumerate(label["records"]):
+            n += 1
+            expected_rcpt = (record["recipient"] or "").lower()
+            got = by_recipient.get(expected_rcpt)
+            if got is None and results:
+                got = results[min(index, len(results) - 1)]
+            got_reason = got.reason if got else "(none)"
+            got_rcpt = got.recipient if got else ""
+            got_status = got.status if got else ""
+            ok_reason = got_reason == record["reason"]
+            ok_rcpt = got_rcpt == expected_rcpt
+            ok_status = got_status == record["deliverystatus"]
+            reason_ok += ok_reason
+            rcpt_ok += ok_rcpt
+            status_ok += ok_status
+            if not record["status_is_sisimai_pseudo"]:
+                real_n += 1
+                real_ok += ok_status
+            if show_misses and not (ok_reason and ok_rcpt and (ok_status or record["status_is_sisimai_pseudo"])):
+                print(
+                    f"{label['file']}#{index + 1}: "
+                    + ("" if ok_reason else f"reason {got_reason} != {record['reason']}; ")
+                    + ("" if ok_rcpt else f"rcpt {got_rcpt} != {expected_rcpt}; ")
+                    + ("" if ok_status or record["status_is_sisimai_pseudo"]
+                       else f"status {got_status} != {record['deliverystatus']}; ")
+                    + (f"diag={got.diagnostic[:110]!r}" if got else "")
+                )
+    return {
+        "records": n,
+        "reason": reason_ok / n,
+        "recipient": rcpt_ok / n,
+        "status_all": status_ok / n,
+        "status_real": real_ok / real_n if real_n else 0.0,
+    }
+
+
+def speed(items: list[tuple[dict, bytes]], rounds: int = 3) -> float:
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for _label, data in items:
+            analyze_bytes(data)
+    return rounds * len(items) / (time.perf_counter() - start)
+
+
+SISIMAI_SCRIPT = r"""
+use strict; use Sisimai; use Time::HiRes qw(time);
+my $dir = shift; my $t0 = time;
+my $v = Sisimai->make($dir, 'delivered' => 1, 'vacation' => 1) || [];
+my $t = time - $t0; printf "%d %.6f\n", scalar(@$v), $t;
+"""
+
+
+def sisimai_rate(items: list[tuple[dict, bytes]]) -> tuple[float, float] | None:
+    """Messages/s of Debian's Sisimai over the same files as a Maildir, whole run including start-up,
+    and the same for todoku's whole run (`todoku explain --json DIR`)."""
+    if shutil.which("perl") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        maildir = Path(tmp) / "cur"
+        maildir.mkdir()
+        for i, (_label, data) in enumerate(items):
+            (maildir / f"{i}.eml").write_bytes(data)
+        check = subprocess.run(["perl", "-MSisimai", "-e", "1"], capture_output=True)
+        if check.returncode != 0:
+            return None
+        start = time.perf_counter()
+        subprocess.run(["perl", "-e", SISIMAI_SCRIPT, str(maildir)], capture_output=True, check=True)
+        sisimai = len(items) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "todoku", "explain", "--json", str(maildir)],
+                       capture_output=True, check=True)
+        ours = len(items) / (time.perf_counter() - start)
+        return sisimai, ours
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--misses", action="store_true", help="print every record not matched")
+    parser.add_argument("--sisimai", action="store_true", help="also time Debian's Sisimai")
+    args = parser.parse_args()
+    items = load(args.corpus)
+    figures = score(items, args.misses)
+    print(
+        f"records {figures['records']}  reason {figures['reason']:.1%}  "
+        f"recipient {figures['recipient']:.1%}  status(real RFC 3463) {figures['status_real']:.1%}  "
+        f"status(all) {figures['status_all']:.1%}"
+    )
+    print(f"analyzer in-process: {speed(items):.0f} messages/s over {len(items)} messages")
+    if args.sisimai:
+        rates = sisimai_rate(items)
+        if rates is None:
+            print("sisimai: not installed (apt-get install -y libsisimai-perl)")
+        else:
+            sisimai, ours = rates
+            print(f"whole run: todoku explain {ours:.0f} messages/s, Sisimai {sisimai:.0f} "
+                  f"messages/s, ratio {ours / sisimai:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""One bounce message in → one Diagnosis per recipient out (the whole pipeline, still pure)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from todoku.bounce.classify import classify_evidence
+from todoku.bounce.explain import REASONS, explain_reason
+from todoku.bounce.extract import Bounce, Evidence, parse_bounce
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    recipient: str
+    reason: str
+    status: str
+    reply_code: int | None
+    remote_mta: str
+    diagnostic: str
+    permanent: bool
+    date: str
+    cause: str = ""
+    remedy: str = ""
+
+    def to_json(self, file: str) -> dict[str, object]:
+        return {"file": file, **asdict(self)}
+
+
+def _permanent(evidence: Evidence, reason: str) -> bool:
+    if evidence.action == "delayed":
+        return False
+    if evidence.status[:1] in ("4", "5"):
+        return evidence.status[0] == "5"
+    if evidence.reply_code is not None:
+        return evidence.reply_code >= 500
+    definition = REASONS.get(reason)
+    return definition.permanent if definition else True
+
+
+def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Diagnosis]:
+    if not bounce.evidence:
+        cause, remedy = explain_reason(bounce.kind if bounce.kind == "notbounce" else "undefined",
+                                       lang) if explain else ("", "")
+        reason = "notbounce" if bounce.kind == "notbounce" else "undefined"
+        return [Diagnosis("", reason, "", None, "", "", False, bounce.date, cause, remedy)]
+    out = []
+    for evidence in bounce.evidence:
+        reason = classify_evidence(bounce.kind, evidence, bounce.subject, bounce.text)
+        cause = remedy = ""
+        if explain:
+            facts = {"recipient": evidence.recipient, "remote_mta": evidence.remote_mta}
+            cause, remedy = explain_reason(reason, lang, **facts)
+        out.append(
+            Diagnosis(
+                recipient=evidence.recipient,
+                reason=reason,
+                status=evidence.status,
+                reply_code=evidence.reply_code,
+                remote_mta=evidence.remote_mta,
+                diagnostic=evidence.diagnostic,
+                permanent=_permanent(evidence, reason) if reason not in (
+                    "delivered", "vacation", "feedback") else False,
+                date=evidence.date,
+                cause=cause,
+                remedy=remedy,
+            )
+        )
+    return out
+
+
+def analyze_bytes(data: bytes, lang: str = "en", explain: bool = False) -> list[Diagnosis]:
+    return diagnose(parse_bounce(data), lang, explain)

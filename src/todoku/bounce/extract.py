@@ -1,0 +1,620 @@
+"""Evidence from a bounce message: who failed, with which status, reply code, server and words.
+
+Two sources, tried together:
+
+* RFC 3464 delivery status notifications: one ``message/delivery-status`` part whose per-recipient
+  blocks carry Final-Recipient, Action, Status, Remote-MTA and Diagnostic-Code (RFC 3464 §2.3).
+* The free-text report every MTA writes for humans (Postfix, Exim, sendmail, qmail, Exchange,
+  Gmail, Yahoo, Japanese carriers ...), which is all there is for many of them and often says
+  more than the DSN fields. We read it with sentence patterns, never per-MTA parsers: addresses
+  standing at the head of a paragraph, SMTP transcripts (``RCPT TO:<a>`` then ``550 ...``), reply
+  lines with their codes.
+
+Parsing never raises: the stdlib feed parser records defects instead (kept as evidence), and
+anything we cannot decode is read as Latin-1 rather than dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.parser import BytesParser
+
+
+
+class _ReadingPolicy(policy.EmailPolicy):
+    """``policy.default`` (never raises, records defects, RFC 6532 aware) with one change: header
+    values are handed back as unfolded strings instead of structured header objects.
+
+    Why: building the structured objects (the RFC 5322 header grammar in pure Python) costs ~90%
+    of the run time on a bounce, and the analyzer only reads a dozen header values as text. The
+    MIME walk (``get_content_type``, ``get_param``, ``get_payload(decode=True)``) works the same on
+    strings. Encoded words are decoded where we display a value (_header).
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+        if not value.isascii():
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return value.replace("\r", "").replace("\n", "")
+
+
+_PARSER = BytesParser(policy=_ReadingPolicy(raise_on_defect=False))
+
+KIND_DSN = "dsn"
+KIND_TEXT = "text"
+KIND_FEEDBACK = "feedback"
+KIND_VACATION = "vacation"
+KIND_NOTBOUNCE = "notbounce"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one bounce says about one recipient. Empty string / None: not stated."""
+
+    recipient: str
+    status: str = ""  # RFC 3463 enhanced status code as written in the bounce
+    reply_code: int | None = None  # RFC 5321 basic reply code
+    remote_mta: str = ""
+    diagnostic: str = ""  # the remote server's words (or the reporting MTA's)
+    action: str = ""  # RFC 3464 §2.3.3: failed, delayed, delivered, relayed, expanded
+    phase: str = ""  # SMTP command the failure answered: connect, helo, mail, rcpt, data
+    date: str = ""
+    context: str = ""  # the surrounding human-readable text, for classification
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    kind: str
+    subject: str = ""
+    date: str = ""
+    sender: str = ""  # who the bounce was sent to (the original sender)
+    evidence: tuple[Evidence, ...] = ()
+    feedback_type: str = ""
+    text: str = ""  # the whole human-readable report (without the returned message)
+    defects: tuple[str, ...] = field(default_factory=tuple)
+
+
+ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+"
+)
+ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+REPLY_CODE = re.compile(r"(?<![\d.#\-:/])([245][0-5]\d)(?:[ \-]|$)(?![\d.]+\s*(?:KB|MB|bytes))")
+# Where a report names the SMTP command a reply answered: Postfix "(in reply to RCPT TO command)",
+# Exim "SMTP error from remote mail server after RCPT TO:<a>", sendmail ">>> DATA" then "<<< 550",
+# qmail "most progress was RCPT TO response", mFILTER "SMTP command DATA".
+PHASE_PHRASE = re.compile(
+    r"(?:in reply to|after|progress was|smtp command:?|>>>)\s*(?:the\s+)?"
+    r"(RCPT\b|MAIL\b|end of data|end of message|DATA\b|HELO|EHLO|initial connection|"
+    r"connect)", re.IGNORECASE)
+PHASE_NAMES = {"rcpt": "rcpt", "mail": "mail", "data": "data", "end of data": "data",
+               "end of message": "data", "helo": "helo", "ehlo": "helo",
+               "initial connection": "connect", "connect": "connect"}
+# Lines that start the copy of the returned message in a single-part bounce; everything below is
+# the original mail, whose addresses and words must not be read as the bounce's.
+ORIGINAL_MARKERS = re.compile(
+    r"^(?:[-=_ *]*(?:[Bb]elow this line is a copy of the message|"
+    r"[Tt]his is a copy of the message|[Oo]riginal message (?:follows|headers? follow)|"
+    r"(?:Unsent|Undelivered|Returned|Original|Rejected) (?:message|mail|content|headers?)"
+    r"(?: (?:follows|below|text|header))?|[Mm]essage (?:text )?follows|"
+    r"[Hh]eaders? of (?:the )?(?:original|returned) message|"
+    r"The (?:original|header of the original) message)[^\n]{0,40}$"
+    r"|Content-Type: (?:message/rfc822|text/rfc822-headers))",
+    re.MULTILINE,
+)
+HEADER_BLOCK = re.compile(
+    r"^(?:Return-Path|Received|Message-I[Dd]|DKIM-Signature|X-Original-To|Delivered-To):[^\n]*\n"
+    r"(?:[ \t][^\n]*\n)*[A-Z][\w\-]*:",
+    re.MULTILINE,
+)
+# Lines that give an address to write to for help, not a failed recipient.
+CONTACT_LINE = re.compile(r"contact|assistance|send mail to|write to|questions|help desk|"
+                          r"^\s*(from|sender|reply-to|return-path|original sender)\b",
+                          re.IGNORECASE)
+NOT_RECIPIENT_LOCALS = re.compile(
+    r"^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|daemon|root|noreply|no-reply|abuse|"
+    r"bounces?|hostmaster|webmaster|nobody)$",
+    re.IGNORECASE,
+)
+AUTO_REPLY_SUBJECT = re.compile(
+    r"out of (the )?office|auto(matic|matische)? ?(reply|response|antwort)|autoreply|"
+    r"^auto:|vacation|abwesend|absence|不在|自動(応答|返信)", re.IGNORECASE
+)
+BOUNCE_SUBJECT = re.compile(
+    r"undeliver|deliver(y|ed)? (status|failure|failed|report|notification|problem)|"
+    r"returned mail|mail delivery|failure notice|could not be delivered|non.?delivery|"
+    r"not delivered|delivery (has )?failed|rejected|bounce|warning|nondeliverable|"
+    r"returning message|mail system error|failed mail|error|message (not|was not)|"
+    r"配信|送信|エラー|不能|届きません|失敗", re.IGNORECASE
+)
+BOUNCE_TEXT = re.compile(
+    r"could not be delivered|undeliverable|delivery (has )?failed|(wasn't|was not|were not) able "
+    r"to deliver|unable to deliver|permanent (fatal )?error|delivery to the following|"
+    r"following (address|recipient)|not (be )?delivered|届きませんでした|配信できません",
+    re.IGNORECASE)
+COMPLAINT_SUBJECT = re.compile(r"complaint about|abuse report|spam report|feedback report",
+                               re.IGNORECASE)
+DAEMON_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mail.?daemon|bounce|"
+                         r"mdaemon|mail administrator|nobody@|daemon@|\bsystem\b", re.IGNORECASE)
+
+
+def _decode_part(part: Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - a broken transfer encoding is evidence, not a crash
+        payload = None
+    if not isinstance(payload, bytes):
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    if charset.lower() in ("iso-2022-jp", "iso-2022-jp-2", "csiso2022jp"):
+        charset = "iso2022_jp_2"  # a superset: carriers write JIS X 0212 kanji under -jp
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")
+
+
+_TAG = re.compile(r"<(?:br|p|div|tr|li|h\d)\b[^>]*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^>]+>")
+
+
+def _html_to_text(html: str) -> str:
+    import html as html_module
+
+    text = _TAG.sub("\n", html)
+    text = re.sub(r"<(style|script)\b.*?</\1>", "", text, flags=re.IGNORECASE | re.DOTALL)
+    text = _ANY_TAG.sub(" ", text)
+    return html_module.unescape(text)
+
+
+def _header(message: Message, name: str) -> str:
+    try:
+        value = message.get(name)
+    except Exception:  # noqa: BLE001 - a header policy.default cannot parse
+        raw = message.get_all(name, failobj=[None])[0] if hasattr(message, "get_all") else None
+        value = raw
+    if value is None:
+        return ""
+    text = str(value)
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except Exception:  # noqa: BLE001 - an undecodable encoded word stays as written
+            pass
+    return text.strip()
+
+
+def _strip_type(value: str) -> str:
+    """'rfc822; a@b' → 'a@b'; 'smtp; 550 ...' → '550 ...'; 'dns; mx.example' → 'mx.example'."""
+    head, sep, tail = value.partition(";")
+    if sep and re.fullmatch(r"\s*[A-Za-z][\w\-]*\s*", head):
+        return " ".join(tail.split())
+    return " ".join(value.split())
+
+
+def _clean_address(text: str) -> str:
+    match = ADDRESS.search(text)
+    return match.group(0).strip(".").lower() if match else ""
+
+
+def _status_in(text: str) -> str:
+    for match in ENHANCED.finditer(text):
+        klass, subject, detail = match.groups()
+        # RFC 3463 §3.1: subjects 0-7; reject version numbers and IP-like accidents.
+        if int(subject) <= 7 and not (klass == "2" and subject == "0" and detail == "0"):
+            return f"{klass}.{subject}.{detail}"
+    return ""
+
+
+def _reply_code_in(text: str) -> int | None:
+    match = REPLY_CODE.search(text)
+    return int(match.group(1)) if match else None
+
+
+def _phase_in(text: str) -> str:
+    """The last command named before the first rejection (transcripts list several)."""
+    found = ""
+    for match in PHASE_PHRASE.finditer(text):
+        found = PHASE_NAMES.get(match.group(1).lower(), "")
+        if match.group(0).startswith(">>>"):
+            continue  # a transcript: the following commands may be the ones that failed
+        return found
+    return found
+
+
+@dataclass
+class _Walk:
+    texts: list[str] = field(default_factory=list)
+    dsn_blocks: list[Message] = field(default_factory=list)
+    dsn_message_fields: Message | None = None
+    original: Message | None = None
+    original_text: str = ""
+    feedback: Message | None = None
+
+
+def _walk(message: Message, walk: _Walk) -> None:
+    for part in message.walk():
+        ctype = part.get_content_type()
+        if ctype in ("message/delivery-status", "message/global-delivery-status"):
+            payload = part.get_payload()
+            blocks: list[Message] = []
+            if isinstance(payload, list):
+                blocks = [b for b in payload if isinstance(b, Message)]
+            elif isinstance(payload, str):
+                blocks = _parse_dsn_text(payload)
+            if blocks:
+                walk.dsn_message_fields = walk.dsn_message_fields or blocks[0]
+                walk.dsn_blocks.extend(blocks)
+        elif ctype == "message/feedback-report":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload:
+                walk.feedback = payload[0]
+            else:
+                walk.feedback = _parse_dsn_text(str(payload))[0] if payload else Message()
+        elif ctype in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            if walk.original is None and isinstance(payload, list) and payload:
+                walk.original = payload[0]
+            return_after_original = True
+            if return_after_original:
+                # Parts inside the returned message belong to the original mail.
+                _skip(part, walk)
+        elif ctype in ("text/rfc822-headers", "text/rfc822-header"):
+            if walk.original is None:
+                walk.original_text = _decode_part(part)
+        elif part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), str):
+            # The boundary in the body does not match the header's (StartBoundaryNotFoundDefect):
+            # read the body as one text, and pick the DSN fields out of it.
+            text = _decode_part(part)
+            fields_at = text.find("Final-Recipient:")
+            if fields_at < 0:
+                fields_at = text.find("Original-Recipient:")
+            if fields_at >= 0:
+                start = text.rfind("\n\n", 0, fields_at)
+                blocks = _parse_dsn_text(text[max(start, 0):])
+                walk.dsn_message_fields = walk.dsn_message_fields or (blocks[0] if blocks else None)
+                walk.dsn_blocks.extend(blocks)
+                text = text[: max(start, 0)]
+            walk.texts.append(text)
+        elif part.get_content_maintype() == "text" and not part.is_multipart():
+            if _inside_original(part, walk):
+                continue
+            text = _decode_part(part)
+            if ctype == "text/html":
+                if any(t for t in walk.texts):
+                    continue
+                text = _html_to_text(text)
+            walk.texts.append(text)
+
+
+def _skip(part: Message, walk: _Walk) -> None:
+    skipped = walk.__dict__.setdefault("_skipped", set())
+    for inner in part.walk():
+        if inner is not part:
+            skipped.add(id(inner))
+
+
+def _inside_original(part: Message, walk: _Walk) -> bool:
+    return id(part) in walk.__dict__.get("_skipped", set())
+
+
+def _parse_dsn_text(text: str) -> list[Message]:
+    """Split a delivery-status body the parser left as text into header blocks (RFC 3464 §2.1)."""
+    blocks = []
+    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip()):
+        if ":" in chunk:
+            blocks.append(_PARSER.parsebytes(chunk.encode("utf-8", "replace") + b"\n\n",
+                                             headersonly=True))
+    return blocks
+
+
+def _cut_original(text: str) -> tuple[str, str]:
+    """Split a single-part report into (the report, the returned message)."""
+    cut = len(text)
+    marker = ORIGINAL_MARKERS.search(text)
+    if marker and marker.start() > 0:
+        cut = marker.start()
+    block = HEADER_BLOCK.search(text, 0, cut)
+    if block and block.start() > 0:
+        cut = min(cut, block.start())
+    return text[:cut], text[cut:]
+
+
+def _excluded(message: Message, original: Message | None) -> set[str]:
+    """Addresses that are not failed recipients: the bounce's own parties and the original sender."""
+    names = set()
+    for name in ("From", "To", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
+        for address in ADDRESS.findall(_header(message, name)):
+            names.add(address.lower())
+    if original is not None:
+        for name in ("From", "Return-Path", "Sender", "Reply-To"):
+            for address in ADDRESS.findall(_header(original, name)):
+                names.add(address.lower())
+    return names
+
+
+def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
+    """Addresses in the human-readable report that look like failed recipients, with position."""
+    found: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for match in ADDRESS.finditer(report):
+        address = match.group(0).strip(".").lower()
+        local = address.rpartition("@")[0]
+        if NOT_RECIPIENT_LOCALS.match(local):
+            continue
+        line_start = report.rfind("\n", 0, match.start()) + 1
+        line_end = report.find("\n", match.end())
+        line = report[line_start:line_end if line_end >= 0 else len(report)]
+        # An address heading its own line ("<a@b>:", "  a@b", "a@b [User unknown]") is the
+        # failed recipient even when it is also the bounce's addressee (mail to oneself).
+        heading = re.match(r"\s*[<\"(]?$", report[line_start:match.start()]) is not None
+        if address in excluded and not heading:
+            continue
+        if CONTACT_LINE.search(line):
+            continue
+        # Message-IDs and URLs are not mailboxes.
+        before = report[max(0, match.start() - 12):match.start()]
+        if re.search(r"(message-id:?\s*<?|https?://\S*|=)$", before, re.IGNORECASE):
+            continue
+        if address not in seen:
+            seen.add(address)
+            found.append((address, match.start()))
+    return found
+
+
+def _segment(report: str, positions: list[int], index: int) -> str:
+    start = positions[index]
+    # Reach back to the start of the line: "550 5.1.1 <a@b>... User unknown" keeps its code.
+    line_start = report.rfind("\n", 0, start) + 1
+    end = positions[index + 1] if index + 1 < len(positions) else len(report)
+    next_line = report.rfind("\n", start, end)
+    if index + 1 < len(positions) and next_line > start:
+        end = next_line
+    return report[line_start:end]
+
+
+def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence]:
+    message_fields = walk.dsn_message_fields
+    reporting = _strip_type(_header(message_fields, "Reporting-MTA")) if message_fields else ""
+    arrival = _header(message_fields, "Arrival-Date") if message_fields else ""
+    out: list[Evidence] = []
+    for block in walk.dsn_blocks:
+        recipient_field = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
+        if not recipient_field:
+            continue
+        original_recipient = _clean_address(_strip_type(_header(block, "Original-Recipient")))
+        recipient = _clean_address(_strip_type(recipient_field)) or original_recipient
+        if not recipient:
+            continue
+        diagnostic = _strip_type(_header(block, "Diagnostic-Code"))
+        status = _status_in(_header(block, "Status"))
+        action = _header(block, "Action").lower().split(" ")[0] if _header(block, "Action") else ""
+        out.append(
+            Evidence(
+                recipient=recipient,
+                status=status,
+                reply_code=_reply_code_in(diagnostic),
+                remote_mta=_strip_type(_header(block, "Remote-MTA")) or "",
+                diagnostic=diagnostic,
+                action=action,
+                phase=_phase_in(diagnostic),
+                date=_header(block, "Last-Attempt-Date") or arrival,
+                context=_context_for(report, recipient, original_recipient),
+            )
+        )
+    del reporting
+    return out
+
+
+def _context_for(report: str, *addresses: str) -> str:
+    """The paragraph of the report that talks about this recipient (or all of it)."""
+    lowered = report.lower()
+    for address in addresses:
+        if not address:
+            continue
+        at = lowered.find(address)
+        if at >= 0:
+            start = report.rfind("\n\n", 0, at)
+            end = report.find("\n\n", at + len(address))
+            # A paragraph that is only the address ("<a@b>:") continues in the next one.
+            if end >= 0 and len(report[max(start, 0):end].strip()) < len(address) + 6:
+                following = report.find("\n\n", end + 2)
+                end = following if following >= 0 else len(report)
+            return report[max(start, 0):end if end >= 0 else len(report)]
+    return report
+
+
+_REMOTE_HOST = re.compile(
+    r"(?:host|server|remote host|mx)\s+\[?([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|"
+    r"\d{1,3}(?:\.\d{1,3}){3})\]?", re.IGNORECASE)
+_TRANSCRIPT_REPLY = re.compile(r"^\s*(?:<<<\s*)?([245]\d\d)[ \-](.*)$", re.MULTILINE)
+
+
+def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[Evidence]:
+    found = _text_recipients(report, excluded)
+    if failed_header:
+        listed = [a.lower() for a in ADDRESS.findall(failed_header)]
+        if listed:
+            positions = {address: position for address, position in found}
+            found = [(a, positions.get(a, -1)) for a in dict.fromkeys(listed)]
+    if not found:
+        return []
+    ordered = sorted((p, a) for a, p in found if p >= 0)
+    positions = [p for p, _ in ordered]
+    segments = {a: _segment(report, positions, i) for i, (_, a) in enumerate(ordered)}
+    out = []
+    for address, _position in found:
+        segment = segments.get(address, "")
+        paragraph = _context_for(report, address)
+        words = segment if _reply_code_in(segment) or len(segment.strip()) > len(address) + 8 \
+            else paragraph
+        diagnostic = _diagnostic_line(words) or _diagnostic_line(paragraph)
+        host = _REMOTE_HOST.search(words) or _REMOTE_HOST.search(paragraph)
+        out.append(
+            Evidence(
+                recipient=address,
+                status=_status_in(words) or _status_in(paragraph),
+                reply_code=_reply_code_in(diagnostic) if diagnostic else None,
+                remote_mta=host.group(1) if host else "",
+                diagnostic=diagnostic,
+                phase=_phase_in(words),
+                context=paragraph if len(paragraph) < 4000 else words,
+            )
+        )
+    return out
+
+
+def _diagnostic_line(text: str) -> str:
+    """The remote server's reply as written in a report: a '550 ...' line, joined with its
+    continuation lines, or else the text with whitespace folded."""
+    match = _TRANSCRIPT_REPLY.search(text)
+    if match is None:
+        said = re.search(r"(?:said|says|reply|replied|error|reason):?\s*([245]\d\d[ \-].*)",
+                         text, re.IGNORECASE | re.DOTALL)
+        if said:
+            return " ".join(said.group(1).split())[:500]
+        return " ".join(text.split())[:500]
+    start = match.start(1)
+    return " ".join(text[start:].split())[:500]
+
+
+def parse_bounce(data: bytes) -> Bounce:
+    """Read one message and say what kind of report it is and what it says per recipient."""
+    try:
+        message = _PARSER.parsebytes(data)
+    except Exception:  # noqa: BLE001 - the feed parser should not raise; belt and braces
+        return Bounce(kind=KIND_NOTBOUNCE, defects=("unparseable",))
+    defects = tuple(type(d).__name__ for d in getattr(message, "defects", []))
+    subject = _header(message, "Subject")
+    date = _header(message, "Date")
+    walk = _Walk()
+    try:
+        _walk(message, walk)
+    except Exception as error:  # noqa: BLE001 - a pathological MIME tree
+        defects += (f"walk: {type(error).__name__}",)
+    report_parts: list[str] = []
+    original_text = walk.original_text
+    for text in walk.texts:
+        head, tail = _cut_original(text)
+        report_parts.append(head)
+        if tail and not original_text:
+            original_text = tail
+    report = "\n\n".join(report_parts).replace("\r\n", "\n")
+    original = walk.original
+    if original is None and original_text:
+        original = _PARSER.parsebytes(
+            original_text.lstrip().encode("utf-8", "replace"), headersonly=True)
+    sender = _clean_address(_header(message, "To"))
+    ctype = message.get_content_type()
+    report_type = (message.get_param("report-type") or "") if ctype == "multipart/report" else ""
+
+    if (walk.feedback is not None or str(report_type).lower() == "feedback-report"
+            or (COMPLAINT_SUBJECT.search(subject) and original is not None)):
+        feedback = walk.feedback
+        recipient = ""
+        if feedback is not None:
+            recipient = _clean_address(_header(feedback, "Original-Rcpt-To")) or _clean_address(
+                _header(feedback, "Removal-Recipient"))
+        if not recipient and original is not None:
+            recipient = _clean_address(
+                _header(original, "X-HmXmrOriginalRecipient") or _header(original, "To"))
+        ftype = _header(feedback, "Feedback-Type").lower() if feedback is not None else ""
+        return Bounce(KIND_FEEDBACK, subject, date, sender,
+                      (Evidence(recipient=recipient, date=date, context=report),),
+                      feedback_type=ftype, text=report, defects=defects)
+
+    if '"notificationType"' in report or '"eventType"' in report:
+        from_json = _ses_notification(report, date)
+        if from_json is not None:
+            return Bounce(from_json[0], subject, date, sender, from_json[1], text=report,
+                          defects=defects)
+    excluded = _excluded(message, original)
+    evidence = _dsn_evidence(walk, report, excluded) if walk.dsn_blocks else []
+    kind = KIND_DSN if evidence else KIND_TEXT
+    if not evidence:
+        evidence = _text_evidence(report, excluded, _header(message, "X-Failed-Recipients"))
+    if evidence:
+        evidence = [e if e.date else _with_date(e, date) for e in evidence]
+
+    auto = _header(message, "Auto-Submitted").lower()
+    looks_like_bounce = bool(
+        walk.dsn_blocks or BOUNCE_SUBJECT.search(subject) or BOUNCE_TEXT.search(report)
+        or DAEMON_FROM.search(_header(message, "From")) or _header(message, "X-Failed-Recipients")
+    )
+    if not walk.dsn_blocks and (
+        auto.startswith("auto-replied") and not DAEMON_FROM.search(_header(message, "From"))
+        or AUTO_REPLY_SUBJECT.search(subject) and not BOUNCE_SUBJECT.search(subject)
+        or _header(message, "X-Autoreply") or _header(message, "X-Autorespond")
+    ):
+        recipient = _clean_address(_header(message, "From"))
+        return Bounce(KIND_VACATION, subject, date, sender,
+                      (Evidence(recipient=recipient, date=date, context=report),),
+                      text=report, defects=defects)
+    if not looks_like_bounce and not evidence:
+        return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
+    if not evidence and original is not None:
+        recipient = _clean_address(_header(original, "To"))
+        if recipient:
+            evidence = [Evidence(recipient=recipient, diagnostic=_diagnostic_line(report),
+                                 status=_status_in(report), date=date, context=report)]
+    if not looks_like_bounce and kind == KIND_TEXT:
+        return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
+    return Bounce(kind, subject, date, sender, tuple(evidence), text=report, defects=defects)
+
+
+def _with_date(evidence: Evidence, date: str) -> Evidence:
+    from dataclasses import replace
+
+    return replace(evidence, date=date)
+
+
+def _ses_notification(text: str, date: str) -> tuple[str, tuple[Evidence, ...]] | None:
+    """Amazon SES event notifications (JSON delivered by SNS): Bounce, Complaint, Delivery."""
+    import json
+
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        document, _end = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    if isinstance(document.get("Message"), str):  # an SNS envelope around the SES event
+        try:
+            document = json.loads(document["Message"])
+        except ValueError:
+            return None
+    kind = str(document.get("notificationType") or document.get("eventType") or "").lower()
+    out: list[Evidence] = []
+    if kind == "bounce":
+        bounce = document.get("bounce") or {}
+        for item in bounce.get("bouncedRecipients") or []:
+            diagnostic = str(item.get("diagnosticCode") or "")
+            out.append(Evidence(
+                recipient=str(item.get("emailAddress", "")).lower(),
+                status=_status_in(str(item.get("status") or "")) or _status_in(diagnostic),
+                reply_code=_reply_code_in(diagnostic), diagnostic=diagnostic,
+                remote_mta=str(bounce.get("remoteMtaIp") or ""),
+                action=str(item.get("action") or "failed"),
+                date=str(bounce.get("timestamp") or date), context=diagnostic))
+        return KIND_DSN, tuple(out)
+    if kind == "complaint":
+        complaint = document.get("complaint") or {}
+        for item in complaint.get("complainedRecipients") or []:
+            out.append(Evidence(recipient=str(item.get("emailAddress", "")).lower(), date=date))
+        return KIND_FEEDBACK, tuple(out)
+    if kind == "delivery":
+        delivery = document.get("delivery") or {}
+        for address in delivery.get("recipients") or []:
+            response = str(delivery.get("smtpResponse") or "")
+            out.append(Evidence(recipient=str(address).lower(), status=_status_in(response),
+                                reply_code=_reply_code_in(response), diagnostic=response,
+                                action="delivered", date=date))
+        return KIND_DSN, tuple(out)
+    return None
