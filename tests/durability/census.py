@@ -37,6 +37,7 @@ class Census:
 
     placements: dict[str, Counter[str]] = field(default_factory=dict)
     uids: dict[tuple[str, str], str] = field(default_factory=dict)  # (mailbox, "v.uid") -> blob
+    deleted: set[tuple[str, str]] = field(default_factory=set)  # (mailbox, "v.uid") marked deleted
     damaged_rows: list[str] = field(default_factory=list)
     orphans_complete: int = 0
     orphans_partial: list[str] = field(default_factory=list)
@@ -56,7 +57,7 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
             for row in conn.execute("SELECT id, size, sha256 FROM blobs").fetchall()
         }
         rows = conn.execute(
-            "SELECT m.mailbox, m.uid, b.uidvalidity, m.blob_id FROM messages m"
+            "SELECT m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.deleted_at FROM messages m"
             " JOIN mailboxes b ON b.address = m.mailbox"
         ).fetchall()
         queued = conn.execute("SELECT id, blob_id FROM queue").fetchall()
@@ -88,11 +89,13 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
         verified[blob_id] = match.group(1).decode()
         return verified[blob_id]
 
-    for mailbox, uid, uidvalidity, blob_id in rows:
+    for mailbox, uid, uidvalidity, blob_id, deleted_at in rows:
         tag = tag_of(blob_id)
         if tag is not None:
             census.placements.setdefault(tag, Counter())[mailbox] += 1
         census.uids[(mailbox, f"{uidvalidity}.{uid}")] = blob_id
+        if deleted_at is not None:
+            census.deleted.add((mailbox, f"{uidvalidity}.{uid}"))
     for _queue_id, blob_id in queued:
         tag = tag_of(blob_id)
         if tag is not None:

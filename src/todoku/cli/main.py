@@ -384,3 +384,54 @@ def queue_list(config: Config, as_json: bool) -> None:
     if not as_json:
         click.echo(f"-- {len(entries)} message{'s' if len(entries) != 1 else ''} in the queue")
 
+
+# ---------------------------------------------------------------------- integrity and backups
+
+
+def _progress_bar() -> Callable[[str, int, int], None]:
+    """A one-line progress bar on stderr when it is a terminal; silent in scripts and logs."""
+    if not sys.stderr.isatty():
+        return lambda phase, done, total: None
+    last = [0.0]
+
+    def show(phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done != total and now - last[0] < 0.1:
+            return
+        last[0] = now
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done == total else ""
+        bar = "#" * filled + "." * (width - filled)
+        click.echo(f"\r{phase:<26} [{bar}] {done}/{total}{end}", nl=False, err=True)
+
+    return show
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed; damaged files go to lost+found.")
+@with_config
+def fsck(config: Config, repair: bool) -> None:
+    """Check every message file and index record; exit 0 clean, 1 repaired, 4 problems left."""
+    from todoku.store.fsck import fsck as run_fsck
+
+    report = run_fsck(config.data_dir, repair=repair, progress=_progress_bar())
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(report.exit_status)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per recipient.")
+@click.option("--lang", type=click.Choice(["en", "ja"]), default=None,
+              help="Language of the explanations (default: the configuration's lang, else en).")
+@config_option
+@click.argument("inputs", nargs=-1, required=True, metavar="FILE_OR_DIR...")
+def explain(config_path: str | None, as_json: bool, lang: str | None, inputs: tuple[str, ...]) -> None:
+    """Say why mail bounced and what to do: bounce files, mbox files, Maildir folders or - (stdin)."""
+    from todoku.bounce.command import language_from_config, run_explain
+
+    chosen = lang or language_from_config(find_config_path(config_path))
+    status = run_explain(list(inputs), chosen, as_json, click.echo,
+                         lambda line: click.echo(line, err=True))
+    sys.exit(status)

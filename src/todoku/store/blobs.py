@@ -9,6 +9,11 @@ Crash analysis, in the order the steps happen:
    the client got no 250).
 4. the database commit (WAL fsync) makes the rows that point at the file durable; only then 250.
 
+A failure (not a crash) at steps 1 to 4 is cleaned up at once: the temporary file and any file
+already renamed for that group are removed, since no row names them and every client in the group
+is answered ``452``/``451`` and sends again. ``StorageFaults`` lets tests inject an error (or a
+simulated crash) at each step; ``fsck`` and the crash test check the outcomes listed above.
+
 The bucket is the first five hex digits of the id, which start with the time in seconds: messages
 arriving together share a directory, so one directory fsync covers a whole group commit.
 """
@@ -21,9 +26,28 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from todoku.store.api import SpooledBlob, StorageFull
+
+
+class StorageFaults(Protocol):
+    """Called just before each storage step; raising here is a fault at that step (tests only)."""
+
+    def before(self, step: str, path: Path) -> None: ...
+
+
+# The steps of the module docstring, in order, as ``StorageFaults.before`` names them.
+STEP_WRITE = "write"
+STEP_FSYNC_FILE = "fsync file"
+STEP_RENAME = "rename"
+STEP_FSYNC_DIR = "fsync dir"
+STEP_DB_COMMIT = "db commit"
+
+
+class NoFaults:
+    def before(self, step: str, path: Path) -> None:
+        return None
 
 
 def new_blob_id() -> str:
@@ -48,6 +72,7 @@ class FileBlobWriter:
     def __init__(self, store: FileBlobStore) -> None:
         self.blob_id = new_blob_id()
         self.temp_path = store.tmp_dir / self.blob_id
+        self._faults = store.faults
         self._file: BinaryIO | None = open(self.temp_path, "xb")  # noqa: SIM115 - closed in finish/abort
         self._hash = hashlib.sha256()
         self._size = 0
@@ -57,6 +82,7 @@ class FileBlobWriter:
         if self._failed is not None or self._file is None:
             return
         try:
+            self._faults.before(STEP_WRITE, self.temp_path)
             self._file.write(data)
         except OSError as exc:
             self._failed = exc
@@ -70,6 +96,7 @@ class FileBlobWriter:
             if self._failed is not None:
                 _raise_storage(self._failed)
             self._file.flush()
+            self._faults.before(STEP_FSYNC_FILE, self.temp_path)
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
@@ -92,8 +119,9 @@ class FileBlobWriter:
 
 
 class FileBlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, faults: StorageFaults | None = None) -> None:
         self.root = root
+        self.faults: StorageFaults = faults or NoFaults()
         self.tmp_dir = root / "tmp"
         self.messages_dir = root / "messages"
         for path in (self.root, self.tmp_dir, self.messages_dir):
@@ -121,18 +149,35 @@ class FileBlobStore:
         return self.messages_dir / blob_id[:5] / blob_id
 
     def publish(self, blobs: list[SpooledBlob]) -> None:
-        """Steps 3 of the module docstring for a group: rename all, then fsync each directory once."""
+        """Steps 3 of the module docstring for a group: rename all, then fsync each directory once.
+
+        On an error nothing of the group stays published (see ``unpublish``)."""
         dirs: set[Path] = set()
+        try:
+            for blob in blobs:
+                final = self.path_of(blob.blob_id)
+                bucket = final.parent
+                if not bucket.is_dir():
+                    bucket.mkdir(exist_ok=True)
+                    dirs.add(self.messages_dir)
+                self.faults.before(STEP_RENAME, final)
+                os.rename(blob.temp_path, final)
+                dirs.add(bucket)
+            for directory in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+                self.faults.before(STEP_FSYNC_DIR, directory)
+                fsync_dir(directory)
+        except Exception:
+            self.unpublish(blobs)
+            raise
+
+    def unpublish(self, blobs: list[SpooledBlob]) -> None:
+        """Remove a group whose commit failed: no row names these files and no client got 250."""
         for blob in blobs:
-            final = self.path_of(blob.blob_id)
-            bucket = final.parent
-            if not bucket.is_dir():
-                bucket.mkdir(exist_ok=True)
-                dirs.add(self.messages_dir)
-            os.rename(blob.temp_path, final)
-            dirs.add(bucket)
-        for directory in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(directory)
+            for path in (self.path_of(blob.blob_id), Path(blob.temp_path)):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def open(self, blob_id: str) -> BinaryIO:
         return open(self.path_of(blob_id), "rb")  # noqa: SIM115 - the caller closes it

@@ -28,7 +28,7 @@ from todoku.store.api import (
     StoredMessage,
     User,
 )
-from todoku.store.blobs import FileBlobStore, FileBlobWriter
+from todoku.store.blobs import STEP_DB_COMMIT, FileBlobStore, FileBlobWriter, StorageFaults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,10 +130,10 @@ class _Pending:
 class SqliteStore:
     """SQLite + files. Thread-safe: each thread reads through its own connection."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, faults: StorageFaults | None = None) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.blobs = FileBlobStore(data_dir)
+        self.blobs = FileBlobStore(data_dir, faults)
         self.db_path = data_dir / "todoku.db"
         self._local = threading.local()
         self._all_connections: list[sqlite3.Connection] = []
@@ -162,7 +162,14 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            # A failed COMMIT (disk full) can leave the transaction open; without this every
+            # later write on this connection would fail even after space comes back.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         if self._writer is not None:
@@ -296,10 +303,13 @@ class SqliteStore:
             with self._write() as conn:
                 for message in messages:
                     self._insert(conn, message)
-        except sqlite3.Error as exc:
-            if _is_full(exc):
+                self.blobs.faults.before(STEP_DB_COMMIT, self.db_path)
+        except (sqlite3.Error, OSError) as exc:
+            self.blobs.unpublish([m.blob for m in messages])
+            if isinstance(exc, OSError) or _is_full(exc):
                 raise StorageFull(28, "Insufficient system storage") from exc
-            raise
+            # Any other index failure: the adapters answer 451 for an OSError, never a traceback.
+            raise OSError(5, f"index write failed: {exc}") from exc
 
     def _insert(self, conn: sqlite3.Connection, message: IncomingMessage) -> None:
         blob = message.blob

@@ -1,0 +1,549 @@
+"""``todoku fsck``: check the data directory of the SQLite + files store, and repair it.
+
+What is checked, in this order:
+1. ``PRAGMA integrity_check`` of ``todoku.db`` (damage here cannot be repaired: restore a backup);
+2. every ``blobs`` row: its file is present, readable, and has the recorded size and SHA-256;
+3. every mailbox and queue row names content that exists; every ``blobs`` row is used by something;
+4. every file under ``messages/`` has a ``blobs`` row (otherwise it is an *orphan*);
+5. the queue: each entry has recipients and the size of its content;
+6. mailbox counters: ``next_uid`` is above every UID used, so a UID is never handed out twice.
+
+Repair never deletes message content. It moves files it cannot place into
+``lost+found/<time>/{damaged,orphans,unreferenced,stray}/``, drops rows whose content is gone or
+damaged (listing each lost message: mailbox, UID, sender, subject), re-indexes an orphan into the
+mailbox its ``Received: ... for <address>`` field names (unless that mailbox already holds the same
+message: the leftover of a crash whose sender got no 250 and sent again), and rebuilds counters.
+
+Online use: fsck reads a consistent snapshot, and each repair runs in one short write transaction,
+so it may run next to ``todoku serve``. Orphans younger than ``orphan_grace`` seconds are left
+alone, as they may belong to a commit in progress (``blobs.py`` step 3 → 4).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ORPHAN_GRACE = 600.0  # seconds: a file this recent may be a commit in progress
+BLOB_NAME = re.compile(r"^[0-9A-F]{16}$")
+_FOR_ADDRESS = re.compile(rb"\r?\n[ \t]+for <([^<>\s]+)>;")
+
+# Exit statuses, after e2fsck: 0 clean, 1 problems found and all repaired, 4 problems left.
+EXIT_CLEAN = 0
+EXIT_REPAIRED = 1
+EXIT_PROBLEMS = 4
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str  # missing, unreadable, damaged, orphan, unreferenced, stray, dangling, queue, counter, database
+    what: str  # the object, e.g. "message file 6B0A4A47B4780631"
+    detail: str  # plain words: what is wrong and what it means
+    repaired: str = ""  # what --repair did, empty when not repaired
+
+
+@dataclass(frozen=True, slots=True)
+class LostMessage:
+    mailbox: str  # or "queue"
+    uid: int
+    sender: str
+    subject: str
+    blob_id: str
+    reason: str
+
+
+@dataclass
+class FsckReport:
+    data_dir: Path
+    files_checked: int = 0
+    mailboxes: int = 0
+    queue_entries: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    lost: list[LostMessage] = field(default_factory=list)
+    lost_and_found: Path | None = None
+
+    @property
+    def unrepaired(self) -> list[Problem]:
+        return [p for p in self.problems if not p.repaired]
+
+    @property
+    def exit_status(self) -> int:
+        if not self.problems:
+            return EXIT_CLEAN
+        return EXIT_PROBLEMS if self.unrepaired else EXIT_REPAIRED
+
+    def lines(self) -> list[str]:
+        out = [
+            (
+                f"data directory {self.data_dir}: checked {self.files_checked} message files,"
+                f" {self.mailboxes} mailboxes, {self.queue_entries} queue entries"
+            ),
+        ]
+        if not self.problems:
+            out.append("no problems found")
+            return out
+        out.append(f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} found:")
+        for problem in self.problems:
+            out.append(f"  {problem.kind:<12} {problem.what}: {problem.detail}")
+            if problem.repaired:
+                out.append(f"  {'':<12} repaired: {problem.repaired}")
+        if self.lost:
+            out.append(f"{len(self.lost)} message(s) could not be kept in their mailbox:")
+            for lost in self.lost:
+                out.append(
+                    f'  {lost.mailbox} UID {lost.uid} from <{lost.sender}> "{lost.subject}"'
+                    f" ({lost.reason}; content {lost.blob_id})"
+                )
+        if self.lost_and_found is not None:
+            out.append(f"files that could not be placed were moved to {self.lost_and_found}")
+        left = self.unrepaired
+        if left:
+            out.append(
+                f"{len(left)} problem(s) left;"
+                + (
+                    " run 'todoku fsck --repair' to fix them"
+                    if not any(p.repaired for p in self.problems)
+                    else ""
+                )
+            )
+        else:
+            out.append("all problems repaired")
+        return out
+
+
+def _sha256_of(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def after_first_field(data: bytes) -> bytes:
+    """The message without its first header field (our Received), to recognise the same message
+    stored twice under different trace fields."""
+    match = re.match(rb"[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*", data)
+    return data[match.end() :] if match else data
+
+
+class _Fsck:
+    def __init__(
+        self, data_dir: Path, repair: bool, progress: Progress | None, orphan_grace: float
+    ) -> None:
+        self.data_dir = data_dir
+        self.messages_dir = data_dir / "messages"
+        self.repair = repair
+        self.progress = progress or (lambda phase, done, total: None)
+        self.orphan_grace = orphan_grace
+        self.report = FsckReport(data_dir)
+        self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        db = data_dir / "todoku.db"
+        if repair:
+            self.conn = sqlite3.connect(db, timeout=60.0, isolation_level=None)
+        else:
+            self.conn = sqlite3.connect(
+                f"file:{db}?mode=ro", uri=True, timeout=60.0, isolation_level=None
+            )
+        self.conn.execute("PRAGMA foreign_keys=ON")
+
+    def problem(self, kind: str, what: str, detail: str, repaired: str = "") -> None:
+        self.report.problems.append(Problem(kind, what, detail, repaired))
+
+    def path_of(self, blob_id: str) -> Path:
+        return self.messages_dir / blob_id[:5] / blob_id
+
+    def lost_and_found(self, category: str) -> Path:
+        directory = self.data_dir / "lost+found" / self.stamp / category
+        directory.mkdir(parents=True, exist_ok=True)
+        self.report.lost_and_found = directory.parent
+        return directory
+
+    def move_aside(self, path: Path, category: str) -> Path:
+        """Keep the bytes: rename into lost+found (same file system, so nothing is copied)."""
+        target = self.lost_and_found(category) / path.name
+        os.rename(path, target)
+        return target
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> FsckReport:
+        try:
+            if not self.check_database():
+                return self.report
+            damaged = self.check_blobs()
+            self.check_references(damaged)
+            self.check_files()
+            self.check_queue()
+            self.check_counters()
+        finally:
+            self.conn.close()
+        return self.report
+
+    def check_database(self) -> bool:
+        result = [row[0] for row in self.conn.execute("PRAGMA integrity_check").fetchall()]
+        if result != ["ok"]:
+            self.problem(
+                "database",
+                "todoku.db",
+                f"SQLite reports damage ({'; '.join(result[:3])}); restore the last backup"
+                " ('todoku restore') and run fsck again",
+            )
+            return False
+        return True
+
+    def check_blobs(self) -> dict[str, str]:
+        """Returns {blob_id: reason} for content that is gone or does not match its row."""
+        rows = self.conn.execute("SELECT id, size, sha256 FROM blobs ORDER BY id").fetchall()
+        damaged: dict[str, str] = {}
+        for done, (blob_id, size, sha256) in enumerate(rows, 1):
+            self.progress("checking message files", done, len(rows))
+            path = self.path_of(blob_id)
+            try:
+                actual_size, actual_sha = _sha256_of(path)
+            except FileNotFoundError:
+                damaged[blob_id] = "missing"
+                continue
+            except OSError as exc:
+                damaged[blob_id] = f"unreadable ({exc.strerror})"
+                continue
+            self.report.files_checked += 1
+            if actual_size != size:
+                damaged[blob_id] = f"damaged (size {actual_size}, expected {size})"
+            elif actual_sha != sha256:
+                damaged[blob_id] = "damaged (checksum does not match)"
+        # The server may have purged rows (and then their files) since the snapshot above.
+        still = {r[0] for r in self.conn.execute("SELECT id FROM blobs").fetchall()}
+        return {blob_id: why for blob_id, why in damaged.items() if blob_id in still}
+
+    def users_of(self, blob_id: str) -> tuple[list[tuple[int, str, int, str, str]], list[str]]:
+        messages = self.conn.execute(
+            "SELECT id, mailbox, uid, sender, subject FROM messages WHERE blob_id = ?", (blob_id,)
+        ).fetchall()
+        queued = [
+            r[0] for r in self.conn.execute("SELECT id FROM queue WHERE blob_id = ?", (blob_id,))
+        ]
+        return messages, queued
+
+    def check_references(self, damaged: dict[str, str]) -> None:
+        for blob_id, why in sorted(damaged.items()):
+            kind = why.split(" ", 1)[0]
+            messages, queued = self.users_of(blob_id)
+            places = [f"{m[1]} UID {m[2]}" for m in messages] + [f"queue {q}" for q in queued]
+            detail = f"{why}; used by {', '.join(places) or 'nothing'}"
+            repaired = ""
+            if self.repair:
+                repaired = self.drop_content(blob_id, messages, queued, why)
+            self.problem(kind, f"message file {blob_id}", detail, repaired)
+
+        dangling = self.conn.execute(
+            "SELECT 'messages', mailbox || ' UID ' || uid, blob_id FROM messages"
+            " WHERE blob_id NOT IN (SELECT id FROM blobs)"
+            " UNION ALL SELECT 'queue', id, blob_id FROM queue WHERE blob_id NOT IN (SELECT id FROM blobs)"
+        ).fetchall()
+        for table, what, blob_id in dangling:
+            repaired = ""
+            if self.repair:
+                path = self.path_of(blob_id)
+                if path.is_file():
+                    size, sha256 = _sha256_of(path)
+                    with self.transaction():
+                        self.conn.execute(
+                            "INSERT OR IGNORE INTO blobs (id, size, sha256, created_at) VALUES (?,?,?,?)",
+                            (blob_id, size, sha256, path.stat().st_mtime),
+                        )
+                    repaired = "its file is intact: recorded its size and checksum again"
+                else:
+                    messages, queued = self.users_of(blob_id)
+                    repaired = self.drop_content(blob_id, messages, queued, "content missing")
+            self.problem(
+                "dangling",
+                f"{table} {what}",
+                f"refers to content {blob_id} that has no record",
+                repaired,
+            )
+
+        unused = self.conn.execute(
+            "SELECT id FROM blobs WHERE id NOT IN (SELECT blob_id FROM messages)"
+            " AND id NOT IN (SELECT blob_id FROM queue)"
+        ).fetchall()
+        for (blob_id,) in unused:
+            if blob_id in damaged:
+                continue
+            repaired = ""
+            if self.repair:
+                with self.transaction():
+                    self.conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+                path = self.path_of(blob_id)
+                if path.exists():
+                    target = self.move_aside(path, "unreferenced")
+                    repaired = f"record dropped, file kept as {target}"
+                else:
+                    repaired = "record dropped"
+            self.problem(
+                "unreferenced",
+                f"message file {blob_id}",
+                "no mailbox and no queue entry uses it (a message whose index rows were lost?)",
+                repaired,
+            )
+
+    def drop_content(
+        self,
+        blob_id: str,
+        messages: list[tuple[int, str, int, str, str]],
+        queued: list[str],
+        why: str,
+    ) -> str:
+        """Drop every row naming ``blob_id`` (its content is gone or damaged); keep any bytes."""
+        for _id, mailbox, uid, sender, subject in messages:
+            self.report.lost.append(LostMessage(mailbox, uid, sender, subject, blob_id, why))
+        for queue_id in queued:
+            row = self.conn.execute("SELECT sender FROM queue WHERE id = ?", (queue_id,)).fetchone()
+            self.report.lost.append(
+                LostMessage("queue", 0, row[0] if row else "", "", blob_id, why)
+            )
+        with self.transaction():
+            self.conn.execute("DELETE FROM messages WHERE blob_id = ?", (blob_id,))
+            for queue_id in queued:
+                self.conn.execute("DELETE FROM queue_recipients WHERE queue_id = ?", (queue_id,))
+                self.conn.execute("DELETE FROM queue WHERE id = ?", (queue_id,))
+            self.conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        path = self.path_of(blob_id)
+        count = len(messages) + len(queued)
+        action = f"dropped {count} index row{'s' if count != 1 else ''}"
+        if path.exists():
+            target = self.move_aside(path, "damaged")
+            action += f"; the damaged file is kept as {target}"
+        return action
+
+    def check_files(self) -> None:
+        known = {r[0] for r in self.conn.execute("SELECT id FROM blobs").fetchall()}
+        paths: list[Path] = []
+        if self.messages_dir.is_dir():
+            for entry in sorted(self.messages_dir.iterdir()):
+                paths.extend(sorted(entry.iterdir()) if entry.is_dir() else [entry])
+        now = time.time()
+        duplicates_of: dict[str, set[str]] = {}
+        for done, path in enumerate(paths, 1):
+            self.progress("looking for orphan files", done, len(paths))
+            name = path.name
+            if not path.is_file() or not BLOB_NAME.match(name) or path.parent.name != name[:5]:
+                repaired = f"moved to {self.move_aside(path, 'stray')}" if self.repair else ""
+                self.problem("stray", str(path), "not a message file of this store", repaired)
+                continue
+            if name in known:
+                continue
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # purged meanwhile
+            if age < self.orphan_grace:
+                continue  # may be a commit in progress: look again next time
+            self.report.files_checked += 1
+            repaired = self.place_orphan(path, duplicates_of) if self.repair else ""
+            self.problem(
+                "orphan", f"message file {name}", "complete file with no index record", repaired
+            )
+
+    def place_orphan(self, path: Path, duplicates_of: dict[str, set[str]]) -> str:
+        data = path.read_bytes()
+        head = data[:8192]
+        match = _FOR_ADDRESS.search(head.split(b"\r\n\r\n", 1)[0])
+        mailbox = match.group(1).decode("ascii", "replace").lower() if match else None
+        known_mailbox = mailbox is not None and (
+            self.conn.execute("SELECT 1 FROM mailboxes WHERE address = ?", (mailbox,)).fetchone()
+            or self.conn.execute("SELECT 1 FROM users WHERE address = ?", (mailbox,)).fetchone()
+        )
+        if not known_mailbox or mailbox is None:
+            target = self.move_aside(path, "orphans")
+            return f"its mailbox is not known; kept as {target}"
+        if mailbox not in duplicates_of:
+            duplicates_of[mailbox] = set()
+            for (blob_id,) in self.conn.execute(
+                "SELECT blob_id FROM messages WHERE mailbox = ?", (mailbox,)
+            ).fetchall():
+                try:
+                    other = self.path_of(blob_id).read_bytes()
+                except OSError:
+                    continue
+                duplicates_of[mailbox].add(hashlib.sha256(after_first_field(other)).hexdigest())
+        fingerprint = hashlib.sha256(after_first_field(data)).hexdigest()
+        if fingerprint in duplicates_of[mailbox]:
+            target = self.move_aside(path, "orphans")
+            return f"{mailbox} already has this message (a crash leftover); kept as {target}"
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+        sender = str(headers.get("Return-Path", headers.get("From", ""))).strip().strip("<>")
+        subject = str(headers.get("Subject", "")).strip()[:300]
+        received_at = path.stat().st_mtime
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
+                (path.name, len(data), hashlib.sha256(data).hexdigest(), received_at),
+            )
+            uid = self.next_uid(mailbox)
+            self.conn.execute(
+                "INSERT INTO messages (mailbox, uid, blob_id, size, received_at, sender, subject)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (mailbox, uid, path.name, len(data), received_at, sender, subject),
+            )
+        duplicates_of[mailbox].add(fingerprint)
+        return f"re-indexed into {mailbox} as UID {uid}"
+
+    def next_uid(self, mailbox: str) -> int:
+        row = self.conn.execute(
+            "UPDATE mailboxes SET next_uid = next_uid + 1 WHERE address = ? RETURNING next_uid - 1",
+            (mailbox,),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        self.conn.execute(
+            "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, 2)",
+            (mailbox, int(time.time())),
+        )
+        return 1
+
+    def check_queue(self) -> None:
+        rows = self.conn.execute(
+            "SELECT q.id, q.size, b.size, (SELECT COUNT(*) FROM queue_recipients r WHERE r.queue_id = q.id)"
+            " FROM queue q LEFT JOIN blobs b ON b.id = q.blob_id"
+        ).fetchall()
+        self.report.queue_entries = len(rows)
+        for queue_id, size, blob_size, recipients in rows:
+            if recipients == 0:
+                repaired = ""
+                if self.repair:
+                    with self.transaction():
+                        self.conn.execute("DELETE FROM queue WHERE id = ?", (queue_id,))
+                    repaired = "entry removed (its content stays while anything else uses it)"
+                    self.settle_unused(queue_id)
+                self.problem(
+                    "queue",
+                    f"queue entry {queue_id}",
+                    "has no recipients: it can never be delivered",
+                    repaired,
+                )
+            elif blob_size is not None and size != blob_size:
+                repaired = ""
+                if self.repair:
+                    with self.transaction():
+                        self.conn.execute(
+                            "UPDATE queue SET size = ? WHERE id = ?", (blob_size, queue_id)
+                        )
+                    repaired = f"size set to {blob_size}"
+                self.problem(
+                    "queue",
+                    f"queue entry {queue_id}",
+                    f"records size {size}, content has {blob_size}",
+                    repaired,
+                )
+        stray = self.conn.execute(
+            "SELECT DISTINCT queue_id FROM queue_recipients WHERE queue_id NOT IN (SELECT id FROM queue)"
+        ).fetchall()
+        for (queue_id,) in stray:
+            repaired = ""
+            if self.repair:
+                with self.transaction():
+                    self.conn.execute(
+                        "DELETE FROM queue_recipients WHERE queue_id = ?", (queue_id,)
+                    )
+                repaired = "recipient rows removed"
+            self.problem("queue", f"recipients of {queue_id}", "belong to no queue entry", repaired)
+
+    def settle_unused(self, blob_id: str) -> None:
+        messages, queued = self.users_of(blob_id)
+        if messages or queued:
+            return
+        with self.transaction():
+            self.conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        path = self.path_of(blob_id)
+        if path.exists():
+            self.move_aside(path, "unreferenced")
+
+    def check_counters(self) -> None:
+        rows = self.conn.execute(
+            "SELECT b.address, b.next_uid, MAX(m.uid) FROM mailboxes b"
+            " LEFT JOIN messages m ON m.mailbox = b.address GROUP BY b.address"
+        ).fetchall()
+        self.report.mailboxes = len(rows)
+        for address, next_uid, max_uid in rows:
+            if max_uid is not None and next_uid <= max_uid:
+                repaired = ""
+                if self.repair:
+                    with self.transaction():
+                        self.conn.execute(
+                            "UPDATE mailboxes SET next_uid = (SELECT MAX(uid) + 1 FROM messages"
+                            " WHERE mailbox = ?) WHERE address = ?",
+                            (address, address),
+                        )
+                    repaired = f"next UID set to {max_uid + 1}"
+                self.problem(
+                    "counter",
+                    f"mailbox {address}",
+                    f"next UID {next_uid} is not above the highest UID in use ({max_uid}):"
+                    " a new message would reuse a UID",
+                    repaired,
+                )
+        missing = self.conn.execute(
+            "SELECT DISTINCT mailbox, MAX(uid) FROM messages"
+            " WHERE mailbox NOT IN (SELECT address FROM mailboxes) GROUP BY mailbox"
+        ).fetchall()
+        for mailbox, max_uid in missing:
+            repaired = ""
+            if self.repair:
+                with self.transaction():
+                    self.conn.execute(
+                        "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, ?)",
+                        (mailbox, int(time.time()), max_uid + 1),
+                    )
+                repaired = (
+                    "mailbox record rebuilt (new UIDVALIDITY: POP3/IMAP clients resynchronise)"
+                )
+            self.problem(
+                "counter", f"mailbox {mailbox}", "has messages but no mailbox record", repaired
+            )
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.conn.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def fsck(
+    data_dir: Path,
+    repair: bool = False,
+    progress: Progress | None = None,
+    orphan_grace: float = ORPHAN_GRACE,
+) -> FsckReport:
+    """Check (and with ``repair`` fix) ``data_dir``; never raises for damage it finds."""
+    if not (data_dir / "todoku.db").is_file():
+        report = FsckReport(data_dir)
+        report.problems.append(
+            Problem(
+                "database",
+                str(data_dir / "todoku.db"),
+                "there is no database here: wrong data_dir?",
+            )
+        )
+        return report
+    return _Fsck(data_dir, repair, progress, orphan_grace).run()
