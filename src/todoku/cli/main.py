@@ -387,6 +387,8 @@ def queue_list(config: Config, as_json: bool) -> None:
 
 # ---------------------------------------------------------------------- integrity and backups
 
+from pathlib import Path  # used only by the commands below
+
 
 def _progress_bar() -> Callable[[str, int, int], None]:
     """A one-line progress bar on stderr when it is a terminal; silent in scripts and logs."""
@@ -435,3 +437,39 @@ def explain(config_path: str | None, as_json: bool, lang: str | None, inputs: tu
     status = run_explain(list(inputs), chosen, as_json, click.echo,
                          lambda line: click.echo(line, err=True))
     sys.exit(status)
+
+
+@main.command("backup")
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@with_config
+def backup_command(config: Config, destination: Path) -> None:
+    """Copy the index and every message file to DESTINATION, online; again later = incremental."""
+    from todoku.store.backup import BackupError, backup
+
+    try:
+        result = backup(config.data_dir, destination, progress=_progress_bar())
+    except BackupError as exc:
+        fail(str(exc))
+        return
+    for line in result.lines():
+        click.echo(line)
+
+
+@main.command("restore")
+@click.argument("source", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--mailbox", "address", default=None, metavar="ADDR", help="Restore only this mailbox.")
+@with_config
+def restore_command(config: Config, source: Path, address: str | None) -> None:
+    """Bring back messages from a backup; messages already present are not duplicated."""
+    from todoku.app import check_data_dir
+    from todoku.store.backup import BackupError, restore
+
+    mailbox = local_address(config, address) if address else None
+    check_data_dir(config)
+    try:
+        result = restore(source, config.data_dir, mailbox=mailbox, progress=_progress_bar())
+    except BackupError as exc:
+        fail(str(exc))
+        return
+    for line in result.lines():
+        click.echo(line)

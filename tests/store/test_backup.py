@@ -1,0 +1,182 @@
+"""``todoku backup`` under SMTP load, incremental runs, and ``todoku restore`` without duplicates."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import TodokuServer
+from tests.durability.census import message_bytes
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+
+
+def mailbox_state(db: Path) -> set[tuple[str, int, int, str]]:
+    """(mailbox, UIDVALIDITY, UID, SHA-256) of every message: what a POP3 client can tell apart."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT m.mailbox, b.uidvalidity, m.uid, bl.sha256 FROM messages m"
+            " JOIN mailboxes b ON b.address = m.mailbox JOIN blobs bl ON bl.id = m.blob_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {(str(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows}
+
+
+def tags_in(db: Path, data_dir: Path) -> set[str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        blob_ids = [r[0] for r in conn.execute("SELECT blob_id FROM messages")]
+    finally:
+        conn.close()
+    tags = set()
+    for blob_id in blob_ids:
+        data = (data_dir / "messages" / blob_id[:5] / blob_id).read_bytes()
+        tags.add(data.split(b"X-Crash-Tag: ", 1)[1].split(b"\r\n", 1)[0].decode())
+    return tags
+
+
+class Load:
+    """SMTP senders running until stopped; ``acknowledged`` in the order the 250s came."""
+
+    def __init__(self, server: TodokuServer, clients: int = 4) -> None:
+        self.server = server
+        self.stop = threading.Event()
+        self.acknowledged: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self.send, args=(n,), daemon=True) for n in range(clients)
+        ]
+
+    def send(self, client_no: int) -> None:
+        with smtplib.SMTP("127.0.0.1", self.server.ports["smtp"], timeout=30) as client:
+            for n in range(2000):  # bounded; normally stopped long before
+                if self.stop.is_set():
+                    return
+                rcpt = [ALICE, BOB, ALICE][n % 3]
+                tag = f"c{client_no}n{n}"
+                client.sendmail(
+                    "s@example.net", [rcpt], message_bytes(tag, "s@example.net", [rcpt], n % 30)
+                )
+                with self.lock:
+                    self.acknowledged.append(tag)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+            assert not thread.is_alive()
+
+    def wait_for(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.acknowledged) >= count, "the load never got going"
+
+
+def new_server(make_server: Callable[..., TodokuServer]) -> TodokuServer:
+    server = make_server(start=False, services=("smtp",))
+    server.add_user(ALICE)
+    server.add_user(BOB)
+    server.start()
+    return server
+
+
+def test_online_backup_under_load_restores_identically(
+    tmp_path: Path, make_server: Callable[..., TodokuServer]
+) -> None:
+    server = new_server(make_server)
+    destination = tmp_path / "backup"
+    with Load(server) as load:
+        load.wait_for(30)
+        before = set(load.acknowledged)
+        first = server.cli("backup", str(destination))
+        load.wait_for(len(load.acknowledged) + 20)
+    assert "copied" in first.stdout
+    manifest = json.loads((destination / "manifest.json").read_text())
+    backed_up = mailbox_state(destination / "todoku.db")
+    # Consistent: every file the snapshot names is there with its checksum; nothing acknowledged
+    # before the backup started is missing.
+    assert len(manifest["blobs"]) == len({sha for *_, sha in backed_up})
+    assert before <= tags_in(destination / "todoku.db", destination)
+
+    # Restore into an empty server: the same mailboxes, UIDVALIDITY, UIDs and bytes.
+    fresh = make_server(start=False, services=("smtp",))
+    restored = fresh.cli("restore", str(destination))
+    assert f"restored {len(backed_up)} messages into 2 mailbox(es)" in restored.stdout
+    assert mailbox_state(fresh.data_dir / "todoku.db") == backed_up
+    assert "no problems found" in fresh.cli("fsck").stdout
+    assert fresh.cli("user", "list").stdout.count("@example.test") == 2  # logins come back too
+
+    # Incremental: only what arrived since is copied.
+    total_now = len(mailbox_state(server.data_dir / "todoku.db"))
+    second = server.cli("backup", str(destination))
+    new_files = total_now - len(backed_up)
+    assert f"copied {new_files} new files" in second.stdout, second.stdout
+    assert f"{len(backed_up)} already there" in second.stdout
+    assert mailbox_state(destination / "todoku.db") == mailbox_state(server.data_dir / "todoku.db")
+
+    # Restoring into the server it came from adds nothing.
+    again = server.cli("restore", str(destination))
+    assert "restored 0 messages" in again.stdout
+    assert f"{total_now} already present" in again.stdout
+
+
+def test_restore_one_mailbox_into_a_running_server(
+    tmp_path: Path, make_server: Callable[..., TodokuServer]
+) -> None:
+    server = new_server(make_server)
+    with Load(server, clients=2) as load:
+        load.wait_for(12)
+    destination = tmp_path / "backup"
+    server.cli("backup", str(destination))
+    bob_before = {s for s in mailbox_state(server.data_dir / "todoku.db") if s[0] == BOB}
+
+    target = new_server(make_server)  # running, with its own mail for alice
+    with Load(target, clients=1) as load:
+        load.wait_for(3)
+    alice_target = {s for s in mailbox_state(target.data_dir / "todoku.db") if s[0] == ALICE}
+    out = target.cli("restore", str(destination), "--mailbox", BOB)
+    assert f"restored {len(bob_before)} messages into 1 mailbox(es)" in out.stdout
+    after = mailbox_state(target.data_dir / "todoku.db")
+    assert {(s[0], s[3]) for s in after if s[0] == BOB} >= {(s[0], s[3]) for s in bob_before}
+    assert {s for s in after if s[0] == ALICE} == alice_target  # alice untouched
+    assert "restored 0 messages" in target.cli("restore", str(destination), "--mailbox", BOB).stdout
+
+
+def test_damaged_backup_is_refused_or_reported(
+    tmp_path: Path, make_server: Callable[..., TodokuServer]
+) -> None:
+    server = new_server(make_server)
+    with Load(server, clients=1) as load:
+        load.wait_for(4)
+    destination = tmp_path / "backup"
+    server.cli("backup", str(destination))
+    one = next((destination / "messages").glob("*/*"))
+    one.write_bytes(one.read_bytes() + b"tampered\r\n")
+    fresh = make_server(start=False, services=("smtp",))
+    out = fresh.cli("restore", str(destination))
+    assert f"WARNING: {one.name} in the backup does not match its checksum" in out.stdout
+
+    with open(destination / "todoku.db", "ab") as handle:
+        handle.write(b"\0")
+    refused = fresh.cli("restore", str(destination), check=False)
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.strip()
+        == f"todoku: {destination / 'todoku.db'}: does not match the manifest's checksum"
+    )
+    missing = fresh.cli("restore", str(tmp_path / "nothing"), check=False)
+    assert missing.returncode == 2 and "not a todoku backup" in missing.stderr
