@@ -24,6 +24,7 @@ from todoku.config import Config, ConfigError, ListenAddress
 from todoku.net import tls as tls_util
 from todoku.net.pop3_server import Pop3Context, Pop3Session
 from todoku.net.pop3_server import settings_for as pop3_settings_for
+from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net.smtp_server import SmtpContext, SmtpSession, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
@@ -234,6 +235,8 @@ def build_server(config: Config) -> Server:
         throttle=throttle,
         tls_context=tls_context,
     )
+    if "smtp" in sockets:
+        smtp.inbound = inbound_policy(config)  # [policy] checks on the MX only
     server = Server(config=config, store=store, tls_context=tls_context, smtp=smtp, sockets=sockets)
     for service in SMTP_SERVICES:
         if service in sockets:
@@ -274,6 +277,7 @@ async def serve(config: Config, ready: Callable[[Server], None] | None = None) -
     if ready is not None:
         ready(server)
     try:
+        await asyncio.to_thread(prepare_dkim_keys, config)  # first start: DKIM keys per domain
         await server.stopped.wait()
     finally:
         await server.stop()

@@ -136,3 +136,25 @@ def test_signature_verifies_with_opendkim(tmp_path: Path, algorithm: str) -> Non
     assert good.returncode == 0, good.stderr
     bad = _opendkim(tmp_path, zone, headers + MESSAGE.replace(b"Hello Bob", b"Hello Eve"))
     assert bad.returncode != 0, bad.stderr
+
+
+def test_only_mail_submitted_here_is_signed(tmp_path: Path) -> None:
+    from todoku.ingest import received_header
+
+    signer = Signer(KeyStore(tmp_path), ("example.test",))
+
+    def received(user: str | None) -> bytes:
+        return received_header(
+            helo="pc", client_ip="192.0.2.8", client_name=None, hostname="mx.example.test",
+            protocol="ESMTPSA" if user else "ESMTP", queue_id="Q1", tls="", user=user, recipient=None,
+        )
+
+    submitted = received("alice@example.test") + MESSAGE
+    prefix = signer.outbound_prefix(submitted, "alice@example.test", "mx.example.test")
+    assert prefix.count(b"DKIM-Signature:") == 2
+    assert {r.result for r in verify_signatures(prefix + submitted, records_of(signer, "example.test"))} == {"pass"}
+    # Arrived on the MX (a forwarded message with a forged From of ours): no signature.
+    assert signer.outbound_prefix(received(None) + MESSAGE, "x@remote.test", "mx.example.test") == b""
+    # A "Received" naming an authenticated sender but put there by another host: no signature.
+    other = received("alice@example.test").replace(b"mx.example.test", b"evil.test") + MESSAGE
+    assert signer.outbound_prefix(other, "alice@example.test", "mx.example.test") == b""

@@ -473,3 +473,13 @@ def restore_command(config: Config, source: Path, address: str | None) -> None:
         return
     for line in result.lines():
         click.echo(line)
+
+
+def _register_mailauth_commands() -> None:
+    """dns-records, diagnose --self, dkim status/rotate live in todoku.mailauth.cli."""
+    from todoku.mailauth import cli as mailauth_cli
+
+    mailauth_cli.register(main, with_config=with_config, fail=fail)
+
+
+_register_mailauth_commands()

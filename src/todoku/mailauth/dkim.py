@@ -309,8 +309,26 @@ class Signer:
         sender_domain = sender.rpartition("@")[2].lower()
         return sender_domain if sender_domain in self.domains else None
 
+    def outbound_prefix(self, message: bytes, sender: str, hostname: str) -> bytes:
+        """The queue's hook: DKIM-Signature fields for a message leaving this server, only when
+        it was submitted by an authenticated user of ours. The proof is the message's first
+        field: the Received field this server put on top at submission, which names the
+        authenticated sender (a sender cannot forge the topmost field; ours always comes first).
+        Mail that came in on the MX and is forwarded (aliases) is not signed: it is not ours."""
+        first = _first_field(message)
+        if not (
+            first.startswith(b"Received:")
+            and b"(Authenticated sender: " in first
+            and f"by {hostname} (todoku)".encode() in first
+        ):
+            return b""
+        try:
+            return self.signature_headers(message, sender)
+        except DkimError:
+            return b""
+
     def signature_headers(self, message: bytes, sender: str, now: float | None = None) -> bytes:
-        import dkim as dkimpy
+        import dkim as dkimpy  # type: ignore[import-untyped]
 
         domain = self.signing_domain(message, sender)
         if domain is None:
@@ -332,6 +350,17 @@ class Signer:
             )
             out += signature.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         return out
+
+
+def _first_field(message: bytes) -> bytes:
+    """The first header field, unfolded lines joined (CRLF kept)."""
+    lines = _header_block(message).split(b"\r\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        if line[:1] not in (b" ", b"\t"):
+            break
+        out.append(line)
+    return b"\r\n".join(out)
 
 
 def _header_block(message: bytes) -> bytes:

@@ -25,22 +25,7 @@ TEMPERROR = "temperror"
 PERMERROR = "permerror"
 
 MULTI_LABEL_SUFFIXES = frozenset(
-    """
-    co.uk org.uk ac.uk gov.uk me.uk ltd.uk plc.uk net.uk sch.uk nhs.uk
-    co.jp ne.jp or.jp ac.jp ad.jp ed.jp go.jp gr.jp lg.jp
-    com.au net.au org.au edu.au gov.au asn.au id.au
-    co.nz net.nz org.nz ac.nz govt.nz
-    com.br net.br org.br gov.br
-    com.cn net.cn org.cn gov.cn edu.cn ac.cn
-    com.tw net.tw org.tw edu.tw idv.tw
-    co.kr or.kr ne.kr ac.kr go.kr
-    com.hk net.hk org.hk edu.hk
-    com.sg net.sg org.sg edu.sg
-    co.in net.in org.in ac.in gov.in
-    co.za org.za ac.za gov.za
-    com.mx org.mx gob.mx
-    com.ar com.tr com.ua com.pl co.il ac.il co.id or.id ac.id com.my com.ph com.vn
-    """.split()
+    ["co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "sch.uk", "nhs.uk", "co.jp", "ne.jp", "or.jp", "ac.jp", "ad.jp", "ed.jp", "go.jp", "gr.jp", "lg.jp", "com.au", "net.au", "org.au", "edu.au", "gov.au", "asn.au", "id.au", "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz", "com.br", "net.br", "org.br", "gov.br", "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn", "ac.cn", "com.tw", "net.tw", "org.tw", "edu.tw", "idv.tw", "co.kr", "or.kr", "ne.kr", "ac.kr", "go.kr", "com.hk", "net.hk", "org.hk", "edu.hk", "com.sg", "net.sg", "org.sg", "edu.sg", "co.in", "net.in", "org.in", "ac.in", "gov.in", "co.za", "org.za", "ac.za", "gov.za", "com.mx", "org.mx", "gob.mx", "com.ar", "com.tr", "com.ua", "com.pl", "co.il", "ac.il", "co.id", "or.id", "ac.id", "com.my", "com.ph", "com.vn"]
 )
 
 

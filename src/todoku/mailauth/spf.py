@@ -16,7 +16,6 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from todoku.dns.resolver import DnsStatus
 from todoku.mailauth.lookup import Lookups
 
 PASS = "pass"
@@ -271,12 +270,12 @@ async def _match(state: _State, term: _Term, domain: str, depth: int) -> bool:
     if term.name == "ptr":
         return False  # see the module docstring
     if term.name == "exists":
-        answer = await state.lookups.ipv4(target)  # RFC 7208 §5.7: always an A query
-        if answer.status.is_temporary:
-            raise _TempError(answer.detail or f"{target}: DNS failure")
-        if not answer.records:
+        found = await state.lookups.ipv4(target)  # RFC 7208 §5.7: always an A query
+        if found.status.is_temporary:
+            raise _TempError(found.detail or f"{target}: DNS failure")
+        if not found.records:
             state.count_void()
-        return bool(answer.records)
+        return bool(found.records)
     if term.name == "include":
         result = await _check(state, target, depth + 1)
         # RFC 7208 §5.2: the include table
@@ -349,5 +348,3 @@ async def check_mail_from(lookups: Lookups, ip: str, mail_from: str, helo: str) 
     result, detail = await _check_host(lookups, ip, domain, f"postmaster@{domain}", helo)
     return SpfResult(result, domain, "helo", detail)
 
-
-_ = DnsStatus  # re-exported for callers that build results by hand

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from todoku.ingest import (
     received_header,
     submission_headers,
 )
+from todoku.mailauth.inbound import InboundPolicy, strip_forged_fields
 from todoku.net import tls as tls_util
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory
@@ -51,6 +53,8 @@ log = logging.getLogger("todoku.smtp")
 READ_SIZE = 256 * 1024
 COMMAND_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
 HANDSHAKE_TIMEOUT = 60.0
+POLICY_DNS_TIMEOUT = 10.0  # bound on the MX's blocklist and SPF/DKIM/DMARC lookups
+HELD_IN_MEMORY = 1024 * 1024
 
 
 @dataclass
@@ -65,6 +69,7 @@ class SmtpContext:
     stopping: bool = False
     sessions: set[SmtpSession] = field(default_factory=set)
     next_session: int = 0
+    inbound: InboundPolicy | None = None  # [policy] checks for the MX (service "smtp") only
 
     def session_id(self) -> str:
         self.next_session += 1
@@ -81,6 +86,10 @@ class _Transaction:
     writer: BlobWriter | None = None
     scan: HeaderScan | None = None
     facts: HeaderFacts | None = None
+    # MX with [policy] authentication: the client's content is spooled here (memory, then a
+    # temp file past 1 MiB) instead of the blob, so that at the end of DATA the verdict's
+    # Authentication-Results field can go in front of it in the stored file.
+    held: tempfile.SpooledTemporaryFile[bytes] | None = None
 
 
 class SmtpSession:
@@ -104,6 +113,10 @@ class SmtpSession:
         self.waiting_for_command = False
         self.authenticated_as: str | None = None
         self.task: asyncio.Task[None] | None = None
+        # The MX's checks apply to this session at all: service smtp, [policy] set, client not trusted.
+        inbound = ctx.inbound if service == "smtp" else None
+        self.inbound = inbound if inbound is not None and not inbound.trusted(self.client_ip) else None
+        self.refusal: Reply | None = None  # a DNSBL listing, answered at RCPT as Postfix does
 
     def _log(self, message: str) -> None:
         log.info("%s[%s]: %s", self.service, self.cid, message)
@@ -116,6 +129,8 @@ class SmtpSession:
         self.ctx.sessions.add(self)
         self._log(f"connect from [{self.client_ip}]")
         try:
+            if self.inbound is not None:
+                await self._on_connect(self.inbound)
             await self._loop()
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
             self._log(f"lost connection from [{self.client_ip}]: {type(exc).__name__}")
@@ -177,6 +192,11 @@ class SmtpSession:
             elif isinstance(event, RcptTo):
                 conn.reply(self._on_rcpt(event))
             elif isinstance(event, MailFrom):
+                limited = self.inbound.on_mail(self.client_ip) if self.inbound else None
+                if limited is not None:  # 421: the message rate limit closes the session
+                    self._log_reject("MAIL", event.sender, None, limited)
+                    conn.shutdown(limited)
+                    continue
                 conn.reply(self._on_mail(event))
             elif isinstance(event, DataCommand):
                 conn.reply(self._on_data())
@@ -217,6 +237,11 @@ class SmtpSession:
     def _on_rcpt(self, event: RcptTo) -> Reply:
         recipient = event.recipient
         directory = self.ctx.directory
+        if self.inbound is not None and self.conn.authenticated_user is None:
+            refusal = self.refusal or self.inbound.on_rcpt(self.client_ip, str(self.tx.sender or ""), str(recipient))
+            if refusal is not None:
+                self._log_reject("RCPT", self.tx.sender, recipient, refusal)
+                return refusal
         if directory.is_local(recipient):
             resolution = directory.resolve(recipient)
             if not resolution.found:
@@ -244,6 +269,11 @@ class SmtpSession:
             log.exception("%s[%s]: cannot create a queue file", self.service, self.cid)
             return codes.LOCAL_ERROR
         self.tx.scan = HeaderScan()
+        if self.inbound is not None and self.inbound.checks_content and self.conn.authenticated_user is None:
+            # Closed at the end of DATA or in _abort_transaction.
+            self.tx.held = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                max_size=HELD_IN_MEMORY, dir=str(self.ctx.config.data_dir)
+            )
         return codes.START_DATA
 
     def _write_content(self, piece: bytes) -> None:
@@ -258,7 +288,13 @@ class SmtpSession:
             tx.facts = tx.scan.facts
             tx.scan = None
             piece = held
-        tx.writer.write(piece)
+        self._keep(piece)
+
+    def _keep(self, piece: bytes) -> None:
+        if self.tx.held is not None:
+            self.tx.held.write(piece)
+        elif self.tx.writer is not None:
+            self.tx.writer.write(piece)
 
     def _write_prefix(self) -> None:
         tx = self.tx
@@ -293,7 +329,7 @@ class SmtpSession:
             self._write_prefix()
             tx.facts = tx.scan.facts
             tx.scan = None
-            writer.write(rest)
+            self._keep(rest)
         facts = tx.facts
         subject = facts.subject if facts else ""
         hops = facts.received_count if facts else 0
@@ -301,6 +337,14 @@ class SmtpSession:
             reply = Reply(554, "5.4.6", "Too many hops")  # RFC 5321 §6.3: a mail loop
             self._log_done(event, reply, writer.blob_id)
             return reply
+        if tx.held is not None and self.inbound is not None:
+            refused = await self._check_message(self.inbound, writer, tx.held)
+            tx.held = None
+            if refused is not None:
+                writer.abort()
+                tx.writer = None
+                self._log_done(event, refused, writer.blob_id)
+                return refused
         loop = asyncio.get_running_loop()
         try:
             blob = await loop.run_in_executor(None, writer.finish)
@@ -328,7 +372,47 @@ class SmtpSession:
         self._log_done(event, reply, writer.blob_id)
         return reply
 
+    async def _on_connect(self, inbound: InboundPolicy) -> None:
+        """Connection rate (421, before the greeting) and DNS blocklists (kept for RCPT)."""
+        try:
+            async with asyncio.timeout(POLICY_DNS_TIMEOUT):
+                refusal = await inbound.on_connect(self.client_ip)
+        except TimeoutError:
+            refusal = None  # a slow blocklist never stops mail
+        if refusal is not None and refusal.code == 421:
+            self.conn.data_to_send()  # RFC 5321 §3.1: 421 instead of the 220 greeting
+            self.conn.shutdown(refusal)
+            self._log(f"NOQUEUE: reject: CONNECT from [{self.client_ip}]: {refusal}")
+        else:
+            self.refusal = refusal
+
+    async def _check_message(
+        self, inbound: InboundPolicy, writer: BlobWriter, held: tempfile.SpooledTemporaryFile[bytes]
+    ) -> Reply | None:
+        """SPF/DKIM/DMARC on the spooled content; on acceptance the Authentication-Results field,
+        then the content, go into the blob. Returns the refusal (DMARC reject), or None."""
+        loop = asyncio.get_running_loop()
+        held.seek(0)
+        content = await loop.run_in_executor(None, held.read)
+        held.close()
+        conn = self.conn
+        try:
+            async with asyncio.timeout(POLICY_DNS_TIMEOUT * 2):
+                verdict = await inbound.on_message(
+                    self.client_ip, conn.helo_name or "", str(self.tx.sender or ""), content
+                )
+        except TimeoutError:
+            verdict = None  # the header then says nothing, rather than refusing good mail
+        if verdict is not None and verdict.reject is not None:
+            return verdict.reject
+        prefix = verdict.prefix if verdict is not None else b""
+        cleaned = strip_forged_fields(content, self.ctx.config.hostname)
+        writer.write(prefix + cleaned)
+        return None
+
     def _abort_transaction(self) -> None:
+        if self.tx.held is not None:
+            self.tx.held.close()
         if self.tx.writer is not None:
             self.tx.writer.abort()
         self.tx = _Transaction()

@@ -1,0 +1,123 @@
+"""``todoku dns-records``, ``todoku diagnose --self`` and ``todoku dkim rotate|status``
+(registered on the main command group by ``todoku.cli.main``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from todoku.config import Config
+
+
+def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callable[..., None]) -> None:
+    from todoku.mailauth.dkim import DkimError
+    from todoku.mailauth.setup import key_store
+
+    def domains_of(config: Config, domain: str | None) -> tuple[str, ...]:
+        if domain is None:
+            return config.domains
+        domain = domain.lower().rstrip(".")
+        if domain not in config.domains:
+            fail(f"{domain}: not a local domain (domains = {list(config.domains)})")
+        return (domain,)
+
+    @main.command("dns-records")
+    @click.argument("domain", required=False)
+    @click.option("--ipv4", "ipv4", multiple=True, metavar="ADDRESS", help="The server's public IPv4 address.")
+    @click.option("--ipv6", "ipv6", multiple=True, metavar="ADDRESS", help="The server's public IPv6 address.")
+    @with_config
+    def dns_records(config: Config, domain: str | None, ipv4: tuple[str, ...], ipv6: tuple[str, ...]) -> None:
+        """Print every DNS record to publish for DOMAIN (default: all local domains), ready to paste."""
+        import ipaddress
+
+        from todoku.mailauth.lookup import lookups_for
+        from todoku.mailauth.records import records_for, render
+
+        for ip in ipv4 + ipv6:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                fail(f"{ip}: not an IP address")
+        if not ipv4 and not ipv6:
+            lookups = lookups_for(config.nameservers)
+
+            async def addresses() -> tuple[tuple[str, ...], tuple[str, ...]]:
+                four, six = await asyncio.gather(lookups.ipv4(config.hostname), lookups.ipv6(config.hostname))
+                return four.records, six.records
+
+            ipv4, ipv6 = asyncio.run(addresses())
+        store = key_store(config)
+        try:
+            for index, name in enumerate(domains_of(config, domain)):
+                keys = store.load(name)
+                if index:
+                    click.echo("")
+                click.echo(render(config, name, records_for(config, name, keys, ipv4, ipv6), bool(ipv4 or ipv6)), nl=False)
+        except (DkimError, OSError) as exc:
+            fail(f"dkim: {exc}")
+
+    @main.command("diagnose")
+    @click.option("--self", "self_check", is_flag=True, required=True,
+                  help="Check this server's own DNS records (MX, A/AAAA, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV).")
+    @click.option("--lang", type=click.Choice(["en", "ja"]), default=None, help="Language (default: the configuration's lang).")
+    @with_config
+    def diagnose(config: Config, self_check: bool, lang: str | None) -> None:
+        """Look up the records `todoku dns-records` prints and say, in plain words, what is missing."""
+        from todoku.mailauth.lookup import lookups_for
+        from todoku.mailauth.records import diagnose as run_diagnose
+        from todoku.mailauth.records import report
+
+        store = key_store(config)
+        try:
+            keys = {d: store.load(d) for d in config.domains}
+        except (DkimError, OSError) as exc:
+            fail(f"dkim: {exc}")
+            return
+        chosen = lang or config.lang
+        findings = asyncio.run(run_diagnose(config, lookups_for(config.nameservers), keys, chosen))
+        text, status = report(findings, config, chosen)
+        click.echo(text, nl=False)
+        sys.exit(status)
+
+    @main.group("dkim")
+    def dkim_group() -> None:
+        """DKIM signing keys: status and rotation."""
+
+    @dkim_group.command("status")
+    @click.argument("domain", required=False)
+    @with_config
+    def dkim_status(config: Config, domain: str | None) -> None:
+        store = key_store(config)
+        try:
+            for name in domains_of(config, domain):
+                keys = store.load(name)
+                for key, role in keys.published():
+                    click.echo(f"{name}\t{role}\t{key.selector}\t{key.algorithm}")
+                if keys.pending is not None:
+                    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(keys.switch_after))
+                    click.echo(f"{name}\tsigning switches to {', '.join(keys.pending.selectors)} at {when}")
+        except (DkimError, OSError) as exc:
+            fail(f"dkim: {exc}")
+
+    @dkim_group.command("rotate")
+    @click.argument("domain")
+    @with_config
+    def dkim_rotate(config: Config, domain: str) -> None:
+        """Make new keys for DOMAIN: publish them now, signing switches after policy.dkim_rotation_grace."""
+        (name,) = domains_of(config, domain)
+        try:
+            keys = key_store(config).rotate(name)
+        except (DkimError, OSError) as exc:
+            fail(f"dkim: {exc}")
+            return
+        assert keys.pending is not None
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(keys.switch_after))
+        click.echo(f"{name}: new selectors {', '.join(keys.pending.selectors)}; publish these records now:")
+        for key in keys.pending.keys:
+            click.echo(f"{key.record_name}.\tIN\tTXT\t\"{key.record_text}\"")
+        click.echo(f"signing switches to them at {when} (the running server picks this up by itself)")

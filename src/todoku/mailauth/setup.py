@@ -1,0 +1,58 @@
+"""Build the mail-authentication parts from the configuration (called by ``app.py``)."""
+
+from __future__ import annotations
+
+from todoku.config import Config
+from todoku.mailauth.dkim import KeyStore, Signer
+from todoku.mailauth.inbound import InboundPolicy, PolicySettings
+from todoku.mailauth.lookup import lookups_for
+
+
+def inbound_policy(config: Config) -> InboundPolicy | None:
+    """The MX's checks, or None when ``[policy]`` turns every one of them off (then the MX
+    path does no extra work at all)."""
+    policy = config.policy
+    active = (
+        policy.authentication
+        or policy.dnsbl
+        or policy.max_connections_per_minute
+        or policy.max_messages_per_minute
+        or policy.greylist
+    )
+    if not active:
+        return None
+    settings = PolicySettings(
+        authentication=policy.authentication,
+        trusted_networks=policy.trusted_networks,
+        dnsbl=policy.dnsbl,
+        max_connections_per_minute=policy.max_connections_per_minute,
+        max_messages_per_minute=policy.max_messages_per_minute,
+        greylist=policy.greylist,
+        greylist_delay=policy.greylist_delay,
+        dmarc_reject=policy.dmarc_reject,
+    )
+    return InboundPolicy(settings, lookups_for(config.nameservers), config.hostname)
+
+
+def key_store(config: Config) -> KeyStore:
+    return KeyStore(config.data_dir, grace=config.policy.dkim_rotation_grace)
+
+
+def dkim_signer(config: Config) -> Signer:
+    """The signer for the queue, with every local domain's keys made now if missing (so the
+    first start creates them, and ``todoku dns-records`` can print them right away)."""
+    signer = Signer(key_store(config), config.domains)
+    signer.ensure_all()
+    return signer
+
+
+def prepare_dkim_keys(config: Config) -> None:
+    """Make missing DKIM keys (first start) and apply a due rotation step; runs in a worker
+    thread after the listeners are up, so RSA key generation never delays start-up. A problem
+    is logged, never fatal: the server still receives mail without its signing keys."""
+    import logging
+
+    try:
+        dkim_signer(config)
+    except Exception:
+        logging.getLogger("todoku.dkim").exception("cannot prepare DKIM keys in %s", config.data_dir / "dkim")
