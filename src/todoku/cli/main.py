@@ -483,3 +483,50 @@ def _register_mailauth_commands() -> None:
 
 
 _register_mailauth_commands()
+
+
+@main.command("export")
+@click.argument("address")
+@click.option("--format", "fmt", type=click.Choice(["mbox", "maildir"]), required=True)
+@click.argument("destination", type=click.Path(path_type=Path))
+@with_config
+def export_command(config: Config, address: str, fmt: str, destination: Path) -> None:
+    """Write a mailbox to an mbox file or a Maildir folder (flags and dates kept where known)."""
+    from todoku.store.transfer import TransferError, export_mailbox
+
+    mailbox = local_address(config, address)
+    store = _store(config)
+    try:
+        result = export_mailbox(store, mailbox, fmt, destination, progress=_progress_bar())
+    except TransferError as exc:
+        fail(str(exc))
+        return
+    except OSError as exc:
+        fail(f"{destination}: {exc.strerror}")
+        return
+    finally:
+        store.close()
+    click.echo(result.line("export", str(destination)))
+
+
+@main.command("import")
+@click.argument("address")
+@click.argument("source", type=click.Path(path_type=Path))
+@with_config
+def import_command(config: Config, address: str, source: Path) -> None:
+    """Add the messages of an mbox file or Maildir folder to a mailbox; twice = no duplicates."""
+    from todoku.store.transfer import TransferError, import_mailbox
+
+    mailbox = local_address(config, address)
+    store = _store(config)
+    try:
+        result = import_mailbox(store, mailbox, source, progress=_progress_bar())
+    except TransferError as exc:
+        fail(str(exc))
+        return
+    except OSError as exc:
+        fail(f"{source}: {exc.strerror}")
+        return
+    finally:
+        store.close()
+    click.echo(result.line("import", mailbox))
