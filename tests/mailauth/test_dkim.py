@@ -118,12 +118,12 @@ def _opendkim(tmp_path: Path, zone: Path, message: bytes) -> subprocess.Complete
 
 @pytest.mark.interop
 @pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
-def test_signature_verifies_with_opendkim(tmp_path: Path, algorithm: str) -> None:
+def test_signature_verifies_with_opendkim(tmp_path: Path, algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", os.environ["PATH"] + ":/usr/sbin:/sbin")  # Debian puts the tools there
     if shutil.which("opendkim-testmsg") is None and not Path("/usr/sbin/opendkim-testmsg").exists():
         pytest.skip("opendkim-testmsg is not installed (apt-get install opendkim-tools); .ci/run installs it")
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare to give opendkim a private resolver")
-    os.environ["PATH"] += ":/usr/sbin:/sbin"
+    if shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs root, unshare and ip (iproute2) to give opendkim a private resolver")
     # One signature at a time, so each algorithm is judged on its own.
     signer = Signer(KeyStore(tmp_path), ("example.test",), algorithms=(algorithm,))
     headers = signer.signature_headers(MESSAGE, "alice@example.test")
