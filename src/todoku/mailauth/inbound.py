@@ -95,7 +95,9 @@ def authentication_results(
         parts.append(f"spf={spf_result.result} {identity}")
     if dkim_results:
         for result in dkim_results:
-            reason = f' reason="{result.detail[:60]}"' if result.detail and result.result != "pass" else ""
+            reason = ""
+            if result.detail and result.result != "pass":
+                reason = f' reason="{result.detail[:60].replace(chr(92), "").replace(chr(34), "")}"'  # RFC 8601 §2.7.1
             parts.append(
                 f"dkim={result.result}{reason} header.d={_ptype_value(result.domain)}"
                 f" header.s={_ptype_value(result.selector)} header.a={_ptype_value(result.algorithm)}"
