@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from todoku.config import Config
 from todoku.mailauth.dkim import KeyStore, Signer
 from todoku.mailauth.inbound import InboundPolicy, PolicySettings
@@ -56,3 +58,15 @@ def prepare_dkim_keys(config: Config) -> None:
         dkim_signer(config)
     except Exception:
         logging.getLogger("todoku.dkim").exception("cannot prepare DKIM keys in %s", config.data_dir / "dkim")
+
+
+def outbound_signer(config: Config) -> Callable[[bytes, str], bytes]:
+    """The queue runner's ``signer`` hook: (stored message, envelope sender) → DKIM-Signature
+    fields to send in front of it, or b"" (not submitted here, or not a local domain)."""
+    signer = Signer(key_store(config), config.domains)
+    hostname = config.hostname
+
+    def sign(message: bytes, sender: str) -> bytes:
+        return signer.outbound_prefix(message, sender, hostname)
+
+    return sign
