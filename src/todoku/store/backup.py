@@ -140,7 +140,9 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
     source = sqlite3.connect(f"file:{source_db}?mode=ro", uri=True, timeout=60)
     target = sqlite3.connect(snapshot)
     try:
-        source.backup(target, pages=1024)
+        # One step (pages=-1) under one read transaction: WAL lets the server keep committing,
+        # while a stepped copy would restart after every write and might never finish under load.
+        source.backup(target, pages=-1)
     finally:
         source.close()
     try:
