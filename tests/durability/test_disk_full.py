@@ -1,12 +1,13 @@
 """Disk full for real: the data directory on a small tmpfs, filled up while the server runs.
 
 SMTP must answer ``452 4.3.1`` (RFC 3463: mail system full), keep running, keep what it stored,
-and accept mail again by itself once space is freed. Needs root to mount; skipped otherwise.
+POP3 must go on serving what is stored, and SMTP accepts mail again by itself once space is freed. Needs root to mount; skipped otherwise.
 """
 
 from __future__ import annotations
 
 import errno
+import poplib
 import smtplib
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TodokuServer
+from tests.conftest import PASSWORD, TodokuServer
 from tests.durability.census import message_bytes
 
 ALICE = "alice@example.test"
@@ -47,6 +48,17 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def pop3_read_all(server: TodokuServer) -> list[bytes]:
+    client = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
+    try:
+        client.user(ALICE)
+        client.pass_(PASSWORD)
+        count = len(client.list()[1])
+        return [b"\r\n".join(client.retr(n)[1]) for n in range(1, count + 1)]
+    finally:
+        client.quit()
+
+
 def stored_tags(data_dir: Path) -> list[str]:
     conn = sqlite3.connect(f"file:{data_dir / 'todoku.db'}?mode=ro", uri=True)
     try:
@@ -72,7 +84,13 @@ def test_disk_full_answers_452_and_recovers(
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
     server = None
     try:
-        server = make_server(start=False, services=("smtp",), data_dir=str(mount_point / "data"))
+        server = make_server(
+            start=False, services=("smtp", "pop3"), data_dir=str(mount_point / "data")
+        )
+        config = server.config_path.read_text()
+        server.config_path.write_text(
+            config.replace("[auth]\n", "[auth]\nallow_plaintext_on_loopback = true\n")
+        )
         server.data_dir = mount_point / "data"  # the fixture assumes <root>/data otherwise
         server.add_user(ALICE)
         server.start()
@@ -85,6 +103,8 @@ def test_disk_full_answers_452_and_recovers(
             assert text.startswith(b"4.3.1"), replies
         assert server.process is not None and server.process.poll() is None, "the server died"
         assert list((server.data_dir / "tmp").iterdir()) == [], "partial content left behind"
+        (before,) = pop3_read_all(server)  # reading needs no space
+        assert b"end of before" in before
 
         filler.unlink()  # space comes back: no restart, no admin action
         assert send(server, "after", filler=200) == (250, b"")
