@@ -121,6 +121,11 @@ def write_config(root: Path, extra: str = "", services: tuple[str, ...] = SERVIC
     for key, value in settings.items():
         lines.append(f"{key} = {json.dumps(value)}")
     text = "\n".join(lines) + f"\n\n[listen]\n{listen}\n\n[auth]\nfail_delay = \"0.05s\"\n{extra}\n"
+    if "[dns]" not in extra:
+        # The outbound queue runs in every server: unless a test sets up DNS, point it at a
+        # closed loopback port, so mail for other domains stays queued (a temporary DNS
+        # failure) instead of reaching the machine's resolver.
+        text += '\n[dns]\nnameservers = ["127.0.0.1:1"]\n'
     path = root / "todoku.toml"
     path.write_text(text)
     return path

@@ -21,13 +21,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from todoku.config import Config, ConfigError, ListenAddress
+from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
 from todoku.net.pop3_server import Pop3Context, Pop3Session
 from todoku.net.pop3_server import settings_for as pop3_settings_for
-from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net.smtp_server import SmtpContext, SmtpSession, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
+from todoku.queue.runner import QueueRunner
+from todoku.queue.setup import build_runner
 from todoku.store.sqlite import SqliteStore
 
 log = logging.getLogger("todoku.app")
@@ -128,6 +130,8 @@ class Server:
     services: dict[str, tuple[Handler, ssl.SSLContext | None]] = field(default_factory=dict)
     pop3: Pop3Context | None = None
     purge_task: asyncio.Task[None] | None = None
+    queue_runner: QueueRunner | None = None
+    queue_task: asyncio.Task[None] | None = None
 
     def bound_address(self, service: str) -> tuple[str, int]:
         name = self.sockets[service].getsockname()
@@ -144,12 +148,37 @@ class Server:
         self.purge_task = asyncio.create_task(
             purge_deleted_mail(self.store, self.config.deleted_retention), name="purge-deleted"
         )
+        self.start_queue(loop)
         self.write_listeners_file()
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(signum, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass
+
+    def start_queue(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The outbound queue runner (issue 4); new mail wakes it through the store's hook."""
+        runner = build_runner(self.config, self.store, [self.bound_address(s) for s in self.sockets])
+
+        def wake(items: list[tuple[str, float]]) -> None:  # runs in the store's writer thread
+            loop.call_soon_threadsafe(runner.enqueue, items)
+
+        self.store.on_queued = wake
+        self.queue_runner = runner
+        self.queue_task = asyncio.create_task(runner.run(), name="outbound-queue")
+
+    async def stop_queue(self) -> None:
+        if self.queue_runner is None or self.queue_task is None:
+            return
+        self.store.on_queued = None
+        await self.queue_runner.stop()
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await self.queue_task
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("outbound queue stopped with an error")
 
     def write_listeners_file(self) -> None:
         """``<data_dir>/run/listeners.json``: the bound addresses, for port-0 listeners and scripts."""
@@ -198,6 +227,7 @@ class Server:
                     await server.wait_closed()
             except TimeoutError:
                 pass
+        await self.stop_queue()
         self.store.close()
         try:
             (self.config.data_dir / "run" / "listeners.json").unlink()

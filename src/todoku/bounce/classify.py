@@ -22,6 +22,7 @@ def reason_from_status(enhanced: str | None) -> str | None:
 
 
 def reason_from_text(text: str, phase: str = ANY) -> str | None:
+    text = text.lower()
     for rule in TEXT_RULES:
         if rule.phase not in (ANY, phase):
             continue
@@ -57,14 +58,14 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     action = evidence.action
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return "delivered"
-    phase = evidence.phase or _phase_of(evidence.context) or _phase_of(report)
+    phase = evidence.phase or _phase_of(evidence.context)
     decisive = _decisive(status)
     if decisive:
         return decisive
     # The remote server's own words are the best evidence; the report around them comes next
     # (it carries the reporting MTA's judgement: "retry timeout exceeded", "loops back").
     reason = None
-    for text in (evidence.diagnostic, evidence.context, subject):
+    for text in (evidence.diagnostic, evidence.context):
         reason = reason_from_text(text, phase) if text else None
         if reason:
             break
@@ -72,13 +73,20 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
         reason = "expired"
     if reason is None:
         reason = reason_from_status(status)
+    # The rest of the report and the subject are read last: they mix boilerplate with the cause.
+    for text in (report, subject):
+        if reason is None and text:
+            reason = reason_from_text(text, phase)
     if reason is None:
         code = evidence.reply_code
         if code is not None and code in CODE_RULES:
             reason = CODE_RULES[code]
         else:
             reason = "onhold" if (code or status) else "undefined"
-    if reason == "userunknown" and phase == "data" and not status.endswith(".1.1"):
+    if reason == "userunknown" and not phase:
+        phase = _phase_of(report)
+    if (reason == "userunknown" and phase == "data" and not status.endswith(".1.1")
+            and ".1.1" not in evidence.diagnostic and "recipient" not in evidence.diagnostic.lower()):
         # The recipient was accepted at RCPT TO and refused only after the content was seen:
         # a filter of the recipient or the site, not a missing mailbox.
         return "filtered"

@@ -571,12 +571,6 @@ def _derive(facts: dict[str, str]) -> _Facts:
         local, _, domain = recipient.rpartition("@")
         out.setdefault("local", local)
         out.setdefault("domain", domain)
-    if "suggestion" not in out and out.get("domain"):
-        from todoku.bounce.typos import suggest_domain
-
-        suggestion = suggest_domain(out["domain"])
-        if suggestion:
-            out["suggestion"] = suggestion
     return out
 
 
@@ -585,6 +579,15 @@ def explain_reason(reason: str, lang: str = "en", **facts: str) -> tuple[str, st
     definition = REASONS.get(ALIASES.get(reason, reason)) or REASONS["undefined"]
     text = definition.ja if lang == "ja" else definition.en
     known = _derive(facts)
+    needs_suggestion = any("suggestion" in t for t in (text.cause, text.remedy,
+                                                      *text.extra_cause, *text.extra_remedy))
+    if needs_suggestion and "suggestion" not in known and known.get("domain"):
+        # Only the reasons that talk about a mistyped domain pay for the edit-distance search.
+        from todoku.bounce.typos import suggest_domain
+
+        suggestion = suggest_domain(known["domain"])
+        if suggestion:
+            known["suggestion"] = suggestion
     cause = _fill(text.cause, known)
     for fact, sentence in text.extra_cause.items():
         if fact in known:

@@ -112,6 +112,7 @@ HEADER_BLOCK = re.compile(
 )
 # Lines that give an address to write to for help, not a failed recipient.
 CONTACT_LINE = re.compile(r"contact|assistance|send mail to|write to|questions|help desk|"
+                          r"問い?合わ?せ|ご連絡|場合は|"
                           r"^\s*(from|sender|reply-to|return-path|original sender)\b",
                           re.IGNORECASE)
 NOT_RECIPIENT_LOCALS = re.compile(
@@ -171,15 +172,23 @@ def _html_to_text(html: str) -> str:
     return html_module.unescape(text)
 
 
+def _index(message: Message) -> dict[str, str]:
+    """Field name (lower case) → first value, built once per message and kept on it: Message.get()
+    scans every header on each call, and bounces carry dozens of Received lines."""
+    index: dict[str, str] | None = getattr(message, "_todoku_field_index", None)
+    if index is None:
+        index = {}
+        for name, value in message.items():
+            index.setdefault(name.lower(), str(value))
+        message._todoku_field_index = index  # type: ignore[attr-defined]
+    return index
+
+
 def _header(message: Message, name: str) -> str:
-    try:
-        value = message.get(name)
-    except Exception:  # noqa: BLE001 - a header policy.default cannot parse
-        raw = message.get_all(name, failobj=[None])[0] if hasattr(message, "get_all") else None
-        value = raw
+    value = _index(message).get(name.lower())
     if value is None:
         return ""
-    text = str(value)
+    text = value
     if "=?" in text:
         try:
             text = str(make_header(decode_header(text)))
@@ -201,13 +210,18 @@ def _clean_address(text: str) -> str:
     return match.group(0).strip(".").lower() if match else ""
 
 
-def _status_in(text: str) -> str:
+def _status_in(text: str, last: bool = False) -> str:
+    """The RFC 3463 code written in ``text``: the first, or the last (the innermost reply when a
+    relay quotes the next hop: "554 4.4.7 Message expired ... <421 4.4.2 Connection timed out>")."""
+    found = ""
     for match in ENHANCED.finditer(text):
         klass, subject, detail = match.groups()
         # RFC 3463 §3.1: subjects 0-7; reject version numbers and IP-like accidents.
-        if int(subject) <= 7 and not (klass == "2" and subject == "0" and detail == "0"):
-            return f"{klass}.{subject}.{detail}"
-    return ""
+        if int(subject) <= 7:
+            found = f"{klass}.{subject}.{detail}"
+            if not last:
+                break
+    return found
 
 
 def _reply_code_in(text: str) -> int | None:
@@ -289,6 +303,27 @@ def _walk(message: Message, walk: _Walk) -> None:
                     continue
                 text = _html_to_text(text)
             walk.texts.append(text)
+
+
+_DSN_FIELDS_START = re.compile(r"^(?:Reporting-MTA|Final-Recipient|Original-Recipient):",
+                               re.MULTILINE | re.IGNORECASE)
+
+
+def _dsn_fields_in_text(walk: _Walk) -> None:
+    """RFC 3464 fields written into a text part (a report whose MIME headers were lost or
+    mangled on the way): read them as a delivery-status part and keep the text before them."""
+    for index, text in enumerate(walk.texts):
+        start = _DSN_FIELDS_START.search(text)
+        if start is None or "Final-Recipient:" not in text[start.start():] and \
+                "final-recipient:" not in text[start.start():].lower():
+            continue
+        head, returned = _cut_original(text[start.start():])
+        blocks = _parse_dsn_text(head)
+        if any(b.get("Final-Recipient") or b.get("Original-Recipient") for b in blocks):
+            walk.dsn_message_fields = blocks[0]
+            walk.dsn_blocks.extend(blocks)
+            walk.texts[index] = text[: start.start()] + returned
+            return
 
 
 def _skip(part: Message, walk: _Walk) -> None:
@@ -382,6 +417,7 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
     reporting = _strip_type(_header(message_fields, "Reporting-MTA")) if message_fields else ""
     arrival = _header(message_fields, "Arrival-Date") if message_fields else ""
     out: list[Evidence] = []
+    text_by_recipient: dict[str, Evidence] | None = None
     for block in walk.dsn_blocks:
         recipient_field = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
         if not recipient_field:
@@ -391,14 +427,26 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
         if not recipient:
             continue
         diagnostic = _strip_type(_header(block, "Diagnostic-Code"))
-        status = _status_in(_header(block, "Status"))
+        remote_mta = _strip_type(_header(block, "Remote-MTA")) or ""
+        from_text = None
+        if not diagnostic:
+            if text_by_recipient is None:
+                text_by_recipient = {e.recipient: e for e in _text_evidence(report, excluded, "")}
+            from_text = text_by_recipient.get(recipient) or text_by_recipient.get(original_recipient)
+        if from_text is not None:
+            # Some MTAs (OpenSMTPD, ...) leave Diagnostic-Code out and say it in the text part.
+            diagnostic = from_text.diagnostic
+            remote_mta = remote_mta or from_text.remote_mta
+        # The remote server's own code is more precise than the reporting MTA's summary in
+        # Status ("5.0.0" for everything, or its own "4.4.7" for a 4.7.1 refusal).
+        status = _status_in(diagnostic, last=True) or _status_in(_header(block, "Status"))
         action = _header(block, "Action").lower().split(" ")[0] if _header(block, "Action") else ""
         out.append(
             Evidence(
                 recipient=recipient,
                 status=status,
                 reply_code=_reply_code_in(diagnostic),
-                remote_mta=_strip_type(_header(block, "Remote-MTA")) or "",
+                remote_mta=remote_mta,
                 diagnostic=diagnostic,
                 action=action,
                 phase=_phase_in(diagnostic),
@@ -457,7 +505,8 @@ def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[
         out.append(
             Evidence(
                 recipient=address,
-                status=_status_in(words) or _status_in(paragraph),
+                status=_status_in(diagnostic, last=True) or _status_in(words)
+                or _status_in(paragraph),
                 reply_code=_reply_code_in(diagnostic) if diagnostic else None,
                 remote_mta=host.group(1) if host else "",
                 diagnostic=diagnostic,
@@ -482,10 +531,53 @@ def _diagnostic_line(text: str) -> str:
     return " ".join(text[start:].split())[:500]
 
 
+_RETURNED_PART = re.compile(
+    rb"^content-type:[ \t]*(?:message/(?:rfc822|global)|text/rfc822-headers?)\b",
+    re.IGNORECASE | re.MULTILINE)
+_BOUNDARY_PARAM = re.compile(rb"boundary\s*=\s*\"?([^\";\r\n]+)", re.IGNORECASE)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+MAX_INPUT = 1 << 20  # a bounce is a few kB; a huge returned attachment is not evidence
+
+
+def trim_returned_body(data: bytes) -> bytes:
+    """Drop the body of the returned original message before parsing.
+
+    Why: the analyzer reads the original's headers (To, From) but never its body, and the body
+    (often with attachments) is most of the bytes the pure-Python feed parser would otherwise
+    walk line by line. The cut runs from the end of the returned headers to the next boundary of
+    an enclosing multipart, so the MIME structure the parser sees stays intact.
+    """
+    data = data[:MAX_INPUT]
+    part = _RETURNED_PART.search(data)
+    if part is None:
+        return data
+    boundaries = [b.strip() for b in _BOUNDARY_PARAM.findall(data, 0, part.start())]
+    if not boundaries:
+        return data
+    part_headers_end = _BLANK_LINE.search(data, part.end())
+    if part_headers_end is None:
+        return data
+    returned_headers_end = _BLANK_LINE.search(data, part_headers_end.end())
+    if returned_headers_end is None:
+        return data
+    cut_from = returned_headers_end.end()
+    returned_headers = data[part_headers_end.end():cut_from].lower()
+    if b"multipart/report" in returned_headers or b"mailer-daemon" in returned_headers:
+        return data  # a forwarded bounce: the "original" is the report itself
+    cut_to = -1
+    for boundary in boundaries:
+        at = data.find(b"\n--" + boundary, cut_from - 1)
+        if at >= 0 and (cut_to < 0 or at < cut_to):
+            cut_to = at
+    if cut_to < 0:
+        return data
+    return data[:cut_from] + data[cut_to:]
+
+
 def parse_bounce(data: bytes) -> Bounce:
     """Read one message and say what kind of report it is and what it says per recipient."""
     try:
-        message = _PARSER.parsebytes(data)
+        message = _PARSER.parsebytes(trim_returned_body(data))
     except Exception:  # noqa: BLE001 - the feed parser should not raise; belt and braces
         return Bounce(kind=KIND_NOTBOUNCE, defects=("unparseable",))
     defects = tuple(type(d).__name__ for d in getattr(message, "defects", []))
@@ -496,6 +588,8 @@ def parse_bounce(data: bytes) -> Bounce:
         _walk(message, walk)
     except Exception as error:  # noqa: BLE001 - a pathological MIME tree
         defects += (f"walk: {type(error).__name__}",)
+    if not walk.dsn_blocks:
+        _dsn_fields_in_text(walk)
     report_parts: list[str] = []
     original_text = walk.original_text
     for text in walk.texts:
@@ -516,9 +610,19 @@ def parse_bounce(data: bytes) -> Bounce:
             or (COMPLAINT_SUBJECT.search(subject) and original is not None)):
         feedback = walk.feedback
         recipient = ""
+        recipients: list[str] = []
         if feedback is not None:
-            recipient = _clean_address(_header(feedback, "Original-Rcpt-To")) or _clean_address(
-                _header(feedback, "Removal-Recipient"))
+            for name in ("Original-Rcpt-To", "Removal-Recipient"):
+                for value in feedback.get_all(name) or []:
+                    address = _clean_address(str(value))
+                    if address and address not in recipients:
+                        recipients.append(address)
+        if len(recipients) > 1:
+            ftype = _header(feedback, "Feedback-Type").lower() if feedback is not None else ""
+            return Bounce(KIND_FEEDBACK, subject, date, sender,
+                          tuple(Evidence(recipient=r, date=date) for r in recipients),
+                          feedback_type=ftype, text=report, defects=defects)
+        recipient = recipients[0] if recipients else ""
         if not recipient and original is not None:
             recipient = _clean_address(
                 _header(original, "X-HmXmrOriginalRecipient") or _header(original, "To"))
@@ -527,7 +631,7 @@ def parse_bounce(data: bytes) -> Bounce:
                       (Evidence(recipient=recipient, date=date, context=report),),
                       feedback_type=ftype, text=report, defects=defects)
 
-    if '"notificationType"' in report or '"eventType"' in report:
+    if "notificationType" in report or '"eventType"' in report:
         from_json = _ses_notification(report, date)
         if from_json is not None:
             return Bounce(from_json[0], subject, date, sender, from_json[1], text=report,
@@ -579,10 +683,16 @@ def _ses_notification(text: str, date: str) -> tuple[str, tuple[Evidence, ...]] 
     start = text.find("{")
     if start < 0:
         return None
+    candidate = text[start:]
     try:
-        document, _end = json.JSONDecoder().raw_decode(text[start:])
+        document, _end = json.JSONDecoder().raw_decode(candidate)
     except ValueError:
-        return None
+        # Mail gateways wrap long lines; a JSON text has no raw line breaks, so join them.
+        try:
+            document, _end = json.JSONDecoder().raw_decode(
+                candidate.replace("\r", "").replace("\n", ""))
+        except ValueError:
+            return None
     if not isinstance(document, dict):
         return None
     if isinstance(document.get("Message"), str):  # an SNS envelope around the SES event

@@ -23,18 +23,23 @@ class Rule:
 
 
 def _rule(reason: str, regex: str, phase: str = ANY, source: str = "") -> Rule:
-    return Rule(reason, re.compile(regex, re.IGNORECASE), phase, source)
+    """Patterns are written in lower case and matched against lower-cased text: the same result
+    as re.IGNORECASE, several times faster (the regex engine can use literal prefixes)."""
+    if re.search(r"(?<!\\)[A-Z]", regex):
+        raise ValueError(f"rule {reason!r}: write the pattern in lower case: {regex}")
+    return Rule(reason, re.compile(regex), phase, source)
 
 
 TEXT_RULES: tuple[Rule, ...] = (
     # --- the mail system as a whole: loops, DNS, null MX, local programs ------------------------
-    _rule("blocked", r"block ?list|black ?listed by|dnsbl|\bRBL\b|spamhaus|spamcop|"
+    _rule("blocked", r"block ?list|black ?listed by|dnsbl|\brbl\b|spamhaus|spamcop|"
           r"blocked using|banned sending|ip .{0,20}(is |was )?(listed|banned)|blocked for abuse|"
-          r"^\d{3}[ -]blocked\b|bloquee", source="Postfix reject_rbl_client 'blocked using', "
+          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me",
+          source="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', "
           "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange"),
     _rule("notaccept", r"responded with code noerror|null mx|does not accept (any )?mail|"
           r"accepts no mail|(mx|srv) record indicated no smtp service|"
-          r"not accepting network messages|couldn't find a mail exchanger",
+          r"not accepting network messages|couldn't find a mail exchanger|no mx found",
           source="RFC 7505 §3 (556 5.1.10), RFC 3463 X.3.2, qmail 'couldn't find a mail "
           "exchanger or IP address', Exim 'no SMTP service', Gmail 'responded with code NOERROR'"),
     _rule("networkerror", r"hop count exceeded|routing loop|mail loop|loops? back to myself|"
@@ -86,7 +91,7 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"prohibited (attachment|content)|header error",
           source="Gmail 552 5.7.0 'content presents a potential security issue', X.7.x policy"),
     _rule("spamdetected", r"\bspam\b(?!ming)|junk mail|bulk mail|unsolicited|spamassassin|"
-          r"message content rejected|looks like spam|\bUCE\b|blacklisted url|uribl",
+          r"message content rejected|looks like spam|\buce\b|blacklisted url|uribl",
           source="SpamAssassin, Gmail 5.7.1 'likely unsolicited', URIBL lookups"),
     # --- size and limits ----------------------------------------------------------------------------------
     _rule("exceedlimit", r"exceeds (the )?(administrative|per.recipient) limit|"
@@ -100,7 +105,7 @@ TEXT_RULES: tuple[Rule, ...] = (
           r".{0,30}(\bfull\b|quota|over (the )?limit|exceeds (allowed|the) size)|"
           r"quota exceeded|over ?quota|exceeded (the |their )?(storage|quota)|"
           r"insufficient space|out of (storage|space)|not enough (storage|space)|"
-          r"mailbox exceeds",
+          r"mailbox exceeds|(メールボックス|メール容量|容量|ボックス).{0,12}(一杯|いっぱい|満杯|超過|オーバー|不足)",
           source="RFC 3463 X.2.2; Postfix virtual 'Mailbox full', Gmail 'OverQuotaTemp'"),
     # --- the sender: authentication, address ------------------------------------------------------------
     _rule("securityerror", r"authentication (is )?required|must (be )?authenticat|"
@@ -116,7 +121,8 @@ TEXT_RULES: tuple[Rule, ...] = (
           "reject_unknown_sender_domain, Exim 'Unroutable sender address', Google Groups, "
           "Yahoo TSS04, mailing-list managers 'not a member'"),
     # --- the recipient ------------------------------------------------------------------------------------------
-    _rule("hasmoved", r"has moved|no longer (at|with)|address (has )?changed|moved to",
+    _rule("hasmoved", r"has moved|no longer (at|with)|address (has )?changed|moved to|"
+          r"not our (user|customer)|user not local",
           source="RFC 5321 §3.4 551 User not local; please try <forward-path>"),
     _rule("suspend", r"(account|mailbox|user|address)\S*.{0,40}(suspended|disabled|inactive|"
           r"deactivated|expired|(temporary|temporarily )?locked|frozen)|"
@@ -136,7 +142,9 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"invalid (recipient|mailbox|address|user|final delivery)|"
           r"not a valid (recipient|mailbox|user)|no mailbox|mailbox unavailable|"
           r"doesn't have an? \S+ account|unknown or illegal alias|no valid recipients|"
-          r"address rejected|unable to deliver message to|bad destination mailbox|not listed in",
+          r"address rejected|unable to deliver message to|bad destination mailbox|not listed in|"
+          r"address couldn't be found|destinataire invalide|"
+          r"(宛先|アドレス|ユーザ|アカウント).{0,12}(存在しません|見つかりません|不明)",
           source="Postfix 'User unknown in local recipient table', sendmail '... User unknown', "
           "Gmail 5.1.1, Exchange RESOLVER.ADR.RecipNotFound, Yahoo 'doesn't have a ... account', "
           "Domino 'not listed in Domino Directory'"),

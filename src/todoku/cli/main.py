@@ -344,45 +344,14 @@ def queue_group() -> None:
     """The outbound queue: mail waiting to be delivered to other servers."""
 
 
-@queue_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per queued message.")
-@with_config
-def queue_list(config: Config, as_json: bool) -> None:
-    store = _store(config)
-    try:
-        entries = store.list_queue()
-    finally:
-        store.close()
-    for entry in entries:
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "id": entry.id,
-                        "sender": entry.sender,
-                        "size": entry.size,
-                        "received_at": entry.received_at,
-                        "next_attempt": entry.next_attempt,
-                        "attempts": entry.attempts,
-                        "held": entry.held,
-                        "last_error": entry.last_error,
-                        "recipients": [
-                            {"address": r.address, "state": r.state, "last_reply": r.last_reply}
-                            for r in entry.recipients
-                        ],
-                    },
-                    ensure_ascii=False,
-                )
-            )
-            continue
-        arrived = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.received_at))
-        held = " (held)" if entry.held else ""
-        click.echo(f"{entry.id}{held}  {entry.size:>8}  {arrived}  <{entry.sender}>")
-        for recipient in entry.recipients:
-            reply = f"  ({recipient.last_reply})" if recipient.last_reply else ""
-            click.echo(f"    {recipient.state:<9} <{recipient.address}>{reply}")
-    if not as_json:
-        click.echo(f"-- {len(entries)} message{'s' if len(entries) != 1 else ''} in the queue")
+def _register_queue_commands() -> None:
+    """queue list/show/flush/hold/release/delete/bounce and sendmail live in todoku.queue.admin."""
+    from todoku.queue import admin
+
+    admin.register(queue_group, main, with_config=with_config, fail=fail, open_store=_store)
+
+
+_register_queue_commands()
 
 
 # ---------------------------------------------------------------------- integrity and backups

@@ -64,6 +64,31 @@ class QueueRecipient:
     notify: tuple[str, ...]
     state: str  # "pending", "delivered", "failed"
     last_reply: str
+    # The latest result, kept whole for reports (RFC 3464 fields) and the bounce analyzer.
+    phase: str = ""
+    code: int | None = None
+    enhanced: str = ""
+    remote_mta: str = ""
+    reason: str = ""
+    status: str = ""  # RFC 3463 status for the DSN
+    reported: bool = False  # every report owed for this recipient is stored (or none is owed)
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """One recipient's outcome of one attempt, written as soon as it is known."""
+
+    address: str
+    state: str  # "pending" (retry), "delivered", "failed"
+    phase: str
+    code: int | None
+    enhanced: str
+    text: str
+    remote_mta: str
+    reason: str
+    status: str
+    domain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +106,7 @@ class QueueEntry:
     smtputf8: bool
     last_error: str
     recipients: tuple[QueueRecipient, ...] = ()
+    delay_warned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,5 +173,23 @@ class Store(Protocol):
 
     # outbound queue
     def list_queue(self) -> list[QueueEntry]: ...
+    def get_queue_entry(self, queue_id: str) -> QueueEntry | None: ...
+    def queue_schedule(self) -> list[tuple[str, float, float, bool]]:
+        """(id, next_attempt, received_at, delay_warned) of every entry that is not held."""
+        ...
+    def begin_attempt(self, queue_id: str, started_at: float, next_attempt: float) -> int:
+        """Count the attempt and move next_attempt BEFORE dialling; returns the attempt number."""
+        ...
+    def record_results(self, queue_id: str, results: list[RecipientResult], when: float) -> None: ...
+    def end_attempt(self, queue_id: str, next_attempt: float, last_error: str) -> None: ...
+    def queue_history(self, queue_id: str) -> list[dict[str, object]]: ...
+    def mark_delay_warned(self, queue_id: str) -> None: ...
+    def mark_reported(self, queue_id: str, addresses: list[str]) -> None: ...
+    def retire_queue_entry(self, queue_id: str) -> bool:
+        """Remove the entry once every recipient is final and reported; False while work remains."""
+        ...
+    def set_queue_held(self, queue_id: str, held: bool, now: float) -> bool: ...
+    def flush_queue(self, queue_id: str | None, domain: str | None, now: float) -> int: ...
+    def delete_queue_entry(self, queue_id: str) -> bool: ...
 
     def close(self) -> None: ...

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +25,7 @@ from todoku.store.api import (
     IncomingMessage,
     QueueEntry,
     QueueRecipient,
+    RecipientResult,
     StorageFull,
     StoredMessage,
     User,
@@ -97,6 +99,46 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 );
 """
 
+# Outbound queue additions (issue 4): added to older databases by _migrate_queue.
+QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_attempts (
+    queue_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    recipient TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    state TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    code INTEGER,
+    enhanced TEXT NOT NULL,
+    text TEXT NOT NULL,
+    remote_mta TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_attempts_by_id ON queue_attempts (queue_id, started_at);
+"""
+_QUEUE_COLUMNS = {
+    "queue": [("delay_warned", "INTEGER NOT NULL DEFAULT 0")],
+    "queue_recipients": [
+        ("phase", "TEXT NOT NULL DEFAULT ''"),
+        ("code", "INTEGER"),
+        ("enhanced", "TEXT NOT NULL DEFAULT ''"),
+        ("remote_mta", "TEXT NOT NULL DEFAULT ''"),
+        ("reason", "TEXT NOT NULL DEFAULT ''"),
+        ("status", "TEXT NOT NULL DEFAULT ''"),
+        ("reported", "INTEGER NOT NULL DEFAULT 0"),
+    ],
+}
+
+
+def _migrate_queue(conn: sqlite3.Connection) -> None:
+    conn.executescript(QUEUE_SCHEMA)
+    for table, columns in _QUEUE_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
 _MESSAGE_COLUMNS = (
     "m.id, m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.size, m.received_at, m.sender,"
     " m.subject, m.deleted_at"
@@ -139,6 +181,10 @@ class SqliteStore:
         self._all_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._conn().executescript(SCHEMA)
+        _migrate_queue(self._conn())
+        # Called (in the writer thread) with [(queue_id, next_attempt)] after each group commit
+        # that queued mail for other domains: the outbound runner's wake-up.
+        self.on_queued: Callable[[list[tuple[str, float]]], None] | None = None
         self._pending: queue.Queue[_Pending | None] = queue.Queue()
         self._writer: threading.Thread | None = None
 
@@ -263,7 +309,17 @@ class SqliteStore:
     def commit_sync(self, message: IncomingMessage) -> str:
         """The same as ``commit`` for callers without an event loop (``todoku sendmail``)."""
         self._commit_group([message])
+        self._announce_queued([message])
         return message.blob.blob_id
+
+    def _announce_queued(self, messages: list[IncomingMessage]) -> None:
+        listener = self.on_queued
+        queued = [(m.blob.blob_id, m.received_at or time.time()) for m in messages if m.remote]
+        if listener is not None and queued:
+            try:
+                listener(queued)
+            except Exception:  # a listener's bug must not fail a stored message
+                logging.getLogger("todoku.store").exception("queue listener failed")
 
     def _writer_loop(self) -> None:
         while True:
@@ -291,6 +347,7 @@ class SqliteStore:
                 for pending in group:
                     blob_id = pending.message.blob.blob_id
                     pending.loop.call_soon_threadsafe(_set_result, pending.future, blob_id)
+                self._announce_queued([p.message for p in group])
             if stop:
                 return
 
@@ -447,40 +504,213 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ queue
 
+    _QUEUE_ENTRY_COLUMNS = (
+        "id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
+        " smtputf8, last_error, delay_warned"
+    )
+
+    def _queue_entry(self, conn: sqlite3.Connection, row: Any) -> QueueEntry:
+        recipients = tuple(
+            QueueRecipient(
+                address=r[0],
+                orcpt=r[1],
+                notify=tuple(filter(None, r[2].split(","))),
+                state=r[3],
+                last_reply=r[4],
+                phase=r[5],
+                code=r[6],
+                enhanced=r[7],
+                remote_mta=r[8],
+                reason=r[9],
+                status=r[10],
+                reported=bool(r[11]),
+                updated_at=r[12],
+            )
+            for r in conn.execute(
+                "SELECT address, orcpt, notify, state, last_reply, phase, code, enhanced,"
+                " remote_mta, reason, status, reported, updated_at FROM queue_recipients"
+                " WHERE queue_id = ? ORDER BY address",
+                (row[0],),
+            ).fetchall()
+        )
+        return QueueEntry(
+            id=row[0],
+            blob_id=row[1],
+            sender=row[2],
+            size=row[3],
+            received_at=row[4],
+            next_attempt=row[5],
+            attempts=row[6],
+            held=bool(row[7]),
+            envid=row[8],
+            ret=row[9],
+            smtputf8=bool(row[10]),
+            last_error=row[11],
+            recipients=recipients,
+            delay_warned=bool(row[12]),
+        )
+
     def list_queue(self) -> list[QueueEntry]:
         conn = self._conn()
-        entries = []
         rows = conn.execute(
-            "SELECT id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
-            " smtputf8, last_error FROM queue ORDER BY received_at, id"
+            f"SELECT {self._QUEUE_ENTRY_COLUMNS} FROM queue ORDER BY received_at, id"
         ).fetchall()
-        for row in rows:
-            recipients = tuple(
-                QueueRecipient(r[0], r[1], tuple(filter(None, r[2].split(","))), r[3], r[4])
-                for r in conn.execute(
-                    "SELECT address, orcpt, notify, state, last_reply FROM queue_recipients"
-                    " WHERE queue_id = ? ORDER BY address",
-                    (row[0],),
-                ).fetchall()
-            )
-            entries.append(
-                QueueEntry(
-                    id=row[0],
-                    blob_id=row[1],
-                    sender=row[2],
-                    size=row[3],
-                    received_at=row[4],
-                    next_attempt=row[5],
-                    attempts=row[6],
-                    held=bool(row[7]),
-                    envid=row[8],
-                    ret=row[9],
-                    smtputf8=bool(row[10]),
-                    last_error=row[11],
-                    recipients=recipients,
+        return [self._queue_entry(conn, row) for row in rows]
+
+    def get_queue_entry(self, queue_id: str) -> QueueEntry | None:
+        conn = self._conn()
+        row = conn.execute(
+            f"SELECT {self._QUEUE_ENTRY_COLUMNS} FROM queue WHERE id = ?", (queue_id,)
+        ).fetchone()
+        return self._queue_entry(conn, row) if row else None
+
+    def queue_schedule(self) -> list[tuple[str, float, float, bool]]:
+        rows = self._conn().execute(
+            "SELECT id, next_attempt, received_at, delay_warned FROM queue WHERE held = 0"
+        ).fetchall()
+        return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def begin_attempt(self, queue_id: str, started_at: float, next_attempt: float) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE queue SET attempts = attempts + 1, next_attempt = ? WHERE id = ?"
+                " RETURNING attempts",
+                (next_attempt, queue_id),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def record_results(self, queue_id: str, results: list[RecipientResult], when: float) -> None:
+        if not results:
+            return
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM queue WHERE id = ?", (queue_id,)).fetchone() is None:
+                return  # deleted by an administrator while it was being delivered
+            for r in results:
+                # A final state is never overwritten: a recipient delivered stays delivered.
+                conn.execute(
+                    "UPDATE queue_recipients SET state = ?, last_reply = ?, phase = ?, code = ?,"
+                    " enhanced = ?, remote_mta = ?, reason = ?, status = ?, updated_at = ?"
+                    " WHERE queue_id = ? AND address = ? AND state = 'pending'",
+                    (
+                        r.state, r.text, r.phase, r.code, r.enhanced, r.remote_mta, r.reason,
+                        r.status, when, queue_id, r.address,
+                    ),
                 )
+                conn.execute(
+                    "INSERT INTO queue_attempts (queue_id, started_at, recipient, domain, state,"
+                    " phase, code, enhanced, text, remote_mta, reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        queue_id, when, r.address, r.domain, r.state, r.phase, r.code, r.enhanced,
+                        r.text, r.remote_mta, r.reason,
+                    ),
+                )
+
+    def end_attempt(self, queue_id: str, next_attempt: float, last_error: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE queue SET next_attempt = ?, last_error = ? WHERE id = ?",
+                (next_attempt, last_error, queue_id),
             )
-        return entries
+
+    def queue_history(self, queue_id: str) -> list[dict[str, object]]:
+        rows = self._conn().execute(
+            "SELECT started_at, recipient, domain, state, phase, code, enhanced, text, remote_mta,"
+            " reason FROM queue_attempts WHERE queue_id = ? ORDER BY started_at, rowid",
+            (queue_id,),
+        ).fetchall()
+        names = ("time", "recipient", "domain", "state", "phase", "code", "enhanced", "text",
+                 "remote_mta", "reason")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def mark_delay_warned(self, queue_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE queue SET delay_warned = 1 WHERE id = ?", (queue_id,))
+
+    def mark_reported(self, queue_id: str, addresses: list[str]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE queue_recipients SET reported = 1 WHERE queue_id = ? AND address = ?"
+                " AND state != 'pending'",
+                [(queue_id, a) for a in addresses],
+            )
+
+    def retire_queue_entry(self, queue_id: str) -> bool:
+        with self._write() as conn:
+            open_work = conn.execute(
+                "SELECT 1 FROM queue_recipients WHERE queue_id = ?"
+                " AND (state = 'pending' OR reported = 0) LIMIT 1",
+                (queue_id,),
+            ).fetchone()
+            if open_work:
+                return False
+            unused = self._drop_queue_row(conn, queue_id)
+        for blob_id in unused:
+            self.blobs.delete(blob_id)
+        return True
+
+    def _drop_queue_row(self, conn: sqlite3.Connection, queue_id: str) -> list[str]:
+        row = conn.execute("DELETE FROM queue WHERE id = ? RETURNING blob_id", (queue_id,)).fetchone()
+        if row is None:
+            return []
+        conn.execute("DELETE FROM queue_recipients WHERE queue_id = ?", (queue_id,))
+        conn.execute("DELETE FROM queue_attempts WHERE queue_id = ?", (queue_id,))
+        unused = self._unreferenced(conn, {row[0]})
+        for blob_id in unused:
+            conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        return unused
+
+    def set_queue_held(self, queue_id: str, held: bool, now: float) -> bool:
+        with self._write() as conn:
+            if held:
+                cur = conn.execute("UPDATE queue SET held = 1 WHERE id = ?", (queue_id,))
+            else:
+                cur = conn.execute(
+                    "UPDATE queue SET held = 0, next_attempt = MIN(next_attempt, ?) WHERE id = ?",
+                    (now, queue_id),
+                )
+            return cur.rowcount > 0
+
+    def flush_queue(self, queue_id: str | None, domain: str | None, now: float) -> int:
+        with self._write() as conn:
+            args: tuple[Any, ...]
+            if queue_id is not None:
+                query, args = "UPDATE queue SET next_attempt = ? WHERE id = ?", (now, queue_id)
+            elif domain is not None:
+                query = (
+                    "UPDATE queue SET next_attempt = ? WHERE id IN (SELECT queue_id FROM"
+                    " queue_recipients WHERE state = 'pending' AND lower(address) LIKE ?)"
+                )
+                args = (now, "%@" + domain.lower().rstrip("."))
+            else:
+                query, args = "UPDATE queue SET next_attempt = ?", (now,)
+            return conn.execute(query, args).rowcount
+
+    def delete_queue_entry(self, queue_id: str) -> bool:
+        with self._write() as conn:
+            exists = conn.execute("SELECT 1 FROM queue WHERE id = ?", (queue_id,)).fetchone()
+            unused = self._drop_queue_row(conn, queue_id)
+        for blob_id in unused:
+            self.blobs.delete(blob_id)
+        return exists is not None
+
+
+def _wake_group(group: list[_Pending], error: Exception | None) -> None:
+    """Answer a whole group with one wake-up per event loop, not one per message: every
+    ``call_soon_threadsafe`` writes to the loop's self-pipe and takes the GIL (bench/, issue 7)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in group:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, members in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, members, error)
+
+
+def _resolve_all(members: list[_Pending], error: Exception | None) -> None:
+    for pending in members:
+        if error is None:
+            _set_result(pending.future, pending.message.blob.blob_id)
+        else:
+            _set_exception(pending.future, error)
 
 
 def _set_result(future: asyncio.Future[str], value: str) -> None:

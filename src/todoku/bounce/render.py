@@ -1,0 +1,60 @@
+"""Diagnoses as text for people (English or Japanese) or as JSON lines for programs."""
+
+from __future__ import annotations
+
+import json
+
+from todoku.bounce.analyze import Diagnosis
+
+LABELS = {
+    "en": {"recipient": "recipient", "reason": "reason", "status": "status", "reply": "reply",
+           "remote": "remote server", "date": "date", "diagnostic": "server said",
+           "cause": "cause", "remedy": "what to do", "permanent": "permanent failure",
+           "temporary": "temporary, still being retried", "none": "(none named)",
+           "notbounce": "not a bounce", "error": "error"},
+    "ja": {"recipient": "宛先", "reason": "理由", "status": "状態コード", "reply": "応答コード",
+           "remote": "相手サーバー", "date": "日時", "diagnostic": "相手の応答",
+           "cause": "原因", "remedy": "対処", "permanent": "恒久的な失敗",
+           "temporary": "一時的な失敗（再送中）", "none": "（記載なし）",
+           "notbounce": "エラーメールではありません", "error": "エラー"},
+}
+
+
+def as_json(file: str, diagnosis: Diagnosis) -> str:
+    return json.dumps(diagnosis.to_json(file), ensure_ascii=False)
+
+
+def error_json(file: str, error: str) -> str:
+    return json.dumps({"file": file, "error": error}, ensure_ascii=False)
+
+
+def as_text(file: str, diagnosis: Diagnosis, lang: str) -> str:
+    label = LABELS.get(lang, LABELS["en"])
+    lines = [f"{file}:"]
+    if diagnosis.reason == "notbounce":
+        lines.append(f"  {label['notbounce']}")
+        return "\n".join(lines)
+    nature = label["permanent"] if diagnosis.permanent else label["temporary"]
+    if diagnosis.reason in ("delivered", "vacation", "feedback"):
+        nature = ""
+    lines.append(f"  {label['recipient']}: {diagnosis.recipient or label['none']}"
+                 + (f"  ({nature})" if nature else ""))
+    codes = [f"{label['reason']}: {diagnosis.reason}"]
+    if diagnosis.status:
+        codes.append(f"{label['status']}: {diagnosis.status}")
+    if diagnosis.reply_code is not None:
+        codes.append(f"{label['reply']}: {diagnosis.reply_code}")
+    lines.append("  " + "   ".join(codes))
+    if diagnosis.remote_mta:
+        lines.append(f"  {label['remote']}: {diagnosis.remote_mta}")
+    if diagnosis.date:
+        lines.append(f"  {label['date']}: {diagnosis.date}")
+    if diagnosis.diagnostic:
+        lines.append(f"  {label['diagnostic']}: {diagnosis.diagnostic}")
+    lines.append(f"  {label['cause']}: {diagnosis.cause}")
+    lines.append(f"  {label['remedy']}: {diagnosis.remedy}")
+    return "\n".join(lines)
+
+
+def error_text(file: str, error: str, lang: str) -> str:
+    return f"{file}: {LABELS.get(lang, LABELS['en'])['error']}: {error}"

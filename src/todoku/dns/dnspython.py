@@ -1,0 +1,89 @@
+"""The real resolver: dnspython's asyncio stub resolver, optionally pointed at given servers.
+
+``nameservers`` entries are ``"host"`` or ``"host:port"`` (``"[::1]:5353"`` for IPv6 with a port),
+so tests and split-horizon setups can use a resolver on a non-standard port.
+"""
+
+from __future__ import annotations
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from todoku.dns.resolver import Answer, DnsStatus, MxRecord
+
+DEFAULT_LIFETIME = 10.0
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:5353"`` → ("127.0.0.1", 5353); ``"::1"`` → ("::1", 53)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+        return host, int(port) if port else 53
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, 53
+
+
+def _host(text: str) -> str:
+    """The root name "." (a null MX, RFC 7505 §3) becomes ""."""
+    text = text.lower().rstrip(".")
+    return text
+
+
+class DnspythonResolver:
+    def __init__(self, nameservers: tuple[str, ...] = (), lifetime: float = DEFAULT_LIFETIME) -> None:
+        if nameservers:
+            self._resolver = dns.asyncresolver.Resolver(configure=False)
+            self._resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(host, port)
+                for host, port in (parse_nameserver(n) for n in nameservers)
+            ]
+        else:
+            self._resolver = dns.asyncresolver.Resolver()
+        self._resolver.lifetime = lifetime
+        self._resolver.timeout = min(lifetime, 3.0)
+        self._resolver.cache = None
+
+    async def _query(self, name: str, rdtype: str) -> tuple[DnsStatus, list[object], str]:
+        try:
+            answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return DnsStatus.NXDOMAIN, [], f"{name}: no such domain (NXDOMAIN)"
+        except dns.resolver.NoNameservers as exc:
+            return DnsStatus.SERVFAIL, [], f"{name}/{rdtype}: server failure ({exc})"
+        except dns.exception.Timeout:
+            return DnsStatus.TIMEOUT, [], f"{name}/{rdtype}: DNS timeout"
+        except (dns.exception.DNSException, OSError) as exc:
+            return DnsStatus.SERVFAIL, [], f"{name}/{rdtype}: {exc}"
+        records = list(answer.rrset) if answer.rrset is not None else []
+        if not records:
+            return DnsStatus.NODATA, [], f"{name}: no {rdtype} record"
+        return DnsStatus.OK, records, ""
+
+    async def mx(self, domain: str) -> Answer[MxRecord]:
+        status, records, detail = await self._query(domain, "MX")
+        mx = tuple(
+            MxRecord(int(r.preference), _host(r.exchange.to_text(omit_final_dot=True)))  # type: ignore[attr-defined]
+            for r in records
+        )
+        return Answer(status, mx, detail)
+
+    async def addresses(self, host: str) -> Answer[str]:
+        """AAAA then A. NXDOMAIN only when the name does not exist; one family failing
+        temporarily is temporary only if the other family gave nothing either."""
+        results = [await self._query(host, rdtype) for rdtype in ("AAAA", "A")]
+        found = tuple(r.to_text() for _, records, _ in results for r in records)  # type: ignore[attr-defined]
+        if found:
+            return Answer(DnsStatus.OK, found)
+        statuses = [status for status, _, _ in results]
+        detail = "; ".join(d for _, _, d in results if d)
+        for status in (DnsStatus.NXDOMAIN, DnsStatus.SERVFAIL, DnsStatus.TIMEOUT):
+            if status in statuses:
+                return Answer(status, (), detail)
+        return Answer(DnsStatus.NODATA, (), detail)

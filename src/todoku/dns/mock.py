@@ -1,0 +1,37 @@
+"""An in-memory resolver for unit tests: DNS as tables (no network)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from todoku.dns.resolver import Answer, DnsStatus, MxRecord
+
+
+@dataclass
+class MockResolver:
+    mx_records: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    hosts: dict[str, list[str]] = field(default_factory=dict)
+    fail: dict[str, DnsStatus] = field(default_factory=dict)  # name → SERVFAIL/TIMEOUT/NXDOMAIN
+
+    def _exists(self, name: str) -> bool:
+        return name in self.mx_records or name in self.hosts
+
+    async def mx(self, domain: str) -> Answer[MxRecord]:
+        if domain in self.fail:
+            return Answer(self.fail[domain], (), f"{domain}: {self.fail[domain].value}")
+        if domain in self.mx_records:
+            return Answer(
+                DnsStatus.OK, tuple(MxRecord(p, h.rstrip(".").lower()) for p, h in self.mx_records[domain])
+            )
+        if self._exists(domain):
+            return Answer(DnsStatus.NODATA)
+        return Answer(DnsStatus.NXDOMAIN, (), f"{domain}: no such domain (NXDOMAIN)")
+
+    async def addresses(self, host: str) -> Answer[str]:
+        if host in self.fail:
+            return Answer(self.fail[host], (), f"{host}: {self.fail[host].value}")
+        if host in self.hosts:
+            return Answer(DnsStatus.OK, tuple(self.hosts[host]))
+        if self._exists(host):
+            return Answer(DnsStatus.NODATA)
+        return Answer(DnsStatus.NXDOMAIN, (), f"{host}: no such domain (NXDOMAIN)")

@@ -1,0 +1,48 @@
+"""The resolver interface the queue depends on, and the answer shapes it returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class DnsStatus(enum.Enum):
+    OK = "ok"
+    NXDOMAIN = "nxdomain"  # RFC 1035 RCODE 3: the name does not exist (permanent)
+    NODATA = "nodata"  # the name exists, but has no record of the asked type
+    SERVFAIL = "servfail"  # the servers could not answer (temporary)
+    TIMEOUT = "timeout"  # no answer in time (temporary)
+
+    @property
+    def is_temporary(self) -> bool:
+        return self in (DnsStatus.SERVFAIL, DnsStatus.TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True)
+class MxRecord:
+    preference: int
+    host: str  # lower-case, without the trailing dot; "" for the null MX "." (RFC 7505)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[T]):
+    status: DnsStatus
+    records: tuple[T, ...] = ()
+    detail: str = ""  # what the resolver said, for logs and reports
+
+    @property
+    def ok(self) -> bool:
+        return self.status is DnsStatus.OK
+
+
+class Resolver(Protocol):
+    async def mx(self, domain: str) -> Answer[MxRecord]:
+        """MX records of ``domain`` (status NODATA when it has none)."""
+        ...
+
+    async def addresses(self, host: str) -> Answer[str]:
+        """IPv6 and IPv4 addresses of ``host`` (AAAA first, then A), as text."""
+        ...

@@ -1,0 +1,422 @@
+"""The SMTP client adapter: dials a remote MX and drives ``proto.smtp.client`` over the socket.
+
+It never raises because of what the remote said or did: every reply, refusal, timeout, reset or
+TLS failure becomes a ``RecipientOutcome`` per recipient (phase, code, enhanced code, text, remote
+MTA), the same facts the queue records, the DSN cites and the bounce analyzer reads.
+
+STARTTLS is opportunistic, as for MX delivery in the major MTAs: used whenever the server offers
+it, certificates not verified (RFC 7435 §1.3: unauthenticated encryption beats none). When the
+TLS handshake fails, ``open_session`` dials again once without TLS and logs that it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from todoku.proto.errors import ProtocolError
+from todoku.proto.smtp import client as proto
+from todoku.proto.smtp.client import ClientConnection, ReplyEvent
+from todoku.proto.smtp.events import NEED_DATA, PAUSED
+
+log = logging.getLogger("todoku.delivery")
+
+READ_SIZE = 64 * 1024
+CONTENT_PIECE = 256 * 1024
+
+# Phases before any command: these and the command names of proto.smtp.client name the step
+# an outcome comes from.
+CONNECT = "connect"
+TLS = "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """RFC 5321 §4.5.3.2 minimums by default; tests pass seconds."""
+
+    connect: float = 30.0
+    greeting: float = 300.0
+    command: float = 300.0
+    data_block: float = 180.0
+    end_of_data: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    recipient: str
+    phase: str
+    code: int | None  # None when no reply was received (refused, timed out, closed)
+    enhanced: str
+    text: str
+    remote_mta: str  # "mx1.example.net [192.0.2.1]"
+
+    @property
+    def delivered(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.code is not None and self.code >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str
+    recipients: tuple[tuple[str, tuple[str, ...], str | None], ...]  # (address, notify, orcpt)
+    size: int
+    open_content: Callable[[], Iterable[bytes]]  # yields the message in pieces, CRLF line ends
+    smtputf8: bool = False
+    eight_bit: bool = True
+    ret: str | None = None
+    envid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailure:
+    """The connection could not carry mail at all (before MAIL)."""
+
+    phase: str
+    code: int | None
+    enhanced: str
+    text: str
+    remote_mta: str
+
+    def for_recipient(self, recipient: str) -> RecipientOutcome:
+        return RecipientOutcome(recipient, self.phase, self.code, self.enhanced, self.text, self.remote_mta)
+
+
+class _Failed(Exception):
+    def __init__(self, phase: str, code: int | None, enhanced: str, text: str) -> None:
+        super().__init__(text)
+        self.phase, self.code, self.enhanced, self.text = phase, code, enhanced, text
+
+
+class _TlsHandshakeFailed(Exception):
+    pass
+
+
+def remote_mta_name(host: str, ip: str) -> str:
+    return f"{host} [{ip}]" if host and host != ip else f"[{ip}]"
+
+
+def opportunistic_tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # opportunistic: RFC 7435
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@dataclass
+class SmtpSession:
+    """One open connection to one MX, able to carry several messages in turn."""
+
+    host: str
+    ip: str
+    port: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    timeouts: Timeouts
+    conn: ClientConnection = field(default_factory=ClientConnection)
+    tls: str = ""  # "TLSv1.3 TLS_AES_256_GCM_SHA384" once encrypted
+    usable: bool = True
+
+    @property
+    def remote_mta(self) -> str:
+        return remote_mta_name(self.host, self.ip)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _flush(self, data: bytes, timeout: float) -> None:
+        self.writer.write(data)
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
+
+    async def _read_reply(self, phase: str, timeout: float) -> ReplyEvent:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = self.conn.next_event()
+                    if isinstance(event, ReplyEvent):
+                        return event
+                    if event is PAUSED:
+                        raise _Failed(phase, None, "", "paused for TLS")
+                    assert event is NEED_DATA
+                    data = await self.reader.read(READ_SIZE)
+                    if not data:
+                        raise _Failed(phase, None, "", f"connection closed by {self.remote_mta} during {phase}")
+                    self.conn.receive_data(data)
+        except TimeoutError:
+            raise _Failed(phase, None, "", f"timed out waiting for the reply to {phase}") from None
+        except ProtocolError as exc:
+            raise _Failed(phase, None, "", f"protocol error: {exc}") from None
+        except (ConnectionError, OSError) as exc:
+            raise _Failed(phase, None, "", f"lost connection during {phase}: {exc}") from None
+
+    async def _command(self, data: bytes, phase: str, timeout: float) -> ReplyEvent:
+        try:
+            await self._flush(data, timeout)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            raise _Failed(phase, None, "", f"lost connection sending {phase}: {exc}") from None
+        return await self._read_reply(phase, timeout)
+
+    # ------------------------------------------------------------------ opening
+
+    async def _hello(self, helo_name: str) -> None:
+        event = await self._command(self.conn.ehlo(helo_name), proto.EHLO, self.timeouts.command)
+        reply = event.reply
+        if reply.code == 250:
+            return
+        if reply.code == 421 or self.conn.closed:
+            raise _Failed(proto.EHLO, reply.code, reply.enhanced, reply.text)
+        # RFC 5321 §3.2: a server that does not know EHLO gets HELO.
+        event = await self._command(self.conn.helo(helo_name), proto.HELO, self.timeouts.command)
+        if event.reply.code != 250:
+            raise _Failed(proto.HELO, event.reply.code, event.reply.enhanced, event.reply.text)
+
+    async def greet(self, helo_name: str, tls_context: ssl.SSLContext | None) -> None:
+        event = await self._read_reply(proto.GREETING, self.timeouts.greeting)
+        if event.reply.code != 220:  # RFC 5321 §3.1: 554 (or 421) means "no service here"
+            raise _Failed(proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text)
+        await self._hello(helo_name)
+        if tls_context is None or not self.conn.supports("STARTTLS"):
+            return
+        event = await self._command(self.conn.starttls(), proto.STARTTLS, self.timeouts.command)
+        if event.reply.code != 220:
+            log.info("%s: STARTTLS refused (%s); continuing without TLS", self.remote_mta, event.reply)
+            return
+        try:
+            async with asyncio.timeout(self.timeouts.command):
+                await self.writer.start_tls(tls_context, server_hostname=self.host or None)
+        except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as exc:
+            raise _TlsHandshakeFailed(str(exc) or type(exc).__name__) from None
+        self.conn.tls_started()
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            cipher = ssl_object.cipher()
+            self.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+        await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
+
+    # ------------------------------------------------------------------ one message
+
+    async def send(
+        self,
+        envelope: Envelope,
+        on_outcome: Callable[[RecipientOutcome], None] | None = None,
+    ) -> list[RecipientOutcome]:
+        """One transaction. ``on_outcome`` hears each recipient's final result as soon as it is known."""
+        outcomes: dict[str, RecipientOutcome] = {}
+
+        def settle(outcome: RecipientOutcome) -> None:
+            if outcome.recipient not in outcomes:
+                outcomes[outcome.recipient] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+
+        def fail_all(phase: str, code: int | None, enhanced: str, text: str) -> list[RecipientOutcome]:
+            for address, _, _ in envelope.recipients:
+                settle(RecipientOutcome(address, phase, code, enhanced, text, self.remote_mta))
+            return [outcomes[a] for a, _, _ in envelope.recipients]
+
+        try:
+            return await self._send(envelope, settle, fail_all)
+        except _Failed as failure:
+            self.usable = False
+            return fail_all(failure.phase, failure.code, failure.enhanced, failure.text)
+
+    async def _send(
+        self,
+        envelope: Envelope,
+        settle: Callable[[RecipientOutcome], None],
+        fail_all: Callable[[str, int | None, str, str], list[RecipientOutcome]],
+    ) -> list[RecipientOutcome]:
+        conn = self.conn
+        max_size = conn.max_size
+        if max_size is not None and envelope.size > max_size:
+            # RFC 1870 §6: do not send what the server already said it will not take.
+            text = f"message size {envelope.size} exceeds the limit of {max_size} announced by {self.remote_mta}"
+            return fail_all(proto.MAIL, 552, "5.3.4", text)
+        if envelope.smtputf8 and not conn.supports("SMTPUTF8"):
+            # RFC 6531 §3.2: a message that needs SMTPUTF8 must not go to a server without it.
+            return fail_all(proto.MAIL, 553, "5.6.7", f"{self.remote_mta} does not support SMTPUTF8")
+        mail = conn.mail(
+            envelope.sender,
+            size=envelope.size,
+            eight_bit=envelope.eight_bit,
+            smtputf8=envelope.smtputf8,
+            ret=envelope.ret,
+            envid=envelope.envid,
+        )
+        rcpts = [conn.rcpt(a, notify=n, orcpt=o) for a, n, o in envelope.recipients]
+        timeout = self.timeouts.command
+        if conn.supports("PIPELINING"):
+            # RFC 2920 §3.1: MAIL, RCPT... and DATA may go in one write; DATA is last in the group.
+            await self._flush_or_fail(mail + b"".join(rcpts) + conn.data(), proto.MAIL, timeout)
+            replies = [await self._read_reply(proto.MAIL, timeout)]
+            for _ in rcpts:
+                if conn.closed:
+                    break
+                replies.append(await self._read_reply(proto.RCPT, timeout))
+            data_event: ReplyEvent | None = (
+                None if conn.closed else await self._read_reply(proto.DATA, timeout)
+            )
+        else:
+            replies = [await self._command(mail, proto.MAIL, timeout)]
+            data_event = None
+            if replies[0].reply.code == 250:
+                for rcpt in rcpts:
+                    if conn.closed:
+                        break
+                    replies.append(await self._command(rcpt, proto.RCPT, timeout))
+        if conn.closed:
+            # A 421 (RFC 5321 §3.8): the server is going away; what was not refused is deferred.
+            self.usable = False
+            last = replies[-1]
+            for event in replies[1:-1]:
+                if event.reply.code not in (250, 251):
+                    settle(
+                        RecipientOutcome(
+                            event.argument, proto.RCPT, event.reply.code, event.reply.enhanced,
+                            event.reply.text, self.remote_mta,
+                        )
+                    )
+            return fail_all(last.command, last.reply.code, last.reply.enhanced, last.reply.text)
+        mail_reply = replies[0].reply
+        if mail_reply.code != 250:
+            if mail_reply.code == 421:
+                self.usable = False
+            await self._reset_after_failure(data_event)
+            return fail_all(proto.MAIL, mail_reply.code, mail_reply.enhanced, mail_reply.text)
+        accepted = []
+        for event in replies[1:]:
+            if event.reply.code in (250, 251):
+                accepted.append(event.argument)
+            else:
+                settle(
+                    RecipientOutcome(
+                        event.argument, proto.RCPT, event.reply.code, event.reply.enhanced,
+                        event.reply.text, self.remote_mta,
+                    )
+                )
+                if event.reply.code == 421:
+                    self.usable = False
+        if not accepted:
+            await self._reset_after_failure(data_event)
+            return fail_all(proto.RCPT, None, "", "no recipient accepted")
+        if data_event is None:
+            data_event = await self._command(conn.data(), proto.DATA, timeout)
+        if data_event.reply.code != 354:
+            reply = data_event.reply
+            if reply.code == 421:
+                self.usable = False
+            else:
+                await self._reset_after_failure(None)
+            return fail_all(proto.DATA, reply.code, reply.enhanced, reply.text)
+        try:
+            for piece in envelope.open_content():
+                stuffed = conn.content(piece)
+                if stuffed:
+                    await self._flush(stuffed, self.timeouts.data_block)
+            await self._flush(conn.end_of_data(), self.timeouts.data_block)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            raise _Failed(proto.END_OF_DATA, None, "", f"lost connection sending the message: {exc}") from None
+        final = await self._read_reply(proto.END_OF_DATA, self.timeouts.end_of_data)
+        reply = final.reply
+        if reply.code == 421:
+            self.usable = False
+        # Without LMTP there is one reply for all accepted recipients (RFC 5321 §4.1.1.4).
+        return fail_all(proto.END_OF_DATA, reply.code, reply.enhanced, reply.text)
+
+    async def _flush_or_fail(self, data: bytes, phase: str, timeout: float) -> None:
+        try:
+            await self._flush(data, timeout)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            raise _Failed(phase, None, "", f"lost connection sending {phase}: {exc}") from None
+
+    async def _reset_after_failure(self, pipelined_data: ReplyEvent | None) -> None:
+        """After a refused transaction: close an accidentally opened DATA, then RSET."""
+        if self.conn.closed or not self.usable:
+            return
+        if pipelined_data is not None and pipelined_data.reply.code == 354:
+            # RFC 2920 §3.1: a server that wrongly accepted DATA gets an empty message's dot;
+            # its reply is for no recipient.
+            await self._flush(self.conn.end_of_data(), self.timeouts.data_block)
+            await self._read_reply(proto.END_OF_DATA, self.timeouts.end_of_data)
+        event = await self._command(self.conn.rset(), proto.RSET, self.timeouts.command)
+        if event.reply.code != 250:
+            self.usable = False
+
+    async def close(self) -> None:
+        try:
+            if self.usable and not self.conn.closed:
+                self.writer.write(self.conn.quit())
+                async with asyncio.timeout(5):
+                    await self.writer.drain()
+                    await self._read_reply(proto.QUIT, 5)
+        except (_Failed, TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            self.writer.close()
+            try:
+                async with asyncio.timeout(5):
+                    await self.writer.wait_closed()
+            except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
+                pass
+
+
+async def _dial(
+    host: str, ip: str, port: int, helo_name: str, tls_context: ssl.SSLContext | None,
+    timeouts: Timeouts, local_address: str | None,
+) -> SmtpSession | SessionFailure:
+    remote = remote_mta_name(host, ip)
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        async with asyncio.timeout(timeouts.connect):
+            reader, writer = await asyncio.open_connection(
+                ip, port, family=family, limit=1024 * 1024,
+                local_addr=(local_address, 0) if local_address else None,
+            )
+    except TimeoutError:
+        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: timed out", remote)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: {reason}", remote)
+    session = SmtpSession(host, ip, port, reader, writer, timeouts)
+    try:
+        await session.greet(helo_name, tls_context)
+    except _Failed as failure:
+        session.usable = failure.code is not None and failure.code != 421
+        await session.close()
+        return SessionFailure(failure.phase, failure.code, failure.enhanced, failure.text, remote)
+    except _TlsHandshakeFailed:
+        session.usable = False
+        await session.close()
+        raise
+    return session
+
+
+async def open_session(
+    host: str,
+    ip: str,
+    port: int,
+    *,
+    helo_name: str,
+    tls_context: ssl.SSLContext | None,
+    timeouts: Timeouts = Timeouts(),
+    local_address: str | None = None,
+) -> SmtpSession | SessionFailure:
+    """Dial ``ip`` (IPv4 or IPv6), read the greeting, EHLO, STARTTLS when offered."""
+    try:
+        return await _dial(host, ip, port, helo_name, tls_context, timeouts, local_address)
+    except _TlsHandshakeFailed as exc:
+        log.warning(
+            "%s: TLS handshake failed (%s); retrying once without TLS", remote_mta_name(host, ip), exc
+        )
+    try:
+        return await _dial(host, ip, port, helo_name, None, timeouts, local_address)
+    except _TlsHandshakeFailed as exc:  # pragma: no cover - cannot happen without a context
+        return SessionFailure(TLS, None, "", str(exc), remote_mta_name(host, ip))

@@ -1,0 +1,141 @@
+"""Where mail for a domain goes: MX lookup, ordering, implicit MX, null MX, self-loops.
+
+RFC 5321 §5.1: MX records are tried in order of preference, records of equal preference in random
+order; without MX records the domain's own address records act as one MX of preference 0
+(implicit MX). RFC 7505: a single MX with the root name "." means the domain takes no mail.
+A name that does not exist (NXDOMAIN) is permanent; a server failure or timeout is temporary.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable
+
+from todoku.dns.resolver import DnsStatus, Resolver
+from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, Verdict
+
+Shuffle = Callable[[list[Hop]], None]
+
+
+def _failure(domain: str, verdict: Verdict, status: str, text: str, reason: str) -> Route:
+    return Route(
+        domain,
+        failure=Attempt("", verdict, PHASE_DNS if status != "5.4.6" else PHASE_ROUTING, None,
+                        "", text, "", reason, status),
+    )
+
+
+def _literal(domain: str) -> str | None:
+    """The IP of an address literal "[192.0.2.1]" / "[IPv6:2001:db8::1]" (RFC 5321 §4.1.3)."""
+    if not domain.startswith("["):
+        return None
+    inner = domain[1:-1]
+    if inner.lower().startswith("ipv6:"):
+        inner = inner[5:]
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        return None
+
+
+def _order(records: list[tuple[int, str]], shuffle: Shuffle) -> list[tuple[int, str]]:
+    """Sort by preference; RFC 5321 §5.1: equal preferences in random order."""
+    by_pref: dict[int, list[Hop]] = {}
+    for pref, host in records:
+        by_pref.setdefault(pref, []).append(Hop(host, "", pref))
+    ordered = []
+    for pref in sorted(by_pref):
+        group = by_pref[pref]
+        shuffle(group)
+        ordered += [(h.preference, h.host) for h in group]
+    return ordered
+
+
+async def route(
+    resolver: Resolver,
+    domain: str,
+    *,
+    is_self: Callable[[str, str], bool],
+    shuffle: Shuffle = random.shuffle,
+) -> Route:
+    """Resolve ``domain`` to hops. ``is_self(host, ip)`` says whether a hop is this server."""
+    literal = _literal(domain)
+    if literal is not None:
+        if is_self("", literal):
+            return _loop(domain, literal)
+        return Route(domain, hops=(Hop("", literal, 0),))
+    answer = await resolver.mx(domain)
+    if answer.status is DnsStatus.NXDOMAIN:
+        return _failure(
+            domain, Verdict.PERMANENT, "5.1.2",
+            f"Host or domain name not found. Name service error for name={domain} type=MX: "
+            "Host not found",
+            "hostunknown",
+        )
+    if answer.status.is_temporary:
+        return _failure(
+            domain, Verdict.TEMPORARY, "4.4.3",
+            f"Host or domain name not found. Name service error for name={domain} type=MX: "
+            f"Host not found, try again ({answer.status.value})",
+            "networkerror",
+        )
+    records = [(r.preference, r.host) for r in answer.records]
+    if any(host == "" for _, host in records):
+        # RFC 7505 §4.1: a null MX means the domain accepts no mail; fail without retrying.
+        return _failure(
+            domain, Verdict.PERMANENT, "5.1.10",
+            f"Domain {domain} does not accept mail (null MX)", "notaccept",
+        )
+    if not records:
+        records = [(0, domain)]  # RFC 5321 §5.1: implicit MX
+    ordered = _order(records, shuffle)
+    hops: list[Hop] = []
+    temporary = ""
+    for pref, host in ordered:
+        if is_self(host, ""):
+            # RFC 5321 §5.1: drop ourselves and every less preferred host.
+            if not hops:
+                return _loop(domain, host)
+            break
+        addresses = await resolver.addresses(host)
+        if addresses.status.is_temporary:
+            temporary = addresses.detail
+            continue
+        self_hit = False
+        for ip in addresses.records:
+            if is_self(host, ip):
+                self_hit = True
+                continue
+            hops.append(Hop(host, ip, pref))
+        if self_hit and not hops:
+            return _loop(domain, host)
+        if self_hit:
+            break
+    if hops:
+        return Route(domain, hops=tuple(hops))
+    if temporary:
+        return _failure(domain, Verdict.TEMPORARY, "4.4.3",
+                        f"Host or domain name not found: {temporary}", "networkerror")
+    if records == [(0, domain)]:
+        return _failure(
+            domain, Verdict.PERMANENT, "5.1.2",
+            f"Host or domain name not found. Name service error for name={domain} type=A: "
+            "Host not found",
+            "hostunknown",
+        )
+    return _failure(
+        domain, Verdict.PERMANENT, "5.4.4",
+        f"No address for any mail exchanger of {domain} ({', '.join(h for _, h in ordered)})",
+        "hostunknown",
+    )
+
+
+def _loop(domain: str, host: str) -> Route:
+    # RFC 5321 §5.1: delivering to ourselves would loop; the MX data or our domain list is wrong.
+    return _failure(
+        domain, Verdict.PERMANENT, "5.4.6",
+        f"Local configuration error: mail for {domain} loops back to myself (the MX host "
+        f"{host} is this server, but {domain} is not one of its domains)",
+        "networkerror",
+    )

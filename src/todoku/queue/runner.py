@@ -1,0 +1,719 @@
+"""The queue runner: due times in a heap, one timer, per-destination workers, reports.
+
+Flow for one message (``_process``): reports still owed are sent first (a crash between a
+bounce decision and the bounce leaves ``reported = 0`` behind); then expiry (4.4.7), the delay
+warning, the hop-count loop check; then ``begin_attempt`` moves ``next_attempt`` forward and
+counts the attempt BEFORE any DNS query or dial. Pending recipients are grouped by domain and
+handed to that domain's ``Destination``, whose workers (at most ``max_connections_per_domain``,
+fewer while the remote limits us) resolve the route once and carry message after message over
+one connection. Each message's results are written the moment its final reply arrives,
+shielded from cancellation, before anything else happens on that connection.
+
+Scheduling is event-driven: ``_due`` maps id → due time and a heap orders them; the main loop
+sleeps until the earliest due time or a wake-up (new mail from the store's ``on_queued`` hook,
+or a change of the wake file that the CLI touches after flush/hold/release/delete/sendmail).
+Pushing and popping cost O(log n); nothing scans the whole queue except the rescan after an
+administrator's command and the one at start-up.
+
+Retry steering reads the bounce analyzer's reason word for each reply: rate limits
+(``toomanyconn``, ``speeding``) pause the destination with an exponential back-off and one
+connection, which lift by themselves after deliveries succeed; greylisting retries at the
+first retry interval; a temporary reply whose reason is a permanent policy block stops the
+retries after ``STOP_EARLY_AFTER`` attempts. A temporary condition never bounces by itself;
+only max_lifetime does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from todoku.dns.resolver import Resolver
+from todoku.dsn.compose import compose, original_subject
+from todoku.dsn.model import RecipientReport, Report, ReportKind
+from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
+from todoku.queue import routing
+from todoku.queue.model import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    PHASE_EXPIRED,
+    PHASE_LOOP,
+    Attempt,
+    Hop,
+    Route,
+    Verdict,
+)
+from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
+from todoku.queue.transport import Channel, OutboundMessage, Transport
+from todoku.store.api import (
+    IncomingMessage,
+    QueueEntry,
+    QueueRecipient,
+    RecipientResult,
+    RemoteRecipient,
+    Store,
+)
+
+log = logging.getLogger("todoku.queue")
+
+READ_PIECE = 256 * 1024
+MAX_PARALLEL_MESSAGES = 200
+RATE_LIMIT_REASONS = frozenset({"toomanyconn", "speeding"})
+GREYLIST_REASONS = frozenset({"greylisted", "greylisting"})
+# Reasons that are permanent by nature: a temporary reply with one of these is retried only a
+# few times, since waiting will not change the remote's policy.
+POLICY_BLOCK_REASONS = frozenset({
+    "rejected", "policyviolation", "authfailure", "requireptr", "norelaying", "notaccept",
+    "userunknown", "hostunknown",
+})
+STOP_EARLY_AFTER = 3
+MAX_BACKOFF = 3600.0
+MAX_RETURNED_SIZE = 10 * 1024 * 1024  # larger originals come back as headers only
+PHASE_THROTTLED = "throttled"
+
+
+def classify(code: int | None, enhanced: str, text: str) -> str:
+    """The bounce analyzer's reason word (issue 5)."""
+    from todoku.bounce import classify_reply
+
+    try:
+        return classify_reply(code, enhanced or None, text)
+    except Exception:
+        log.exception("bounce classifier failed on %r %r %r", code, enhanced, text)
+        return "undefined"
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    hostname: str
+    lang: str
+    schedule: Schedule
+    max_connections_per_domain: int = 10
+    max_hops: int = 50
+    wake_path: Path | None = None
+    wake_poll: float = 1.0
+
+
+@dataclass
+class _Job:
+    entry: QueueEntry
+    recipients: tuple[QueueRecipient, ...]
+    future: asyncio.Future[list[Attempt]]
+
+
+@dataclass
+class Destination:
+    """Everything the runner knows about one recipient domain right now."""
+
+    domain: str
+    max_limit: int
+    limit: int
+    jobs: deque[_Job] = field(default_factory=deque)
+    active: int = 0
+    paused_until: float = 0.0
+    backoff: float = 0.0
+    last_limit_reply: str = ""
+
+
+def touch_wake_file(path: Path) -> None:
+    """What the CLI does after changing the queue, so a running server looks again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + f".{os.getpid()}")
+    temp.write_text(str(os.getpid()))
+    os.replace(temp, path)
+
+
+class QueueRunner:
+    def __init__(
+        self,
+        store: Store,
+        resolver: Resolver,
+        transport: Transport,
+        settings: RunnerSettings,
+        *,
+        is_self: Callable[[str, str], bool],
+        local_mailboxes: Callable[[str], tuple[str, ...] | None],
+        clock: Clock | None = None,
+        shuffle: routing.Shuffle | None = None,
+        signer: Callable[[bytes, str], bytes] | None = None,
+    ) -> None:
+        self.store = store
+        self.resolver = resolver
+        self.transport = transport
+        self.settings = settings
+        self.schedule = settings.schedule
+        self.is_self = is_self
+        self.local_mailboxes = local_mailboxes
+        self.clock = clock or SystemClock()
+        self.shuffle = shuffle
+        self.signer = signer  # DKIM: (message, sender) → header fields to send in front
+        self._heap: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
+        self._busy: set[str] = set()
+        self._again: set[str] = set()
+        self._destinations: dict[str, Destination] = {}
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_PARALLEL_MESSAGES)
+        self._wake_mtime: float = 0.0
+        self.idle = asyncio.Event()  # set whenever nothing is in flight (tests wait on it)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def enqueue(self, items: list[tuple[str, float]]) -> None:
+        """New mail (from the store's on_queued hook, on the event loop thread)."""
+        for queue_id, when in items:
+            self._schedule(queue_id, when)
+        self._wakeup.set()
+
+    def poke(self) -> None:
+        """Look at the heap again now (after a test moved the clock)."""
+        self._wakeup.set()
+
+    def _schedule(self, queue_id: str, when: float) -> None:
+        if queue_id in self._busy:
+            self._again.add(queue_id)
+            return
+        current = self._due.get(queue_id)
+        if current is not None and current <= when:
+            return
+        self._due[queue_id] = when
+        heapq.heappush(self._heap, (when, queue_id))
+
+    async def rescan(self) -> None:
+        rows = await asyncio.to_thread(self.store.queue_schedule)
+        self._heap = []
+        self._due = {}
+        for queue_id, next_attempt, received_at, warned in rows:
+            self._schedule(queue_id, self.schedule.next_wakeup(received_at, next_attempt, warned))
+        self._wakeup.set()
+
+    def _wake_file_changed(self) -> bool:
+        path = self.settings.wake_path
+        if path is None:
+            return False
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if mtime != self._wake_mtime:
+            self._wake_mtime = mtime
+            return True
+        return False
+
+    async def _watch_wake_file(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.settings.wake_poll)
+            if self._wake_file_changed():
+                log.info("queue changed by an administrator command; rescanning")
+                await self.rescan()
+
+    async def run(self) -> None:
+        """Run until ``stop()``. Owns every task it starts (one TaskGroup)."""
+        self._wake_file_changed()
+        await self.rescan()
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            watcher = group.create_task(self._watch_wake_file())
+            try:
+                await self._main_loop(group)
+            finally:
+                watcher.cancel()
+
+    async def _main_loop(self, group: asyncio.TaskGroup) -> None:
+        while not self._stopping:
+            now = self.clock.now()
+            while self._heap and self._heap[0][0] <= now and not self._stopping:
+                when, queue_id = heapq.heappop(self._heap)
+                if self._due.get(queue_id) != when:
+                    continue  # superseded by an earlier or later schedule
+                del self._due[queue_id]
+                await self._slots.acquire()
+                self._busy.add(queue_id)
+                self.idle.clear()
+                task = group.create_task(self._run_one(queue_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not self._busy:
+                self.idle.set()
+            timeout = max(0.0, self._heap[0][0] - self.clock.now()) if self._heap else None
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _run_one(self, queue_id: str) -> None:
+        try:
+            await self._process(queue_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: delivery attempt failed unexpectedly; retrying later", queue_id)
+            self._again.discard(queue_id)
+            self._busy.discard(queue_id)
+            self._schedule(queue_id, self.clock.now() + self.schedule.retry_interval(1))
+        finally:
+            self._busy.discard(queue_id)
+            self._slots.release()
+            if queue_id in self._again:
+                self._again.discard(queue_id)
+                entry = await asyncio.to_thread(self.store.get_queue_entry, queue_id)
+                if entry is not None and not entry.held:
+                    self._schedule(queue_id, self._wake_time(entry))
+            if not self._busy:
+                self.idle.set()
+            self._wakeup.set()
+
+    def _wake_time(self, entry: QueueEntry) -> float:
+        return self.schedule.next_wakeup(entry.received_at, entry.next_attempt, entry.delay_warned)
+
+    # ------------------------------------------------------------------ one message
+
+    async def _process(self, queue_id: str) -> None:
+        store = self.store
+        entry = await asyncio.to_thread(store.get_queue_entry, queue_id)
+        if entry is None or entry.held:
+            return
+        if await self._settle(entry):
+            return
+        now = self.clock.now()
+        pending = [r for r in entry.recipients if r.state == PENDING]
+        if self.schedule.expired(entry.received_at, now):
+            await self._expire(entry, pending, now)
+            return
+        if self.schedule.delay_warning_due(entry.received_at, now, entry.delay_warned):
+            await self._report_delay(entry, pending, now)
+            entry = replace(entry, delay_warned=True)
+        if entry.next_attempt > now:
+            self._schedule(queue_id, self._wake_time(entry))
+            return
+        hops = await asyncio.to_thread(self._received_count, entry)
+        if hops > self.settings.max_hops:
+            # RFC 5321 §6.3: a message that has passed this many relays is looping.
+            text = f"mail forwarding loop: too many hops ({hops} Received: header fields)"
+            await self._finish(entry, [
+                Attempt(r.address, Verdict.PERMANENT, PHASE_LOOP, None, "", text, "",
+                        "networkerror", "5.4.6")
+                for r in pending
+            ], now)
+            await self._settle(entry)
+            return
+        attempt_number = entry.attempts + 1
+        planned = self.schedule.next_attempt(entry.received_at, attempt_number, now)
+        # Written BEFORE dialling: a crash from here on retries at ``planned``, not in a loop.
+        await asyncio.to_thread(store.begin_attempt, queue_id, now, planned)
+        by_domain: dict[str, list[QueueRecipient]] = {}
+        for recipient in pending:
+            by_domain.setdefault(recipient.address.rpartition("@")[2].lower(), []).append(recipient)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for domain, recipients in by_domain.items():
+            job = _Job(entry, tuple(recipients), loop.create_future())
+            self._submit(domain, job)
+            futures.append(job.future)
+        results = [a for attempts in await asyncio.gather(*futures) for a in attempts]
+        await self._after_attempt(entry, attempt_number, results)
+
+    async def _after_attempt(
+        self, entry: QueueEntry, attempt_number: int, results: list[Attempt]
+    ) -> None:
+        now = self.clock.now()
+        temporary = [a for a in results if a.verdict is Verdict.TEMPORARY]
+        if temporary:
+            minimum_wait = 0.0
+            for attempt in temporary:
+                destination = self._destinations.get(attempt.recipient.rpartition("@")[2].lower())
+                if destination is not None and destination.paused_until > now:
+                    minimum_wait = max(minimum_wait, destination.paused_until - now)
+            if all(a.reason in GREYLIST_REASONS for a in temporary):
+                # Greylisting: the remote wants to see the same message again soon.
+                next_attempt = min(
+                    now + max(self.schedule.retry[0], minimum_wait),
+                    self.schedule.expires_at(entry.received_at),
+                )
+            else:
+                next_attempt = self.schedule.next_attempt(
+                    entry.received_at, attempt_number, now, minimum_wait=minimum_wait
+                )
+            last_error = "; ".join(dict.fromkeys(a.describe() for a in temporary))[:1000]
+            await asyncio.to_thread(self.store.end_attempt, entry.id, next_attempt, last_error)
+            log.info(
+                "%s: deferred %d recipient(s); next attempt in %s",
+                entry.id, len(temporary), describe_duration(next_attempt - now),
+            )
+        fresh = await asyncio.to_thread(self.store.get_queue_entry, entry.id)
+        if fresh is None:
+            return
+        if not await self._settle(fresh):
+            self._schedule(fresh.id, self._wake_time(fresh))
+
+    def _received_count(self, entry: QueueEntry) -> int:
+        with self.store.open_blob(entry.blob_id) as handle:
+            head = handle.read(HEADER_SCAN_LIMIT)
+        end = head.find(b"\r\n\r\n")
+        return scan_headers(head if end < 0 else head[: end + 2]).received_count
+
+    async def _expire(self, entry: QueueEntry, pending: list[QueueRecipient], now: float) -> None:
+        lifetime = describe_duration(self.schedule.max_lifetime)
+        attempts = []
+        for r in pending:
+            last = f"; last error: {r.last_reply}" if r.last_reply else ""
+            # RFC 3463 4.4.7: delivery time expired. The last remote reply stays the diagnostic.
+            attempts.append(
+                Attempt(
+                    r.address, Verdict.PERMANENT, PHASE_EXPIRED, r.code, r.enhanced,
+                    f"delivery time expired: could not deliver for {lifetime}{last}",
+                    r.remote_mta, "expired", "4.4.7",
+                )
+            )
+        log.info("%s: expired after %s; returning to <%s>", entry.id, lifetime, entry.sender)
+        await self._finish(entry, attempts, now, keep_reply=True)
+        await self._settle(entry)
+
+    async def _finish(
+        self, entry: QueueEntry, attempts: list[Attempt], when: float, keep_reply: bool = False
+    ) -> None:
+        results = []
+        for a in attempts:
+            state = {Verdict.DELIVERED: DELIVERED, Verdict.PERMANENT: FAILED}.get(a.verdict, PENDING)
+            text = a.text
+            if keep_reply:
+                previous = next((r for r in entry.recipients if r.address == a.recipient), None)
+                text = previous.last_reply if previous and previous.last_reply else a.text
+            results.append(
+                RecipientResult(
+                    a.recipient, state, a.phase, a.code, a.enhanced, text, a.remote_mta,
+                    a.reason, a.status, a.recipient.rpartition("@")[2].lower(),
+                )
+            )
+        # Shielded: once the remote said 250, the record must land even if we are stopping.
+        await asyncio.shield(asyncio.to_thread(self.store.record_results, entry.id, results, when))
+        handed_over = [
+            a.recipient for a in attempts if a.verdict is Verdict.DELIVERED and a.dsn_handed_over
+        ]
+        if handed_over:
+            await asyncio.to_thread(self.store.mark_reported, entry.id, handed_over)
+
+    # ------------------------------------------------------------------ destinations
+
+    def _destination(self, domain: str) -> Destination:
+        destination = self._destinations.get(domain)
+        if destination is None:
+            limit = self.settings.max_connections_per_domain
+            destination = Destination(domain, limit, limit)
+            self._destinations[domain] = destination
+        return destination
+
+    def destination(self, domain: str) -> Destination | None:
+        return self._destinations.get(domain)
+
+    def _submit(self, domain: str, job: _Job) -> None:
+        destination = self._destination(domain)
+        destination.jobs.append(job)
+        self._spawn_workers(destination)
+
+    def _spawn_workers(self, destination: Destination) -> None:
+        while destination.active < destination.limit and destination.jobs:
+            destination.active += 1
+            task = self._group.create_task(self._worker(destination))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _worker(self, destination: Destination) -> None:
+        channel: Channel | None = None
+        try:
+            if self._throttled(destination):
+                await self._defer_throttled(destination)
+                return
+            route = await routing.route(
+                self.resolver, destination.domain, is_self=self.is_self,
+                **({"shuffle": self.shuffle} if self.shuffle else {}),
+            )
+            while destination.jobs and not self._stopping:
+                if self._throttled(destination):
+                    await self._defer_throttled(destination)
+                    return
+                job = destination.jobs.popleft()
+                if route.failure is not None:
+                    await self._complete(job, [
+                        replace(route.failure, recipient=r.address) for r in job.recipients
+                    ])
+                    continue
+                if channel is None or not channel.usable:
+                    if channel is not None:
+                        await channel.close()
+                    channel, failure = await self._open(route, destination)
+                    if channel is None:
+                        assert failure is not None
+                        # No hop takes mail now: every message waiting for this domain
+                        # gets the same answer rather than dialling them all again.
+                        waiting = [job, *destination.jobs]
+                        destination.jobs.clear()
+                        for each in waiting:
+                            await self._complete(each, [
+                                replace(failure, recipient=r.address) for r in each.recipients
+                            ])
+                        continue
+                await self._deliver(destination, channel, job)
+        finally:
+            if channel is not None:
+                await channel.close()
+            destination.active -= 1
+            if destination.jobs and not self._stopping:
+                self._spawn_workers(destination)
+
+    async def _open(
+        self, route: Route, destination: Destination
+    ) -> tuple[Channel | None, Attempt | None]:
+        """Try every hop in order (RFC 5321 §5.1) until one takes mail."""
+        failure: Attempt | None = None
+        for hop in route.hops:
+            result = await self.transport.connect(hop)
+            if not isinstance(result, Attempt):
+                return result, None
+            failure = self._classified(result)
+            log.info("%s: %s", destination.domain, failure.describe())
+            if failure.reason in RATE_LIMIT_REASONS:
+                self._slow_down(destination, failure)
+            elif failure.code is None:
+                # Refused or unreachable: fewer parallel connections to this destination.
+                destination.limit = max(1, destination.limit // 2)
+        if failure is None:
+            failure = Attempt("", Verdict.TEMPORARY, "routing", None, "",
+                              f"no mail exchanger to try for {route.domain}", "", "networkerror",
+                              "4.4.4")
+        # Every hop refused: a 5xx greeting everywhere is permanent; anything else is retried.
+        return None, failure
+
+    def _classified(self, attempt: Attempt, attempts_so_far: int = 0) -> Attempt:
+        if attempt.verdict is Verdict.DELIVERED:
+            return replace(attempt, reason="delivered")
+        reason = attempt.reason or classify(attempt.code, attempt.enhanced, attempt.text)
+        attempt = replace(attempt, reason=reason)
+        if (
+            attempt.verdict is Verdict.TEMPORARY
+            and attempt.code is not None
+            and reason in POLICY_BLOCK_REASONS
+            and attempts_so_far >= STOP_EARLY_AFTER
+        ):
+            # The remote keeps refusing on policy grounds that waiting will not change.
+            attempt = replace(attempt, verdict=Verdict.PERMANENT,
+                              text=f"{attempt.text} (given up after {attempts_so_far} attempts)")
+        return attempt
+
+    async def _deliver(self, destination: Destination, channel: Channel, job: _Job) -> None:
+        entry = job.entry
+        prefix = await asyncio.to_thread(self._signature, entry)
+        message = OutboundMessage(
+            queue_id=entry.id,
+            sender=entry.sender,
+            recipients=tuple((r.address, r.notify, r.orcpt) for r in job.recipients),
+            size=entry.size + len(prefix),
+            open_content=lambda: self._content(entry.blob_id, prefix),
+            smtputf8=entry.smtputf8,
+            ret=entry.ret,
+            envid=entry.envid,
+        )
+        raw = await channel.send(message)
+        attempts = [self._classified(a, entry.attempts + 1) for a in raw]
+        await self._complete(job, attempts)
+        if any(a.reason in RATE_LIMIT_REASONS and a.verdict is Verdict.TEMPORARY for a in attempts):
+            self._slow_down(destination, next(a for a in attempts if a.reason in RATE_LIMIT_REASONS))
+        elif any(a.verdict is Verdict.DELIVERED for a in attempts):
+            self._speed_up(destination)
+
+    def _signature(self, entry: QueueEntry) -> bytes:
+        if self.signer is None or not entry.sender:
+            return b""
+        try:
+            with self.store.open_blob(entry.blob_id) as handle:
+                return self.signer(handle.read(), entry.sender)
+        except Exception:
+            log.exception("%s: DKIM signing failed; sending unsigned", entry.id)
+            return b""
+
+    def _content(self, blob_id: str, prefix: bytes = b"") -> Iterator[bytes]:
+        if prefix:
+            yield prefix
+        with self.store.open_blob(blob_id) as handle:
+            while piece := handle.read(READ_PIECE):
+                yield piece
+
+    async def _complete(self, job: _Job, attempts: list[Attempt]) -> None:
+        for a in attempts:
+            decision = {
+                Verdict.DELIVERED: "delivered",
+                Verdict.PERMANENT: "bounced",
+                Verdict.TEMPORARY: "deferred",
+            }[a.verdict]
+            log.info("%s: to=<%s> %s reason=%s => %s", job.entry.id, a.recipient, a.describe(),
+                     a.reason or "-", decision)
+        await self._finish(job.entry, attempts, self.clock.now())
+        if not job.future.done():
+            job.future.set_result(attempts)
+
+    def _throttled(self, destination: Destination) -> bool:
+        return destination.paused_until > self.clock.now()
+
+    def _slow_down(self, destination: Destination, attempt: Attempt) -> None:
+        base = max(self.schedule.retry[0], 1.0)
+        destination.backoff = min(MAX_BACKOFF, max(base, destination.backoff * 2))
+        destination.paused_until = self.clock.now() + destination.backoff
+        destination.limit = 1
+        destination.last_limit_reply = attempt.describe()
+        log.warning(
+            "%s limits us (%s): one connection, pausing %s", destination.domain,
+            destination.last_limit_reply, describe_duration(destination.backoff),
+        )
+
+    def _speed_up(self, destination: Destination) -> None:
+        if destination.limit < destination.max_limit or destination.backoff:
+            destination.backoff = 0.0
+            destination.limit = min(destination.max_limit, destination.limit + 1)
+
+    async def _defer_throttled(self, destination: Destination) -> None:
+        wait = describe_duration(destination.paused_until - self.clock.now())
+        while destination.jobs:
+            job = destination.jobs.popleft()
+            text = (f"delivery to {destination.domain} paused for {wait}: the remote limits our "
+                    f"sending ({destination.last_limit_reply})")
+            await self._complete(job, [
+                Attempt(r.address, Verdict.TEMPORARY, PHASE_THROTTLED, None, "", text, "",
+                        "toomanyconn", "4.7.0")
+                for r in job.recipients
+            ])
+
+    # ------------------------------------------------------------------ reports
+
+    async def _settle(self, entry: QueueEntry) -> bool:
+        """Send the reports owed for final recipients, then retire the entry if it is done.
+        True when the entry is gone."""
+        fresh = await asyncio.to_thread(self.store.get_queue_entry, entry.id)
+        if fresh is None:
+            return True
+        unreported = [r for r in fresh.recipients if r.state != PENDING and not r.reported]
+        if unreported:
+            failed = [r for r in unreported if r.state == FAILED and _wants(r, "FAILURE")]
+            succeeded = [r for r in unreported if r.state == DELIVERED and "SUCCESS" in r.notify]
+            now = self.clock.now()
+            if fresh.sender:  # RFC 3461 §6.2: never a report for a report (null sender)
+                if failed:
+                    await self._send_report(fresh, ReportKind.FAILURE, failed, now)
+                if succeeded:
+                    await self._send_report(fresh, ReportKind.SUCCESS, succeeded, now)
+            await asyncio.to_thread(
+                self.store.mark_reported, fresh.id, [r.address for r in unreported]
+            )
+        return await asyncio.to_thread(self.store.retire_queue_entry, fresh.id)
+
+    async def _report_delay(self, entry: QueueEntry, pending: list[QueueRecipient], now: float) -> None:
+        wanted = [r for r in pending if _wants(r, "DELAY")]
+        if entry.sender and wanted:
+            await self._send_report(entry, ReportKind.DELAY, wanted, now)
+        await asyncio.to_thread(self.store.mark_delay_warned, entry.id)
+
+    async def _send_report(
+        self, entry: QueueEntry, kind: ReportKind, recipients: list[QueueRecipient], now: float
+    ) -> None:
+        original = await asyncio.to_thread(self._original, entry)
+        headers_only = (entry.ret or "").upper() == "HDRS" or entry.size > MAX_RETURNED_SIZE
+        action = {ReportKind.FAILURE: "failed", ReportKind.DELAY: "delayed",
+                  ReportKind.SUCCESS: "relayed"}[kind]
+        expires = self.schedule.expires_at(entry.received_at)
+        report = Report(
+            kind=kind,
+            reporting_mta=self.settings.hostname,
+            to=entry.sender,
+            queue_id=entry.id,
+            arrival_date=entry.received_at,
+            recipients=tuple(
+                RecipientReport(
+                    final_recipient=r.address,
+                    original_recipient=r.orcpt,
+                    action=action,
+                    status=r.status or ("4.0.0" if kind is ReportKind.DELAY else "5.0.0"),
+                    remote_mta=r.remote_mta,
+                    diagnostic=_diagnostic(r),
+                    last_attempt=r.updated_at or None,
+                    will_retry_until=expires if kind is ReportKind.DELAY else None,
+                    reason=r.reason,
+                    detail=r.last_reply,
+                )
+                for r in recipients
+            ),
+            original=original,
+            headers_only=headers_only,
+            lang=self.settings.lang,
+            envid=entry.envid,
+            original_subject=original_subject(original),
+            elapsed=now - entry.received_at,
+            lifetime=self.schedule.max_lifetime,
+        )
+        data = compose(report, now=now)
+        await self._commit_report(entry.sender, data, subject=str(kind.value), now=now)
+        log.info("%s: %s report for %d recipient(s) sent to <%s>", entry.id, kind.value,
+                 len(recipients), entry.sender)
+
+    def _original(self, entry: QueueEntry) -> bytes:
+        limit = MAX_RETURNED_SIZE if entry.size <= MAX_RETURNED_SIZE else HEADER_SCAN_LIMIT
+        with self.store.open_blob(entry.blob_id) as handle:
+            return handle.read(limit)
+
+    async def _commit_report(self, to: str, data: bytes, subject: str, now: float) -> None:
+        mailboxes = self.local_mailboxes(to)
+        if mailboxes == ():
+            log.warning("report for <%s> dropped: no such local mailbox", to)
+            return
+        writer = self.store.new_blob()
+        try:
+            writer.write(data)
+            blob = await asyncio.to_thread(writer.finish)
+        except BaseException:
+            writer.abort()
+            raise
+        message = IncomingMessage(
+            blob=blob,
+            sender="",  # RFC 5321 §4.5.5: reports use the null reverse-path
+            mailboxes=mailboxes or (),
+            remote=() if mailboxes is not None else (RemoteRecipient(to),),
+            subject=subject,
+            received_at=now,
+        )
+        await self.store.commit(message)
+
+
+def _wants(recipient: QueueRecipient, kind: str) -> bool:
+    """RFC 3461 §4.1: NOTIFY=NEVER wants nothing; without NOTIFY we send FAILURE and DELAY."""
+    notify = {n.upper() for n in recipient.notify}
+    if not notify:
+        return kind in ("FAILURE", "DELAY")
+    return kind in notify and "NEVER" not in notify
+
+
+def _diagnostic(recipient: QueueRecipient) -> str:
+    if recipient.code is None:
+        return ""
+    enhanced = f" {recipient.enhanced}" if recipient.enhanced else ""
+    text = " ".join(recipient.last_reply.splitlines())
+    if recipient.phase == PHASE_EXPIRED:
+        text = text.split("; last error: ")[-1]
+    return f"smtp; {recipient.code}{enhanced} {text}".strip()
+
+
+__all__ = ["Hop", "QueueRunner", "RunnerSettings", "touch_wake_file"]

@@ -1,0 +1,113 @@
+"""Assemble the outbound queue from the configuration (called by ``app.py``, the composition root)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from todoku.config import Config
+from todoku.dns.dnspython import DnspythonResolver
+from todoku.net.smtp_client import opportunistic_tls_context
+from todoku.policy.directory import Directory
+from todoku.proto.smtp.address import AddressError, parse_mailbox
+from todoku.queue.runner import QueueRunner, RunnerSettings
+from todoku.queue.schedule import Schedule
+from todoku.queue.transport import SmtpTransport
+from todoku.store.api import Store
+
+
+def wake_path(config: Config) -> Path:
+    """Touched by the CLI after it changes the queue; the running server watches it."""
+    return config.data_dir / "run" / "queue.wake"
+
+
+def _local_addresses(bound_hosts: Iterable[str]) -> set[str]:
+    addresses = set()
+    wildcard = False
+    for host in bound_hosts:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if ip.is_unspecified:
+            wildcard = True
+        else:
+            addresses.add(str(ip))
+    if wildcard:
+        # Listening on every address: every address of this machine is "us".
+        addresses |= {"127.0.0.1", "::1"}
+        try:
+            for info in socket.getaddrinfo(socket.gethostname(), None):
+                addresses.add(str(info[4][0]))
+        except OSError:
+            pass
+    return addresses
+
+
+def self_matcher(
+    config: Config, bound: Iterable[tuple[str, int]]
+) -> Callable[[str, str], bool]:
+    """Is a hop this server? Its host name, or an address it listens on at the port we deliver
+    to (another port on the same address is another server: a test MX, or a peer MTA)."""
+    addresses = _local_addresses(h for h, port in bound if port == config.delivery.port)
+    names = {config.hostname.lower().rstrip(".")}
+
+    def is_self(host: str, ip: str) -> bool:
+        return host.lower().rstrip(".") in names or (bool(ip) and ip in addresses)
+
+    return is_self
+
+
+def mailbox_finder(config: Config, store: Store) -> Callable[[str], tuple[str, ...] | None]:
+    """Where a report to ``address`` goes: local mailboxes, () for an unknown local user,
+    None when the address is elsewhere (the report is queued like any other mail)."""
+    directory = Directory(store, config.domains)
+
+    def find(address: str) -> tuple[str, ...] | None:
+        try:
+            parsed = parse_mailbox(address)
+        except AddressError:
+            return ()
+        if not directory.is_local(parsed):
+            return None
+        resolution = directory.resolve(parsed)
+        if resolution.remote and not resolution.mailboxes:
+            return None
+        return resolution.mailboxes
+
+    return find
+
+
+def _dkim_signer(config: Config) -> Callable[[bytes, str], bytes] | None:
+    """DKIM signing of mail from local domains (the mailauth package's hook), if it loads."""
+    try:
+        from todoku.mailauth.setup import outbound_signer
+
+        return outbound_signer(config)
+    except Exception:
+        logging.getLogger("todoku.queue").exception("DKIM signing unavailable; sending unsigned")
+        return None
+
+
+def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]]) -> QueueRunner:
+    delivery = config.delivery
+    settings = RunnerSettings(
+        hostname=config.hostname,
+        lang=config.lang,
+        schedule=Schedule(delivery.retry, delivery.delay_warning, delivery.max_lifetime),
+        max_connections_per_domain=delivery.max_connections_per_domain,
+        max_hops=delivery.max_hops,
+        wake_path=wake_path(config),
+    )
+    return QueueRunner(
+        store,
+        DnspythonResolver(config.nameservers),
+        SmtpTransport(config.hostname, delivery.port, opportunistic_tls_context()),
+        settings,
+        is_self=self_matcher(config, bound),
+        local_mailboxes=mailbox_finder(config, store),
+        signer=_dkim_signer(config),
+    )
