@@ -50,6 +50,13 @@ def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Dia
         if explain:
             facts = {"recipient": evidence.recipient, "remote_mta": evidence.remote_mta}
             cause, remedy = explain_reason(reason, lang, **facts)
+            if evidence.action == "delayed":
+                # A warning, not a failure (RFC 3464 §2.3.3): the sender need do nothing yet;
+                # the reason says what is holding the message up.
+                waiting, nothing_yet = explain_reason("delayed", lang, **facts)
+                if reason not in ("expired", "undefined", "onhold"):
+                    waiting = f"{waiting} {cause}"
+                cause, remedy = waiting, nothing_yet
         out.append(
             Diagnosis(
                 recipient=evidence.recipient,
