@@ -131,7 +131,9 @@ def test_capa_after_login_lists_no_login_mechanisms() -> None:
     assert "USER" not in caps and "UIDL" in caps and "TOP" in caps
 
 
-@pytest.mark.parametrize("line", ["USER alice@example.test", "PASS x", "AUTH PLAIN", "AUTH PLAIN AGFAAGI="])
+@pytest.mark.parametrize(
+    "line", ["USER alice@example.test", "PASS x", "AUTH PLAIN", "AUTH PLAIN AGFAAGI="]
+)
 def test_credentials_refused_in_clear_text(line: str) -> None:
     d = Driver(tls_available=True)
     reply = d.cmd(line)
@@ -150,7 +152,11 @@ def test_user_pass_gives_login_request_with_spaces_in_password() -> None:
     d = logged_in()
     [request] = d.of(LoginRequest)
     assert isinstance(request, LoginRequest)
-    assert (request.mechanism, request.username, request.password) == ("USER", "alice@example.test", PASSWORD)
+    assert (request.mechanism, request.username, request.password) == (
+        "USER",
+        "alice@example.test",
+        PASSWORD,
+    )
     assert d.conn.state is State.TRANSACTION
 
 
@@ -238,7 +244,10 @@ def test_stls_drops_pipelined_cleartext_and_resets() -> None:
 
 
 def test_stls_refusals() -> None:
-    assert Driver(tls_active=True, tls_available=True).cmd("STLS") == "-ERR Command not permitted when TLS active\r\n"
+    assert (
+        Driver(tls_active=True, tls_available=True).cmd("STLS")
+        == "-ERR Command not permitted when TLS active\r\n"
+    )
     assert Driver().cmd("STLS").startswith("-ERR STLS is not available")
     assert Driver(tls_available=True).cmd("STLS now").startswith("-ERR Syntax: STLS")
     with pytest.raises(LocalProtocolError):
@@ -253,14 +262,28 @@ def test_quit_in_authorization_closes_without_update() -> None:
     assert closed == Closed(by_peer=False, updated=False)
 
 
-TRANSACTION_COMMANDS = ["STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 1", "UIDL", "LAST"]
+TRANSACTION_COMMANDS = [
+    "STAT",
+    "LIST",
+    "LIST 1",
+    "RETR 1",
+    "DELE 1",
+    "NOOP",
+    "RSET",
+    "TOP 1 1",
+    "UIDL",
+    "LAST",
+]
 
 
 @pytest.mark.parametrize("line", TRANSACTION_COMMANDS)
 def test_transaction_commands_refused_before_login(line: str) -> None:
     d = Driver(tls_active=True)
     reply = d.cmd(line)
-    assert reply == f"-ERR {line.split()[0]} is only valid after login; log in with USER/PASS or AUTH first\r\n"
+    assert (
+        reply
+        == f"-ERR {line.split()[0]} is only valid after login; log in with USER/PASS or AUTH first\r\n"
+    )
     assert d.of(Retrieve) == [] and d.conn.state is State.AUTHORIZATION
 
 
@@ -358,7 +381,10 @@ def test_top_sends_header_and_n_lines() -> None:
     out = d.cmd("TOP 1 2").encode()
     assert out.startswith(b"+OK top of message 1 follows\r\n")
     body = out.split(b"\r\n", 1)[1]
-    assert unstuff(body) == b"Subject: one\r\nFrom: a@example.test\r\n\r\nline 1\r\n.starts with a dot\r\n"
+    assert (
+        unstuff(body)
+        == b"Subject: one\r\nFrom: a@example.test\r\n\r\nline 1\r\n.starts with a dot\r\n"
+    )
     assert unstuff(d.cmd("TOP 3 0").encode().split(b"\r\n", 1)[1]) == b"Subject: three\r\n\r\n"
     assert unstuff(d.cmd("TOP 3 100").encode().split(b"\r\n", 1)[1]) == MESSAGES[3]
 
@@ -457,7 +483,10 @@ def test_endless_line_is_discarded_and_answered_once() -> None:
     for _ in range(10):
         assert d.send(b"X" * 10_000) == b""
     assert len(d.conn._buf) < 20_000  # bounded memory while the line goes on
-    assert d.send(b"\r\nNOOP\r\n") == b"-ERR Command line too long (the limit is 255 octets)\r\n+OK\r\n"
+    assert (
+        d.send(b"\r\nNOOP\r\n")
+        == b"-ERR Command line too long (the limit is 255 octets)\r\n+OK\r\n"
+    )
 
 
 def test_long_sasl_initial_response_is_allowed() -> None:
@@ -487,7 +516,9 @@ def test_driver_misuse_is_a_local_error() -> None:
     with pytest.raises(LocalProtocolError):
         conn.refuse(replies.ok("fine"))
     conn.refuse(replies.LOGIN_FAILED)  # the decision is still pending after the misuse
-    assert conn.data_to_send().endswith(b"-ERR [AUTH] Authentication failed: wrong user name or password\r\n")
+    assert conn.data_to_send().endswith(
+        b"-ERR [AUTH] Authentication failed: wrong user name or password\r\n"
+    )
 
 
 # ----------------------------------------------------------------- content encoding
@@ -504,13 +535,24 @@ def encode_in_pieces(data: bytes, cuts: list[int], body_lines: int | None = None
     return b"".join(out)
 
 
-CRLF_LINES = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=12)
+CRLF_LINES = st.lists(
+    st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=12
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(lines=CRLF_LINES, dots=st.lists(st.booleans(), max_size=12), cuts=st.lists(st.integers(0, 200), max_size=8))
-def test_encoding_round_trips_at_any_piece_boundaries(lines: list[bytes], dots: list[bool], cuts: list[int]) -> None:
-    lines = [(b"." + line) if dot else line for line, dot in zip(lines, dots + [False] * len(lines), strict=False)]
+@given(
+    lines=CRLF_LINES,
+    dots=st.lists(st.booleans(), max_size=12),
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+)
+def test_encoding_round_trips_at_any_piece_boundaries(
+    lines: list[bytes], dots: list[bool], cuts: list[int]
+) -> None:
+    lines = [
+        (b"." + line) if dot else line
+        for line, dot in zip(lines, dots + [False] * len(lines), strict=False)
+    ]
     message = b"".join(line + b"\r\n" for line in lines)
     cuts = [c for c in cuts if c <= len(message)]
     wire = encode_in_pieces(message, cuts)
@@ -538,7 +580,10 @@ def test_bare_newlines_become_crlf_and_final_crlf_is_added() -> None:
 def test_top_counts_body_lines_across_pieces() -> None:
     message = b"H: 1\r\nH2: 2\r\n\r\nb1\r\n.b2\r\nb3\r\n"
     for cut in range(len(message) + 1):
-        assert encode_in_pieces(message, [cut], body_lines=2) == b"H: 1\r\nH2: 2\r\n\r\nb1\r\n..b2\r\n.\r\n"
+        assert (
+            encode_in_pieces(message, [cut], body_lines=2)
+            == b"H: 1\r\nH2: 2\r\n\r\nb1\r\n..b2\r\n.\r\n"
+        )
         assert encode_in_pieces(message, [cut], body_lines=0) == b"H: 1\r\nH2: 2\r\n\r\n.\r\n"
 
 

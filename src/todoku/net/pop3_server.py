@@ -37,7 +37,7 @@ from todoku.proto.pop3.events import (
     Update,
 )
 from todoku.proto.pop3.server import ServerConnection, SessionSettings
-from todoku.store.api import StoredMessage, Store
+from todoku.store.api import Store, StoredMessage
 
 log = logging.getLogger("todoku.pop3")
 
@@ -206,7 +206,9 @@ class Pop3Session:
         if event.authzid and event.authzid.lower() != username:
             good = False  # acting as someone else is not something ordinary users may do
         else:
-            good = await loop.run_in_executor(None, self._check_credentials, username, event.password)
+            good = await loop.run_in_executor(
+                None, self._check_credentials, username, event.password
+            )
         if not good:
             delay = throttle.failure(self.client_ip)
             self._log(f"login {event.mechanism} user={username} failed")
@@ -236,13 +238,17 @@ class Pop3Session:
         entries = [MaildropEntry(m.id, m.size, m.unique_id) for m in stored]
         self.conn.accept_login(username, entries)
         octets = sum(m.size for m in stored)
-        self._log(f"login {event.mechanism} user={username} ok: {len(stored)} messages, {octets} octets")
+        self._log(
+            f"login {event.mechanism} user={username} ok: {len(stored)} messages, {octets} octets"
+        )
 
     async def _on_retrieve(self, event: Retrieve) -> None:
         message = self.messages[event.entry.key]
         loop = asyncio.get_running_loop()
         try:
-            handle: BinaryIO = await loop.run_in_executor(None, self.ctx.store.open_blob, message.blob_id)
+            handle: BinaryIO = await loop.run_in_executor(
+                None, self.ctx.store.open_blob, message.blob_id
+            )
         except OSError as exc:
             self._log(f"message {message.blob_id} of {self.mailbox} unreadable: {exc}")
             self.conn.refuse(replies.MESSAGE_UNAVAILABLE)

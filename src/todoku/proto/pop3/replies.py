@@ -22,7 +22,8 @@ class Reply:
     ok: bool
     text: str
     code: str = ""  # response code without brackets, "" for none
-    lines: tuple[str, ...] | None = None  # a multi-line response body (RFC 1939 §3), None for one line
+    # The body of a multi-line response (RFC 1939 §3); None for a one-line response.
+    lines: tuple[str, ...] | None = None
 
     def with_text(self, text: str) -> Reply:
         return Reply(self.ok, text, self.code, self.lines)

@@ -147,7 +147,9 @@ class ServerConnection:
 
     def next_event(self) -> Event | _Sentinel:
         if self._awaiting is not None:
-            raise LocalProtocolError(f"an answer to {type(self._awaiting).__name__} is needed first")
+            raise LocalProtocolError(
+                f"an answer to {type(self._awaiting).__name__} is needed first"
+            )
         while True:
             if self._events:
                 event = self._events.popleft()
@@ -230,7 +232,11 @@ class ServerConnection:
         event = self._take(Update)
         assert isinstance(event, Update)
         self._updated = True
-        self._send(ok(f"{self.settings.hostname} POP3 server signing off ({event.remaining} messages left)"))
+        self._send(
+            ok(
+                f"{self.settings.hostname} POP3 server signing off ({event.remaining} messages left)"
+            )
+        )
         self._close()
 
     def tls_started(self) -> None:
@@ -454,7 +460,9 @@ class ServerConnection:
             step = exchange.start(initial)
         except sasl.SaslError as exc:
             if "Unrecognized" in str(exc):
-                self._error(err(f"Unrecognized authentication type; use {' or '.join(sasl.MECHANISMS)}"))
+                self._error(
+                    err(f"Unrecognized authentication type; use {' or '.join(sasl.MECHANISMS)}")
+                )
             else:
                 self._error(err(f"{exc}", CODE_AUTH))
             return
@@ -494,7 +502,9 @@ class ServerConnection:
     def _message_number(self, text: str, verb: str) -> int | None:
         """Parse and check a message number; on a problem, answer -ERR and return None."""
         if not text.isascii() or not text.isdigit():
-            self._error(err(f"Invalid message number: {verb} needs a number from 1 to {len(self.maildrop)}"))
+            self._error(
+                err(f"Invalid message number: {verb} needs a number from 1 to {len(self.maildrop)}")
+            )
             return None
         number = int(text)
         if number < 1 or number > len(self.maildrop):
@@ -527,11 +537,11 @@ class ServerConnection:
             if number is not None:
                 self._send(ok(render(number, self.maildrop[number - 1])))
             return
-        lines = tuple(
-            render(n, e) for n, e in enumerate(self.maildrop, 1) if n not in self.deleted
-        )
+        lines = tuple(render(n, e) for n, e in enumerate(self.maildrop, 1) if n not in self.deleted)
         count, octets = self._totals()
-        text = f"{count} messages ({octets} octets)" if verb == "LIST" else "Unique-ID listing follows"
+        text = (
+            f"{count} messages ({octets} octets)" if verb == "LIST" else "Unique-ID listing follows"
+        )
         self._send(ok(text, lines))
 
     def _cmd_retr(self, arg: str) -> None:
@@ -585,4 +595,3 @@ class ServerConnection:
     def _cmd_last(self, arg: str) -> None:
         # LAST was removed from POP3 in RFC 1725; UIDL replaces it.
         self._error(err("LAST is obsolete and not supported; use UIDL"))
-
