@@ -267,6 +267,14 @@ def _since(text: str) -> float:
         raise
 
 
+def _duration_words(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:g} {unit}{'s' if value != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
 def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
@@ -285,7 +293,7 @@ def mailbox_deleted(config: Config, address: str, as_json: bool) -> None:
         store.close()
     purge_note = ""
     if config.deleted_retention > 0:
-        purge_note = f"; each is kept {config.deleted_retention / 86400:g} days after deletion"
+        purge_note = f"; each is kept {_duration_words(config.deleted_retention)} after deletion"
     if as_json:
         for m in messages:
             record = {
@@ -354,6 +362,7 @@ def _register_queue_commands() -> None:
 _register_queue_commands()
 
 
+
 # ---------------------------------------------------------------------- integrity and backups
 
 from pathlib import Path  # used only by the commands below
@@ -408,6 +417,16 @@ def explain(config_path: str | None, as_json: bool, lang: str | None, inputs: tu
     sys.exit(status)
 
 
+def _register_mailauth_commands() -> None:
+    """dns-records, diagnose --self, dkim status/rotate live in todoku.mailauth.cli."""
+    from todoku.mailauth import cli as mailauth_cli
+
+    mailauth_cli.register(main, with_config=with_config, fail=fail)
+
+
+_register_mailauth_commands()
+
+
 @main.command("backup")
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @with_config
@@ -442,16 +461,6 @@ def restore_command(config: Config, source: Path, address: str | None) -> None:
         return
     for line in result.lines():
         click.echo(line)
-
-
-def _register_mailauth_commands() -> None:
-    """dns-records, diagnose --self, dkim status/rotate live in todoku.mailauth.cli."""
-    from todoku.mailauth import cli as mailauth_cli
-
-    mailauth_cli.register(main, with_config=with_config, fail=fail)
-
-
-_register_mailauth_commands()
 
 
 @main.command("export")
