@@ -8,7 +8,9 @@ name (unknown) local users and never another host.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 # RFC 5321 §4.1.2: atext of RFC 5322 plus, with SMTPUTF8, any non-ASCII (RFC 6531 §3.3).
@@ -17,6 +19,14 @@ _DOT_ATOM_ASCII = re.compile(rf"^[{_ATEXT}]+(\.[{_ATEXT}]+)*$")
 _DOT_ATOM_UTF8 = re.compile(rf"^[{_ATEXT}\u0080-\U0010ffff]+(\.[{_ATEXT}\u0080-\U0010ffff]+)*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)$")
 _XTEXT_CHAR = re.compile(r"^[\x21-\x2a\x2c-\x3c\x3e-\x7e]$")
+_ESMTP_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # RFC 5321 §4.1.2
+# esmtp-value: RFC 5321 §4.1.2, widened to UTF-8 by RFC 6531 §3.3.
+_ESMTP_VALUE = re.compile(r"^[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+$")
+# General-address-literal: RFC 5321 §4.1.3.
+_GENERAL_LITERAL = re.compile(r"^([A-Za-z0-9-]*[A-Za-z0-9]):([\x21-\x5a\x5e-\x7e]+)$")
+# IDNA (RFC 3490 §3.1) treats these as label separators too; a domain that hides one inside a
+# label would be read as a different name by a resolver.
+_DOT_LOOKALIKES = frozenset("\u3002\uff0e\uff61")
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 §4.5.3.1.2
@@ -24,7 +34,18 @@ MAX_PATH = 256  # RFC 5321 §4.5.3.1.3
 
 
 class AddressError(ValueError):
-    """The text is not a valid address; the message says why in words fit for a reply."""
+    """The text is not a valid address; the message says why in words fit for a reply.
+
+    ``needs_smtputf8``: valid only in an SMTPUTF8 transaction (RFC 6531 §3.5 wants 553 5.6.7).
+    ``bad_parameters``: the path was fine but the ESMTP parameters after it were not.
+    """
+
+    def __init__(
+        self, message: str, *, needs_smtputf8: bool = False, bad_parameters: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.needs_smtputf8 = needs_smtputf8
+        self.bad_parameters = bad_parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +79,52 @@ class Address:
 
 def normalise_domain(domain: str) -> str:
     domain = domain.strip().lower()
-    if domain.endswith("."):
-        domain = domain[:-1]
+    domain = domain.removesuffix(".")
     return domain
+
+
+def parse_address_literal(text: str) -> str:
+    """``[1.2.3.4]``, ``[IPv6:...]`` or ``[tag:content]`` (RFC 5321 §4.1.3), in canonical form.
+
+    IP addresses are rewritten canonically (``[IPv6:0::1]`` becomes ``[IPv6:::1]``) so that one
+    host has one spelling when todoku compares or routes by it.
+    """
+    if not (text.startswith("[") and text.endswith("]")) or len(text) < 3:
+        raise AddressError("Domain literal syntax error")
+    inner = text[1:-1]
+    if inner[:5].upper() == "IPV6:":
+        try:
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+        except ValueError:
+            raise AddressError("Bad IPv6 address literal") from None
+    if ":" not in inner:
+        try:
+            return f"[{ipaddress.IPv4Address(inner)}]"
+        except ValueError:
+            raise AddressError("Bad IPv4 address literal") from None
+    match = _GENERAL_LITERAL.match(inner)
+    if match is None:
+        raise AddressError("Domain literal syntax error")
+    return f"[{match.group(1).lower()}:{match.group(2)}]"
 
 
 def parse_domain(text: str, *, smtputf8: bool) -> str:
     if text.startswith("["):
-        if not text.endswith("]"):
-            raise AddressError("Domain literal syntax error")
-        return "[" + text[1:-1].lower() + "]"
+        return parse_address_literal(text)
     domain = normalise_domain(text)
     if not domain:
         raise AddressError("Domain name missing")
-    if len(domain) > MAX_DOMAIN:
+    if len(domain.encode("utf-8")) > MAX_DOMAIN:
         raise AddressError("Domain name too long")
-    if not domain.isascii() and not smtputf8:
-        raise AddressError("Non-ASCII domain requires SMTPUTF8")
+    if not domain.isascii():
+        if not smtputf8:
+            raise AddressError("Non-ASCII domain requires SMTPUTF8", needs_smtputf8=True)
+        # RFC 6531 §3.3 / RFC 5890: U-labels are NFC; a compatibility form (full-width letters,
+        # a look-alike dot) would name another domain once a resolver maps it, so refuse it.
+        if unicodedata.normalize("NFKC", domain).lower() != domain or any(
+            c in _DOT_LOOKALIKES for c in domain
+        ):
+            raise AddressError("Domain name is not in normalised form")
     for label in domain.split("."):
         if not _LABEL.match(label):
             raise AddressError("Domain name syntax error")
@@ -105,11 +155,11 @@ def _parse_local_part(text: str, *, smtputf8: bool) -> str:
         pattern = _DOT_ATOM_UTF8 if smtputf8 else _DOT_ATOM_ASCII
         if not pattern.match(text):
             if not smtputf8 and not text.isascii():
-                raise AddressError("Non-ASCII local part requires SMTPUTF8")
+                raise AddressError("Non-ASCII local part requires SMTPUTF8", needs_smtputf8=True)
             raise AddressError("Local part syntax error")
         local = text
     if not local.isascii() and not smtputf8:
-        raise AddressError("Non-ASCII local part requires SMTPUTF8")
+        raise AddressError("Non-ASCII local part requires SMTPUTF8", needs_smtputf8=True)
     if any(ord(c) < 32 or ord(c) == 127 for c in local):
         raise AddressError("Control character in address")
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
@@ -154,8 +204,9 @@ def _strip_source_route(inner: str) -> str:
         if colon < 0:
             raise AddressError("Source route syntax error")
         for hop in inner[:colon].split(","):
-            if not hop.startswith("@") or len(hop) < 2:
+            if not hop.startswith("@"):
                 raise AddressError("Source route syntax error")
+            parse_domain(hop[1:], smtputf8=True)  # ignored, but it must still be a domain
         return inner[colon + 1 :]
     return inner
 
@@ -190,12 +241,22 @@ def split_path_and_params(arg: str) -> tuple[str, str]:
 
 
 def parse_params(text: str) -> dict[str, str | None]:
+    """RFC 5321 §4.1.2 esmtp-param list.
+
+    A keyword given twice is refused: honouring either value would be a guess at what the client
+    meant (two SIZE values, two RET values).
+    """
     params: dict[str, str | None] = {}
-    for word in text.split():
+    for word in text.split(" "):
+        if not word:
+            continue
         name, eq, value = word.partition("=")
-        if not name:
-            raise AddressError("Bad parameter syntax")
-        params[name.upper()] = value if eq else None
+        if not _ESMTP_KEYWORD.match(name) or (eq and not _ESMTP_VALUE.match(value)):
+            raise AddressError(f"Bad parameter syntax: {word[:40]}", bad_parameters=True)
+        key = name.upper()
+        if key in params:
+            raise AddressError(f"Duplicate parameter: {key}", bad_parameters=True)
+        params[key] = value if eq else None
     return params
 
 
@@ -217,8 +278,12 @@ def parse_path(arg: str, *, smtputf8: bool, allow_null: bool) -> PathArgs:
 
 
 def decode_xtext(text: str) -> str:
-    """RFC 3461 §4: xtext with ``+HH`` escapes, as used in ENVID and ORCPT."""
-    out = []
+    """RFC 3461 §4: xtext with ``+HH`` escapes, as used in ENVID and ORCPT.
+
+    The escaped octets are read as UTF-8 when they form it (what ``encode_xtext`` writes, and
+    what RFC 6533 clients send), else one character per octet, so decoding never fails on them.
+    """
+    out = bytearray()
     index = 0
     while index < len(text):
         char = text[index]
@@ -226,14 +291,17 @@ def decode_xtext(text: str) -> str:
             hexpart = text[index + 1 : index + 3]
             if len(hexpart) != 2 or not all(c in "0123456789ABCDEFabcdef" for c in hexpart):
                 raise AddressError("Bad xtext encoding")
-            out.append(chr(int(hexpart, 16)))
+            out.append(int(hexpart, 16))
             index += 3
             continue
         if not _XTEXT_CHAR.match(char):
             raise AddressError("Bad xtext encoding")
-        out.append(char)
+        out += char.encode("ascii")
         index += 1
-    return "".join(out)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        return out.decode("latin-1")
 
 
 def encode_xtext(text: str) -> str:

@@ -88,7 +88,9 @@ BARE_NEWLINE = Reply(550, "5.6.11", "Error: bare <CR> or <LF> in command line")
 
 def user_unknown(address: str) -> Reply:
     return Reply(
-        550, "5.1.1", f"<{address}>: Recipient address rejected: User unknown in local recipient table"
+        550,
+        "5.1.1",
+        f"<{address}>: Recipient address rejected: User unknown in local recipient table",
     )
 
 

@@ -43,12 +43,18 @@ class RcptTo:
 
 @dataclass(frozen=True, slots=True)
 class DataCommand:
-    """*Decision.* Reply START_DATA (354) to receive the content, or refuse."""
+    """*Decision.* Reply START_DATA (354) to receive the content, or refuse.
+
+    Asked for DATA and for the first BDAT of a transaction alike. For BDAT the 354 only means
+    "go ahead" and is not sent (RFC 3030 has no 354); a refusal is sent as the answer to that
+    BDAT, its octets are skipped and the transaction ends (a ``Reset`` follows).
+    """
 
 
 @dataclass(frozen=True, slots=True)
 class DataChunk:
-    """A piece of the message content: line endings CRLF, dot-unstuffed, in order."""
+    """A piece of the message content, in order: line endings CRLF (bare CR or LF normalised),
+    dot-unstuffed for DATA, taken as is (save line ends) for BDAT."""
 
     data: bytes
 
@@ -60,7 +66,8 @@ class MessageTooBig:
 
 @dataclass(frozen=True, slots=True)
 class EndOfData:
-    """*Decision.* The content is complete; reply 250 only once it is on stable storage."""
+    """*Decision.* The content is complete (after ``.`` or ``BDAT n LAST``); reply 250 only once
+    it is on stable storage. ``size`` counts the octets passed on in ``DataChunk`` events."""
 
     size: int
     bare_newlines: int = 0  # bare CR or LF normalised to CRLF
