@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from tests.bounce.helpers import exim_text, japanese_carrier, postfix_dsn, qmail_text
 from todoku.bounce import REASONS, classify_reply, explain_reason
 from todoku.bounce.analyze import analyze_bytes
 from todoku.bounce.typos import suggest_domain
-from tests.bounce.helpers import exim_text, japanese_carrier, postfix_dsn, qmail_text
 
 # (code, enhanced, text as real servers write it) → reason
 REPLIES = [
-    (550, "5.1.1", "<nobody@example.org>: Recipient address rejected: User unknown in local "
-     "recipient table", "userunknown"),
+    (550, "5.1.1", ("<nobody@example.org>: Recipient address rejected: User unknown in local "
+                    "recipient table"), "userunknown"),
     (550, "5.1.1", "The email account that you tried to reach does not exist.", "userunknown"),
     (550, None, "Unrouteable address", "hostunknown"),
-    (550, "5.4.4", "Host or domain name not found. Name service error for name=exmaple.org "
-     "type=A: Host not found", "hostunknown"),
+    (550, "5.4.4", ("Host or domain name not found. Name service error for name=exmaple.org "
+                    "type=A: Host not found"), "hostunknown"),
     (552, "5.2.2", "<a@example.org>: Recipient address rejected: Mailbox full", "mailboxfull"),
     (452, "4.2.2", "The email account that you tried to reach is over quota.", "mailboxfull"),
     (552, "5.3.4", "Message size exceeds fixed limit", "mesgtoobig"),
@@ -26,8 +26,9 @@ REPLIES = [
      "rejected"),
     (554, "5.7.1", "Service unavailable; Client host [192.0.2.9] blocked using zen.spamhaus.org",
      "blocked"),
-    (550, "5.7.26", "This mail has been blocked because the sender is unauthenticated. "
-     "Gmail requires all senders to authenticate with either SPF or DKIM.", "authfailure"),
+    (550, "5.7.26", ("This mail has been blocked because the sender is unauthenticated. "
+                     "Gmail requires all senders to authenticate with either SPF or DKIM."),
+     "authfailure"),
     (550, "5.7.1", "SPF check failed: 192.0.2.9 is not a designated sender", "authfailure"),
     (550, "5.7.25", "The IP address sending this message does not have a PTR record setup",
      "requireptr"),

@@ -16,13 +16,13 @@ anything we cannot decode is read as Latin-1 rather than dropped.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from email import policy
-from email.message import EmailMessage, Message
 from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
-
 
 
 class _ReadingPolicy(policy.EmailPolicy):
@@ -35,7 +35,7 @@ class _ReadingPolicy(policy.EmailPolicy):
     strings. Encoded words are decoded where we display a value (_header).
     """
 
-    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+    def header_fetch_parse(self, name: str, value: str) -> str:
         if not value.isascii():
             value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return value.replace("\r", "").replace("\n", "")
@@ -190,10 +190,8 @@ def _header(message: Message, name: str) -> str:
         return ""
     text = value
     if "=?" in text:
-        try:
+        with contextlib.suppress(Exception):  # an undecodable encoded word stays as written
             text = str(make_header(decode_header(text)))
-        except Exception:  # noqa: BLE001 - an undecodable encoded word stays as written
-            pass
     return text.strip()
 
 
@@ -265,18 +263,17 @@ def _walk(message: Message, walk: _Walk) -> None:
                 walk.dsn_blocks.extend(blocks)
         elif ctype == "message/feedback-report":
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 walk.feedback = payload[0]
             else:
                 walk.feedback = _parse_dsn_text(str(payload))[0] if payload else Message()
         elif ctype in ("message/rfc822", "message/global"):
             payload = part.get_payload()
-            if walk.original is None and isinstance(payload, list) and payload:
+            if walk.original is None and isinstance(payload, list) and payload and \
+                    isinstance(payload[0], Message):
                 walk.original = payload[0]
-            return_after_original = True
-            if return_after_original:
-                # Parts inside the returned message belong to the original mail.
-                _skip(part, walk)
+            # Parts inside the returned message belong to the original mail.
+            _skip(part, walk)
         elif ctype in ("text/rfc822-headers", "text/rfc822-header"):
             if walk.original is None:
                 walk.original_text = _decode_part(part)
@@ -487,8 +484,8 @@ def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[
     if failed_header:
         listed = [a.lower() for a in ADDRESS.findall(failed_header)]
         if listed:
-            positions = {address: position for address, position in found}
-            found = [(a, positions.get(a, -1)) for a in dict.fromkeys(listed)]
+            where = {address: position for address, position in found}
+            found = [(a, where.get(a, -1)) for a in dict.fromkeys(listed)]
     if not found:
         return []
     ordered = sorted((p, a) for a, p in found if p >= 0)
