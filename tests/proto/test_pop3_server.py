@@ -592,3 +592,66 @@ def test_top_done_stops_reading() -> None:
     encoder.encode(b"H: 1\r\n\r\nbody 1\r\n")
     assert encoder.done
     assert encoder.encode(b"more\r\n") == b""
+
+
+# ----------------------------------------------------------------- any input, any state
+
+VOCABULARY = [
+    "USER alice@example.test",
+    f"PASS {PASSWORD}",
+    "PASS wrong",
+    "AUTH PLAIN",
+    "AUTH PLAIN " + base64.b64encode(f"\0alice@example.test\0{PASSWORD}".encode()).decode(),
+    "*",
+    "STLS",
+    "CAPA",
+    "STAT",
+    "LIST",
+    "LIST 2",
+    "UIDL 9",
+    "RETR 1",
+    "TOP 2 1",
+    "DELE 1",
+    "DELE 3",
+    "RSET",
+    "NOOP",
+    "LAST",
+    "QUIT",
+    "retr 0",
+    "X" * 300,
+    "\xff",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    picks=st.lists(
+        st.one_of(
+            st.sampled_from(VOCABULARY), st.text(max_size=30).filter(lambda t: "\n" not in t)
+        ),
+        max_size=25,
+    ),
+    tls=st.booleans(),
+    split=st.integers(1, 40),
+)
+def test_any_command_sequence_gets_answers_and_never_raises(
+    picks: list[str], tls: bool, split: int
+) -> None:
+    d = Driver(tls_active=tls, tls_available=True)
+    data = b"".join(p.encode("utf-8", "surrogateescape") + b"\r\n" for p in picks)
+    out = b""
+    for start in range(0, len(data), split):
+        out += d.send(data[start : start + split])
+        if d.conn.state is State.TLS_PENDING:
+            d.conn.tls_started()
+    out += d.send(b"")
+    assert d.conn.state is State.CLOSED
+    # Every status line is +OK, -ERR or a SASL continuation; deletions happen only through UPDATE.
+    updates = d.of(Update)
+    assert len(updates) <= 1
+    closed = d.of(Closed)
+    assert len(closed) == 1
+    assert isinstance(closed[0], Closed) and closed[0].updated == bool(updates)
+    if picks and out:
+        first_word = out.split(b"\r\n", 1)[0].split(b" ", 1)[0]
+        assert first_word in (b"+OK", b"-ERR", b"+")
