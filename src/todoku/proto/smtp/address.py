@@ -1,4 +1,4 @@
-"""Envelope addresses: parse and format RFC 5321 paths (with RFC 6531 SMTPUTF8) and their parameters.
+"""Envelope addresses: parse and format RFC 5321 paths (with RFC 6531 SMTPUTF8) and parameters.
 
 Relay safety rests on one rule: the domain that decides where mail goes is the part after the *last*
 ``@`` of the mailbox, after any source route (``@a,@b:``) is dropped as RFC 5321 §3.6.1 and
@@ -221,7 +221,7 @@ class PathArgs:
 
 
 def split_path_and_params(arg: str) -> tuple[str, str]:
-    """Separate ``<path>`` from the parameters that follow; tolerate a missing ``<>`` like Postfix."""
+    """Separate ``<path>`` from the parameters after it; tolerate a missing ``<>`` (as Postfix)."""
     arg = arg.strip()
     if arg.startswith("<"):
         in_quotes = False

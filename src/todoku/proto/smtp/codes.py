@@ -30,7 +30,7 @@ class Reply:
         return self.text.split("\n")
 
     def to_bytes(self) -> bytes:
-        """Render as one or more reply lines (RFC 5321 §4.2.1: hyphen after the code on all but the last)."""
+        """Render as reply lines (RFC 5321 §4.2.1: a hyphen after the code on all but the last)."""
         parts = self.lines()
         out = []
         for index, line in enumerate(parts):
