@@ -83,6 +83,9 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
             reason = CODE_RULES[code]
         else:
             reason = "onhold" if (code or status) else "undefined"
+    if reason in ("userunknown", "hostunknown", "suspend") and phase == "mail":
+        # Refused in reply to MAIL FROM: the unknown address is the sender's, not the recipient's.
+        return "rejected"
     if reason == "userunknown" and not phase:
         phase = _phase_of(report)
     if (reason == "userunknown" and phase == "data" and not status.endswith(".1.1")
