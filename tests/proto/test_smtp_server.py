@@ -858,3 +858,57 @@ def test_postmaster_without_domain_is_accepted() -> None:
     assert codes_of(driver.feed(b"RCPT TO:<Postmaster>\r\n")) == ["250 2.1.5"]
     assert driver.of(MailFrom)[0].sender is None
     assert driver.of(RcptTo)[0].recipient.domain == ""
+
+
+# ------------------------------------------------------------------ anything in, a reply out
+
+_COMMANDS = [
+    b"EHLO c.test\r\n",
+    b"HELO c.test\r\n",
+    b"MAIL FROM:<a@example.test>\r\n",
+    b"MAIL FROM:<a@example.test> SIZE=99999 RET=FULL\r\n",
+    b"RCPT TO:<b@example.test>\r\n",
+    b"RCPT TO:<unknown@example.test> NOTIFY=NEVER\r\n",
+    b"DATA\r\n",
+    b"BDAT 5\r\n",
+    b"BDAT 3 LAST\r\n",
+    b"BDAT 0 LAST\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"STARTTLS\r\n",
+    b"AUTH PLAIN\r\n",
+    b"AUTH LOGIN\r\n",
+    b"*\r\n",
+    b".\r\n",
+    b"\r\n.\r\n",
+    b"\n.\n",
+    b"\r",
+    b"\n",
+    b"VRFY x\r\n",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(st.one_of(st.sampled_from(_COMMANDS), st.binary(max_size=30)), max_size=25),
+    tls_started=st.booleans(),
+)
+def test_any_input_gets_well_formed_replies_and_never_raises(
+    pieces: list[bytes], tls_started: bool
+) -> None:
+    settings_all = replace(MX, tls_available=True, auth_enabled=True, auth_requires_tls=False)
+    driver = Driver(ServerConnection(settings_all))
+    out = driver.conn.data_to_send()
+    for piece in pieces:
+        out += driver.feed(piece)
+        if driver.paused and tls_started:
+            driver.conn.tls_started()
+            driver.paused = False
+    out += driver.feed(b"")
+    assert isinstance(driver.events[-1], Closed) or driver.paused
+    for reply in replies(out):
+        code = reply[:3]
+        assert code.isdigit() and code[0] in "2345"
+        if code not in ("220", "250", "334", "354") or reply.startswith("250 2."):
+            # RFC 2034 §3: every reply but the greeting, EHLO/HELO, 334 and 354 has one.
+            assert re.match(r"^\d{3} [245]\.\d{1,3}\.\d{1,3} ", reply), reply
