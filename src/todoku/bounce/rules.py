@@ -106,7 +106,8 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"quota exceeded|over ?quota|exceeded (the |their )?(storage|quota)|"
           r"insufficient space|out of (storage|space)|not enough (storage|space)|"
           r"mailbox exceeds|(メールボックス|メール容量|容量|ボックス).{0,12}(一杯|いっぱい|満杯|超過|オーバー|不足)",
-          source="RFC 3463 X.2.2; Postfix virtual 'Mailbox full', Gmail 'OverQuotaTemp'"),
+          source="RFC 3463 X.2.2; Postfix virtual 'Mailbox full', Gmail 'OverQuotaTemp', "
+          "Japanese carriers' notices (メールボックスが一杯, 容量超過)"),
     # --- the sender: authentication, address ------------------------------------------------------------
     _rule("securityerror", r"authentication (is )?required|must (be )?authenticat|"
           r"relay through this server without|auth(entication)? credentials invalid|"
@@ -147,7 +148,8 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"(宛先|アドレス|ユーザ|アカウント).{0,12}(存在しません|見つかりません|不明)",
           source="Postfix 'User unknown in local recipient table', sendmail '... User unknown', "
           "Gmail 5.1.1, Exchange RESOLVER.ADR.RecipNotFound, Yahoo 'doesn't have a ... account', "
-          "Domino 'not listed in Domino Directory'"),
+          "Domino 'not listed in Domino Directory', Orange 'destinataire invalide', Japanese "
+          "carriers' notices (宛先が存在しません)"),
     _rule("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
           r"not permitted to relay|unable to relay|we do not relay|cannot relay|"
           r"not (a )?(local|our) (domain|host)",
