@@ -36,7 +36,7 @@ def mx() -> Iterator[FakeMx]:
 
 
 def delivery_config(dns: DnsServer, port: int, **extra: str) -> str:
-    settings = {"port": str(port), "retry": '["1s"]', "delay_warning": '"0"', "max_lifetime": '"60s"'}
+    settings = {"port": str(port), "retry": '["1s"]', "delay_warning": '"0"', "max_lifetime": '"1h"'}
     settings |= extra
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
     return f'[dns]\nnameservers = ["{dns.address}"]\n\n[delivery]\n{lines}\n'
