@@ -242,20 +242,35 @@ class Pop3Session:
             f"login {event.mechanism} user={username} ok: {len(stored)} messages, {octets} octets"
         )
 
+    def _open_and_read(self, blob_id: str) -> tuple[BinaryIO, bytes]:
+        """Open a message file and read its first piece: one worker-thread hop for most mail."""
+        handle = self.ctx.store.open_blob(blob_id)
+        try:
+            return handle, handle.read(CHUNK_SIZE)
+        except BaseException:
+            handle.close()
+            raise
+
     async def _on_retrieve(self, event: Retrieve) -> None:
         message = self.messages[event.entry.key]
         loop = asyncio.get_running_loop()
         try:
-            handle: BinaryIO = await loop.run_in_executor(
-                None, self.ctx.store.open_blob, message.blob_id
-            )
+            handle, piece = await loop.run_in_executor(None, self._open_and_read, message.blob_id)
         except OSError as exc:
             self._log(f"message {message.blob_id} of {self.mailbox} unreadable: {exc}")
             self.conn.refuse(replies.MESSAGE_UNAVAILABLE)
             return
         try:
             self.conn.begin_content()
-            while self.conn.wants_content:
+            sent = 0
+            while piece:
+                self.conn.send_content(piece)
+                sent += len(piece)
+                if sent >= message.size or not self.conn.wants_content:
+                    # The announced size is all there is (or TOP has its lines): the end goes
+                    # out with the last piece in one write, when the core next needs input.
+                    break
+                await self._flush()
                 try:
                     piece = await loop.run_in_executor(None, handle.read, CHUNK_SIZE)
                 except OSError as exc:
@@ -263,10 +278,6 @@ class Pop3Session:
                     # connection without the terminator is the only signal a client can trust.
                     self._log(f"reading message {message.blob_id} failed: {exc}; dropping session")
                     raise _Dropped from exc
-                if not piece:
-                    break
-                self.conn.send_content(piece)
-                await self._flush()
             self.conn.end_content()
         finally:
             handle.close()
