@@ -53,6 +53,10 @@ TODOKU_BASE = Path(os.environ.get("TODOKU_BENCH_DIR", "/var/spool/bench-todoku")
 
 # The repository's virtualenv when there is one, so that ``python3 bench/run.py`` works as is.
 TODOKU_PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+POP3_PORT = int(os.environ.get("POP3_PORT", "2110"))
+DOVECOT_MAILDIR = Path(os.environ.get("POP_BASE", "/var/spool/bench-pop")) / "bench" / "Maildir"
+DOVECOT_PASSWORD = "bench"  # setup-peers.sh
+POP3_PASSWORD = "bench-password"  # todoku wants 8 characters or more
 SENDER = "a@example.test"
 RECIPIENT = "b@example.test"
 START_TIMEOUT = 30.0
@@ -147,7 +151,9 @@ class Todoku:
     root: Path
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    pop3_port: int = 0
     peak_rss_kib: int = 0
+    cpu_s: float = 0.0  # user + system time of the server process, all threads
 
     @property
     def data_dir(self) -> Path:
@@ -158,14 +164,16 @@ class Todoku:
         return self.root / "todoku.toml"
 
     def _cli(self, *args: str, stdin: str | None = None) -> None:
-        subprocess.run(
+        result = subprocess.run(
             [TODOKU_PYTHON, "-m", "todoku", *args, "--config", str(self.config_path)],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=60,
-            check=True,
+            check=False,
         )
+        if result.returncode != 0:
+            sys.exit(f"bench: todoku {' '.join(args)}: {result.stderr.strip()}")
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -175,8 +183,10 @@ class Todoku:
             'data_dir = "./data"\n'
             "\n[listen]\n"
             'smtp = "127.0.0.1:0"\n'
+            'pop3 = "127.0.0.1:0"\n'
+            "\n[auth]\nallow_plaintext_on_loopback = true\n"
         )
-        self._cli("user", "add", RECIPIENT, "--password-stdin", stdin="bench-password\n")
+        self._cli("user", "add", RECIPIENT, "--password-stdin", stdin=POP3_PASSWORD + "\n")
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
             [TODOKU_PYTHON, "-m", "todoku", "serve", "--config", str(self.config_path)],
@@ -191,7 +201,9 @@ class Todoku:
             sys.exit("bench: todoku serve did not start in time")
         if self.process.poll() is not None:
             sys.exit(f"bench: todoku serve exited: {(self.root / 'server.log').read_text()[-2000:]}")
-        self.port = int(json.loads(listeners.read_text())["smtp"][1])
+        bound = json.loads(listeners.read_text())
+        self.port = int(bound["smtp"][1])
+        self.pop3_port = int(bound["pop3"][1])
 
     def mailbox_count(self) -> int:
         with sqlite3.connect(f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10) as db:
@@ -205,6 +217,15 @@ class Todoku:
                 if line.startswith("VmHWM:"):
                     self.peak_rss_kib = int(line.split()[1])
         return self.peak_rss_kib
+
+    def read_cpu(self) -> float:
+        if self.process is None:
+            return 0.0
+        with suppress(OSError):
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            self.cpu_s = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return self.cpu_s
 
     def stop(self) -> None:
         if self.process is None:
@@ -252,6 +273,7 @@ class Sample:
     client_s: float
     delivered_s: float
     peak_rss_kib: int = 0
+    cpu_s: float = 0.0  # todoku only: server CPU seconds during the run
 
 
 @dataclass
@@ -322,6 +344,7 @@ def run_postfix_smtp(workload: SmtpWorkload) -> Sample:
 def run_todoku_smtp(workload: SmtpWorkload) -> Sample:
     with todoku_instance(TODOKU_BASE) as server:
         subprocess.run(["sync"], check=False, timeout=120)
+        cpu_before = server.read_cpu()
         started = time.monotonic()
         client = smtp_source(workload, server.port)
         if not wait_until(lambda: server.mailbox_count() >= workload.messages, DELIVERY_TIMEOUT, 0.01):
@@ -331,7 +354,8 @@ def run_todoku_smtp(workload: SmtpWorkload) -> Sample:
         if count != workload.messages:
             raise RuntimeError(f"todoku stored {count} messages, expected {workload.messages}")
         rss = server.read_peak_rss()
-    return Sample(client, delivered, rss)
+        cpu = server.read_cpu() - cpu_before
+    return Sample(client, delivered, rss, cpu)
 
 
 def smtp_workloads(quick: bool) -> list[SmtpWorkload]:
@@ -348,6 +372,79 @@ def smtp_workloads(quick: bool) -> list[SmtpWorkload]:
         SmtpWorkload("smtp-4k-1", 1, 1000, 4096),
         SmtpWorkload("smtp-100k-20", 20, 2000, 100 * 1024),
     ]
+
+
+def pop3_fetch_all(port: int, user: str, password: str, expected: int) -> float:
+    """Log in, UIDL, RETR every message, QUIT (no DELE: the mailbox stays for the next round)."""
+    import poplib
+
+    started = time.monotonic()
+    client = poplib.POP3("127.0.0.1", port, timeout=60)
+    try:
+        client.user(user)
+        client.pass_(password)
+        _, listing, _ = client.uidl()
+        if len(listing) != expected:
+            raise RuntimeError(f"POP3 on port {port}: {len(listing)} messages, expected {expected}")
+        size = 0
+        for entry in listing:
+            number = entry.split()[0].decode()
+            _, lines, octets = client.retr(number)
+            size += octets
+        client.quit()
+    finally:
+        with suppress(OSError):
+            client.close()
+    if size < expected * 1000:
+        raise RuntimeError(f"POP3 on port {port}: only {size} bytes for {expected} messages")
+    return time.monotonic() - started
+
+
+def fill_dovecot(messages: int, size: int) -> None:
+    """Maildir files written directly (Dovecot indexes them at the first login, outside the timing)."""
+    import pwd
+
+    owner = pwd.getpwnam(os.environ.get("VMAIL_USER", "benchvmail"))
+    if DOVECOT_MAILDIR.parent.exists():
+        shutil.rmtree(DOVECOT_MAILDIR.parent)
+    for sub in ("new", "cur", "tmp"):
+        (DOVECOT_MAILDIR / sub).mkdir(parents=True)
+    body = (b"x" * 76 + b"\r\n") * (size // 78)
+    for number in range(messages):
+        content = (
+            f"From: a@example.test\r\nTo: bench@example.test\r\nSubject: bench {number}\r\n"
+            f"Message-ID: <{number}@bench.test>\r\n\r\n"
+        ).encode() + body
+        (DOVECOT_MAILDIR / "new" / f"{1700000000 + number}.M{number}P1.bench").write_bytes(content.replace(b"\r\n", b"\n"))
+    for root, dirs, files in os.walk(DOVECOT_MAILDIR.parent):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), owner.pw_uid, owner.pw_gid)
+    os.chown(DOVECOT_MAILDIR.parent, owner.pw_uid, owner.pw_gid)
+
+
+def run_pop3(messages: int, size: int, rounds: int, result: Result) -> None:
+    """One filled mailbox per server; then alternate the timed fetches. The first fetch of each
+    (indexing, cold caches) is not counted."""
+    fill_dovecot(messages, size)
+    pop3_fetch_all(POP3_PORT, "bench", DOVECOT_PASSWORD, messages)  # warm-up: Dovecot builds its index
+    with todoku_instance(TODOKU_BASE) as server:
+        smtp_source(SmtpWorkload("fill", 20, messages, size), server.port)
+        if not wait_until(lambda: server.mailbox_count() >= messages, DELIVERY_TIMEOUT):
+            raise RuntimeError("todoku: the POP3 mailbox did not fill")
+        pop3_fetch_all(server.pop3_port, RECIPIENT, POP3_PASSWORD, messages)  # warm-up
+        for round_number in range(rounds):
+            order = ("todoku", "peer") if round_number % 2 == 0 else ("peer", "todoku")
+            for who in order:
+                if who == "todoku":
+                    cpu_before = server.read_cpu()
+                    elapsed = pop3_fetch_all(server.pop3_port, RECIPIENT, POP3_PASSWORD, messages)
+                    sample = Sample(elapsed, elapsed, server.read_peak_rss(), server.read_cpu() - cpu_before)
+                    result.todoku.append(sample)
+                else:
+                    elapsed = pop3_fetch_all(POP3_PORT, "bench", DOVECOT_PASSWORD, messages)
+                    sample = Sample(elapsed, elapsed)
+                    result.other.append(sample)
+                print(f"pop3 round {round_number + 1} {who}: {elapsed:.2f}s", flush=True)
 
 
 # --------------------------------------------------------------------------- report
@@ -373,6 +470,9 @@ def machine_facts() -> dict[str, str]:
         "kernel": platform.release(),
         "cpu": f"{cpu} x {os.cpu_count()}",
         "memory": mem,
+        "load average at the start (other work on this machine)": " ".join(
+            Path("/proc/loadavg").read_text().split()[:3]
+        ),
         "file system (todoku data, Postfix queue)": fs,
         "python": platform.python_version(),
         "todoku": run_text("git", "-C", str(REPO), "describe", "--always", "--dirty"),
@@ -384,8 +484,8 @@ def machine_facts() -> dict[str, str]:
 def table(results: list[Result]) -> list[str]:
     lines = [
         "| workload | peer | todoku client s | peer client s | todoku msg/s | peer msg/s | ratio (client) |"
-        " ratio (in mailbox) | todoku peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        " ratio (in mailbox) | todoku peak RSS | todoku CPU ms/msg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         t_client = median([s.client_s for s in r.todoku])
@@ -396,7 +496,7 @@ def table(results: list[Result]) -> list[str]:
         lines.append(
             f"| {r.label} | {r.peer} | {t_client:.2f} | {p_client:.2f} | {r.messages / t_done:.0f} |"
             f" {r.messages / p_done:.0f} | {p_client / t_client:.2f}x | {p_done / t_done:.2f}x |"
-            f" {rss / 1024:.0f} MiB |"
+            f" {rss / 1024:.0f} MiB | {1000 * median([s.cpu_s for s in r.todoku]) / r.messages:.2f} |"
         )
     return lines
 
@@ -437,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("bench: run as root (the peers are system services)")
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%S")
     TODOKU_BASE.mkdir(parents=True, exist_ok=True)
+    facts = machine_facts()
     peers = Peers()
     results: list[Result] = []
     try:
@@ -457,14 +558,19 @@ def main(argv: list[str] | None = None) -> int:
                         result.other.append(sample)
                     print(
                         f"{workload.name} round {round_number + 1} {who}: client {sample.client_s:.2f}s,"
-                        f" in mailbox {sample.delivered_s:.2f}s",
+                        f" in mailbox {sample.delivered_s:.2f}s"
+                        + (f", server CPU {sample.cpu_s:.2f}s" if who == "todoku" else ""),
                         flush=True,
                     )
+            results.append(result)
+        if not wanted or "pop3" in wanted:
+            count = 500 if args.quick else 5000
+            result = Result(f"POP3 UIDL+RETR {count}x4 KiB (poplib client)", "Dovecot", count)
+            run_pop3(count, 4096, args.rounds, result)
             results.append(result)
     finally:
         if not args.keep_peers:
             peers.stop()
-    facts = machine_facts()
     lines = table(results)
     print("\n".join(lines))
     path = write_report(results, facts, args, started)

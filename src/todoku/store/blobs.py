@@ -126,6 +126,9 @@ class FileBlobStore:
         self.messages_dir = root / "messages"
         for path in (self.root, self.tmp_dir, self.messages_dir):
             path.mkdir(parents=True, exist_ok=True)
+        # Buckets seen to exist: buckets are never removed, and a stat per message in the group
+        # commit costs a GIL round trip in the commit thread (bench/, issue 7).
+        self._buckets: set[str] = set()
 
     def sweep_tmp(self) -> int:
         """Remove content that was never committed (a crash before step 4 above)."""
@@ -157,9 +160,11 @@ class FileBlobStore:
             for blob in blobs:
                 final = self.path_of(blob.blob_id)
                 bucket = final.parent
-                if not bucket.is_dir():
-                    bucket.mkdir(exist_ok=True)
-                    dirs.add(self.messages_dir)
+                if bucket.name not in self._buckets:
+                    if not bucket.is_dir():
+                        bucket.mkdir(exist_ok=True)
+                        dirs.add(self.messages_dir)
+                    self._buckets.add(bucket.name)
                 self.faults.before(STEP_RENAME, final)
                 os.rename(blob.temp_path, final)
                 dirs.add(bucket)

@@ -341,12 +341,9 @@ class SqliteStore:
                 self._commit_group([p.message for p in group])
             except BaseException as exc:  # every waiting session must hear about it
                 error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-                for pending in group:
-                    pending.loop.call_soon_threadsafe(_set_exception, pending.future, error)
+                _wake_group(group, error)
             else:
-                for pending in group:
-                    blob_id = pending.message.blob.blob_id
-                    pending.loop.call_soon_threadsafe(_set_result, pending.future, blob_id)
+                _wake_group(group, None)
                 self._announce_queued([p.message for p in group])
             if stop:
                 return
@@ -693,6 +690,24 @@ class SqliteStore:
         for blob_id in unused:
             self.blobs.delete(blob_id)
         return exists is not None
+
+
+def _wake_group(group: list[_Pending], error: Exception | None) -> None:
+    """Answer a whole group with one wake-up per event loop, not one per message: every
+    ``call_soon_threadsafe`` writes to the loop's self-pipe and takes the GIL (bench/, issue 7)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in group:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, members in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, members, error)
+
+
+def _resolve_all(members: list[_Pending], error: Exception | None) -> None:
+    for pending in members:
+        if error is None:
+            _set_result(pending.future, pending.message.blob.blob_id)
+        else:
+            _set_exception(pending.future, error)
 
 
 def _wake_group(group: list[_Pending], error: Exception | None) -> None:
