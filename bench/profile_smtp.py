@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as bench  # noqa: E402 - the harness next to this file
+import run as bench  # the harness next to this file
 
 PY_SPY = bench.REPO / ".venv" / "bin" / "py-spy"
 
