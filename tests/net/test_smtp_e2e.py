@@ -447,3 +447,31 @@ def test_user_and_alias_commands(make_server) -> None:  # type: ignore[no-untype
     with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=15,
                           context=client_tls_context()) as client, pytest.raises(smtplib.SMTPAuthenticationError):
         client.login("carol@example.test", "new password 1")
+
+
+def test_bdat_chunks_through_the_real_server(server: TodokuServer) -> None:
+    """CHUNKING (RFC 3030): pipelined BDAT pieces, bare LF stored as CRLF, no 354."""
+    with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=15) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO chunker.remote.test\r\n")
+        capabilities = []
+        while True:
+            line = reader.readline()
+            capabilities.append(line[4:].strip())
+            if line[3:4] == b" ":
+                break
+        assert b"CHUNKING" in capabilities
+        first, second = b"Subject: chunks\r\n\r\nline one\n", b"line two\r\n.not a terminator\r\n"
+        sock.sendall(
+            b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+            + f"BDAT {len(first)}\r\n".encode() + first
+            + f"BDAT {len(second)} LAST\r\n".encode() + second + b"QUIT\r\n"
+        )
+        replies = [reader.readline() for _ in range(5)]
+    assert replies[0].startswith(b"250") and replies[1].startswith(b"250")
+    assert replies[2] == f"250 2.0.0 Ok: {len(first)} octets received\r\n".encode()
+    assert replies[3].startswith(b"250 2.0.0 Ok: queued as ")
+    assert replies[4].startswith(b"221")
+    [stored] = mailbox_contents(server, "alice@example.test")
+    assert stored.endswith(b"Subject: chunks\r\n\r\nline one\r\nline two\r\n.not a terminator\r\n")
