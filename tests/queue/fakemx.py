@@ -47,6 +47,7 @@ class FakeMx:
     rcpt_reply: Callable[[str], str] = default_rcpt
     data_reply: Callable[[Received], str] = lambda m: "250 2.0.0 Ok: queued as FAKE"
     tls_context: ssl.SSLContext | None = None
+    greeting_delay: float = 0.0
     messages: list[Received] = field(default_factory=list)
     connections: int = 0
     max_concurrent: int = 0
@@ -120,6 +121,8 @@ class FakeMx:
             writer.write(line.encode() + b"\r\n")
             await writer.drain()
 
+        if self.greeting_delay:
+            await asyncio.sleep(self.greeting_delay)
         await say(self.greeting.format(host=self.host))
         if not self.greeting.startswith("220"):
             return

@@ -4,6 +4,7 @@ Nothing waits for real time; the test moves the clock and pokes the runner."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -127,7 +128,7 @@ async def test_retries_warning_and_expiry_follow_the_schedule_in_virtual_time(ri
     assert final.recipients[0]["Status"] == "4.4.7"
     assert final.recipients[0]["Action"] == "failed"
     assert final.recipients[0]["Diagnostic-Code"] == "smtp; 451 4.3.0 Try again later"
-    assert all(b - a >= 300 for a, b in zip(tries, tries[1:], strict=False))
+    assert all(b - a >= 300 for a, b in itertools.pairwise(tries))
 
 
 async def test_repeated_policy_block_stops_early(rig_factory) -> None:  # type: ignore[no-untyped-def]

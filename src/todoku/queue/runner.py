@@ -76,6 +76,9 @@ POLICY_BLOCK_REASONS = frozenset({
 STOP_EARLY_AFTER = 3
 MAX_BACKOFF = 3600.0
 MAX_RETURNED_SIZE = 10 * 1024 * 1024  # larger originals come back as headers only
+# An idle connection waits this long for the next message to the same domain before QUIT
+# (like Postfix's connection cache): bursts share one connection.
+CONNECTION_REUSE_WAIT = 1.0
 PHASE_THROTTLED = "throttled"
 
 
@@ -120,6 +123,7 @@ class Destination:
     paused_until: float = 0.0
     backoff: float = 0.0
     last_limit_reply: str = ""
+    more: asyncio.Event = field(default_factory=asyncio.Event)  # a job was added
 
 
 def touch_wake_file(path: Path) -> None:
@@ -426,6 +430,7 @@ class QueueRunner:
     def _submit(self, domain: str, job: _Job) -> None:
         destination = self._destination(domain)
         destination.jobs.append(job)
+        destination.more.set()
         self._spawn_workers(destination)
 
     def _spawn_workers(self, destination: Destination) -> None:
@@ -436,7 +441,23 @@ class QueueRunner:
             task.add_done_callback(self._tasks.discard)
 
     async def _worker(self, destination: Destination) -> None:
+        try:
+            await self._work(destination)
+        except Exception:
+            # A bug must not leave messages waiting forever: defer whatever this worker held.
+            log.exception("%s: delivery worker failed", destination.domain)
+            while destination.jobs:
+                job = destination.jobs.popleft()
+                if not job.future.done():
+                    job.future.set_result([
+                        Attempt(r.address, Verdict.TEMPORARY, "internal", None, "",
+                                "internal error in the delivery worker", "", "systemerror", "4.3.0")
+                        for r in job.recipients
+                    ])
+
+    async def _work(self, destination: Destination) -> None:
         channel: Channel | None = None
+        job: _Job | None = None
         try:
             if self._throttled(destination):
                 await self._defer_throttled(destination)
@@ -445,7 +466,11 @@ class QueueRunner:
                 self.resolver, destination.domain, is_self=self.is_self,
                 **({"shuffle": self.shuffle} if self.shuffle else {}),
             )
-            while destination.jobs and not self._stopping:
+            while not self._stopping:
+                if not destination.jobs:
+                    if channel is None or not channel.usable or not await self._more(destination):
+                        break
+                    continue
                 if self._throttled(destination):
                     await self._defer_throttled(destination)
                     return
@@ -471,12 +496,26 @@ class QueueRunner:
                             ])
                         continue
                 await self._deliver(destination, channel, job)
+        except Exception:
+            if job is not None and not job.future.done():
+                destination.jobs.appendleft(job)  # the caller defers it with the rest
+            raise
         finally:
             if channel is not None:
                 await channel.close()
             destination.active -= 1
             if destination.jobs and not self._stopping:
                 self._spawn_workers(destination)
+
+    async def _more(self, destination: Destination) -> bool:
+        """Keep an open connection a moment for the next message to this domain."""
+        destination.more.clear()
+        try:
+            async with asyncio.timeout(CONNECTION_REUSE_WAIT):
+                await destination.more.wait()
+        except TimeoutError:
+            return False
+        return bool(destination.jobs)
 
     async def _open(
         self, route: Route, destination: Destination
