@@ -33,7 +33,7 @@ def scan_headers(block: bytes) -> HeaderFacts:
     subject = ""
     match = re.search(rb"^subject:[ \t]*(.*(?:\r\n[ \t].*)*)", block, re.IGNORECASE | re.MULTILINE)
     if match:
-        raw = match.group(1).replace(b"\r\n", b"").decode("utf-8", "replace")
+        raw = match.group(1).replace(b"\r\n", b"").strip().decode("utf-8", "replace")
         try:
             subject = str(email.header.make_header(email.header.decode_header(raw)))
         except (ValueError, LookupError, UnicodeError):
