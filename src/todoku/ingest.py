@@ -31,9 +31,9 @@ _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 def scan_headers(block: bytes) -> HeaderFacts:
     names = [m.group(1).lower() for m in _FIELD.finditer(block)]
     subject = ""
-    match = re.search(rb"^subject:[ \t]*(.*(?:\r\n[ \t].*)*)", block, re.IGNORECASE | re.MULTILINE)
+    match = re.search(rb"^subject:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", block, re.IGNORECASE | re.MULTILINE)
     if match:
-        raw = match.group(1).replace(b"\r\n", b"").strip().decode("utf-8", "replace")
+        raw = re.sub(rb"\r?\n", b"", match.group(1)).strip().decode("utf-8", "replace")
         try:
             subject = str(email.header.make_header(email.header.decode_header(raw)))
         except (ValueError, LookupError, UnicodeError):
