@@ -47,6 +47,8 @@ REPLIES = [
     (500, "5.5.2", "Error: command not recognized", "syntaxerror"),
     (550, "5.7.1", "Message rejected due to local policy", "policyviolation"),
     (451, "4.4.7", "Message expired", "expired"),
+    (550, "5.2.0", "Mail rejete. Mail rejected. ofr_506 [506]", "spamdetected"),
+    (554, "5.7.1", "Delivery not authorized, message refused", "securityerror"),
 ]
 
 
@@ -177,3 +179,68 @@ def test_out_of_office_is_vacation() -> None:
     [diagnosis] = analyze_bytes(data)
     assert diagnosis.reason == "vacation"
     assert diagnosis.recipient == "taro@example.org"
+
+
+def _gateway_dsn(diagnostic: str, status: str = "5.0.0", extra_header: str = "") -> bytes:
+    """A DSN that names no SMTP command, as filtering gateways and many MTAs write them."""
+    return f"""From: MAILER-DAEMON@gw.example.net
+To: sender@example.net
+Subject: Delivery Status Notification (Failure)
+{extra_header}MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+    boundary="unique-boundary-9f8e7d6c5b4a"
+
+--unique-boundary-9f8e7d6c5b4a
+Content-Type: text/plain
+
+Your message could not be delivered to one or more recipients.
+
+--unique-boundary-9f8e7d6c5b4a
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; gw.example.net
+
+Final-Recipient: rfc822; nobody@example.org
+Action: failed
+Status: {status}
+Diagnostic-Code: smtp; {diagnostic}
+
+--unique-boundary-9f8e7d6c5b4a--
+""".encode()
+
+
+@pytest.mark.parametrize(("diagnostic", "status", "extra_header", "reason"), [
+    # A plain refusal of the address: the mailbox does not exist.
+    ("550 <nobody@example.org>: User unknown", "5.0.0", "", "userunknown"),
+    ("550 Unknown user nobody@example.org", "5.1.1", "", "userunknown"),
+    # The reply quotes no address: it answered the content, not RCPT TO.
+    ("550 : User unknown", "5.0.0", "", "filtered"),
+    # The code names a policy (X.7.x) or mailbox-status (X.2.x) problem, not an address one.
+    ("550 5.7.1 550 User Unknown: nobody@example.org", "5.7.1", "", "filtered"),
+    ("550 5.2.1 <nobody@example.org>... User Unknown", "5.2.1", "", "filtered"),
+    # A filtering gateway passes on its inner server's refusal after accepting the recipient ...
+    ("550 Unknown user nobody@example.org", "5.0.0",
+     "X-NAI-Header: Modified by McAfee Email and Web Security Appliance\n", "filtered"),
+    ("550 nobody@example.org... No such user", "5.0.0",
+     "X-Mailer: SurfControl E-mail Filter\n", "filtered"),
+    # ... unless that refusal carries an address status (X.1.x).
+    ("550 5.1.1 Unknown user nobody@example.org", "5.1.1",
+     "X-NAI-Header: Modified by McAfee Email and Web Security Appliance\n", "userunknown"),
+])
+def test_user_unknown_after_acceptance_is_filtered(diagnostic: str, status: str,
+                                                   extra_header: str, reason: str) -> None:
+    [diagnosis] = analyze_bytes(_gateway_dsn(diagnostic, status, extra_header))
+    assert diagnosis.recipient == "nobody@example.org"
+    assert diagnosis.reason == reason
+
+
+def test_canonical_boundaries_keep_the_structure() -> None:
+    from todoku.bounce.extract import canonical_boundaries
+
+    data = _gateway_dsn("550 5.1.1 <nobody@example.org>: User unknown", "5.1.1")
+    renamed = canonical_boundaries(data)
+    assert b"unique-boundary-9f8e7d6c5b4a" not in renamed
+    assert renamed.count(b"=_todoku_part_0") == data.count(b"unique-boundary-9f8e7d6c5b4a")
+    assert analyze_bytes(renamed) == analyze_bytes(data)
+    short = data.replace(b"unique-boundary-9f8e7d6c5b4a", b"b1")
+    assert canonical_boundaries(short) == short  # too short to rename safely

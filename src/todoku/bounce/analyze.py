@@ -45,7 +45,8 @@ def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Dia
         return [Diagnosis("", reason, "", None, "", "", False, bounce.date, cause, remedy)]
     out = []
     for evidence in bounce.evidence:
-        reason = classify_evidence(bounce.kind, evidence, bounce.subject, bounce.text)
+        reason = classify_evidence(bounce.kind, evidence, bounce.subject, bounce.text,
+                                   bounce.filter_gateway)
         cause = remedy = ""
         if explain:
             facts = {"recipient": evidence.recipient, "remote_mta": evidence.remote_mta}

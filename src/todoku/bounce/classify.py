@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 
 from todoku.bounce.extract import Evidence
-from todoku.bounce.rules import ANY, CODE_RULES, DECISIVE_STATUS, STATUS_RULES, TEXT_RULES
+from todoku.bounce.rules import (
+    ANY,
+    CODE_RULES,
+    DECISIVE_STATUS,
+    STATUS_RULES,
+    TEXT_RULES,
+    USER_UNKNOWN_WITHOUT_ADDRESS,
+)
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 
@@ -50,8 +57,12 @@ def classify_reply(code: int | None, enhanced: str | None, text: str, phase: str
     return "undefined"
 
 
-def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: str = "") -> str:
-    """The reason word for one recipient of a parsed bounce."""
+def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: str = "",
+                      filter_gateway: bool = False) -> str:
+    """The reason word for one recipient of a parsed bounce.
+
+    ``filter_gateway``: the bounce was written by a content-filtering gateway (rules.FILTER_GATEWAY).
+    """
     if kind in ("feedback", "vacation", "notbounce"):
         return kind
     status = evidence.status
@@ -93,7 +104,36 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
         # The recipient was accepted at RCPT TO and refused only after the content was seen:
         # a filter of the recipient or the site, not a missing mailbox.
         return "filtered"
+    if reason == "userunknown" and phase != "rcpt" and _refused_after_acceptance(
+            evidence, report, filter_gateway):
+        return "filtered"
     return reason
+
+
+# RFC 3463 subjects that a refusal of a non-existent mailbox does not use: X.2.x mailbox status,
+# X.3.x mail system status, X.7.x security or policy status (an unknown address is X.1.x).
+_NOT_ADDRESS_SUBJECTS = ("2", "3", "7")
+
+
+def _refused_after_acceptance(evidence: Evidence, report: str, filter_gateway: bool) -> bool:
+    """True when a "user unknown" was the verdict of a filter after the recipient was accepted.
+
+    Three signs, none of which a plain reply to RCPT TO shows: the reply quotes no address
+    ("550 : User unknown", the shape of a refusal of the content); the enhanced code names a
+    mailbox, system or policy problem rather than an address one, and nothing in the report ties
+    the refusal to RCPT TO; or the report comes from a filtering gateway, which accepts every
+    recipient itself and passes on its inner server's refusal afterwards (unless that refusal
+    carries an address status, X.1.x).
+    """
+    diagnostic = evidence.diagnostic.lower()
+    if USER_UNKNOWN_WITHOUT_ADDRESS.search(diagnostic):
+        return True
+    match = _ENHANCED.match(evidence.status)
+    subject = match.group(2) if match else ""
+    if filter_gateway and subject != "1":
+        return True
+    return (subject in _NOT_ADDRESS_SUBJECTS and "rcpt" not in report.lower()
+            and "rcpt" not in diagnostic)
 
 
 def _decisive(status: str) -> str | None:

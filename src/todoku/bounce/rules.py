@@ -91,8 +91,9 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"prohibited (attachment|content)|header error",
           source="Gmail 552 5.7.0 'content presents a potential security issue', X.7.x policy"),
     _rule("spamdetected", r"\bspam\b(?!ming)|junk mail|bulk mail|unsolicited|spamassassin|"
-          r"message content rejected|looks like spam|\buce\b|blacklisted url|uribl",
-          source="SpamAssassin, Gmail 5.7.1 'likely unsolicited', URIBL lookups"),
+          r"message content rejected|looks like spam|\buce\b|blacklisted url|uribl|\bofr_506\b",
+          source="SpamAssassin, Gmail 5.7.1 'likely unsolicited', URIBL lookups, Orange "
+          "'Mail rejete. Mail rejected. ofr_506' (its code for a message judged to be spam)"),
     # --- size and limits ----------------------------------------------------------------------------------
     _rule("exceedlimit", r"exceeds (the )?(administrative|per.recipient) limit|"
           r"length exceeds (administrative )?limit|recipsizelimit|too large for this recipient|"
@@ -111,7 +112,9 @@ TEXT_RULES: tuple[Rule, ...] = (
     # --- the sender: authentication, address ------------------------------------------------------------
     _rule("securityerror", r"authentication (is )?required|must (be )?authenticat|"
           r"relay through this server without|auth(entication)? credentials invalid|"
-          r"login failed|smtp auth", source="RFC 4954 §6 530 5.7.0 / 535 5.7.8, MessageLabs"),
+          r"login failed|smtp auth|delivery not authori[sz]ed",
+          source="RFC 4954 §6 530 5.7.0 / 535 5.7.8, MessageLabs, Yahoo/Postfix 'Delivery not "
+          "authorized, message refused'"),
     _rule("rejected", r"sender (address )?(rejected|denied|refused|not allowed|unknown|invalid)|"
           r"(domain|address) of sender|sender domain|not owned by user|unroutable sender|"
           r"sender.{0,20}(verify|verification) failed|invalid sender|from: domain is invalid|"
@@ -267,3 +270,25 @@ CODE_RULES: dict[int, str] = {
     554: "onhold",       # transaction failed
     556: "notaccept",    # RFC 7504 §3 domain does not accept mail
 }
+
+
+# Bounces written by content-filtering gateways and anti-spam appliances, recognised by the
+# headers their products stamp on the bounce itself (X-Mailer, a vendor header, the daemon's
+# domain). Such a gateway accepts the recipient first and relays the message inward; when the
+# inner server then refuses the mailbox, the refusal reaches us after the content was taken, so a
+# "user unknown" in their report is the gateway's filtering of that recipient, not a reply to
+# RCPT TO. The patterns are matched against "Header-Name: value" lines, lower-cased.
+FILTER_GATEWAY = re.compile(
+    r"^x-nai-header: .*mcafee"            # McAfee Email and Web Security appliances
+    r"|^x-mailer: .*surfcontrol"          # SurfControl E-mail Filter
+    r"|^from: .*@[\w.-]*mxlogic\.net"     # MXLogic (McAfee SaaS) filtering service
+    r"|^x-ahmailid: ",                    # Activehunter anti-spam gateway
+    re.MULTILINE,
+)
+# Headers worth reading for FILTER_GATEWAY (the rest of the header is never joined).
+FILTER_GATEWAY_HEADERS = ("X-NAI-Header", "X-Mailer", "From", "X-AHMAILID")
+
+# "550 : User unknown": the refusal names no address because it answered the message content
+# (after DATA, when a server no longer speaks of one recipient); a reply to RCPT TO quotes the
+# address it refuses ("550 <user@example.jp>: User unknown").
+USER_UNKNOWN_WITHOUT_ADDRESS = re.compile(r"\b5\d\d:? +: +user unknown")
