@@ -252,6 +252,7 @@ class _Walk:
 def _walk(message: Message, walk: _Walk) -> None:
     for part in message.walk():
         ctype = part.get_content_type()
+        maintype = ctype.partition("/")[0]  # what get_content_maintype() would parse again
         if ctype in ("message/delivery-status", "message/global-delivery-status"):
             payload = part.get_payload()
             blocks: list[Message] = []
@@ -278,7 +279,7 @@ def _walk(message: Message, walk: _Walk) -> None:
         elif ctype in ("text/rfc822-headers", "text/rfc822-header"):
             if walk.original is None:
                 walk.original_text = _decode_part(part)
-        elif part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), str):
+        elif maintype == "multipart" and isinstance(part.get_payload(), str):
             # The boundary in the body does not match the header's (StartBoundaryNotFoundDefect):
             # read the body as one text, and pick the DSN fields out of it.
             text = _decode_part(part)
@@ -292,7 +293,7 @@ def _walk(message: Message, walk: _Walk) -> None:
                 walk.dsn_blocks.extend(blocks)
                 text = text[: max(start, 0)]
             walk.texts.append(text)
-        elif part.get_content_maintype() == "text" and not part.is_multipart():
+        elif maintype == "text" and not part.is_multipart():
             if _inside_original(part, walk):
                 continue
             text = _decode_part(part)

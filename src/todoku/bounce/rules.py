@@ -45,9 +45,10 @@ TEXT_RULES: tuple[Rule, ...] = (
     _rule("networkerror", r"hop count exceeded|routing loop|mail loop|loops? back to myself|"
           r"too many (hops|received headers)|dns query failed|host not found, try again|"
           r"malformed or unexpected name server reply|network error on destination|"
-          r"responded with code (nxdomain|servfail)",
+          r"responded with code (nxdomain|servfail)|host name lookup failure",
           source="Postfix 'mail for X loops back to myself', Exim 'Too many Received headers', "
-          "Domino 'Maximum hop count', Gmail 'DNS Error ... NXDOMAIN', RFC 5321 §6.3"),
+          "Domino 'Maximum hop count', Gmail 'DNS Error ... NXDOMAIN', RFC 5321 §6.3, sendmail "
+          "'Deferred: Name server: X: host name lookup failure' (the cause behind a give-up)"),
     _rule("mailererror", r"mailer error|procmail|mailer \S+ died|command (died|failed)|"
           r"exited with|deliver(y)? to (a )?(pipe|program)|pipe to \||^\d{1,3}$",
           source="sendmail 'mailer prog died with signal', Exim pipe transport, Diagnostic-Code "
