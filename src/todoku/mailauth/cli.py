@@ -62,15 +62,52 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
             fail(f"dkim: {exc}")
 
     @main.command("diagnose")
-    @click.option("--self", "self_check", is_flag=True, required=True,
+    @click.argument("address", required=False)
+    @click.option("--self", "self_check", is_flag=True,
                   help="Check this server's own DNS records (MX, A/AAAA, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV).")
+    @click.option("--submission", "submission", default=None, metavar="HOST:PORT",
+                  help="Check a mail program's sending settings against this submission server.")
+    @click.option("--user", "user", default=None, metavar="USER", help="Account name for --submission.")
+    @click.option("--password-stdin", "password_stdin", is_flag=True,
+                  help="Read the password for --submission from standard input (else it is asked for).")
+    @click.option("--from", "sender", default=None, metavar="ADDRESS",
+                  help="Sender address (--submission: default USER; ADDRESS: default postmaster@first domain).")
+    @click.option("--tls", "tls_mode", type=click.Choice(["auto", "implicit", "starttls", "none"]),
+                  default="auto", help="--submission: implicit TLS, STARTTLS or none (auto: implicit on 465).")
+    @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
+                  help="Seconds to wait for each connection, reply or DNS answer.")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object with every step.")
     @click.option("--lang", type=click.Choice(["en", "ja"]), default=None, help="Language (default: the configuration's lang).")
     @with_config
-    def diagnose(config: Config, self_check: bool, lang: str | None) -> None:
-        """Look up the records `todoku dns-records` prints and say, in plain words, what is missing."""
+    def diagnose(config: Config, address: str | None, self_check: bool, submission: str | None,
+                 user: str | None, password_stdin: bool, sender: str | None, tls_mode: str,
+                 timeout: float, as_json: bool, lang: str | None) -> None:
+        """Say why mail cannot be sent: ADDRESS (live delivery check), --submission (a mail program's
+        settings) or --self (this server's DNS records)."""
+        chosen = lang or config.lang
+        if sum((address is not None, self_check, submission is not None)) != 1:
+            fail("diagnose: give exactly one of ADDRESS, --submission HOST:PORT or --self")
+        if address is not None or submission is not None:
+            from todoku.diag.command import emit, run_address, run_submission
+
+            if submission is not None:
+                if not user:
+                    fail("diagnose: --submission needs --user USER")
+                    return
+                if password_stdin:
+                    password = sys.stdin.readline().rstrip("\r\n")
+                else:
+                    password = click.prompt("Password", hide_input=True, err=True)
+                report = run_submission(config, submission, user=user, password=password, sender=sender,
+                                        tls_mode=tls_mode, lang=chosen, timeout=timeout)
+            else:
+                assert address is not None
+                report = run_address(config, address, sender=sender, lang=chosen, timeout=timeout)
+            sys.exit(emit(report, as_json, click.echo))
+
         from todoku.mailauth.lookup import lookups_for
         from todoku.mailauth.records import diagnose as run_diagnose
-        from todoku.mailauth.records import report
+        from todoku.mailauth.records import report as records_report
 
         store = key_store(config)
         try:
@@ -78,9 +115,8 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
         except (DkimError, OSError) as exc:
             fail(f"dkim: {exc}")
             return
-        chosen = lang or config.lang
         findings = asyncio.run(run_diagnose(config, lookups_for(config.nameservers), keys, chosen))
-        text, status = report(findings, config, chosen)
+        text, status = records_report(findings, config, chosen)
         click.echo(text, nl=False)
         sys.exit(status)
 
