@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import TodokuServer
 from tests.dnsserver import DnsServer
-from tests.queue.fakemx import FakeMx, fake_mxes
+from tests.queue.fakemx import FakeMx, fake_mxes, server_tls_context
 from todoku.diag.delivery import connect_failure_step
 from todoku.queue.model import Hop
 
@@ -164,3 +165,17 @@ def test_bad_syntax_and_usage(make_server: Callable[..., TodokuServer], dns_serv
     assert dns_server.queries == []
     both = srv.cli("diagnose", "bob@remote.test", "--self", check=False)
     assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+def test_starttls_to_the_mx_is_used_and_reported(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer, tmp_path: Path
+) -> None:
+    with fake_mxes("127.0.0.5", tls_context=server_tls_context(tmp_path)) as (tls_mx,):
+        dns_server.add("secure.test", "MX", "10 mx.secure.test.")
+        dns_server.add("mx.secure.test", "A", "127.0.0.5")
+        srv = configured(make_server, dns_server, tls_mx.port)
+        status, report = diagnose(srv, "bob@secure.test")
+    assert status == 0, report
+    starttls = step(report, "starttls")
+    assert starttls["status"] == "ok" and starttls["detail"].startswith("TLSv1.")
+    assert [s["name"] for s in report["steps"]].count("ehlo") == 2  # RFC 3207 §4.2: EHLO again

@@ -190,6 +190,7 @@ async def _dialogue(report: Report, session: SmtpSession, recipient: str, sender
                     report.add(reply_step("ehlo", lang, hello.code, hello.enhanced, hello.text,
                                           proto.EHLO, **facts))
                     return
+                report.add(Step("ehlo", OK, " ".join(sorted(session.conn.extensions)) or "HELO only"))
         else:
             report.add(Step("starttls", WARN, "not offered", text(lang, "no_starttls")))
         # 7. MAIL FROM and RCPT TO; never DATA.
