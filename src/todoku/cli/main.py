@@ -6,22 +6,74 @@ stderr and exit status 2; never a traceback.
 
 from __future__ import annotations
 
-import asyncio
+# Start-up time matters (``todoku explain`` over a folder, ``todoku sendmail`` from cron): this
+# module imports only click at the top. Each command imports its heavy modules (asyncio, the
+# configuration schema, the queue, DNS, mailauth) inside its own function, and the command groups
+# registered by other packages are added on first use (_LazyGroup below).
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from todoku import __version__
-from todoku.config import Config, ConfigError, load_config
-from todoku.config.load import find_config_path
-from todoku.proto.smtp.address import AddressError, parse_mailbox
+
+if TYPE_CHECKING:
+    from todoku.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def find_config_path(explicit: str | None) -> Path:
+    """The configuration file: --config, else $TODOKU_CONFIG, else the default path.
+
+    Delegates to config.load only when that module is needed anyway; explain needs just the path.
+    """
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("TODOKU_CONFIG"):
+        return Path(os.environ["TODOKU_CONFIG"])
+    from todoku.config.load import find_config_path as default_search
+
+    return default_search(None)
+
+
+class _LazyGroup(click.Group):
+    """A click group whose commands registered by other packages are added on first use.
+
+    ``todoku queue ...``, ``todoku sendmail`` and the mailauth commands live in modules that import
+    asyncio, dnspython and crypto; registering them only when a command is not found (or when
+    help lists every command) keeps every other command's start-up free of those imports.
+    """
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and _load_registered_commands():
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_registered_commands()
+        return super().list_commands(ctx)
+
+
+_REGISTRATIONS: list[Callable[[], None]] = []
+
+
+def _load_registered_commands() -> bool:
+    """Run the pending registrations once; True if any ran (so a retried lookup may now succeed)."""
+    if not _REGISTRATIONS:
+        return False
+    pending = list(_REGISTRATIONS)
+    _REGISTRATIONS.clear()
+    for register in pending:
+        register()
+    return True
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -43,6 +95,8 @@ def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
     @config_option
     @wraps(func)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
+        from todoku.config import ConfigError, load_config
+
         try:
             config = load_config(find_config_path(config_path))
             return func(config, **kwargs)
@@ -53,6 +107,8 @@ def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def local_address(config: Config, text: str) -> str:
+    from todoku.proto.smtp.address import AddressError, parse_mailbox
+
     try:
         address = parse_mailbox(text.strip())
     except AddressError as exc:
@@ -64,6 +120,8 @@ def local_address(config: Config, text: str) -> str:
 
 
 def any_address(text: str) -> str:
+    from todoku.proto.smtp.address import AddressError, parse_mailbox
+
     try:
         return parse_mailbox(text.strip()).key()
     except AddressError as exc:
@@ -71,7 +129,7 @@ def any_address(text: str) -> str:
         raise
 
 
-@click.group()
+@click.group(cls=_LazyGroup)
 @click.version_option(__version__, prog_name="todoku")
 def main() -> None:
     """todoku (届く): a mail server that delivers mail, never loses it, and says why when it can't."""
@@ -81,7 +139,10 @@ def main() -> None:
 @with_config
 def serve(config: Config) -> None:
     """Run every configured listener in this process until SIGTERM or Ctrl-C."""
+    import asyncio
+
     from todoku.app import serve as run_server
+    from todoku.config import ConfigError
     from todoku.log import setup_logging
 
     setup_logging(config.log_level)
@@ -253,7 +314,7 @@ def _since(text: str) -> float:
     """``2026-11-28``, ``2026-11-28 14:00`` (local time), ISO 8601 with an offset, or ``2h``/``3d`` ago."""
     from datetime import datetime
 
-    from todoku.config.load import parse_duration
+    from todoku.config.load import ConfigError, parse_duration
 
     if text.strip() and text.strip()[-1].isalpha():
         try:
@@ -347,7 +408,7 @@ def mailbox_undelete(
     click.echo(f"restored {count} message{'s' if count != 1 else ''} to {key}")
 
 
-@main.group("queue")
+@main.group("queue", cls=_LazyGroup)
 def queue_group() -> None:
     """The outbound queue: mail waiting to be delivered to other servers."""
 
@@ -359,13 +420,11 @@ def _register_queue_commands() -> None:
     admin.register(queue_group, main, with_config=with_config, fail=fail, open_store=_store)
 
 
-_register_queue_commands()
+_REGISTRATIONS.append(_register_queue_commands)
 
 
 
 # ---------------------------------------------------------------------- integrity and backups
-
-from pathlib import Path  # used only by the commands below
 
 
 def _progress_bar() -> Callable[[str, int, int], None]:
@@ -424,7 +483,7 @@ def _register_mailauth_commands() -> None:
     mailauth_cli.register(main, with_config=with_config, fail=fail)
 
 
-_register_mailauth_commands()
+_REGISTRATIONS.append(_register_mailauth_commands)
 
 
 @main.command("backup")
