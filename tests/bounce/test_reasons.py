@@ -49,11 +49,15 @@ REPLIES = [
     (451, "4.4.7", "Message expired", "expired"),
     (550, "5.2.0", "Mail rejete. Mail rejected. ofr_506 [506]", "spamdetected"),
     (554, "5.7.1", "Delivery not authorized, message refused", "securityerror"),
+    (None, "4.0.0", "DNS Error: DNS type 'mx' lookup of example.org responded with code NOERROR",
+     "notaccept"),
+    (None, "4.0.0", ("DNS Error: DNS type 'a' lookup of gmal.com responded with code NOERROR "
+                     "DNS type 'mx' lookup of gmal.com responded with code NOERROR"), "networkerror"),
 ]
 
 
 @pytest.mark.parametrize(("code", "enhanced", "text", "reason"), REPLIES)
-def test_classify_reply(code: int, enhanced: str | None, text: str, reason: str) -> None:
+def test_classify_reply(code: int | None, enhanced: str | None, text: str, reason: str) -> None:
     assert classify_reply(code, enhanced, text) == reason
 
 

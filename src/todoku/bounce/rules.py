@@ -37,6 +37,12 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me",
           source="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', "
           "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange"),
+    # Gmail falls back to the A/AAAA records when a domain has no MX (RFC 5321 §5.1 implicit MX);
+    # when those lookups come back empty too, the domain has no mail host in DNS at all: a DNS
+    # problem at the destination, whereas an MX lookup alone answering NOERROR without records
+    # (the next rule) is a domain that publishes no mail service.
+    _rule("networkerror", r"type '(a|aaaa)' lookup of \S+ responded with code noerror",
+          source="Gmail 'DNS type 'a' lookup of X responded with code NOERROR'"),
     _rule("notaccept", r"responded with code noerror|null mx|does not accept (any )?mail|"
           r"accepts no mail|(mx|srv) record indicated no smtp service|"
           r"not accepting network messages|couldn't find a mail exchanger|no mx found",
