@@ -81,3 +81,27 @@ def test_mbox_and_maildir(tmp_path: Path) -> None:
         ("bounces.mbox#1", "mailboxfull"), ("bounces.mbox#2", "userunknown"),
         ("1.host", "userunknown"),
     ]
+
+
+def test_cli_default_config_path_is_the_configurations() -> None:
+    """The CLI spells out the default path so that explain need not import the schema."""
+    from todoku.cli.main import DEFAULT_CONFIG_PATH
+    from todoku.config.load import DEFAULT_PATHS
+
+    assert DEFAULT_CONFIG_PATH == DEFAULT_PATHS[0]
+
+
+def test_explain_starts_without_the_server_modules(tmp_path: Path) -> None:
+    """`todoku explain` loads neither the queue (asyncio, dnspython) nor the configuration schema."""
+    probe = ("import sys\nsys.argv = ['todoku', 'explain', '--json', sys.argv[1]]\n"
+             "from todoku.cli.main import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('asyncio', 'dns', 'todoku') and not m.startswith(('todoku.bounce', 'todoku.cli'))))")
+    bounce = tmp_path / "b.eml"
+    bounce.write_bytes(postfix_dsn("nobody@example.org", "5.1.1", "550 5.1.1 User unknown"))
+    env = {k: v for k, v in os.environ.items() if k != "TODOKU_CONFIG"}
+    result = subprocess.run([sys.executable, "-c", probe, str(bounce)], cwd=tmp_path, env=env,
+                            capture_output=True, timeout=60, check=True)
+    assert result.stdout.decode().splitlines()[-1] == "['todoku']"
+    assert b'"userunknown"' in result.stdout

@@ -29,18 +29,16 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def find_config_path(explicit: str | None) -> Path:
-    """The configuration file: --config, else $TODOKU_CONFIG, else the default path.
+# config.load.DEFAULT_PATHS[0], written out so that finding the file does not import the whole
+# configuration schema (explain only reads its `lang`); tests/bounce/test_cli.py checks they agree.
+DEFAULT_CONFIG_PATH = "todoku.toml"
 
-    Delegates to config.load only when that module is needed anyway; explain needs just the path.
-    """
+
+def find_config_path(explicit: str | None) -> Path:
+    """The configuration file: --config, else $TODOKU_CONFIG, else ./todoku.toml."""
     if explicit:
         return Path(explicit)
-    if os.environ.get("TODOKU_CONFIG"):
-        return Path(os.environ["TODOKU_CONFIG"])
-    from todoku.config.load import find_config_path as default_search
-
-    return default_search(None)
+    return Path(os.environ.get("TODOKU_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
 class _LazyGroup(click.Group):
