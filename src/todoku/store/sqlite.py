@@ -710,24 +710,6 @@ def _resolve_all(members: list[_Pending], error: Exception | None) -> None:
             _set_exception(pending.future, error)
 
 
-def _wake_group(group: list[_Pending], error: Exception | None) -> None:
-    """Answer a whole group with one wake-up per event loop, not one per message: every
-    ``call_soon_threadsafe`` writes to the loop's self-pipe and takes the GIL (bench/, issue 7)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-    for pending in group:
-        by_loop.setdefault(pending.loop, []).append(pending)
-    for loop, members in by_loop.items():
-        loop.call_soon_threadsafe(_resolve_all, members, error)
-
-
-def _resolve_all(members: list[_Pending], error: Exception | None) -> None:
-    for pending in members:
-        if error is None:
-            _set_result(pending.future, pending.message.blob.blob_id)
-        else:
-            _set_exception(pending.future, error)
-
-
 def _set_result(future: asyncio.Future[str], value: str) -> None:
     if not future.done():
         future.set_result(value)
