@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from todoku.config import Config
 from todoku.net import tls as tls_util
+from todoku.net.idle import Idle, read_next
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.proto.pop3 import replies
 from todoku.proto.pop3.events import (
@@ -139,29 +140,18 @@ class Pop3Session:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await self.writer.drain()
 
+    def stopping(self) -> bool:
+        return self.ctx.stopping
+
     async def _read(self) -> None:
         await self._flush()
-        if self.ctx.stopping:
+        data = await read_next(self, READ_SIZE, COMMAND_TIMEOUT)
+        if data is Idle.STOPPING:
             self.conn.shutdown(replies.SHUTTING_DOWN)
-            return
-        self.waiting_for_command = True
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                data = await self.reader.read(READ_SIZE)
-        except asyncio.CancelledError:
-            if not self.ctx.stopping:
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            self.conn.shutdown(replies.SHUTTING_DOWN)
-            return
-        except TimeoutError:
+        elif data is Idle.TIMED_OUT:
             self.conn.shutdown(replies.TIMEOUT)
-            return
-        finally:
-            self.waiting_for_command = False
-        self.conn.receive_data(data)
+        else:
+            self.conn.receive_data(data)
 
     async def _loop(self) -> None:
         conn = self.conn

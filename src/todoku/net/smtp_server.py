@@ -26,6 +26,7 @@ from todoku.ingest import (
 )
 from todoku.mailauth.inbound import InboundPolicy, strip_forged_fields
 from todoku.net import tls as tls_util
+from todoku.net.idle import Idle, read_next
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory
 from todoku.proto.smtp import codes
@@ -164,29 +165,18 @@ class SmtpSession:
             self.writer.write(data)
             await self.writer.drain()
 
+    def stopping(self) -> bool:
+        return self.ctx.stopping
+
     async def _read(self) -> None:
         await self._flush()
-        if self.ctx.stopping:
+        data = await read_next(self, READ_SIZE, COMMAND_TIMEOUT)
+        if data is Idle.STOPPING:
             self.conn.shutdown(codes.SHUTTING_DOWN)
-            return
-        self.waiting_for_command = True
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                data = await self.reader.read(READ_SIZE)
-        except asyncio.CancelledError:
-            if not self.ctx.stopping:
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            self.conn.shutdown(codes.SHUTTING_DOWN)
-            return
-        except TimeoutError:
+        elif data is Idle.TIMED_OUT:
             self.conn.shutdown(codes.TIMEOUT)
-            return
-        finally:
-            self.waiting_for_command = False
-        self.conn.receive_data(data)
+        else:
+            self.conn.receive_data(data)
 
     async def _loop(self) -> None:
         conn = self.conn
