@@ -29,6 +29,7 @@ import asyncio
 import heapq
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,14 @@ READ_PIECE = 256 * 1024
 MAX_PARALLEL_MESSAGES = 200
 RATE_LIMIT_REASONS = frozenset({"toomanyconn", "speeding"})
 GREYLIST_REASONS = frozenset({"greylisted", "greylisting"})
+# The analyzer's taxonomy (Sisimai's) has no word for greylisting, and files such replies under
+# securityerror or blocked; the remote's own words say it.
+_GREYLIST_TEXT = re.compile(r"gr[ae]y[\s-]?list", re.IGNORECASE)
+
+
+def is_greylisting(attempt: Attempt) -> bool:
+    """The remote asked us to come back soon with the same message (RFC 6647)."""
+    return attempt.reason in GREYLIST_REASONS or bool(_GREYLIST_TEXT.search(attempt.text))
 # Reasons that are permanent by nature: a temporary reply with one of these is retried only a
 # few times, since waiting will not change the remote's policy.
 POLICY_BLOCK_REASONS = frozenset({
@@ -345,7 +354,7 @@ class QueueRunner:
                 destination = self._destinations.get(attempt.recipient.rpartition("@")[2].lower())
                 if destination is not None and destination.paused_until > now:
                     minimum_wait = max(minimum_wait, destination.paused_until - now)
-            if all(a.reason in GREYLIST_REASONS for a in temporary):
+            if all(is_greylisting(a) for a in temporary):
                 # Greylisting: the remote wants to see the same message again soon.
                 next_attempt = min(
                     now + max(self.schedule.retry[0], minimum_wait),
