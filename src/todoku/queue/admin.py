@@ -171,28 +171,24 @@ def register(
     @with_config
     def queue_hold(config: Config, queue_id: str) -> None:
         """Keep a message in the queue without trying it, until 'release'."""
-        store = open_store(config)
-        try:
-            find(store, queue_id)
-            store.set_queue_held(queue_id, True, time.time())
-        finally:
-            store.close()
-        changed(config)
-        click.echo(f"{queue_id}: held")
+        set_held(config, queue_id, held=True)
 
     @queue_group.command("release")
     @click.argument("queue_id")
     @with_config
     def queue_release(config: Config, queue_id: str) -> None:
         """Let a held message go again (it is tried at once)."""
+        set_held(config, queue_id, held=False)
+
+    def set_held(config: Config, queue_id: str, *, held: bool) -> None:
         store = open_store(config)
         try:
             find(store, queue_id)
-            store.set_queue_held(queue_id, False, time.time())
+            store.set_queue_held(queue_id, held, time.time())
         finally:
             store.close()
         changed(config)
-        click.echo(f"{queue_id}: released")
+        click.echo(f"{queue_id}: {'held' if held else 'released'}")
 
     def return_to_sender(config: Config, queue_id: str) -> int:
         store = open_store(config)
