@@ -38,11 +38,12 @@ def fill(directory: Path) -> Path:
     """Write until ENOSPC; returns the filler file (delete it to give the space back)."""
     filler = directory / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb") as handle:
+    # Unbuffered: a buffered file would try again to write its unwritten tail when it is
+    # closed, and raise ENOSPC outside the try below (seen in CI).
+    with open(filler, "wb", buffering=0) as handle:
         try:
             for _ in range(10_000):  # bounded: 640 MiB, far above the mount size
                 handle.write(chunk)
-                handle.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
