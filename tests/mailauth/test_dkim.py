@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.dnsserver import DnsServer
+from todoku.config.load import PolicyConfig
 from todoku.mailauth.dkim import KeyStore, Signer, verify_signatures
-from todoku.mailauth.inbound import InboundPolicy, PolicySettings
+from todoku.mailauth.inbound import InboundPolicy
 from todoku.mailauth.lookup import ResolverLookups
 
 MESSAGE = (
@@ -86,7 +87,7 @@ async def test_inbound_dkim_and_authentication_results(
     for name, texts in records_of(signer, "example.test").items():
         dns_server.add(name, "TXT", " ".join(f'"{texts[0][i:i + 250]}"' for i in range(0, len(texts[0]), 250)))
     dns_server.add("_dmarc.example.test", "TXT", '"v=DMARC1; p=reject"')
-    policy = InboundPolicy(PolicySettings(), lookups, "mx.remote.test")
+    policy = InboundPolicy(PolicyConfig(), lookups, "mx.remote.test")
     verdict = await policy.on_message("203.0.113.9", "out.example.test", "alice@example.test", signed)
     header = verdict.prefix.decode()
     assert header.startswith("Authentication-Results: mx.remote.test;")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.dnsserver import DnsServer
+from todoku.config.load import PolicyConfig
 from todoku.mailauth import dmarc
-from todoku.mailauth.inbound import InboundPolicy, PolicySettings, strip_forged_fields
+from todoku.mailauth.inbound import InboundPolicy, strip_forged_fields
 from todoku.mailauth.lookup import ResolverLookups
 
 
@@ -49,7 +50,7 @@ def test_organizational_domain(domain: str, expected: str) -> None:
 
 
 def policy(lookups: ResolverLookups, sample: float = 0.0, **settings: object) -> InboundPolicy:
-    return InboundPolicy(PolicySettings(**settings), lookups, "mx.example.test", sample=lambda: sample)  # type: ignore[arg-type]
+    return InboundPolicy(PolicyConfig(**settings), lookups, "mx.example.test", sample=lambda: sample)  # type: ignore[arg-type]
 
 
 async def test_spf_aligned_pass(zone: DnsServer, lookups: ResolverLookups) -> None:

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from todoku.config.load import PolicyConfig
 from todoku.mailauth import dkim, dmarc, dnsbl, spf
 from todoku.mailauth.limits import Greylist, RateLimiter, too_many_connections, too_many_messages
 from todoku.mailauth.lookup import Lookups
@@ -29,20 +30,6 @@ from todoku.proto.smtp.codes import Reply
 
 JUNK_FIELD = b"X-Todoku-Junk: yes\r\n"
 _FIELD_LINE = 78
-
-
-@dataclass(frozen=True, slots=True)
-class PolicySettings:
-    """The ``[policy]`` keys, as the MX needs them."""
-
-    authentication: bool = True
-    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    dnsbl: tuple[str, ...] = ()
-    max_connections_per_minute: int = 0
-    max_messages_per_minute: int = 0
-    greylist: bool = False
-    greylist_delay: float = 300.0
-    dmarc_reject: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +122,7 @@ def strip_forged_fields(message: bytes, authserv_id: str) -> bytes:
 
 @dataclass
 class InboundPolicy:
-    settings: PolicySettings
+    settings: PolicyConfig
     lookups: Lookups
     hostname: str
     clock: Callable[[], float] | None = None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from todoku.config import Config
 from todoku.mailauth.dkim import KeyStore, Signer
-from todoku.mailauth.inbound import InboundPolicy, PolicySettings
+from todoku.mailauth.inbound import InboundPolicy
 from todoku.mailauth.lookup import lookups_for
 
 
@@ -23,17 +23,7 @@ def inbound_policy(config: Config) -> InboundPolicy | None:
     )
     if not active:
         return None
-    settings = PolicySettings(
-        authentication=policy.authentication,
-        trusted_networks=policy.trusted_networks,
-        dnsbl=policy.dnsbl,
-        max_connections_per_minute=policy.max_connections_per_minute,
-        max_messages_per_minute=policy.max_messages_per_minute,
-        greylist=policy.greylist,
-        greylist_delay=policy.greylist_delay,
-        dmarc_reject=policy.dmarc_reject,
-    )
-    return InboundPolicy(settings, lookups_for(config.nameservers), config.hostname)
+    return InboundPolicy(policy, lookups_for(config.nameservers), config.hostname)
 
 
 def key_store(config: Config) -> KeyStore:
