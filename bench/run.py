@@ -3,6 +3,12 @@
 
     python bench/run.py            full counts (several minutes)
     python bench/run.py --quick    small counts (a couple of minutes)
+    python bench/run.py --only outbound,bounce,memory   some workloads (names in --help)
+
+Workloads: SMTP accept (smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20) and POP3 retrieval
+(pop3) against Postfix and Dovecot; outbound delivery (outbound: a full queue drained to
+smtp-sink, against Postfix); bounce analysis (bounce: ``todoku explain`` against Sisimai over
+the shared corpus); memory (memory: the server's RSS with an empty and a large deferred queue).
 
 What it does, in order:
 1. Makes sure the reference peers run: ``/work/shared/peers/setup-peers.sh`` (override with
@@ -62,6 +68,11 @@ RECIPIENT = "b@example.test"
 START_TIMEOUT = 30.0
 CLIENT_TIMEOUT = 600.0  # one smtp-source run, whatever the count
 DELIVERY_TIMEOUT = 300.0  # from client end until the last message is in the mailbox
+SINK_PORT = int(os.environ.get("SINK_PORT", "2526"))  # smtp-sink (setup-peers.sh)
+HOLD_PORT = int(os.environ.get("HOLD_PORT", "2527"))  # Postfix smtpd that holds what it accepts
+REMOTE_DOMAIN = "remote.test"  # Postfix's transport map and todoku's loopback DNS: the sink
+OUTBOUND_SIZE = 4096
+BOUNCE_CORPUS = Path(os.environ.get("TODOKU_BOUNCE_CORPUS", "/work/shared/corpus/bounces"))
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -175,7 +186,7 @@ class Todoku:
         if result.returncode != 0:
             sys.exit(f"bench: todoku {' '.join(args)}: {result.stderr.strip()}")
 
-    def start(self) -> None:
+    def start(self, extra_config: str = "", before_serve: Callable[[Todoku], None] | None = None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
             'hostname = "mx.todoku.test"\n'
@@ -184,9 +195,11 @@ class Todoku:
             "\n[listen]\n"
             'smtp = "127.0.0.1:0"\n'
             'pop3 = "127.0.0.1:0"\n'
-            "\n[auth]\nallow_plaintext_on_loopback = true\n"
+            "\n[auth]\nallow_plaintext_on_loopback = true\n" + extra_config
         )
         self._cli("user", "add", RECIPIENT, "--password-stdin", stdin=POP3_PASSWORD + "\n")
+        if before_serve is not None:
+            before_serve(self)
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
             [TODOKU_PYTHON, "-m", "todoku", "serve", "--config", str(self.config_path)],
@@ -204,6 +217,20 @@ class Todoku:
         bound = json.loads(listeners.read_text())
         self.port = int(bound["smtp"][1])
         self.pop3_port = int(bound["pop3"][1])
+
+    def queue_count(self) -> int:
+        with sqlite3.connect(f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10) as db:
+            return int(db.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    def read_rss(self) -> int:
+        """Resident set now, KiB."""
+        if self.process is None:
+            return 0
+        with suppress(OSError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
 
     def mailbox_count(self) -> int:
         with sqlite3.connect(f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10) as db:
@@ -241,11 +268,13 @@ class Todoku:
 
 
 @contextmanager
-def todoku_instance(base: Path) -> Iterator[Todoku]:
+def todoku_instance(
+    base: Path, extra_config: str = "", before_serve: Callable[[Todoku], None] | None = None
+) -> Iterator[Todoku]:
     root = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     server = Todoku(root)
     try:
-        server.start()
+        server.start(extra_config, before_serve)
         yield server
     finally:
         server.read_peak_rss()
@@ -285,7 +314,7 @@ class Result:
     other: list[Sample] = field(default_factory=list)
 
 
-def smtp_source(workload: SmtpWorkload, port: int) -> float:
+def smtp_source(workload: SmtpWorkload, port: int, recipient: str = RECIPIENT) -> float:
     tool = find_tool("smtp-source")
     assert tool is not None
     argv = [
@@ -294,7 +323,7 @@ def smtp_source(workload: SmtpWorkload, port: int) -> float:
         "-m", str(workload.messages),
         "-l", str(workload.size),
         "-f", SENDER,
-        "-t", RECIPIENT,
+        "-t", recipient,
         f"127.0.0.1:{port}",
     ]  # fmt: skip
     started = time.monotonic()
@@ -305,9 +334,9 @@ def smtp_source(workload: SmtpWorkload, port: int) -> float:
     return elapsed
 
 
-def postfix_queue_files() -> int:
+def postfix_queue_files(subdirs: tuple[str, ...] = ("incoming", "active", "deferred")) -> int:
     count = 0
-    for sub in ("incoming", "active", "deferred"):
+    for sub in subdirs:
         with suppress(OSError):
             for _, _, files in os.walk(POSTFIX_QUEUE / sub):
                 count += len(files)
@@ -447,6 +476,219 @@ def run_pop3(messages: int, size: int, rounds: int, result: Result) -> None:
                 print(f"pop3 round {round_number + 1} {who}: {elapsed:.2f}s", flush=True)
 
 
+# --------------------------------------------------------------------------- workload 2: outbound
+
+
+@contextmanager
+def loopback_dns(*records: str) -> Iterator[str]:
+    """bench/loopback_dns.py (tests/dnsserver.py) as a child; yields "127.0.0.1:PORT"."""
+    import select
+
+    process = subprocess.Popen(
+        [TODOKU_PYTHON, str(BENCH_DIR / "loopback_dns.py"), *records],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+        address = process.stdout.readline().decode().strip() if ready else ""
+        if not address:
+            raise RuntimeError("bench: the loopback DNS server did not start")
+        yield address
+    finally:
+        with suppress(OSError):
+            assert process.stdin is not None
+            process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def fill_todoku_queue(server: Todoku, count: int, defer: float) -> None:
+    """COUNT messages to REMOTE_DOMAIN in a stopped server's queue, due in DEFER seconds."""
+    subprocess.run(
+        [TODOKU_PYTHON, str(BENCH_DIR / "queue_fill.py"), str(server.data_dir), str(count),
+         str(OUTBOUND_SIZE), REMOTE_DOMAIN, "--sender", RECIPIENT, "--defer", str(defer)],
+        check=True, timeout=CLIENT_TIMEOUT * 2, cwd=REPO,
+    )
+
+
+def outbound_config(dns_address: str) -> str:
+    # A single long retry: a message the sink refused would stay queued, and the run would fail.
+    return (
+        f'\n[dns]\nnameservers = ["{dns_address}"]\n'
+        f'\n[delivery]\nport = {SINK_PORT}\nretry = ["1h"]\n'
+    )
+
+
+def run_todoku_outbound(count: int, dns_address: str) -> Sample:
+    """The queue filled while the server is down (deferred an hour); then ``todoku queue flush``
+    and the time until the queue is empty. The bounces would go to RECIPIENT's mailbox: it must
+    stay empty."""
+    with todoku_instance(
+        TODOKU_BASE, outbound_config(dns_address), lambda s: fill_todoku_queue(s, count, 3600.0)
+    ) as server:
+        if server.queue_count() != count:
+            raise RuntimeError(f"todoku: {server.queue_count()} queued, expected {count}")
+        subprocess.run(["sync"], check=False, timeout=120)
+        cpu_before = server.read_cpu()
+        started = time.monotonic()
+        server._cli("queue", "flush")
+        if not wait_until(lambda: server.queue_count() == 0, DELIVERY_TIMEOUT, 0.01):
+            raise RuntimeError(f"todoku: {server.queue_count()}/{count} still queued")
+        elapsed = time.monotonic() - started
+        cpu = server.read_cpu() - cpu_before
+        if server.mailbox_count():
+            raise RuntimeError(f"todoku: {server.mailbox_count()} bounces; the sink refused mail")
+        return Sample(elapsed, elapsed, server.read_peak_rss(), cpu)
+
+
+def run_postfix_outbound(count: int) -> Sample:
+    """Postfix's hold port (setup-peers.sh) fills the hold queue; then ``postsuper -H ALL`` and
+    ``postqueue -f`` and the time until the queue is empty (remote.test goes to smtp-sink)."""
+    empty_postfix_mailbox()
+    if postfix_queue_files(("hold",)):
+        run_text("postsuper", "-d", "ALL", "hold")
+    smtp_source(SmtpWorkload("fill", 20, count, OUTBOUND_SIZE), HOLD_PORT, f"rcpt@{REMOTE_DOMAIN}")
+    if not wait_until(lambda: postfix_queue_files(("hold",)) >= count, DELIVERY_TIMEOUT, 0.05):
+        raise RuntimeError(f"Postfix held only {postfix_queue_files(('hold',))}/{count}")
+    subprocess.run(["sync"], check=False, timeout=120)
+    everything = ("maildrop", "incoming", "active", "deferred", "hold")
+    started = time.monotonic()
+    subprocess.run(["postsuper", "-H", "ALL"], check=True, capture_output=True, timeout=120)
+    subprocess.run(["postqueue", "-f"], check=True, capture_output=True, timeout=120)
+    if not wait_until(lambda: postfix_queue_files(everything) == 0, DELIVERY_TIMEOUT, 0.01):
+        raise RuntimeError(f"Postfix: {postfix_queue_files(everything)}/{count} still queued")
+    elapsed = time.monotonic() - started
+    if postfix_mailbox_count():
+        raise RuntimeError(f"Postfix: {postfix_mailbox_count()} bounces; the sink refused mail")
+    return Sample(elapsed, elapsed)
+
+
+def run_outbound(count: int, rounds: int, result: Result) -> None:
+    with loopback_dns(REMOTE_DOMAIN, "MX", f"10 mx.{REMOTE_DOMAIN}.", f"mx.{REMOTE_DOMAIN}", "A",
+                      "127.0.0.1") as dns_address:
+        for round_number in range(rounds):
+            order = ("todoku", "peer") if round_number % 2 == 0 else ("peer", "todoku")
+            for who in order:
+                if who == "todoku":
+                    sample = run_todoku_outbound(count, dns_address)
+                    result.todoku.append(sample)
+                else:
+                    sample = run_postfix_outbound(count)
+                    result.other.append(sample)
+                print(f"outbound round {round_number + 1} {who}: queue empty after {sample.delivered_s:.2f}s"
+                      + (f", server CPU {sample.cpu_s:.2f}s" if who == "todoku" else ""), flush=True)
+
+
+# --------------------------------------------------------------------------- workload 4: bounces
+
+
+def run_bounce(rounds: int, result: Result) -> int:
+    """Whole runs over the corpus as one Maildir folder: ``todoku explain --json`` against
+    Debian's Sisimai (``Sisimai->make``, bench/explain_accuracy.py's script). Wall time per run;
+    the CPU column is the child's user+system time. Returns the number of messages."""
+    import resource
+
+    # The same Sisimai program as bench/explain_accuracy.py (which imports todoku: read it there).
+    SISIMAI_SCRIPT = subprocess.run(
+        [TODOKU_PYTHON, "-c", "import explain_accuracy, sys; sys.stdout.write(explain_accuracy.SISIMAI_SCRIPT)"],
+        capture_output=True, text=True, check=True, timeout=60, cwd=BENCH_DIR,
+    ).stdout
+
+    files = sorted(p for p in (BOUNCE_CORPUS / "maildir").rglob("*") if p.is_file())
+    if not files:
+        raise RuntimeError(f"no bounce corpus under {BOUNCE_CORPUS}")
+    if subprocess.run(["perl", "-MSisimai", "-e", "1"], capture_output=True, check=False).returncode:
+        raise RuntimeError("Sisimai is missing: apt-get install -y libsisimai-perl")
+    with tempfile.TemporaryDirectory(dir=TODOKU_BASE) as tmp:
+        folder = Path(tmp) / "cur"
+        folder.mkdir()
+        for number, path in enumerate(files):
+            shutil.copyfile(path, folder / f"{number}.eml")
+        commands = {
+            "todoku": [TODOKU_PYTHON, "-m", "todoku", "explain", "--json", str(folder)],
+            "peer": ["perl", "-e", SISIMAI_SCRIPT, str(folder)],
+        }
+        for round_number in range(rounds):
+            order = ("todoku", "peer") if round_number % 2 == 0 else ("peer", "todoku")
+            for who in order:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.monotonic()
+                subprocess.run(commands[who], capture_output=True, check=True, timeout=CLIENT_TIMEOUT, cwd=REPO)
+                elapsed = time.monotonic() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                (result.todoku if who == "todoku" else result.other).append(Sample(elapsed, elapsed, 0, cpu))
+                print(f"bounce round {round_number + 1} {who}: {len(files)} messages in {elapsed:.2f}s"
+                      f" (CPU {cpu:.2f}s)", flush=True)
+    return len(files)
+
+
+# --------------------------------------------------------------------------- workload 5: memory
+
+
+@dataclass(frozen=True)
+class MemoryPoint:
+    queued: int
+    rss_kib: int
+    fill_s: float
+
+
+def settled_rss(server: Todoku, timeout: float = 120.0) -> int:
+    """The server's RSS once it stops growing (start-up and the queue scan done): two reads a
+    second apart within 1%, bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    previous = server.read_rss()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        current = server.read_rss()
+        if abs(current - previous) <= previous / 100:
+            return current
+        previous = current
+    return server.read_rss()
+
+
+def run_memory(sizes: list[int], dns_address: str) -> list[MemoryPoint]:
+    """A fresh server over a queue of each size, every message deferred an hour (indexed by the
+    runner, not tried); RSS after start-up."""
+    points = []
+    for count in sizes:
+        fill_s = 0.0
+
+        def fill(server: Todoku, count: int = count) -> None:
+            nonlocal fill_s
+            started = time.monotonic()
+            if count:
+                fill_todoku_queue(server, count, 3600.0)
+            fill_s = time.monotonic() - started
+
+        with todoku_instance(TODOKU_BASE, outbound_config(dns_address), fill) as server:
+            rss = settled_rss(server)
+            if server.queue_count() != count:
+                raise RuntimeError(f"todoku: {server.queue_count()} queued, expected {count}")
+        points.append(MemoryPoint(count, rss, fill_s))
+        print(f"memory: {count} queued (filled in {fill_s:.0f}s): RSS {rss / 1024:.1f} MiB", flush=True)
+    return points
+
+
+def memory_lines(points: list[MemoryPoint], outbound: Result | None) -> list[str]:
+    if not points:
+        return []
+    base = points[0]
+    lines = ["| messages in the queue (deferred) | todoku serve RSS | bytes per queued message (vs empty) |",
+             "|---:|---:|---:|"]
+    for point in points:
+        per = f"{(point.rss_kib - base.rss_kib) * 1024 / point.queued:.0f}" if point.queued else "-"
+        lines.append(f"| {point.queued:,} | {point.rss_kib / 1024:.1f} MiB | {per} |")
+    if outbound is not None and outbound.todoku:
+        peak = max(s.peak_rss_kib for s in outbound.todoku)
+        lines.append(f"| peak while draining {outbound.messages:,} | {peak / 1024:.1f} MiB | - |")
+    return lines
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -498,12 +740,15 @@ def table(results: list[Result]) -> list[str]:
         lines.append(
             f"| {r.label} | {r.peer} | {t_client:.2f} | {p_client:.2f} | {r.messages / t_done:.0f} |"
             f" {r.messages / p_done:.0f} | {p_client / t_client:.2f}x | {p_done / t_done:.2f}x |"
-            f" {rss / 1024:.0f} MiB | {1000 * median([s.cpu_s for s in r.todoku]) / r.messages:.2f} |"
+            f" {f'{rss / 1024:.0f} MiB' if rss else '-'} | {1000 * median([s.cpu_s for s in r.todoku]) / r.messages:.2f} |"
         )
     return lines
 
 
-def write_report(results: list[Result], facts: dict[str, str], args: argparse.Namespace, started: str) -> Path:
+def write_report(
+    results: list[Result], facts: dict[str, str], args: argparse.Namespace, started: str,
+    memory: list[str] | None = None,
+) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{started}.md"
     out = [f"# todoku benchmark, {started} UTC{' (--quick)' if args.quick else ''}", ""]
@@ -517,6 +762,8 @@ def write_report(results: list[Result], facts: dict[str, str], args: argparse.Na
         "",
     ]
     out += table(results)
+    if memory:
+        out += ["", "## Memory of todoku serve (workload 5)", "", *memory]
     out += ["", "## Every measurement (seconds: client finished / last message in the mailbox)", ""]
     for r in results:
         out.append(f"- {r.label}")
@@ -533,7 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts; a couple of minutes")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per workload (default 3, quick 2)")
-    parser.add_argument("--only", default="", help="comma-separated workload names (e.g. smtp-1k-20)")
+    parser.add_argument(
+        "--only", default="",
+        help="comma-separated workload names: smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20, pop3,"
+        " outbound, bounce, memory",
+    )
     parser.add_argument("--keep-peers", action="store_true", help="leave the peers running afterwards")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -544,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     peers = Peers()
     results: list[Result] = []
+    memory: list[str] = []
     try:
         peers.ensure()
         wanted = {name for name in args.only.split(",") if name}
@@ -572,12 +824,29 @@ def main(argv: list[str] | None = None) -> int:
             result = Result(f"POP3 UIDL+RETR {count}x4 KiB (poplib client)", "Dovecot", count)
             run_pop3(count, 4096, args.rounds, result)
             results.append(result)
+        outbound: Result | None = None
+        if not wanted or "outbound" in wanted:
+            count = 500 if args.quick else 5000
+            outbound = Result(f"Outbound {count}x4 KiB queue to smtp-sink (until empty)", "Postfix", count)
+            run_outbound(count, args.rounds, outbound)
+            results.append(outbound)
+        if not wanted or "bounce" in wanted:
+            result = Result("Bounce analysis, whole run over the corpus", "Sisimai", 0)
+            result.messages = run_bounce(args.rounds, result)
+            result.label = f"Bounce analysis, {result.messages} messages (whole run)"
+            results.append(result)
+        if not wanted or "memory" in wanted:
+            sizes = [0, 5_000, 20_000] if args.quick else [0, 50_000, 200_000]
+            with loopback_dns(REMOTE_DOMAIN, "MX", f"10 mx.{REMOTE_DOMAIN}.") as dns_address:
+                memory = memory_lines(run_memory(sizes, dns_address), outbound)
     finally:
         if not args.keep_peers:
             peers.stop()
     lines = table(results)
+    if memory:
+        lines += ["", *memory]
     print("\n".join(lines))
-    path = write_report(results, facts, args, started)
+    path = write_report(results, facts, args, started, memory)
     print(f"written: {path.relative_to(REPO)}")
     return 0
 
