@@ -50,7 +50,9 @@ class DnspythonResolver:
         self._resolver.timeout = min(lifetime, 3.0)
         self._resolver.cache = None
 
-    async def _query(self, name: str, rdtype: str) -> tuple[DnsStatus, list[object], str]:
+    async def query(self, name: str, rdtype: str) -> tuple[DnsStatus, list[object], str]:
+        """Any record type, with the resolver's failures mapped to a ``DnsStatus`` and a
+        sentence for the logs (mail authentication asks TXT, PTR, A and AAAA through here)."""
         try:
             answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
@@ -67,7 +69,7 @@ class DnspythonResolver:
         return DnsStatus.OK, records, ""
 
     async def mx(self, domain: str) -> Answer[MxRecord]:
-        status, records, detail = await self._query(domain, "MX")
+        status, records, detail = await self.query(domain, "MX")
         mx = tuple(
             MxRecord(int(r.preference), _host(r.exchange.to_text(omit_final_dot=True)))  # type: ignore[attr-defined]
             for r in records
@@ -77,7 +79,7 @@ class DnspythonResolver:
     async def addresses(self, host: str) -> Answer[str]:
         """AAAA then A. NXDOMAIN only when the name does not exist; one family failing
         temporarily is temporary only if the other family gave nothing either."""
-        results = [await self._query(host, rdtype) for rdtype in ("AAAA", "A")]
+        results = [await self.query(host, rdtype) for rdtype in ("AAAA", "A")]
         found = tuple(r.to_text() for _, records, _ in results for r in records)  # type: ignore[attr-defined]
         if found:
             return Answer(DnsStatus.OK, found)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from todoku.dns.resolver import Answer, DnsStatus, MxRecord
+
+if TYPE_CHECKING:
+    from todoku.dns.dnspython import DnspythonResolver
 
 
 class Lookups(Protocol):
@@ -41,13 +44,11 @@ def _txt_text(record: object) -> str:
 class ResolverLookups:
     """Adapter over ``DnspythonResolver``: same nameservers, same status mapping."""
 
-    def __init__(self, resolver: object) -> None:
+    def __init__(self, resolver: DnspythonResolver) -> None:
         self._resolver = resolver
 
     async def _records(self, name: str, rdtype: str) -> tuple[DnsStatus, list[object], str]:
-        query = self._resolver._query  # type: ignore[attr-defined]  # the shared resolver's one query path
-        result: tuple[DnsStatus, list[object], str] = await query(name, rdtype)
-        return result
+        return await self._resolver.query(name, rdtype)
 
     async def txt(self, name: str) -> Answer[str]:
         status, records, detail = await self._records(name, "TXT")
@@ -62,8 +63,7 @@ class ResolverLookups:
         return Answer(status, tuple(r.to_text() for r in records), detail)  # type: ignore[attr-defined]
 
     async def mx(self, name: str) -> Answer[MxRecord]:
-        answer: Answer[MxRecord] = await self._resolver.mx(name)  # type: ignore[attr-defined]
-        return answer
+        return await self._resolver.mx(name)
 
     async def ptr(self, ip: str) -> Answer[str]:
         status, records, detail = await self._records(reverse_name(ip), "PTR")
