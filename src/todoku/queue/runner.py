@@ -40,6 +40,7 @@ from todoku.dsn.compose import compose, original_subject
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.queue import routing
+from todoku.queue.batch import StateWriter
 from todoku.queue.model import (
     DELIVERED,
     FAILED,
@@ -158,6 +159,7 @@ class QueueRunner:
         signer: Callable[[bytes, str], bytes] | None = None,
     ) -> None:
         self.store = store
+        self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
         self.resolver = resolver
         self.transport = transport
         self.settings = settings
@@ -240,6 +242,7 @@ class QueueRunner:
                 await self._main_loop(group)
             finally:
                 watcher.cancel()
+        await self.state.drain()
 
     async def _main_loop(self, group: asyncio.TaskGroup) -> None:
         while not self._stopping:
@@ -330,7 +333,7 @@ class QueueRunner:
         attempt_number = entry.attempts + 1
         planned = self.schedule.next_attempt(entry.received_at, attempt_number, now)
         # Written BEFORE dialling: a crash from here on retries at ``planned``, not in a loop.
-        await asyncio.to_thread(store.begin_attempt, queue_id, now, planned)
+        await self.state.run(lambda: store.begin_attempt(queue_id, now, planned))
         by_domain: dict[str, list[QueueRecipient]] = {}
         for recipient in pending:
             by_domain.setdefault(recipient.address.rpartition("@")[2].lower(), []).append(recipient)
@@ -365,7 +368,7 @@ class QueueRunner:
                     entry.received_at, attempt_number, now, minimum_wait=minimum_wait
                 )
             last_error = "; ".join(dict.fromkeys(a.describe() for a in temporary))[:1000]
-            await asyncio.to_thread(self.store.end_attempt, entry.id, next_attempt, last_error)
+            await self.state.run(lambda: self.store.end_attempt(entry.id, next_attempt, last_error))
             log.info(
                 "%s: deferred %d recipient(s); next attempt in %s",
                 entry.id, len(temporary), describe_duration(next_attempt - now),
@@ -415,13 +418,17 @@ class QueueRunner:
                     a.reason, a.status, a.recipient.rpartition("@")[2].lower(),
                 )
             )
-        # Shielded: once the remote said 250, the record must land even if we are stopping.
-        await asyncio.shield(asyncio.to_thread(self.store.record_results, entry.id, results, when))
         handed_over = [
             a.recipient for a in attempts if a.verdict is Verdict.DELIVERED and a.dsn_handed_over
         ]
-        if handed_over:
-            await asyncio.to_thread(self.store.mark_reported, entry.id, handed_over)
+
+        def record() -> None:
+            self.store.record_results(entry.id, results, when)
+            if handed_over:
+                self.store.mark_reported(entry.id, handed_over)
+
+        # Once the remote said 250 the record lands even if we are stopping (StateWriter.run).
+        await self.state.run(record)
 
     # ------------------------------------------------------------------ destinations
 
@@ -656,6 +663,9 @@ class QueueRunner:
         if fresh is None:
             return True
         unreported = [r for r in fresh.recipients if r.state != PENDING and not r.reported]
+        if not unreported and any(r.state == PENDING for r in fresh.recipients):
+            return False  # work remains: no write needed to learn that
+        reported: list[str] = []
         if unreported:
             failed = [r for r in unreported if r.state == FAILED and _wants(r, "FAILURE")]
             succeeded = [r for r in unreported if r.state == DELIVERED and "SUCCESS" in r.notify]
@@ -665,10 +675,14 @@ class QueueRunner:
                     await self._send_report(fresh, ReportKind.FAILURE, failed, now)
                 if succeeded:
                     await self._send_report(fresh, ReportKind.SUCCESS, succeeded, now)
-            await asyncio.to_thread(
-                self.store.mark_reported, fresh.id, [r.address for r in unreported]
-            )
-        return await asyncio.to_thread(self.store.retire_queue_entry, fresh.id)
+            reported = [r.address for r in unreported]
+
+        def mark_and_retire() -> bool:
+            if reported:
+                self.store.mark_reported(fresh.id, reported)
+            return self.store.retire_queue_entry(fresh.id)
+
+        return await self.state.run(mark_and_retire)
 
     async def _report_delay(self, entry: QueueEntry, pending: list[QueueRecipient], now: float) -> None:
         wanted = [r for r in pending if _wants(r, "DELAY")]

@@ -10,8 +10,9 @@ Invariants every backend keeps:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 class StorageFull(OSError):
@@ -191,5 +192,9 @@ class Store(Protocol):
     def set_queue_held(self, queue_id: str, held: bool, now: float) -> bool: ...
     def flush_queue(self, queue_id: str | None, domain: str | None, now: float) -> int: ...
     def delete_queue_entry(self, queue_id: str) -> bool: ...
+    def run_batch(self, calls: list[Callable[[], Any]]) -> list[Any]:
+        """The calls (methods of this store) in one transaction, each undone alone if it raises
+        (its exception returned in its place)."""
+        ...
 
     def close(self) -> None: ...

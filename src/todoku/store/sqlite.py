@@ -202,6 +202,10 @@ class SqliteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
+        if getattr(self._local, "after_commit", None) is not None:
+            # Inside run_batch: the batch's transaction (and its savepoint) already holds this.
+            yield conn
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -216,6 +220,38 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def run_batch(self, calls: list[Callable[[], Any]]) -> list[Any]:
+        """Several store operations in ONE transaction: one fsync for all (the queue runner's
+        state updates, issue 7). Each call runs in its own savepoint: one that raises is undone
+        alone, and its exception is returned in its place. Blob files are deleted only after
+        the commit, so a crash never leaves a row pointing at a deleted file."""
+        results: list[Any] = []
+        after_commit: list[Callable[[], None]] = []
+        with self._write() as conn:
+            self._local.after_commit = after_commit
+            try:
+                for call in calls:
+                    conn.execute("SAVEPOINT batch_call")
+                    try:
+                        results.append(call())
+                    except Exception as exc:  # noqa: BLE001 - that call alone is undone; the caller gets it
+                        conn.execute("ROLLBACK TO batch_call")
+                        results.append(exc)
+                    conn.execute("RELEASE batch_call")
+            finally:
+                self._local.after_commit = None
+        for action in after_commit:
+            action()
+        return results
+
+    def _delete_blobs_after_commit(self, blob_ids: list[str]) -> None:
+        after_commit = getattr(self._local, "after_commit", None)
+        for blob_id in blob_ids:
+            if after_commit is not None:
+                after_commit.append(lambda blob_id=blob_id: self.blobs.delete(blob_id))
+            else:
+                self.blobs.delete(blob_id)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -642,8 +678,7 @@ class SqliteStore:
             if open_work:
                 return False
             unused = self._drop_queue_row(conn, queue_id)
-        for blob_id in unused:
-            self.blobs.delete(blob_id)
+        self._delete_blobs_after_commit(unused)
         return True
 
     def _drop_queue_row(self, conn: sqlite3.Connection, queue_id: str) -> list[str]:
@@ -687,8 +722,7 @@ class SqliteStore:
         with self._write() as conn:
             exists = conn.execute("SELECT 1 FROM queue WHERE id = ?", (queue_id,)).fetchone()
             unused = self._drop_queue_row(conn, queue_id)
-        for blob_id in unused:
-            self.blobs.delete(blob_id)
+        self._delete_blobs_after_commit(unused)
         return exists is not None
 
 

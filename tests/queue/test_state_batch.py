@@ -1,0 +1,105 @@
+"""Group commit of the queue's bookkeeping (issue 7): ``SqliteStore.run_batch`` and
+``queue.batch.StateWriter`` against a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from todoku.queue.batch import StateWriter
+from todoku.store.api import IncomingMessage, RecipientResult, RemoteRecipient
+from todoku.store.sqlite import SqliteStore
+
+
+async def queued(store: SqliteStore, count: int) -> list[str]:
+    ids = []
+    for number in range(count):
+        writer = store.new_blob()
+        writer.write(f"Subject: {number}\r\n\r\nbody\r\n".encode())
+        blob = writer.finish()
+        ids.append(await store.commit(IncomingMessage(
+            blob=blob, sender="a@example.test", remote=(RemoteRecipient(f"r{number}@remote.test"),),
+        )))
+    return ids
+
+
+def delivered(address: str) -> RecipientResult:
+    return RecipientResult(address, "delivered", "end-of-data", 250, "2.0.0", "Ok", "mx [127.0.0.1]",
+                           "delivered", "2.0.0", "remote.test")
+
+
+async def test_a_failing_call_is_undone_alone_and_the_rest_commits(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    try:
+        first, second = await queued(store, 2)
+
+        def broken() -> None:
+            store.begin_attempt(second, 1.0, 99.0)
+            raise ValueError("boom")
+
+        results = store.run_batch([lambda: store.begin_attempt(first, 1.0, 50.0), broken])
+        assert results[0] == 1
+        assert isinstance(results[1], ValueError)
+        entries = {e.id: e for e in store.list_queue()}
+        assert (entries[first].attempts, entries[first].next_attempt) == (1, 50.0)
+        assert entries[second].attempts == 0  # its savepoint was rolled back
+    finally:
+        store.close()
+
+
+async def test_retiring_in_a_batch_deletes_the_file_after_the_commit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    try:
+        [queue_id] = await queued(store, 1)
+        entry = store.get_queue_entry(queue_id)
+        assert entry is not None
+        path = store.blobs.path_of(entry.blob_id)
+        address = entry.recipients[0].address
+        seen_during_batch = []
+
+        def finish() -> bool:
+            store.record_results(queue_id, [delivered(address)], time.time())
+            store.mark_reported(queue_id, [address])
+            retired = store.retire_queue_entry(queue_id)
+            seen_during_batch.append(path.exists())
+            return retired
+
+        assert store.run_batch([finish]) == [True]
+        assert seen_during_batch == [True]  # still there while the transaction was open
+        assert not path.exists()
+        assert store.get_queue_entry(queue_id) is None
+    finally:
+        store.close()
+
+
+async def test_concurrent_updates_share_transactions(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    try:
+        ids = await queued(store, 60)
+        batches: list[int] = []
+        run_batch = store.run_batch
+
+        def counting(calls):  # type: ignore[no-untyped-def]
+            batches.append(len(calls))
+            return run_batch(calls)
+
+        store.run_batch = counting  # type: ignore[method-assign]
+        writer = StateWriter(store)
+        results = await asyncio.gather(*(
+            writer.run(lambda queue_id=queue_id: store.begin_attempt(queue_id, 1.0, 77.0))
+            for queue_id in ids
+        ))
+        await writer.drain()
+        assert results == [1] * len(ids)
+        assert sum(batches) == len(ids)
+        assert len(batches) < len(ids) // 4  # grouped: far fewer transactions than calls
+        assert all(e.attempts == 1 and e.next_attempt == 77.0 for e in store.list_queue())
+
+        with pytest.raises(KeyError):  # an exception reaches its own caller only
+            await writer.run(lambda: {}["missing"])
+        assert await writer.run(lambda: store.begin_attempt(ids[0], 2.0, 88.0)) == 2
+    finally:
+        store.close()
