@@ -66,6 +66,10 @@ from todoku.store.api import (
 log = logging.getLogger("todoku.queue")
 
 READ_PIECE = 256 * 1024
+# Messages up to this size are read once, into memory, when their attempt starts: the hop count,
+# the DKIM signature and the SMTP transaction then share one read of the file (issue 7). Larger
+# ones are streamed from the file in READ_PIECE pieces.
+READ_WHOLE_LIMIT = 128 * 1024
 MAX_PARALLEL_MESSAGES = 200
 RATE_LIMIT_REASONS = frozenset({"toomanyconn", "speeding"})
 GREYLIST_REASONS = frozenset({"greylisted", "greylisting"})
@@ -119,6 +123,15 @@ class _Job:
     entry: QueueEntry
     recipients: tuple[QueueRecipient, ...]
     future: asyncio.Future[list[Attempt]]
+    content: bytes | None = None  # the whole message when small (READ_WHOLE_LIMIT)
+    retired: bool = False  # its results finished the entry, removed in the same transaction
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    entry: QueueEntry | None
+    content: bytes | None  # the whole message when small, else None
+    hops: int  # Received: header fields
 
 
 @dataclass
@@ -301,12 +314,28 @@ class QueueRunner:
 
     # ------------------------------------------------------------------ one message
 
+    def _load(self, queue_id: str) -> _Loaded:
+        """The entry and, unless there is nothing to send, its content: one trip to a thread."""
+        entry = self.store.get_queue_entry(queue_id)
+        if entry is None or entry.held or not any(r.state == PENDING for r in entry.recipients):
+            return _Loaded(entry, None, 0)
+        with self.store.open_blob(entry.blob_id) as handle:
+            if entry.size <= READ_WHOLE_LIMIT:
+                content = handle.read()
+                head = content[:HEADER_SCAN_LIMIT]
+            else:
+                content, head = None, handle.read(HEADER_SCAN_LIMIT)
+        end = head.find(b"\r\n\r\n")
+        hops = scan_headers(head if end < 0 else head[: end + 2]).received_count
+        return _Loaded(entry, content, hops)
+
     async def _process(self, queue_id: str) -> None:
         store = self.store
-        entry = await asyncio.to_thread(store.get_queue_entry, queue_id)
+        loaded = await asyncio.to_thread(self._load, queue_id)
+        entry = loaded.entry
         if entry is None or entry.held:
             return
-        if await self._settle(entry):
+        if await self._settle(entry, just_read=True):
             return
         now = self.clock.now()
         pending = [r for r in entry.recipients if r.state == PENDING]
@@ -319,7 +348,7 @@ class QueueRunner:
         if entry.next_attempt > now:
             self._schedule(queue_id, self._wake_time(entry))
             return
-        hops = await asyncio.to_thread(self._received_count, entry)
+        hops = loaded.hops
         if hops > self.settings.max_hops:
             # RFC 5321 §6.3: a message that has passed this many relays is looping.
             text = f"mail forwarding loop: too many hops ({hops} Received: header fields)"
@@ -338,12 +367,14 @@ class QueueRunner:
         for recipient in pending:
             by_domain.setdefault(recipient.address.rpartition("@")[2].lower(), []).append(recipient)
         loop = asyncio.get_running_loop()
-        futures = []
+        jobs: list[_Job] = []
         for domain, recipients in by_domain.items():
-            job = _Job(entry, tuple(recipients), loop.create_future())
+            job = _Job(entry, tuple(recipients), loop.create_future(), loaded.content)
             self._submit(domain, job)
-            futures.append(job.future)
-        results = [a for attempts in await asyncio.gather(*futures) for a in attempts]
+            jobs.append(job)
+        results = [a for job in jobs for a in await job.future]
+        if any(job.retired for job in jobs):
+            return  # delivered to everyone and removed with the results (_retire_with)
         await self._after_attempt(entry, attempt_number, results)
 
     async def _after_attempt(
@@ -379,12 +410,6 @@ class QueueRunner:
         if not await self._settle(fresh):
             self._schedule(fresh.id, self._wake_time(fresh))
 
-    def _received_count(self, entry: QueueEntry) -> int:
-        with self.store.open_blob(entry.blob_id) as handle:
-            head = handle.read(HEADER_SCAN_LIMIT)
-        end = head.find(b"\r\n\r\n")
-        return scan_headers(head if end < 0 else head[: end + 2]).received_count
-
     async def _expire(self, entry: QueueEntry, pending: list[QueueRecipient], now: float) -> None:
         lifetime = describe_duration(self.schedule.max_lifetime)
         attempts = []
@@ -403,8 +428,11 @@ class QueueRunner:
         await self._settle(entry)
 
     async def _finish(
-        self, entry: QueueEntry, attempts: list[Attempt], when: float, keep_reply: bool = False
-    ) -> None:
+        self, entry: QueueEntry, attempts: list[Attempt], when: float, keep_reply: bool = False,
+        retire: bool = False,
+    ) -> bool:
+        """Record the results; with ``retire`` (see ``_retire_with``) also mark them reported
+        and remove the entry, in the same transaction. True when the entry was removed."""
         results = []
         for a in attempts:
             state = {Verdict.DELIVERED: DELIVERED, Verdict.PERMANENT: FAILED}.get(a.verdict, PENDING)
@@ -422,13 +450,34 @@ class QueueRunner:
             a.recipient for a in attempts if a.verdict is Verdict.DELIVERED and a.dsn_handed_over
         ]
 
-        def record() -> None:
+        reported = [a.recipient for a in attempts] if retire else handed_over
+
+        def record() -> bool:
             self.store.record_results(entry.id, results, when)
-            if handed_over:
-                self.store.mark_reported(entry.id, handed_over)
+            if reported:
+                self.store.mark_reported(entry.id, reported)
+            return retire and self.store.retire_queue_entry(entry.id)
 
         # Once the remote said 250 the record lands even if we are stopping (StateWriter.run).
-        await self.state.run(record)
+        return await self.state.run(record)
+
+    @staticmethod
+    def _retire_with(entry: QueueEntry, attempts: list[Attempt]) -> bool:
+        """Do these results finish the entry with no report owed? Every other recipient is
+        final and reported, every one here was delivered, and none asked for a success report
+        that the remote did not take over (RFC 3461 §5.2.2 NOTIFY=SUCCESS). Then ``_settle``
+        would only mark them reported and retire the entry: that happens at once instead."""
+        delivered = {a.recipient: a for a in attempts if a.verdict is Verdict.DELIVERED}
+        if len(delivered) != len(attempts):
+            return False
+        for recipient in entry.recipients:
+            attempt = delivered.get(recipient.address)
+            if attempt is None:
+                if recipient.state == PENDING or not recipient.reported:
+                    return False
+            elif "SUCCESS" in {n.upper() for n in recipient.notify} and not attempt.dsn_handed_over:
+                return False
+        return True
 
     # ------------------------------------------------------------------ destinations
 
@@ -574,20 +623,29 @@ class QueueRunner:
 
     async def _deliver(self, destination: Destination, channel: Channel, job: _Job) -> None:
         entry = job.entry
-        prefix = await asyncio.to_thread(self._signature, entry)
+        content = job.content
+        if self.signer is None or not entry.sender:
+            prefix = b""
+        elif content is not None:
+            prefix = await asyncio.to_thread(self._sign, content, entry)
+        else:
+            prefix = await asyncio.to_thread(self._signature, entry)
         message = OutboundMessage(
             queue_id=entry.id,
             sender=entry.sender,
             recipients=tuple((r.address, r.notify, r.orcpt) for r in job.recipients),
             size=entry.size + len(prefix),
-            open_content=lambda: self._content(entry.blob_id, prefix),
+            open_content=(
+                (lambda: (prefix, content)) if content is not None
+                else (lambda: self._content(entry.blob_id, prefix))
+            ),
             smtputf8=entry.smtputf8,
             ret=entry.ret,
             envid=entry.envid,
         )
         raw = await channel.send(message)
         attempts = [self._classified(a, entry.attempts + 1) for a in raw]
-        await self._complete(job, attempts)
+        await self._complete(job, attempts, retire=self._retire_with(entry, attempts))
         if any(a.reason in RATE_LIMIT_REASONS and a.verdict is Verdict.TEMPORARY for a in attempts):
             self._slow_down(destination, next(a for a in attempts if a.reason in RATE_LIMIT_REASONS))
         elif any(a.verdict is Verdict.DELIVERED for a in attempts):
@@ -598,7 +656,16 @@ class QueueRunner:
             return b""
         try:
             with self.store.open_blob(entry.blob_id) as handle:
-                return self.signer(handle.read(), entry.sender)
+                content = handle.read()
+        except OSError:
+            log.exception("%s: cannot read the message to sign it; sending unsigned", entry.id)
+            return b""
+        return self._sign(content, entry)
+
+    def _sign(self, content: bytes, entry: QueueEntry) -> bytes:
+        assert self.signer is not None
+        try:
+            return self.signer(content, entry.sender)
         except Exception:
             log.exception("%s: DKIM signing failed; sending unsigned", entry.id)
             return b""
@@ -610,7 +677,7 @@ class QueueRunner:
             while piece := handle.read(READ_PIECE):
                 yield piece
 
-    async def _complete(self, job: _Job, attempts: list[Attempt]) -> None:
+    async def _complete(self, job: _Job, attempts: list[Attempt], retire: bool = False) -> None:
         for a in attempts:
             decision = {
                 Verdict.DELIVERED: "delivered",
@@ -619,7 +686,7 @@ class QueueRunner:
             }[a.verdict]
             log.info("%s: to=<%s> %s reason=%s => %s", job.entry.id, a.recipient, a.describe(),
                      a.reason or "-", decision)
-        await self._finish(job.entry, attempts, self.clock.now())
+        job.retired = await self._finish(job.entry, attempts, self.clock.now(), retire=retire)
         if not job.future.done():
             job.future.set_result(attempts)
 
@@ -656,10 +723,10 @@ class QueueRunner:
 
     # ------------------------------------------------------------------ reports
 
-    async def _settle(self, entry: QueueEntry) -> bool:
+    async def _settle(self, entry: QueueEntry, just_read: bool = False) -> bool:
         """Send the reports owed for final recipients, then retire the entry if it is done.
-        True when the entry is gone."""
-        fresh = await asyncio.to_thread(self.store.get_queue_entry, entry.id)
+        True when the entry is gone. ``just_read``: ``entry`` is fresh from the store."""
+        fresh = entry if just_read else await asyncio.to_thread(self.store.get_queue_entry, entry.id)
         if fresh is None:
             return True
         unreported = [r for r in fresh.recipients if r.state != PENDING and not r.reported]
