@@ -9,9 +9,13 @@ from todoku.bounce.rules import (
     ANY,
     CODE_RULES,
     DECISIVE_STATUS,
+    MAILBOX_VERDICT_AFTER_DATA,
+    QUOTED_NEXT_HOP_REPLY,
     STATUS_RULES,
     TEXT_RULES,
+    UNSUBSCRIBE_REQUEST,
     USER_UNKNOWN_WITHOUT_ADDRESS,
+    Rule,
 )
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
@@ -29,12 +33,17 @@ def reason_from_status(enhanced: str | None) -> str | None:
 
 
 def reason_from_text(text: str, phase: str = ANY) -> str | None:
+    rule = _first_rule(text, phase)
+    return rule.reason if rule else None
+
+
+def _first_rule(text: str, phase: str = ANY, specific_only: bool = False) -> Rule | None:
     text = text.lower()
     for rule in TEXT_RULES:
-        if rule.phase not in (ANY, phase):
+        if rule.phase not in (ANY, phase) or (specific_only and rule.weak):
             continue
         if rule.pattern.search(text):
-            return rule.reason
+            return rule
     return None
 
 
@@ -63,6 +72,8 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
 
     ``filter_gateway``: the bounce was written by a content-filtering gateway (rules.FILTER_GATEWAY).
     """
+    if kind == "vacation" and UNSUBSCRIBE_REQUEST.search(report.lower()):
+        return "feedback"
     if kind in ("feedback", "vacation", "notbounce"):
         return kind
     status = evidence.status
@@ -76,10 +87,26 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     # The remote server's own words are the best evidence; the report around them comes next
     # (it carries the reporting MTA's judgement: "retry timeout exceeded", "loops back").
     reason = None
-    for text in (evidence.diagnostic, evidence.context):
-        reason = reason_from_text(text, phase) if text else None
-        if reason:
-            break
+    texts: tuple[str, ...] = (evidence.diagnostic, evidence.context)
+    quoted = QUOTED_NEXT_HOP_REPLY.search(evidence.diagnostic)
+    if quoted:
+        # A relay's summary around the next hop's own reply ("5.1.0 - Unknown address error
+        # 550-'5.7.1 ... Access denied'"): the summary only names the status class, the quoted
+        # reply is what the remote server said, so it alone is read (then its code).
+        texts = (quoted.group(1),)
+    for text in texts:
+        rule = _first_rule(text, phase) if text else None
+        if rule is None:
+            continue
+        reason = rule.reason
+        if rule.weak:
+            # A canned wording: a specific sentence in the rest of the report names the cause.
+            for more in (*texts, report):
+                specific = _first_rule(more, phase, specific_only=True) if more else None
+                if specific:
+                    reason = specific.reason
+                    break
+        break
     if reason is None and action == "delayed":
         reason = "expired"
     if reason is None:
@@ -97,10 +124,20 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     if reason in ("userunknown", "hostunknown", "suspend") and phase == "mail":
         # Refused in reply to MAIL FROM: the unknown address is the sender's, not the recipient's.
         return "rejected"
+    if reason in _VAGUE_REFUSALS:
+        # A refusal that names no cause is placed by the command it answered (RFC 5321 §3.3):
+        # before MAIL FROM the server knows only the client (its IP, its name, its HELO), so it
+        # refused the client; in reply to MAIL FROM it refused the sender (a policy named at
+        # MAIL FROM stays a policy: "Mail from <a> rejected for policy reasons").
+        if phase in ("connect", "helo"):
+            return "blocked"
+        if phase == "mail" and reason not in ("rejected", "policyviolation"):
+            return "rejected"
     if reason == "userunknown" and not phase:
         phase = _phase_of(report)
     if (reason == "userunknown" and phase == "data" and not status.endswith(".1.1")
-            and ".1.1" not in evidence.diagnostic and "recipient" not in evidence.diagnostic.lower()):
+            and ".1.1" not in evidence.diagnostic and "recipient" not in evidence.diagnostic.lower()
+            and not MAILBOX_VERDICT_AFTER_DATA.search(evidence.diagnostic.lower())):
         # The recipient was accepted at RCPT TO and refused only after the content was seen:
         # a filter of the recipient or the site, not a missing mailbox.
         return "filtered"
@@ -110,6 +147,11 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     return reason
 
 
+# Verdicts that say only "refused" (a bare 550/554, "Access denied", a generic X.7.1): the SMTP
+# command the refusal answered says more.
+_VAGUE_REFUSALS = frozenset({"onhold", "undefined", "rejected", "securityerror",
+                             "policyviolation", "systemerror"})
+
 # RFC 3463 subjects that a refusal of a non-existent mailbox does not use: X.2.x mailbox status,
 # X.3.x mail system status, X.7.x security or policy status (an unknown address is X.1.x).
 _NOT_ADDRESS_SUBJECTS = ("2", "3", "7")
@@ -118,12 +160,17 @@ _NOT_ADDRESS_SUBJECTS = ("2", "3", "7")
 def _refused_after_acceptance(evidence: Evidence, report: str, filter_gateway: bool) -> bool:
     """True when a "user unknown" was the verdict of a filter after the recipient was accepted.
 
-    Three signs, none of which a plain reply to RCPT TO shows: the reply quotes no address
+    Four signs, none of which a plain reply to RCPT TO shows: the reply quotes no address
     ("550 : User unknown", the shape of a refusal of the content); the enhanced code names a
     mailbox, system or policy problem rather than an address one, and nothing in the report ties
-    the refusal to RCPT TO; or the report comes from a filtering gateway, which accepts every
+    the refusal to RCPT TO; the report comes from a filtering gateway, which accepts every
     recipient itself and passes on its inner server's refusal afterwards (unless that refusal
-    carries an address status, X.1.x).
+    carries an address status, X.1.x); or nothing at all ties the verdict to the address: no
+    specific status (none, or X.0.0), no RCPT TO anywhere, and the words after the report's own
+    heading name neither an address nor a recipient ("550 user unknown", "[User unknown]", "The
+    email account that you tried to reach does not exist." in a DSN without its 5.1.1). A
+    reply to RCPT TO is about that one address, and servers say so ("<a@b>: User unknown",
+    "Recipient address rejected", X.1.1).
     """
     diagnostic = evidence.diagnostic.lower()
     if USER_UNKNOWN_WITHOUT_ADDRESS.search(diagnostic):
@@ -132,8 +179,23 @@ def _refused_after_acceptance(evidence: Evidence, report: str, filter_gateway: b
     subject = match.group(2) if match else ""
     if filter_gateway and subject != "1":
         return True
-    return (subject in _NOT_ADDRESS_SUBJECTS and "rcpt" not in report.lower()
-            and "rcpt" not in diagnostic)
+    no_rcpt = "rcpt" not in report.lower() and "rcpt" not in diagnostic
+    if subject in _NOT_ADDRESS_SUBJECTS and no_rcpt:
+        return True
+    if no_rcpt and (not match or (subject == "0" and match.group(3) == "0")):
+        words = _without_heading(diagnostic, evidence.recipient)
+        return "@" not in words and "recipient" not in words and "rcpt" not in words
+    return False
+
+
+def _without_heading(diagnostic: str, recipient: str) -> str:
+    """The diagnostic without the report's heading: text-only reports start a recipient's
+    paragraph with the address ("a@b [User unknown]", "<a@b>: ..."), which is the report's
+    label, not part of what the server said."""
+    words = diagnostic.lstrip(" <\"")
+    if recipient and words.startswith(recipient):
+        words = words[len(recipient):]
+    return words
 
 
 def _decisive(status: str) -> str | None:

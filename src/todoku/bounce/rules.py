@@ -20,23 +20,34 @@ class Rule:
     pattern: re.Pattern[str]
     phase: str = ANY  # SMTP command the reply answered (connect, helo, mail, rcpt, data), or ANY
     source: str = ""
+    # A canned wording that many causes share ("Service unavailable", "Access denied", "policy"):
+    # a specific sentence elsewhere in the report outranks it.
+    weak: bool = False
 
 
-def _rule(reason: str, regex: str, phase: str = ANY, source: str = "") -> Rule:
+def _rule(reason: str, regex: str, phase: str = ANY, source: str = "", weak: bool = False) -> Rule:
     """Patterns are written in lower case and matched against lower-cased text: the same result
     as re.IGNORECASE, several times faster (the regex engine can use literal prefixes)."""
     if re.search(r"(?<!\\)[A-Z]", regex):
         raise ValueError(f"rule {reason!r}: write the pattern in lower case: {regex}")
-    return Rule(reason, re.compile(regex), phase, source)
+    return Rule(reason, re.compile(regex), phase, source, weak)
 
 
 TEXT_RULES: tuple[Rule, ...] = (
+    # Greylisting (RFC 6647 §2.1): the receiver turns away a client it has not seen with this
+    # sender and recipient yet, asking it to come back later. It is about the sending client, so
+    # blocked (never securityerror, which its usual 451 4.7.1 code would give); the queue
+    # recognises the same words itself (queue.runner.is_greylisting) to retry soon.
+    _rule("blocked", r"gr[ae]y[ -]?list", source="RFC 6647; Postgrey 'Greylisted, see "
+          "http://postgrey...', '451 4.7.1 Greylisted, please try again later'"),
     # --- the mail system as a whole: loops, DNS, null MX, local programs ------------------------
     _rule("blocked", r"block ?list|black ?listed by|dnsbl|\brbl\b|spamhaus|spamcop|"
           r"blocked using|banned sending|ip .{0,20}(is |was )?(listed|banned)|blocked for abuse|"
-          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me",
+          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me|aup#cdrbl",
           source="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', "
-          "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange"),
+          "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange, "
+          "Cox 'AUP#CDRBL' (its error-code table: the sending IP is on Cox's blocklist, whatever "
+          "the 'sender rejected' before it says)"),
     # Gmail falls back to the A/AAAA records when a domain has no MX (RFC 5321 §5.1 implicit MX);
     # when those lookups come back empty too, the domain has no mail host in DNS at all: a DNS
     # problem at the destination, whereas an MX lookup alone answering NOERROR without records
@@ -59,32 +70,44 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"exited with|deliver(y)? to (a )?(pipe|program)|pipe to \||^\d{1,3}$",
           source="sendmail 'mailer prog died with signal', Exim pipe transport, Diagnostic-Code "
           "x-unix (a bare exit status)"),
+    # Gmail's "Send mail as" refusal calls the alias settings "misconfigured": the sender is the
+    # subject, so this comes before systemerror's "misconfigur".
+    _rule("rejected", r"from a different address or alias|'send mail as'",
+          source="Gmail/Google Workspace 'You're sending this from a different address or alias "
+          "using the 'Send mail as' feature'"),
     _rule("systemfull", r"insufficient (disk|system) (space|storage)|(disk|queue|system) (is )?full",
           source="RFC 3463 X.3.1/X.4.5, sendmail 452 4.4.5 'Insufficient disk space'"),
     _rule("systemerror", r"internal (system |server )?error|unable to contact ldap|"
-          r"service (is )?(currently |temporarily )?unavailable|system error|"
+          r"system error|"
           r"local (configuration|error)|misconfigur|config(uration)? error",
           source="RFC 3463 X.3.0/X.3.5, qmail 'Unable to contact LDAP server', RFC 5321 421"),
     # --- the sending client: reverse DNS, reputation, rate -----------------------------------------
     _rule("requireptr", r"reverse (dns|lookup|hostname)|\bptr\b|cannot find your (hostname|reverse)|"
           r"client host rejected: cannot find|ip name lookup failed|rdns|"
-          r"mismatches client ip|unverifyable sending ips|may not be mail exchanger|"
+          r"mismatches client ip|unverifyable sending ips|"
           r"hostname.{0,20}does not resolve|no reverse", source="Postfix "
           "reject_unknown_client_hostname 450 4.7.1, Google 5.7.25, Outlook 'mismatches client ip'"),
     _rule("badreputation", r"reputation|likely suspicious", source="Microsoft 4.7.650 "
           "'rate limited due to IP reputation', Gmail 5.7.1 'very low reputation'"),
     _rule("speeding", r"too many recipients this hour|sending (too fast|rate)|"
-          r"too many messages (in|per)|hourly (limit|quota)", source="GoDaddy IB607, Yahoo"),
+          r"too many messages (in|per)|hourly (limit|quota)|unusual rate of",
+          source="GoDaddy IB607, Yahoo, Gmail 421 4.7.28 'Our system has detected an unusual "
+          "rate of unsolicited mail originating from your IP address' (a volume limit per "
+          "sending IP: it says spam, but what it enforces is a rate)"),
     _rule("toomanyconn", r"too many (connections|concurrent|sessions|simultaneous)|"
           r"connection (frequency|rate|limit)|rate limit|throttl|try again later.{0,20}rate|"
           r"too many recipients", source="Postfix anvil 421 4.7.0 'Too many connections', "
-          "Gmail 4.7.28, Tencent 'Connection frequency limited', RFC 5321 452 too many recipients"),
+          "Tencent 'Connection frequency limited', RFC 5321 452 too many recipients"),
     # --- the message's form and content ---------------------------------------------------------------
     _rule("notcompliantrfc", r"not (rfc ?5322|rfc ?2822|rfc) compliant|"
           r"multiple .{0,20}addresses in from|duplicate header|"
           r"multiple (subject|from|date|to|message-id) |"
           r"missing (a )?(required )?(date|from|message-id) header",
           source="Gmail 550 5.7.1 'not RFC 5322 compliant', SES 'Duplicate header'"),
+    # Google Groups refuses spam and then advises on SPF: the verdict is the spam one.
+    _rule("spamdetected", r"(rejected|refused|blocked) (due to|because of|as) spam|"
+          r"spam classification", source="Google Groups 'Your email to group X was rejected "
+          "due to spam classification'"),
     _rule("authfailure", r"\bspf\b|\bdmarc\b|\bdkim\b.{0,40}(fail|invalid|not|signature)|"
           r"sender policy framework|authentication (information|checks?)|"
           r"not (designated|authori[sz]ed) (to send|permitted sender)|unauthenticated email",
@@ -113,7 +136,7 @@ TEXT_RULES: tuple[Rule, ...] = (
           r".{0,30}(\bfull\b|quota|over (the )?limit|exceeds (allowed|the) size)|"
           r"quota exceeded|over ?quota|exceeded (the |their )?(storage|quota)|"
           r"insufficient space|out of (storage|space)|not enough (storage|space)|"
-          r"mailbox exceeds|(メールボックス|メール容量|容量|ボックス).{0,12}(一杯|いっぱい|満杯|超過|オーバー|不足)",
+          r"mailbox exceed|(メールボックス|メール容量|容量|ボックス).{0,12}(一杯|いっぱい|満杯|超過|オーバー|不足)",
           source="RFC 3463 X.2.2; Postfix virtual 'Mailbox full', Gmail 'OverQuotaTemp', "
           "Japanese carriers' notices (メールボックスが一杯, 容量超過)"),
     # --- the sender: authentication, address ------------------------------------------------------------
@@ -126,11 +149,13 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"(domain|address) of sender|sender domain|not owned by user|unroutable sender|"
           r"sender.{0,20}(verify|verification) failed|invalid sender|from: domain is invalid|"
           r"purported responsible address|sending to/from an address|"
-          r"mail rejected by destination domain|permission to post|\bgoogle groups\b|"
-          r"from a different address or alias|unexpected volume|not a member of",
+          r"mail rejected by destination domain|permission to post|\bgoogle groups(?![a-z])|"
+          r"from a different address or alias|unexpected volume|not a member of|"
+          r"sender was rejected",
           source="Postfix 553 5.7.1 'Sender address rejected: not owned by user', "
           "reject_unknown_sender_domain, Exim 'Unroutable sender address', Google Groups, "
-          "Yahoo TSS04, mailing-list managers 'not a member'"),
+          "Yahoo TSS04, mailing-list managers 'not a member', qmail 'Connected to X but sender was "
+          "rejected'"),
     # --- the recipient ------------------------------------------------------------------------------------------
     _rule("hasmoved", r"has moved|no longer (at|with)|address (has )?changed|moved to|"
           r"not our (user|customer)|user not local",
@@ -162,15 +187,19 @@ TEXT_RULES: tuple[Rule, ...] = (
           "carriers' notices (宛先が存在しません)"),
     _rule("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
           r"not permitted to relay|unable to relay|we do not relay|cannot relay|"
-          r"not (a )?(local|our) (domain|host)",
-          source="Postfix 554 5.7.1 'Relay access denied', sendmail 550 5.7.1 'Relaying denied'"),
+          r"not (a )?(local|our) (domain|host)|not configured to relay|"
+          r"email address is not verified",
+          source="Postfix 554 5.7.1 'Relay access denied', sendmail 550 5.7.1 'Relaying denied', "
+          "'This system is not configured to relay mail', Amazon SES SMTP 554 'Message rejected: "
+          "Email address is not verified' (it relays only for identities verified with it)"),
     # --- gave up, or could not connect ------------------------------------------------------------------
     _rule("expired", r"retry time(out)? exceeded|could not be delivered (with)?in|"
           r"message expired|delivery time expired|too long in queue|queue lifetime|envelope expired|"
           r"gave up|giving up|have been failing for a long|will be retried|"
           r"did not accept our requests to connect|(connection|operation) timed out|"
           r"unable to connect|establish an smtp connection|timeout waiting|"
-          r"could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable",
+          r"could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable|"
+          r"not delivered within|aborted after [\d.]+ ?(hour|day)",
           source="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', "
           "Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD"),
     _rule("blocked", r"(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|"
@@ -183,12 +212,22 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"lookup failed|no route to host", source="RFC 5321 §6.3, Postfix"),
     _rule("syntaxerror", r"malformed address|syntax error|command not recognized",
           source="RFC 5321 §4.2.2 500/501, Exim 'malformed address'"),
-    _rule("filtered", r"message filtered|domain.filter|rejected by a remote mail server",
-          source="SES 'Message Filtered', EZweb domain filter"),
+    _rule("filtered", r"message filtered|domain.filter|rejected by a remote mail server|"
+          r"recipient(.s)? preferences",
+          source="SES 'Message Filtered', EZweb domain filter, Facebook RCP-P2 'Refused due to "
+          "recipient preferences'"),
     # --- last resort: the generic words -------------------------------------------------------------------------
-    _rule("policyviolation", r"\bpolicy\b|prohibited|not allowed", source="generic X.7.x wording"),
-    _rule("rejected", r"access denied|\bdenied\b", source="generic 5.7.1 'Access denied'"),
-    _rule("blocked", r"\bblocked\b|^\d{3}[ -]rejected$", source="generic"),
+    # sendmail answers "554 <a>... Service unavailable" for whatever made its delivery agent fail
+    # (the transcript above it says what: "mail.local: unknown user"); RFC 5321 421 wording.
+    _rule("systemerror", r"service (is )?(currently |temporarily )?unavailable",
+          source="RFC 5321 §4.2.3 421, sendmail 554 'Service unavailable'", weak=True),
+    _rule("policyviolation", r"\bpolicy\b|prohibited|not allowed", source="generic X.7.x wording",
+          weak=True),
+    # A bare "Access denied" (sendmail's access map, "550 5.7.1 <a>... Access denied") says only
+    # that something was refused: the enhanced code (X.7.1: not authorised) or the SMTP command
+    # it answered decides, so it is left out here.
+    _rule("rejected", r"(?<!access )\bdenied\b", source="generic 'denied'", weak=True),
+    _rule("blocked", r"\bblocked\b|^\d{3}[ -]rejected$", source="generic", weak=True),
 )
 
 # Enhanced status codes specific enough to outrank the wording (RFC 3463 §3.1: the detail names one
@@ -199,6 +238,7 @@ DECISIVE_STATUS: dict[str, str] = {
     "2.3": "exceedlimit",
     "7.20": "authfailure", "7.21": "authfailure", "7.22": "authfailure", "7.23": "authfailure",
     "7.24": "authfailure", "7.25": "requireptr", "7.26": "authfailure", "7.27": "notaccept",
+    "7.28": "speeding",
 }
 
 # RFC 3463 §3: enhanced status code → reason, most specific first (X.Y.Z before X.Y).
@@ -256,6 +296,7 @@ STATUS_RULES: dict[str, str] = {
     "7.25": "requireptr",     # RFC 7372 X.7.25 reverse DNS validation failed
     "7.26": "authfailure",    # RFC 7372 X.7.26 multiple authentication checks failed
     "7.27": "notaccept",      # RFC 7505 §3 X.7.27 sender address has null MX
+    "7.28": "speeding",       # IANA registry X.7.28 mail flood detected (Gmail 421 4.7.28)
 }
 
 # RFC 5321 §4.2.3: basic reply codes that name a cause on their own.
@@ -299,3 +340,17 @@ FILTER_GATEWAY_HEADERS = ("X-NAI-Header", "X-Mailer", "From", "X-AHMAILID")
 # (after DATA, when a server no longer speaks of one recipient); a reply to RCPT TO quotes the
 # address it refuses ("550 <user@example.jp>: User unknown").
 USER_UNKNOWN_WITHOUT_ADDRESS = re.compile(r"\b5\d\d:? +: +user unknown")
+
+# Yahoo refuses an address that has no account only after the message was sent (at the end of
+# DATA: "554 delivery error: dd This user doesn't have a yahoo.com account"): a verdict on the
+# mailbox itself, so the after-DATA rule that turns "user unknown" into "filtered" must not apply.
+MAILBOX_VERDICT_AFTER_DATA = re.compile(r"doesn't have an? \S+ account")
+
+# Not an auto-reply but a recipient's request to leave a list: mail programs that act on
+# List-Unsubscribe (RFC 2369 §3.2, mailto:) send it for the user, with Auto-Submitted set. It is
+# the recipient's feedback on the mail, like a complaint report.
+UNSUBSCRIBE_REQUEST = re.compile(r"sent this (e-?mail|message) to unsubscribe")
+
+# Amazon SES (and WorkMail) DSNs write "<status> - <its summary> <code>-'<the remote reply>'":
+# the summary is SES's name for the status class, the quoted text the remote server's words.
+QUOTED_NEXT_HOP_REPLY = re.compile(r"^\d\.\d{1,3}\.\d{1,3} - [^']*?\b\d{3}[ -]'(.+?)'")

@@ -1,0 +1,189 @@
+"""One test per wording or structural signal added to the rules for issue 5 (reason accuracy):
+each case is a small hand-made reply or bounce in the shape the product writes, so a rule that
+stops matching fails here and not only as a corpus percentage."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bounce.helpers import exim_text, postfix_dsn, qmail_text
+from todoku.bounce import classify_reply
+from todoku.bounce.analyze import analyze_bytes
+from todoku.queue.model import Attempt, Verdict
+from todoku.queue.runner import is_greylisting
+
+# (code, enhanced, text as the product writes it) → reason
+REPLIES = [
+    # Greylisting refuses the client for now: blocked, never securityerror (its 4.7.1 code).
+    (451, "4.7.1", "Greylisted, please try again later", "blocked"),
+    (450, "4.2.0", ("<a@example.org>: Recipient address rejected: Greylisted, see "
+     "http://postgrey.example.net/help/example.org.html"), "blocked"),
+    (451, "4.7.1", "Please try again later (grey-listing in effect)", "blocked"),
+    # Gmail's 4.7.28 is a rate limit on the sending IP, whatever it says about spam.
+    (421, "4.7.28", ("[192.0.2.9] Our system has detected an unusual rate of unsolicited mail "
+     "originating from your IP address. To protect our users from spam, mail sent from your IP "
+     "address has been temporarily rate limited."), "speeding"),
+    (421, "4.7.28", "Try again later", "speeding"),
+    (None, None, "The number of messages in recipient's mailbox exceeded the local limit.",
+     "mailboxfull"),
+    (None, None, ("Your message was not delivered within 0 days and 1 hours. Remote host is not "
+     "responding."), "expired"),
+    (None, None, "Delivery to the following recipients was aborted after 5.0 hour(s)", "expired"),
+    (501, "5.7.1", ("Rcpt-To validation failed: RCPT TO not accepted: 5.7.1 This system is not "
+     "configured to relay mail (r) from <a@example.net> to <b@example.org>"), "norelaying"),
+    (554, None, ("Message rejected: Email address is not verified. The following identities "
+     "failed the check in region US-EAST-1: a@example.net"), "norelaying"),
+    (550, "5.7.1", ("Connected to 192.0.2.1 but sender was rejected. Remote host said: 550 5.7.1 "
+     "<a@example.net>... Access denied"), "rejected"),
+    # "Access denied" alone: the X.7.1 code (not authorised) decides.
+    (550, "5.7.1", "<a@example.net>... Access denied", "securityerror"),
+    (None, None, ("Your email to group g@example.org was rejected due to spam classification. "
+     "Set up SPF records for your sending domain if you have not done so already."),
+     "spamdetected"),
+    (550, "5.1.0", ("<bounce@example.net> sender rejected. Refer to Error Codes section at "
+     "https://www.cox.com/residential/support/email-error-codes.html AUP#CDRBL"), "blocked"),
+    (550, "5.1.1", ("RCP-P2 http://postmaster.facebook.com/response_codes?ip=192.0.2.1#rcp Refused "
+     "due to recipient preferences"), "filtered"),
+    (None, None, ("You're sending this from a different address or alias using the 'Send mail as' "
+     "feature. The settings for your 'Send mail as' account are misconfigured or out of date."),
+     "rejected"),
+    (450, "4.7.1", ("<host.example.net[192.0.2.9]>: Client host rejected: may not be mail "
+     "exchanger"), "blocked"),
+    (None, None, "您試圖聯絡的群組可能不存在，或者您沒有在此群組張貼留言的權限。Google Groups小組敬上",
+     "rejected"),
+]
+
+
+@pytest.mark.parametrize(("code", "enhanced", "text", "reason"), REPLIES)
+def test_wording(code: int | None, enhanced: str | None, text: str, reason: str) -> None:
+    assert classify_reply(code, enhanced, text) == reason
+
+
+def test_greylisting_still_recognised_by_the_queue() -> None:
+    text = "Greylisted, please try again later"
+    attempt = Attempt(recipient="a@example.org", verdict=Verdict.TEMPORARY, phase="rcpt",
+                      code=451, enhanced="4.7.1", text=text,
+                      reason=classify_reply(451, "4.7.1", text))
+    assert attempt.reason == "blocked"
+    assert is_greylisting(attempt)
+
+
+def _reason(data: bytes) -> str:
+    [diagnosis] = analyze_bytes(data)
+    return diagnosis.reason
+
+
+def test_a_bare_refusal_at_connection_is_the_client_blocked() -> None:
+    # Nothing but the client is known before MAIL FROM (RFC 5321 §3.3).
+    assert _reason(exim_text("a@example.org", "550 Access denied", after="initial connection")) \
+        == "blocked"
+    assert _reason(exim_text("a@example.org", "550 Access denied", after="MAIL FROM:<a@b.c>")) \
+        == "rejected"
+    # A cause the server names stays: a policy refused at MAIL FROM is a policy.
+    assert _reason(postfix_dsn("a@example.org", "5.0.0", "554 Mail from a@example.net rejected "
+                               "for policy reasons.", command="MAIL FROM")) == "policyviolation"
+
+
+def test_a_bare_access_denied_follows_the_command() -> None:
+    data = postfix_dsn("a@example.org", "5.7.1", "550 5.7.1 Access denied", command="MAIL FROM")
+    assert _reason(data) == "rejected"
+    data = postfix_dsn("a@example.org", "5.7.1", "550 5.7.1 <a@example.org>... Access denied")
+    assert _reason(data) == "securityerror"
+
+
+def _dsn_without_command(diagnostic: str, status: str) -> bytes:
+    return f"""From: MAILER-DAEMON@mail.example.net
+To: sender@example.net
+Subject: Returned mail: see transcript for details
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b-0123456789"
+
+--b-0123456789
+Content-Type: text/plain
+
+----- The following addresses had permanent fatal errors -----
+<nobody@example.org>
+
+--b-0123456789
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.example.net
+
+Final-Recipient: rfc822; nobody@example.org
+Action: failed
+Status: {status}
+Diagnostic-Code: {diagnostic}
+
+--b-0123456789--
+""".encode()
+
+
+@pytest.mark.parametrize(("diagnostic", "status", "reason"), [
+    # Nothing ties the verdict to the address: no X.1 code, no RCPT, no address in the words.
+    ("smtp; 550 user unknown", "5.0.0", "filtered"),
+    ("The email account that you tried to reach does not exist.", "5.0.0", "filtered"),
+    # The server quotes the address it refuses, or the code is an address status: user unknown.
+    ("smtp; 550 <nobody@example.org>: User unknown", "5.0.0", "userunknown"),
+    ("smtp; 550 5.1.1 user unknown", "5.1.1", "userunknown"),
+    ("smtp; 550 Invalid recipient", "5.0.0", "userunknown"),
+])
+def test_user_unknown_that_nothing_ties_to_the_address(diagnostic: str, status: str,
+                                                       reason: str) -> None:
+    assert _reason(_dsn_without_command(diagnostic, status)) == reason
+
+
+def test_text_report_heading_is_not_the_servers_words() -> None:
+    data = b"""From: MAILER-DAEMON@mail.example.net
+To: sender@example.net
+Subject: Returned Mail: User unknown
+
+---The following addresses had delivery errors---
+
+taro@example.org [User unknown]
+"""
+    assert _reason(data) == "filtered"
+
+
+def test_yahoo_no_account_after_data_is_user_unknown() -> None:
+    # Yahoo refuses a non-existent account only at the end of DATA.
+    data = exim_text("nobody@yahoo.example", "554 delivery error: dd This user doesn't have a "
+                     "yahoo.example account (nobody@yahoo.example) [0] - mta1.example",
+                     after="end of data")
+    assert _reason(data) == "userunknown"
+    data = exim_text("nobody@example.org", "550 : User unknown", after="end of data")
+    assert _reason(data) == "filtered"
+
+
+def test_ses_summary_yields_to_the_quoted_remote_reply() -> None:
+    data = postfix_dsn("a@example.org", "5.1.0", "5.1.0 - Unknown address error 550-'5.7.1 "
+                       "<a@example.org>... Access denied' (delivery attempts: 0)")
+    assert _reason(data) == "securityerror"
+    data = postfix_dsn("a@example.org", "5.1.0", "5.1.0 - Unknown address error 550-'5.1.1 "
+                       "<a@example.org>... User unknown' (delivery attempts: 0)")
+    assert _reason(data) == "userunknown"
+
+
+def test_canned_service_unavailable_yields_to_the_transcript() -> None:
+    data = _dsn_without_command("smtp; 554 <nobody@example.org>... Service unavailable", "5.0.0")
+    assert _reason(data) == "systemerror"
+    data = data.replace(b"<nobody@example.org>\n\n", b"<nobody@example.org>\n\n"
+                        b"----- Transcript of session follows -----\n"
+                        b"mail.local: unknown user: nobody\n\n")
+    assert _reason(data) == "userunknown"
+
+
+def test_list_unsubscribe_request_is_feedback() -> None:
+    data = (b"From: someone@example.org\nTo: list-unsubscribe@example.net\nSubject: unsubscribe\n"
+            b"Auto-Submitted: auto-replied\n\n"
+            b"Apple Mail sent this email to unsubscribe from the message \xe2\x80\x9cNews\xe2\x80\x9d.\n")
+    assert _reason(data) == "feedback"
+    out_of_office = data.replace(b"Apple Mail sent this email to unsubscribe from the message",
+                                 b"I am away until Monday; about")
+    assert _reason(out_of_office) == "vacation"
+
+
+def test_qmail_give_up_without_a_cause_stays_expired() -> None:
+    data = qmail_text("slow@example.org", "Sorry, I wasn't able to establish an SMTP connection. "
+                      "(#4.4.1)\nI'm not going to try again; this message has been in the queue "
+                      "too long.")
+    assert _reason(data) == "expired"
