@@ -187,3 +187,75 @@ def test_qmail_give_up_without_a_cause_stays_expired() -> None:
                       "(#4.4.1)\nI'm not going to try again; this message has been in the queue "
                       "too long.")
     assert _reason(data) == "expired"
+
+
+SENDMAIL_V5 = """From: Mail Delivery Subsystem <MAILER-DAEMON@mail.example.net>
+To: sender@example.net
+Subject: Returned mail: Remote protocol error
+
+   ----- Transcript of session follows -----
+While talking to mx.example.org:
+>>> MAIL From:<sender@example.net>
+<<< {reply}
+554 <taro@example.org>... Remote protocol error
+421 other.example (smtp)... Deferred: Connection timed out during user open with other.example
+
+   ----- Unsent message follows -----
+From: sender@example.net
+To: taro@example.org
+Subject: hello
+
+hi
+"""
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    ("550 Insecure Mail Relay", "norelaying"),
+    ("501 <sender@example.net>... no access from mail server [192.0.2.9] which is an open relay.",
+     "blocked"),
+    # A bare refusal of MAIL FROM: the sender was refused (not the later line's time-out).
+    ("550 Go away", "rejected"),
+])
+def test_sendmail_protocol_error_reads_the_reply_above_it(reply: str, reason: str) -> None:
+    [diagnosis] = analyze_bytes(SENDMAIL_V5.format(reply=reply).encode())
+    assert diagnosis.recipient == "taro@example.org"
+    assert diagnosis.reason == reason
+
+
+def test_recipient_from_the_unsent_message_below_the_marker() -> None:
+    data = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@mail.example.net>
+To: sender@example.net
+Subject: Returned mail: Cannot send message for 4 days
+
+   ----- Transcript of session follows -----
+421 example.org (smtp)... Deferred: Connection timed out during user open with example.org
+
+   ----- Unsent message follows -----
+Received: by mail.example.net; Thu, 29 Apr 1995 23:34:45 +0900
+From: sender@example.net
+To: taro@example.org
+Subject: hello
+
+hi
+"""
+    [diagnosis] = analyze_bytes(data)
+    assert diagnosis.recipient == "taro@example.org"
+    assert diagnosis.reason == "expired"
+
+
+def test_status_comment_names_the_cause_of_a_delay() -> None:
+    data = _dsn_without_command("", "4.0.0 (example.org: host name lookup failure)")
+    data = data.replace(b"Action: failed", b"Action: delayed").replace(b"Diagnostic-Code: \n", b"")
+    [diagnosis] = analyze_bytes(data)
+    assert diagnosis.reason == "networkerror"
+    assert "host name lookup failure" in diagnosis.diagnostic
+    plain = data.replace(b" (example.org: host name lookup failure)", b"")
+    assert _reason(plain) == "expired"
+
+
+def test_carrier_notice_of_a_disabled_account_outranks_user_unknown() -> None:
+    data = postfix_dsn("taro@ezweb.example", "5.0.0", "550 user unknown")
+    data = data.replace(b"This is the mail system at host mail.example.net.",
+                        b"The user(s) account is disabled.")
+    assert _reason(data) == "suspend"
+    assert _reason(postfix_dsn("taro@ezweb.example", "5.0.0", "550 user unknown")) == "userunknown"

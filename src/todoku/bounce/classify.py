@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 
 from todoku.bounce.extract import Evidence
+from todoku.bounce.prefilter import might_match
 from todoku.bounce.rules import (
+    ACCOUNT_DISABLED_NOTICE,
     ANY,
     CODE_RULES,
     DECISIVE_STATUS,
     MAILBOX_VERDICT_AFTER_DATA,
     QUOTED_NEXT_HOP_REPLY,
+    SENDMAIL_TRANSCRIPT_COMMAND,
+    SENDMAIL_TRANSCRIPT_REPLY,
     STATUS_RULES,
     TEXT_RULES,
     UNSUBSCRIBE_REQUEST,
@@ -42,7 +46,8 @@ def _first_rule(text: str, phase: str = ANY, specific_only: bool = False) -> Rul
     for rule in TEXT_RULES:
         if rule.phase not in (ANY, phase) or (specific_only and rule.weak):
             continue
-        if rule.pattern.search(text):
+        # The cheap test first: most rules need words the text does not contain (prefilter.py).
+        if might_match(rule.pattern, text) and rule.pattern.search(text):
             return rule
     return None
 
@@ -81,14 +86,21 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return "delivered"
     phase = evidence.phase or _phase_of(evidence.context)
+    diagnostic = evidence.diagnostic
+    earlier = _reply_behind_protocol_error(diagnostic, evidence.recipient,
+                                           evidence.context or report)
+    if earlier is not None:
+        diagnostic, phase = earlier
     decisive = _decisive(status)
     if decisive:
         return decisive
     # The remote server's own words are the best evidence; the report around them comes next
     # (it carries the reporting MTA's judgement: "retry timeout exceeded", "loops back").
     reason = None
-    texts: tuple[str, ...] = (evidence.diagnostic, evidence.context)
-    quoted = QUOTED_NEXT_HOP_REPLY.search(evidence.diagnostic)
+    texts: tuple[str, ...] = (diagnostic, evidence.context)
+    if earlier is not None:
+        texts = (diagnostic,)
+    quoted = QUOTED_NEXT_HOP_REPLY.search(diagnostic)
     if quoted:
         # A relay's summary around the next hop's own reply ("5.1.0 - Unknown address error
         # 550-'5.7.1 ... Access denied'"): the summary only names the status class, the quoted
@@ -112,15 +124,20 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     if reason is None:
         reason = reason_from_status(status)
     # The rest of the report and the subject are read last: they mix boilerplate with the cause.
-    for text in (report, subject):
+    # (Not after a transcript reply was found: the report's other lines are other sessions'.)
+    for text in (report, subject) if earlier is None else ():
         if reason is None and text:
             reason = reason_from_text(text, phase)
     if reason is None:
-        code = evidence.reply_code
+        code = evidence.reply_code if earlier is None else _reply_code(diagnostic)
         if code is not None and code in CODE_RULES:
             reason = CODE_RULES[code]
         else:
             reason = "onhold" if (code or status) else "undefined"
+    if reason == "userunknown" and report and ACCOUNT_DISABLED_NOTICE.search(report.lower()):
+        # Carriers answer a disabled account with the same "550 user unknown" as a missing one,
+        # and say which it was in their own notice ("The user(s) account is disabled.").
+        reason = "suspend"
     if reason in ("userunknown", "hostunknown", "suspend") and phase == "mail":
         # Refused in reply to MAIL FROM: the unknown address is the sender's, not the recipient's.
         return "rejected"
@@ -196,6 +213,30 @@ def _without_heading(diagnostic: str, recipient: str) -> str:
     if recipient and words.startswith(recipient):
         words = words[len(recipient):]
     return words
+
+
+def _reply_behind_protocol_error(diagnostic: str, recipient: str,
+                                 transcript: str) -> tuple[str, str] | None:
+    """sendmail's "554 <a>... Remote protocol error" says only that the session broke off on an
+    earlier command; the remote's own reply to it stands above, in the transcript ("<<< 550 ..."
+    after ">>> MAIL From:<...>"). Returns (that reply, the phase of its command), or None."""
+    if "remote protocol error" not in diagnostic.lower() or not recipient:
+        return None
+    lowered = transcript.lower()
+    at = lowered.find(f"<{recipient}>... remote protocol error")
+    if at < 0:
+        return None
+    replies = list(SENDMAIL_TRANSCRIPT_REPLY.finditer(transcript, 0, at))
+    if not replies:
+        return None
+    reply = replies[-1]
+    commands = list(SENDMAIL_TRANSCRIPT_COMMAND.finditer(transcript, 0, reply.start()))
+    phase = _phase_of(commands[-1].group(0)) if commands else ""
+    return reply.group(1).strip(), phase
+
+
+def _reply_code(reply: str) -> int | None:
+    return int(reply[:3]) if reply[:3].isdigit() else None
 
 
 def _decisive(status: str) -> str | None:

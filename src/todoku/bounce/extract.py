@@ -346,6 +346,9 @@ def _parse_dsn_text(text: str) -> list[Message]:
     return blocks
 
 
+_STATUS_COMMENT = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s*\((.+)\)\s*$")
+
+
 def _cut_original(text: str) -> tuple[str, str]:
     """Split a single-part report into (the report, the returned message)."""
     cut = len(text)
@@ -353,9 +356,12 @@ def _cut_original(text: str) -> tuple[str, str]:
     if marker and marker.start() > 0:
         cut = marker.start()
     block = HEADER_BLOCK.search(text, 0, cut)
-    if block and block.start() > 0:
-        cut = min(cut, block.start())
-    return text[:cut], text[cut:]
+    if block and 0 < block.start() < cut:
+        return text[:block.start()], text[block.start():]
+    # The marker line ("----- Unsent message follows -----") belongs to neither: the returned
+    # message's header fields start after it.
+    original_from = marker.end() if marker and cut == marker.start() else cut
+    return text[:cut], text[original_from:]
 
 
 def _excluded(message: Message, original: Message | None) -> set[str]:
@@ -436,6 +442,12 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
             # Some MTAs (OpenSMTPD, ...) leave Diagnostic-Code out and say it in the text part.
             diagnostic = from_text.diagnostic
             remote_mta = remote_mta or from_text.remote_mta
+        if not diagnostic:
+            # RFC 3464 §2.3.4: the Status field may carry a comment, where some MTAs name the cause
+            # of a delay they report without a Diagnostic-Code ("4.0.0 (x.example: host name
+            # lookup failure)").
+            comment = _STATUS_COMMENT.search(_header(block, "Status"))
+            diagnostic = comment.group(1).strip() if comment else ""
         # The remote server's own code is more precise than the reporting MTA's summary in
         # Status ("5.0.0" for everything, or its own "4.4.7" for a 4.7.1 refusal).
         status = _status_in(diagnostic, last=True) or _status_in(_header(block, "Status"))

@@ -43,11 +43,12 @@ TEXT_RULES: tuple[Rule, ...] = (
     # --- the mail system as a whole: loops, DNS, null MX, local programs ------------------------
     _rule("blocked", r"block ?list|black ?listed by|dnsbl|\brbl\b|spamhaus|spamcop|"
           r"blocked using|banned sending|ip .{0,20}(is |was )?(listed|banned)|blocked for abuse|"
-          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me|aup#cdrbl",
+          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me|aup#cdrbl|which is an open relay",
           source="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', "
           "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange, "
           "Cox 'AUP#CDRBL' (its error-code table: the sending IP is on Cox's blocklist, whatever "
-          "the 'sender rejected' before it says)"),
+          "the 'sender rejected' before it says), open-relay lists 'no access from mail server "
+          "[ip] which is an open relay'"),
     # Gmail falls back to the A/AAAA records when a domain has no MX (RFC 5321 §5.1 implicit MX);
     # when those lookups come back empty too, the domain has no mail host in DNS at all: a DNS
     # problem at the destination, whereas an MX lookup alone answering NOERROR without records
@@ -187,9 +188,10 @@ TEXT_RULES: tuple[Rule, ...] = (
           "carriers' notices (宛先が存在しません)"),
     _rule("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
           r"not permitted to relay|unable to relay|we do not relay|cannot relay|"
-          r"not (a )?(local|our) (domain|host)|not configured to relay|"
+          r"not (a )?(local|our) (domain|host)|not configured to relay|insecure mail relay|"
           r"email address is not verified",
           source="Postfix 554 5.7.1 'Relay access denied', sendmail 550 5.7.1 'Relaying denied', "
+          "older sendmail anti-relay rulesets '550 Insecure Mail Relay', "
           "'This system is not configured to relay mail', Amazon SES SMTP 554 'Message rejected: "
           "Email address is not verified' (it relays only for identities verified with it)"),
     # --- gave up, or could not connect ------------------------------------------------------------------
@@ -354,3 +356,12 @@ UNSUBSCRIBE_REQUEST = re.compile(r"sent this (e-?mail|message) to unsubscribe")
 # Amazon SES (and WorkMail) DSNs write "<status> - <its summary> <code>-'<the remote reply>'":
 # the summary is SES's name for the status class, the quoted text the remote server's words.
 QUOTED_NEXT_HOP_REPLY = re.compile(r"^\d\.\d{1,3}\.\d{1,3} - [^']*?\b\d{3}[ -]'(.+?)'")
+
+# sendmail session transcripts: ">>> COMMAND" sent, "<<< NNN text" the remote's reply.
+SENDMAIL_TRANSCRIPT_COMMAND = re.compile(r"^>>> [^\n]*", re.MULTILINE)
+SENDMAIL_TRANSCRIPT_REPLY = re.compile(r"^<<< ([245]\d\d[ -][^\n]*)", re.MULTILINE)
+
+# A reporting MTA's own sentence that the recipient's account exists but is switched off (EZweb:
+# "The user(s) account is disabled."), which outranks the remote's bare "550 user unknown".
+ACCOUNT_DISABLED_NOTICE = re.compile(r"^the user\(s\) account is (disabled|suspended)|"
+                                     r"^this account has been (disabled|suspended)", re.MULTILINE)
