@@ -245,6 +245,17 @@ class Todoku:
                     self.peak_rss_kib = int(line.split()[1])
         return self.peak_rss_kib
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until the server uses under 5% of a CPU over half a second (bounded)."""
+        deadline = time.monotonic() + timeout
+        before = self.read_cpu()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.read_cpu()
+            if now - before < 0.025:
+                return
+            before = now
+
     def read_cpu(self) -> float:
         if self.process is None:
             return 0.0
@@ -533,6 +544,7 @@ def run_todoku_outbound(count: int, dns_address: str) -> Sample:
         if server.queue_count() != count:
             raise RuntimeError(f"todoku: {server.queue_count()} queued, expected {count}")
         subprocess.run(["sync"], check=False, timeout=120)
+        server.wait_idle()  # start-up done (keys, certificate, queue scan), like a running Postfix
         cpu_before = server.read_cpu()
         started = time.monotonic()
         server._cli("queue", "flush")

@@ -133,14 +133,19 @@ class SmtpSession:
 
     async def _flush(self, data: bytes, timeout: float) -> None:
         self.writer.write(data)
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+            return  # all in the kernel already: no timer to arm, nothing to wait for
         async with asyncio.timeout(timeout):
             await self.writer.drain()
 
     async def _read_reply(self, phase: str, timeout: float) -> ReplyEvent:
         try:
+            event = self.conn.next_event()
+            if isinstance(event, ReplyEvent):
+                return event  # already here (pipelined replies arrive together): no timer
             async with asyncio.timeout(timeout):
                 while True:
-                    event = self.conn.next_event()
                     if isinstance(event, ReplyEvent):
                         return event
                     if event is PAUSED:
@@ -150,6 +155,7 @@ class SmtpSession:
                     if not data:
                         raise _Failed(phase, None, "", f"connection closed by {self.remote_mta} during {phase}")
                     self.conn.receive_data(data)
+                    event = self.conn.next_event()
         except TimeoutError:
             raise _Failed(phase, None, "", f"timed out waiting for the reply to {phase}") from None
         except ProtocolError as exc:
@@ -317,11 +323,20 @@ class SmtpSession:
                 await self._reset_after_failure(None)
             return fail_all(proto.DATA, reply.code, reply.enhanced, reply.text)
         try:
+            # Pieces are gathered up to CONTENT_PIECE before a write: a small message and its
+            # final dot leave in one write (one system call), a large one in 256 KiB writes.
+            pending: list[bytes] = []
+            gathered = 0
             for piece in envelope.open_content():
                 stuffed = conn.content(piece)
                 if stuffed:
-                    await self._flush(stuffed, self.timeouts.data_block)
-            await self._flush(conn.end_of_data(), self.timeouts.data_block)
+                    pending.append(stuffed)
+                    gathered += len(stuffed)
+                    if gathered >= CONTENT_PIECE:
+                        await self._flush(b"".join(pending), self.timeouts.data_block)
+                        pending, gathered = [], 0
+            pending.append(conn.end_of_data())
+            await self._flush(b"".join(pending), self.timeouts.data_block)
         except (TimeoutError, ConnectionError, OSError) as exc:
             raise _Failed(proto.END_OF_DATA, None, "", f"lost connection sending the message: {exc}") from None
         final = await self._read_reply(proto.END_OF_DATA, self.timeouts.end_of_data)

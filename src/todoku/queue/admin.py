@@ -3,7 +3,7 @@
 
 These commands change the database directly; a running server learns about it because each
 command then replaces ``<data_dir>/run/queue.wake``, whose modification time the runner checks
-once a second (a ``stat``), rescanning the queue's due times when it changed. No socket or
+five times a second (a ``stat``), rescanning the queue's due times when it changed. No socket or
 signal is needed, and the change takes effect even if the server starts later.
 """
 
@@ -25,8 +25,7 @@ from todoku.config import Config
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
-from todoku.queue.runner import touch_wake_file
-from todoku.queue.setup import wake_path
+from todoku.queue.wake import touch_wake_file, wake_path
 from todoku.store.api import IncomingMessage, QueueEntry, RecipientResult, RemoteRecipient
 
 # sysexits.h, which sendmail callers (cron, PHP's mail()) understand.

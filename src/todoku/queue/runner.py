@@ -6,8 +6,10 @@ warning, the hop-count loop check; then ``begin_attempt`` moves ``next_attempt``
 counts the attempt BEFORE any DNS query or dial. Pending recipients are grouped by domain and
 handed to that domain's ``Destination``, whose workers (at most ``max_connections_per_domain``,
 fewer while the remote limits us) resolve the route once and carry message after message over
-one connection. Each message's results are written the moment its final reply arrives,
-shielded from cancellation, before anything else happens on that connection.
+one connection. Each message's results go to the store the moment its final reply arrives,
+shielded from cancellation, in the next group transaction (``queue.batch``); the connection
+carries the next message meanwhile instead of waiting for that fsync (a crash in between means
+the message may go out twice, never that it is lost).
 
 Scheduling is event-driven: ``_due`` maps id → due time and a heap orders them; the main loop
 sleeps until the earliest due time or a wake-up (new mail from the store's ``on_queued`` hook,
@@ -28,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ from todoku.queue.model import (
 )
 from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
 from todoku.queue.transport import Channel, OutboundMessage, Transport
+from todoku.queue.wake import touch_wake_file
 from todoku.store.api import (
     IncomingMessage,
     QueueEntry,
@@ -115,7 +117,7 @@ class RunnerSettings:
     max_connections_per_domain: int = 10
     max_hops: int = 50
     wake_path: Path | None = None
-    wake_poll: float = 1.0
+    wake_poll: float = 0.2  # a stat() of the wake file: cheap, and flush feels immediate
 
 
 @dataclass
@@ -147,14 +149,6 @@ class Destination:
     backoff: float = 0.0
     last_limit_reply: str = ""
     more: asyncio.Event = field(default_factory=asyncio.Event)  # a job was added
-
-
-def touch_wake_file(path: Path) -> None:
-    """What the CLI does after changing the queue, so a running server looks again."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + f".{os.getpid()}")
-    temp.write_text(str(os.getpid()))
-    os.replace(temp, path)
 
 
 class QueueRunner:
@@ -645,7 +639,12 @@ class QueueRunner:
         )
         raw = await channel.send(message)
         attempts = [self._classified(a, entry.attempts + 1) for a in raw]
-        await self._complete(job, attempts, retire=self._retire_with(entry, attempts))
+        # Not awaited: the next message goes out while these results are being committed.
+        completion = asyncio.ensure_future(
+            self._complete_soon(job, attempts, self._retire_with(entry, attempts))
+        )
+        self._tasks.add(completion)
+        completion.add_done_callback(self._tasks.discard)
         if any(a.reason in RATE_LIMIT_REASONS and a.verdict is Verdict.TEMPORARY for a in attempts):
             self._slow_down(destination, next(a for a in attempts if a.reason in RATE_LIMIT_REASONS))
         elif any(a.verdict is Verdict.DELIVERED for a in attempts):
@@ -676,6 +675,19 @@ class QueueRunner:
         with self.store.open_blob(blob_id) as handle:
             while piece := handle.read(READ_PIECE):
                 yield piece
+
+    async def _complete_soon(self, job: _Job, attempts: list[Attempt], retire: bool) -> None:
+        try:
+            await self._complete(job, attempts, retire=retire)
+        except Exception:
+            # The results could not be written (disk full): the message is tried again later.
+            log.exception("%s: recording the delivery results failed", job.entry.id)
+            if not job.future.done():
+                job.future.set_result([
+                    Attempt(r.address, Verdict.TEMPORARY, "internal", None, "",
+                            "internal error recording the delivery", "", "systemerror", "4.3.0")
+                    for r in job.recipients
+                ])
 
     async def _complete(self, job: _Job, attempts: list[Attempt], retire: bool = False) -> None:
         for a in attempts:
@@ -845,4 +857,4 @@ def _diagnostic(recipient: QueueRecipient) -> str:
     return f"smtp; {recipient.code}{enhanced} {text}".strip()
 
 
-__all__ = ["Hop", "QueueRunner", "RunnerSettings", "touch_wake_file"]
+__all__ = ["Hop", "QueueRunner", "RunnerSettings", "touch_wake_file"]  # touch_wake_file: queue.wake

@@ -6,7 +6,6 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from todoku.config import Config
 from todoku.dns.dnspython import DnspythonResolver
@@ -16,12 +15,8 @@ from todoku.proto.smtp.address import AddressError, parse_mailbox
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
 from todoku.queue.transport import SmtpTransport
+from todoku.queue.wake import wake_path
 from todoku.store.api import Store
-
-
-def wake_path(config: Config) -> Path:
-    """Touched by the CLI after it changes the queue; the running server watches it."""
-    return config.data_dir / "run" / "queue.wake"
 
 
 def _local_addresses(bound_hosts: Iterable[str]) -> set[str]:
