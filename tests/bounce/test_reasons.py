@@ -236,15 +236,3 @@ def test_user_unknown_after_acceptance_is_filtered(diagnostic: str, status: str,
     [diagnosis] = analyze_bytes(_gateway_dsn(diagnostic, status, extra_header))
     assert diagnosis.recipient == "nobody@example.org"
     assert diagnosis.reason == reason
-
-
-def test_canonical_boundaries_keep_the_structure() -> None:
-    from todoku.bounce.extract import canonical_boundaries
-
-    data = _gateway_dsn("550 5.1.1 <nobody@example.org>: User unknown", "5.1.1")
-    renamed = canonical_boundaries(data)
-    assert b"unique-boundary-9f8e7d6c5b4a" not in renamed
-    assert renamed.count(b"=_todoku_part_0") == data.count(b"unique-boundary-9f8e7d6c5b4a")
-    assert analyze_bytes(renamed) == analyze_bytes(data)
-    short = data.replace(b"unique-boundary-9f8e7d6c5b4a", b"b1")
-    assert canonical_boundaries(short) == short  # too short to rename safely

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from todoku.bounce.classify import classify_evidence
 from todoku.bounce.explain import REASONS, explain_reason
@@ -23,7 +23,11 @@ class Diagnosis:
     remedy: str = ""
 
     def to_json(self, file: str) -> dict[str, object]:
-        return {"file": file, **asdict(self)}
+        return {"file": file, "recipient": self.recipient, "reason": self.reason,
+                "status": self.status, "reply_code": self.reply_code,
+                "remote_mta": self.remote_mta, "diagnostic": self.diagnostic,
+                "permanent": self.permanent, "date": self.date, "cause": self.cause,
+                "remedy": self.remedy}
 
 
 def _permanent(evidence: Evidence, reason: str) -> bool:

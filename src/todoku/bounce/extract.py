@@ -10,38 +10,18 @@ Two sources, tried together:
   standing at the head of a paragraph, SMTP transcripts (``RCPT TO:<a>`` then ``550 ...``), reply
   lines with their codes.
 
-Parsing never raises: the stdlib feed parser records defects instead (kept as evidence), and
-anything we cannot decode is read as Latin-1 rather than dropped.
+Parsing never raises: the MIME reader (mime.py) records defects instead (kept as evidence), and
+bytes that do not decode in their charset become U+FFFD rather than being dropped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
-from email import policy
-from email.header import decode_header, make_header
-from email.message import Message
-from email.parser import BytesParser
 
-
-class _ReadingPolicy(policy.EmailPolicy):
-    """``policy.default`` (never raises, records defects, RFC 6532 aware) with one change: header
-    values are handed back as unfolded strings instead of structured header objects.
-
-    Why: building the structured objects (the RFC 5322 header grammar in pure Python) costs ~90%
-    of the run time on a bounce, and the analyzer only reads a dozen header values as text. The
-    MIME walk (``get_content_type``, ``get_param``, ``get_payload(decode=True)``) works the same on
-    strings. Encoded words are decoded where we display a value (_header).
-    """
-
-    def header_fetch_parse(self, name: str, value: str) -> str:
-        if not value.isascii():
-            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return value.replace("\r", "").replace("\n", "")
-
-
-_PARSER = BytesParser(policy=_ReadingPolicy(raise_on_defect=False))
+from todoku.bounce import mime
+from todoku.bounce.mime import Part
+from todoku.bounce.prefilter import might_match
 
 KIND_DSN = "dsn"
 KIND_TEXT = "text"
@@ -91,6 +71,12 @@ PHASE_PHRASE = re.compile(
     r"(?:in reply to|after|progress was|smtp command:?|>>>)\s*(?:the\s+)?"
     r"(RCPT\b|MAIL\b|end of data|end of message|DATA\b|HELO|EHLO|initial connection|"
     r"connect)", re.IGNORECASE)
+# The same, to search lower-cased text: several times faster than re.IGNORECASE, and the words
+# it needs ("rcpt", "mail", ...) can be looked for first (prefilter.might_match).
+_PHASE_PHRASE_LOWER = re.compile(
+    r"(?:in reply to|after|progress was|smtp command:?|>>>)\s*(?:the\s+)?"
+    r"(rcpt\b|mail\b|end of data|end of message|data\b|helo|ehlo|initial connection|"
+    r"connect)")
 PHASE_NAMES = {"rcpt": "rcpt", "mail": "mail", "data": "data", "end of data": "data",
                "end of message": "data", "helo": "helo", "ehlo": "helo",
                "initial connection": "connect", "connect": "connect"}
@@ -143,63 +129,40 @@ DAEMON_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mail.?daemon|b
                          r"mdaemon|mail administrator|nobody@|daemon@|\bsystem\b", re.IGNORECASE)
 
 
-def _decode_part(part: Message) -> str:
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception:  # noqa: BLE001 - a broken transfer encoding is evidence, not a crash
-        payload = None
-    if not isinstance(payload, bytes):
-        raw = part.get_payload()
-        return raw if isinstance(raw, str) else ""
-    charset = part.get_content_charset() or "utf-8"
-    if charset.lower() in ("iso-2022-jp", "iso-2022-jp-2", "csiso2022jp"):
-        charset = "iso2022_jp_2"  # a superset: carriers write JIS X 0212 kanji under -jp
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        return payload.decode("utf-8", errors="replace")
+def _decode_part(part: Part) -> str:
+    return part.text()
 
 
 _TAG = re.compile(r"<(?:br|p|div|tr|li|h\d)\b[^>]*>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[^>]+>")
+# Patterns used inside loops are compiled once here: re.search(str, ...) looks its pattern up in
+# re's cache on every call, which showed in the profile.
+_STYLE_OR_SCRIPT = re.compile(r"<(style|script)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+_TYPE_NAME = re.compile(r"\s*[A-Za-z][\w\-]*\s*")
+_HEADING_LEAD = re.compile(r"\s*[<\"(]?$")
+_NOT_A_MAILBOX_BEFORE = re.compile(r"(message-id:?\s*<?|https?://\S*|=)$", re.IGNORECASE)
+_SAID_REPLY = re.compile(r"(?:said|says|reply|replied|error|reason):?\s*([245]\d\d[ \-].*)",
+                         re.IGNORECASE | re.DOTALL)
 
 
 def _html_to_text(html: str) -> str:
     import html as html_module
 
     text = _TAG.sub("\n", html)
-    text = re.sub(r"<(style|script)\b.*?</\1>", "", text, flags=re.IGNORECASE | re.DOTALL)
+    text = _STYLE_OR_SCRIPT.sub("", text)
     text = _ANY_TAG.sub(" ", text)
     return html_module.unescape(text)
 
 
-def _index(message: Message) -> dict[str, str]:
-    """Field name (lower case) → first value, built once per message and kept on it: Message.get()
-    scans every header on each call, and bounces carry dozens of Received lines."""
-    index: dict[str, str] | None = getattr(message, "_todoku_field_index", None)
-    if index is None:
-        index = {}
-        for name, value in message.items():
-            index.setdefault(name.lower(), str(value))
-        message._todoku_field_index = index  # type: ignore[attr-defined]
-    return index
-
-
-def _header(message: Message, name: str) -> str:
-    value = _index(message).get(name.lower())
-    if value is None:
-        return ""
-    text = value
-    if "=?" in text:
-        with contextlib.suppress(Exception):  # an undecodable encoded word stays as written
-            text = str(make_header(decode_header(text)))
-    return text.strip()
+def _header(message: Part, name: str) -> str:
+    """The first field ``name`` for display (encoded words decoded, trimmed), or ``""``."""
+    return message.header(name)
 
 
 def _strip_type(value: str) -> str:
     """'rfc822; a@b' → 'a@b'; 'smtp; 550 ...' → '550 ...'; 'dns; mx.example' → 'mx.example'."""
     head, sep, tail = value.partition(";")
-    if sep and re.fullmatch(r"\s*[A-Za-z][\w\-]*\s*", head):
+    if sep and _TYPE_NAME.fullmatch(head):
         return " ".join(tail.split())
     return " ".join(value.split())
 
@@ -231,8 +194,11 @@ def _reply_code_in(text: str) -> int | None:
 def _phase_in(text: str) -> str:
     """The last command named before the first rejection (transcripts list several)."""
     found = ""
-    for match in PHASE_PHRASE.finditer(text):
-        found = PHASE_NAMES.get(match.group(1).lower(), "")
+    text = text.lower()
+    if not might_match(_PHASE_PHRASE_LOWER, text):
+        return found
+    for match in _PHASE_PHRASE_LOWER.finditer(text):
+        found = PHASE_NAMES.get(match.group(1), "")
         if match.group(0).startswith(">>>"):
             continue  # a transcript: the following commands may be the ones that failed
         return found
@@ -242,66 +208,69 @@ def _phase_in(text: str) -> str:
 @dataclass
 class _Walk:
     texts: list[str] = field(default_factory=list)
-    dsn_blocks: list[Message] = field(default_factory=list)
-    dsn_message_fields: Message | None = None
-    original: Message | None = None
+    dsn_blocks: list[Part] = field(default_factory=list)
+    dsn_message_fields: Part | None = None
+    original: Part | None = None
     original_text: str = ""
-    feedback: Message | None = None
+    feedback: Part | None = None
+    defects: list[str] = field(default_factory=list)  # of the parts read, not the returned mail
 
 
-def _walk(message: Message, walk: _Walk) -> None:
-    for part in message.walk():
-        ctype = part.get_content_type()
-        maintype = ctype.partition("/")[0]  # what get_content_maintype() would parse again
-        if ctype in ("message/delivery-status", "message/global-delivery-status"):
-            payload = part.get_payload()
-            blocks: list[Message] = []
-            if isinstance(payload, list):
-                blocks = [b for b in payload if isinstance(b, Message)]
-            elif isinstance(payload, str):
-                blocks = _parse_dsn_text(payload)
-            if blocks:
-                walk.dsn_message_fields = walk.dsn_message_fields or blocks[0]
-                walk.dsn_blocks.extend(blocks)
-        elif ctype == "message/feedback-report":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                walk.feedback = payload[0]
-            else:
-                walk.feedback = _parse_dsn_text(str(payload))[0] if payload else Message()
-        elif ctype in ("message/rfc822", "message/global"):
-            payload = part.get_payload()
-            if walk.original is None and isinstance(payload, list) and payload and \
-                    isinstance(payload[0], Message):
-                walk.original = payload[0]
-            # Parts inside the returned message belong to the original mail.
-            _skip(part, walk)
-        elif ctype in ("text/rfc822-headers", "text/rfc822-header"):
-            if walk.original is None:
-                walk.original_text = _decode_part(part)
-        elif maintype == "multipart" and isinstance(part.get_payload(), str):
-            # The boundary in the body does not match the header's (StartBoundaryNotFoundDefect):
-            # read the body as one text, and pick the DSN fields out of it.
-            text = _decode_part(part)
-            fields_at = text.find("Final-Recipient:")
-            if fields_at < 0:
-                fields_at = text.find("Original-Recipient:")
-            if fields_at >= 0:
-                start = text.rfind("\n\n", 0, fields_at)
-                blocks = _parse_dsn_text(text[max(start, 0):])
-                walk.dsn_message_fields = walk.dsn_message_fields or (blocks[0] if blocks else None)
-                walk.dsn_blocks.extend(blocks)
-                text = text[: max(start, 0)]
-            walk.texts.append(text)
-        elif maintype == "text" and not part.is_multipart():
-            if _inside_original(part, walk):
-                continue
-            text = _decode_part(part)
-            if ctype == "text/html":
-                if any(t for t in walk.texts):
-                    continue
-                text = _html_to_text(text)
-            walk.texts.append(text)
+def _walk(part: Part, walk: _Walk, inside_original: bool = False) -> None:
+    """Collect the report's texts, DSN field groups, feedback fields and the returned message.
+
+    Inside a returned message (message/rfc822) the text parts belong to the original mail and are
+    skipped; its DSN and feedback parts are still read (a forwarded bounce carries its report
+    there)."""
+    ctype = part.content_type
+    maintype = ctype.partition("/")[0]
+    children = part.parts  # reads the body's structure, which may add defects
+    walk.defects.extend(part.defects)
+    if ctype in mime.DELIVERY_STATUS_TYPES:
+        if part.blocks:
+            walk.dsn_message_fields = walk.dsn_message_fields or part.blocks[0]
+            walk.dsn_blocks.extend(part.blocks)
+    elif ctype == "message/feedback-report":
+        walk.feedback = part.blocks[0] if part.blocks else Part()
+    elif ctype in mime.ENCAPSULATED_TYPES:
+        if walk.original is None and part.parts:
+            walk.original = part.parts[0]
+        if not (part.parts and _is_report(part.parts[0])):
+            return  # the returned mail: its parts (attachments, even other bounces) are not ours
+        inside_original = True
+    elif ctype in ("text/rfc822-headers", "text/rfc822-header"):
+        if walk.original is None:
+            walk.original_text = _decode_part(part)
+    elif maintype == "multipart" and not part.parts and not inside_original:
+        # The boundary in the body does not match the header's (StartBoundaryNotFound):
+        # read the body as one text, and pick the DSN fields out of it.
+        text = _decode_part(part)
+        fields_at = text.find("Final-Recipient:")
+        if fields_at < 0:
+            fields_at = text.find("Original-Recipient:")
+        if fields_at >= 0:
+            start = text.rfind("\n\n", 0, fields_at)
+            blocks = _parse_dsn_text(text[max(start, 0):])
+            walk.dsn_message_fields = walk.dsn_message_fields or (blocks[0] if blocks else None)
+            walk.dsn_blocks.extend(blocks)
+            text = text[: max(start, 0)]
+        walk.texts.append(text)
+    elif maintype == "text" and not inside_original:
+        text = _decode_part(part)
+        if ctype == "text/html":
+            if any(t for t in walk.texts):
+                return
+            text = _html_to_text(text)
+        walk.texts.append(text)
+    for child in children:
+        _walk(child, walk, inside_original)
+
+
+def _is_report(message: Part) -> bool:
+    """A returned message that is itself a delivery report: a forwarded bounce, whose DSN fields
+    are the evidence."""
+    return message.content_type == "multipart/report" or "mailer-daemon" in (
+        f"{message.get('From')} {message.get('Return-Path')}".lower())
 
 
 _DSN_FIELDS_START = re.compile(r"^(?:Reporting-MTA|Final-Recipient|Original-Recipient):",
@@ -316,6 +285,8 @@ def _dsn_fields_in_text(walk: _Walk) -> None:
         if start is None or "Final-Recipient:" not in text[start.start():] and \
                 "final-recipient:" not in text[start.start():].lower():
             continue
+        if "final-recipient:" not in text.lower():
+            continue  # the condition below, tested in one cheap pass before the regex
         head, returned = _cut_original(text[start.start():])
         blocks = _parse_dsn_text(head)
         if any(b.get("Final-Recipient") or b.get("Original-Recipient") for b in blocks):
@@ -325,25 +296,9 @@ def _dsn_fields_in_text(walk: _Walk) -> None:
             return
 
 
-def _skip(part: Message, walk: _Walk) -> None:
-    skipped = walk.__dict__.setdefault("_skipped", set())
-    for inner in part.walk():
-        if inner is not part:
-            skipped.add(id(inner))
-
-
-def _inside_original(part: Message, walk: _Walk) -> bool:
-    return id(part) in walk.__dict__.get("_skipped", set())
-
-
-def _parse_dsn_text(text: str) -> list[Message]:
-    """Split a delivery-status body the parser left as text into header blocks (RFC 3464 §2.1)."""
-    blocks = []
-    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip()):
-        if ":" in chunk:
-            blocks.append(_PARSER.parsebytes(chunk.encode("utf-8", "replace") + b"\n\n",
-                                             headersonly=True))
-    return blocks
+def _parse_dsn_text(text: str) -> list[Part]:
+    """Split a delivery-status body the reader left as text into field groups (RFC 3464 §2.1)."""
+    return mime.field_groups(text.encode("utf-8", "replace"))
 
 
 _STATUS_COMMENT = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s*\((.+)\)\s*$")
@@ -364,7 +319,7 @@ def _cut_original(text: str) -> tuple[str, str]:
     return text[:cut], text[original_from:]
 
 
-def _excluded(message: Message, original: Message | None) -> set[str]:
+def _excluded(message: Part, original: Part | None) -> set[str]:
     """Addresses that are not failed recipients: the bounce's own parties and the original sender."""
     names = set()
     for name in ("From", "To", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
@@ -398,7 +353,7 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
             continue
         # Message-IDs and URLs are not mailboxes.
         before = report[max(0, match.start() - 12):match.start()]
-        if re.search(r"(message-id:?\s*<?|https?://\S*|=)$", before, re.IGNORECASE):
+        if _NOT_A_MAILBOX_BEFORE.search(before):
             continue
         if address not in seen:
             seen.add(address)
@@ -533,8 +488,7 @@ def _diagnostic_line(text: str) -> str:
     continuation lines, or else the text with whitespace folded."""
     match = _TRANSCRIPT_REPLY.search(text)
     if match is None:
-        said = re.search(r"(?:said|says|reply|replied|error|reason):?\s*([245]\d\d[ \-].*)",
-                         text, re.IGNORECASE | re.DOTALL)
+        said = _SAID_REPLY.search(text)
         if said:
             return " ".join(said.group(1).split())[:500]
         return " ".join(text.split())[:500]
@@ -542,91 +496,23 @@ def _diagnostic_line(text: str) -> str:
     return " ".join(text[start:].split())[:500]
 
 
-_RETURNED_PART = re.compile(
-    rb"^content-type:[ \t]*(?:message/(?:rfc822|global)|text/rfc822-headers?)\b",
-    re.IGNORECASE | re.MULTILINE)
-_BOUNDARY_PARAM = re.compile(rb"boundary\s*=\s*\"?([^\";\r\n]+)", re.IGNORECASE)
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MAX_INPUT = 1 << 20  # a bounce is a few kB; a huge returned attachment is not evidence
-
-
-def trim_returned_body(data: bytes) -> bytes:
-    """Drop the body of the returned original message before parsing.
-
-    Why: the analyzer reads the original's headers (To, From) but never its body, and the body
-    (often with attachments) is most of the bytes the pure-Python feed parser would otherwise
-    walk line by line. The cut runs from the end of the returned headers to the next boundary of
-    an enclosing multipart, so the MIME structure the parser sees stays intact.
-    """
-    data = data[:MAX_INPUT]
-    part = _RETURNED_PART.search(data)
-    if part is None:
-        return data
-    boundaries = [b.strip() for b in _BOUNDARY_PARAM.findall(data, 0, part.start())]
-    if not boundaries:
-        return data
-    part_headers_end = _BLANK_LINE.search(data, part.end())
-    if part_headers_end is None:
-        return data
-    returned_headers_end = _BLANK_LINE.search(data, part_headers_end.end())
-    if returned_headers_end is None:
-        return data
-    cut_from = returned_headers_end.end()
-    returned_headers = data[part_headers_end.end():cut_from].lower()
-    if b"multipart/report" in returned_headers or b"mailer-daemon" in returned_headers:
-        return data  # a forwarded bounce: the "original" is the report itself
-    cut_to = -1
-    for boundary in boundaries:
-        at = data.find(b"\n--" + boundary, cut_from - 1)
-        if at >= 0 and (cut_to < 0 or at < cut_to):
-            cut_to = at
-    if cut_to < 0:
-        return data
-    return data[:cut_from] + data[cut_to:]
-
-
-_BOUNDARY_DECLARATION = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,70})"|([^\s;"]{1,70}))',
-                                   re.IGNORECASE)
-_CANONICAL_BOUNDARY = b"=_todoku_part_%d"
-
-
-def canonical_boundaries(data: bytes) -> bytes:
-    """Rename every multipart boundary of the message to =_todoku_part_0, =_todoku_part_1, ...
-
-    Why: the stdlib feed parser compiles one regular expression per boundary string, and every
-    message has its own boundaries, so the regex cache never hits and compiling was a fifth of
-    the analyzer's time. With the same few names in every message the compiled patterns are
-    reused. The boundary is only ever a delimiter (RFC 2046 §5.1.1), so renaming each of its
-    occurrences, declaration and delimiter lines alike, leaves the MIME structure unchanged.
-    Short boundaries (which could occur inside other text) are left alone.
-    """
-    found: list[bytes] = []
-    for quoted, bare in _BOUNDARY_DECLARATION.findall(data):
-        boundary = quoted or bare
-        if boundary not in found:
-            found.append(boundary)
-    if not found or any(len(b) < 8 or b"todoku_part" in b for b in found):
-        return data
-    # Longest first, so that a boundary that contains another is renamed as a whole.
-    for index, boundary in sorted(enumerate(found), key=lambda item: -len(item[1])):
-        data = data.replace(boundary, _CANONICAL_BOUNDARY % index)
-    return data
 
 
 def parse_bounce(data: bytes) -> Bounce:
     """Read one message and say what kind of report it is and what it says per recipient."""
     try:
-        message = _PARSER.parsebytes(canonical_boundaries(trim_returned_body(data)))
-    except Exception:  # noqa: BLE001 - the feed parser should not raise; belt and braces
+        message = mime.read(data[:MAX_INPUT])
+    except Exception:  # noqa: BLE001 - the reader does not raise; belt and braces
         return Bounce(kind=KIND_NOTBOUNCE, defects=("unparseable",))
-    defects = tuple(type(d).__name__ for d in getattr(message, "defects", []))
-    subject = _header(message, "Subject")
-    date = _header(message, "Date")
     walk = _Walk()
     try:
         _walk(message, walk)
     except Exception as error:  # noqa: BLE001 - a pathological MIME tree
-        defects += (f"walk: {type(error).__name__}",)
+        walk.defects.append(f"walk: {type(error).__name__}")
+    defects = tuple(walk.defects)
+    subject = _header(message, "Subject")
+    date = _header(message, "Date")
     if not walk.dsn_blocks:
         _dsn_fields_in_text(walk)
     report_parts: list[str] = []
@@ -639,11 +525,10 @@ def parse_bounce(data: bytes) -> Bounce:
     report = "\n\n".join(report_parts).replace("\r\n", "\n")
     original = walk.original
     if original is None and original_text:
-        original = _PARSER.parsebytes(
-            original_text.lstrip().encode("utf-8", "replace"), headersonly=True)
+        original = mime.read_fields(original_text.lstrip().encode("utf-8", "replace"))
     sender = _clean_address(_header(message, "To"))
-    ctype = message.get_content_type()
-    report_type = (message.get_param("report-type") or "") if ctype == "multipart/report" else ""
+    ctype = message.content_type
+    report_type = message.params.get("report-type", "") if ctype == "multipart/report" else ""
 
     if (walk.feedback is not None or str(report_type).lower() == "feedback-report"
             or (COMPLAINT_SUBJECT.search(subject) and original is not None)):
@@ -710,7 +595,7 @@ def parse_bounce(data: bytes) -> Bounce:
                   filter_gateway=_from_filter_gateway(message))
 
 
-def _from_filter_gateway(message: Message) -> bool:
+def _from_filter_gateway(message: Part) -> bool:
     from todoku.bounce.rules import FILTER_GATEWAY, FILTER_GATEWAY_HEADERS
 
     lines = "\n".join(f"{name}: {value}" for name in FILTER_GATEWAY_HEADERS
