@@ -87,11 +87,51 @@ def test_japanese_reports(kind: ReportKind) -> None:
     assert message["Subject"]  # encoded words decode cleanly
 
 
-def test_utf8_recipient_uses_smtputf8_policy() -> None:
+def test_utf8_recipient_makes_a_global_report() -> None:
     utf8 = report(ReportKind.FAILURE)
     recipient = utf8.recipients[0]
     changed = RecipientReport(**{**{f: getattr(recipient, f) for f in recipient.__slots__},
                                  "final_recipient": "ユーザー@remote.test"})
     data = compose(report(ReportKind.FAILURE, recipients=(changed,)))
     parsed = parse_report(data)
-    assert parsed.recipients[0]["Final-Recipient"] == "rfc822; ユーザー@remote.test"
+    # RFC 6533 §3: the utf-8 address type, in a message/global-delivery-status part.
+    assert parsed.message.get_param("report-type") == "global-delivery-status"
+    assert parsed.recipients[0]["Final-Recipient"] == "utf-8; ユーザー@remote.test"
+
+
+UTF8_ORIGINAL = "From: jürgen@example.test\r\nSubject: Grüße\r\n\r\nHallo, schöne Grüße\r\n".encode()
+
+
+def test_8bit_body_is_returned_byte_for_byte() -> None:
+    # An 8BITMIME body with ASCII headers: a plain RFC 3464 report, the body unchanged.
+    original = b"From: a@example.test\r\nSubject: hi\r\n\r\nna\xc3\xafve caf\xc3\xa9\r\n"
+    data = compose(report(ReportKind.FAILURE, original=original))
+    parsed = parse_report(data)
+    assert parsed.message.get_param("report-type") == "delivery-status"
+    assert parsed.returned.get_content_type() == "message/rfc822"
+    assert parsed.returned["Content-Transfer-Encoding"] == "8bit"
+    assert original in data
+
+
+def test_utf8_headers_make_a_global_report() -> None:
+    # RFC 6533 §6.1/§6.2: UTF-8 header fields are returned as message/global.
+    data = compose(report(ReportKind.FAILURE, original=UTF8_ORIGINAL))
+    parsed = parse_report(data)
+    assert parsed.message.get_param("report-type") == "global-delivery-status"
+    assert parsed.returned.get_content_type() == "message/global"
+    assert UTF8_ORIGINAL in data
+    assert parsed.recipients[0]["Status"] == "5.1.1"
+
+
+def test_utf8_headers_of_a_delay_warning_are_global_headers() -> None:
+    data = compose(report(ReportKind.DELAY, original=UTF8_ORIGINAL))
+    parsed = parse_report(data)
+    assert parsed.returned.get_content_type() == "message/global-headers"
+    assert "Grüße".encode() in data and b"Hallo" not in data
+
+
+def test_boundary_never_occurs_in_the_returned_message() -> None:
+    data = compose(report(ReportKind.FAILURE))
+    boundary = email.message_from_bytes(data, policy=policy.default).get_boundary()
+    assert boundary and data.count(f"--{boundary}\r\n".encode()) == 3
+    assert data.endswith(f"--{boundary}--\r\n".encode())

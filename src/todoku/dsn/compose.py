@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import uuid
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
@@ -101,20 +102,28 @@ def _date(when: float) -> str:
     return email.utils.formatdate(when, localtime=False, usegmt=True)
 
 
-def delivery_status(report: Report) -> list[Message | str]:
-    """The per-message and per-recipient field blocks of RFC 3464 §2.2 and §2.3."""
+def _needs_utf8(address: str) -> bool:
+    return not address.isascii()
+
+
+def delivery_status(report: Report, utf8: bool = False) -> list[Message]:
+    """The per-message and per-recipient field blocks of RFC 3464 §2.2 and §2.3.
+
+    ``utf8``: the blocks go into a message/global-delivery-status part (RFC 6533 §6.2), where a
+    non-ASCII address is written as is under the ``utf-8`` address type (RFC 6533 §3)."""
     per_message = Message(policy=policy.SMTP)
     if report.envid:
         per_message["Original-Envelope-Id"] = report.envid  # RFC 3464 §2.2.1
     per_message["Reporting-MTA"] = f"dns; {report.reporting_mta}"  # RFC 3464 §2.2.2 (required)
     per_message["X-Todoku-Queue-ID"] = report.queue_id
     per_message["Arrival-Date"] = _date(report.arrival_date)  # RFC 3464 §2.2.5
-    blocks: list[Message | str] = [per_message]
+    blocks: list[Message] = [per_message]
     for r in report.recipients:
         block = Message(policy=policy.SMTP)
         if r.original_recipient:
             block["Original-Recipient"] = r.original_recipient  # RFC 3464 §2.3.1
-        block["Final-Recipient"] = f"rfc822; {r.final_recipient}"  # §2.3.2 (required)
+        address_type = "utf-8" if utf8 and _needs_utf8(r.final_recipient) else "rfc822"
+        block["Final-Recipient"] = f"{address_type}; {r.final_recipient}"  # §2.3.2 (required)
         block["Action"] = r.action  # §2.3.3 (required)
         block["Status"] = r.status  # §2.3.4 (required)
         if r.remote_mta:
@@ -130,10 +139,38 @@ def delivery_status(report: Report) -> list[Message | str]:
     return blocks
 
 
+def _part(fields: list[tuple[str, str]], body: bytes) -> bytes:
+    """One body part: its fields, a blank line, the body as given (never re-encoded)."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in fields).encode("ascii")
+    return head + b"\r\n" + body
+
+
+def _transfer_encoding(body: bytes) -> list[tuple[str, str]]:
+    # RFC 2046 §5.2.1: a message/* part is 7bit, 8bit or binary, never base64/QP. 8-bit bytes
+    # (an 8BITMIME body, UTF-8 headers) are returned unchanged, so the sender gets back exactly
+    # what they sent.
+    return [] if body.isascii() else [("Content-Transfer-Encoding", "8bit")]
+
+
 def compose(report: Report, *, message_id_domain: str | None = None, now: float | None = None) -> bytes:
-    """The whole report as bytes with CRLF line ends, ready to be stored and sent."""
-    smtputf8 = not all(r.final_recipient.isascii() for r in report.recipients) or not report.to.isascii()
-    out_policy = policy.SMTPUTF8 if smtputf8 else policy.SMTP
+    """The whole report as bytes with CRLF line ends, ready to be stored and sent.
+
+    The parts are joined here rather than by the ``email`` generator because the returned
+    message must go back byte for byte: the generator re-encodes a payload it holds as text and
+    fails on 8-bit content. RFC 6533: when a recipient address or the returned header block is
+    UTF-8, the report is a global one (message/global-delivery-status, message/global,
+    message/global-headers)."""
+    original = report.original
+    head, _, _ = original.partition(b"\r\n\r\n")
+    utf8_addresses = any(_needs_utf8(r.final_recipient) for r in report.recipients) or _needs_utf8(report.to)
+    utf8_headers = not head.isascii()
+    global_report = utf8_addresses or utf8_headers
+    out_policy = policy.SMTPUTF8 if utf8_addresses else policy.SMTP
+
+    boundary = f"{report.queue_id}.{uuid.uuid4().hex}/{report.reporting_mta}"
+    while boundary.encode() in original:  # RFC 2046 §5.1.1: must not occur in any part
+        boundary = f"{report.queue_id}.{uuid.uuid4().hex}/{report.reporting_mta}"
+
     message = EmailMessage(policy=out_policy)
     message["From"] = f"Mail Delivery System <MAILER-DAEMON@{report.reporting_mta}>"
     message["To"] = report.to
@@ -144,39 +181,46 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
     )
     message["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5: no autoresponder answers a report
     message["MIME-Version"] = "1.0"
-    message.set_type("multipart/report")
-    message.set_param("report-type", "delivery-status")  # RFC 6522 §3
-    message.preamble = "This is a MIME-encapsulated message."
+    report_type = "global-delivery-status" if global_report else "delivery-status"
+    # RFC 6522 §3: report-type names the subtype of the second part.
+    message["Content-Type"] = f'multipart/report; report-type={report_type}; boundary="{boundary}"'
 
     text = EmailMessage(policy=out_policy)
-    text.set_content(human_text(report), charset="utf-8", cte="8bit" if smtputf8 else None)
+    text.set_content(human_text(report), charset="utf-8", cte="8bit" if utf8_addresses else None)
+    del text["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
     text["Content-Description"] = "Notification"
-    message.attach(text)
+    notification = text.as_bytes(policy=out_policy)
 
-    status = EmailMessage(policy=out_policy)
-    status["Content-Description"] = "Delivery report"
-    status["Content-Type"] = "message/delivery-status"
-    status.set_payload(delivery_status(report))  # one block per field group (RFC 3464 §2.1)
-    message.attach(status)
+    blocks = b"".join(block.as_bytes(policy=out_policy) for block in delivery_status(report, global_report))
+    blocks = blocks[:-2]  # each block ends with a blank line; after the last one it would be an empty block
+    status = _part(
+        [("Content-Description", "Delivery report"), ("Content-Type", f"message/{report_type}")]
+        + _transfer_encoding(blocks),
+        blocks,
+    )
 
-    original = report.original
     if report.headers_only or report.kind is not ReportKind.FAILURE:
         # Only a returned message carries the content; warnings and successes show the headers.
-        # RFC 3462/6522: text/rfc822-headers carries only the header block.
-        head, _, _ = original.partition(b"\r\n\r\n")
-        part = EmailMessage(policy=out_policy)
-        part["Content-Description"] = "Undelivered Message Headers"
-        part["Content-Type"] = "text/rfc822-headers"
-        part.set_payload((head + b"\r\n").decode("utf-8", "replace"))
-        message.attach(part)
+        # RFC 6522 §4: text/rfc822-headers carries only the header block (RFC 6533 §6.3: the
+        # UTF-8 one is message/global-headers).
+        content_type = "message/global-headers" if utf8_headers else "text/rfc822-headers"
+        body = head + b"\r\n"
+        returned = _part([("Content-Description", "Undelivered Message Headers"),
+                          ("Content-Type", content_type)] + _transfer_encoding(body), body)
     else:
-        part = EmailMessage(policy=out_policy)
-        part["Content-Description"] = "Undelivered Message"
-        part["Content-Type"] = "message/rfc822"
-        part["Content-Transfer-Encoding"] = "8bit"
-        part.set_payload(original.decode("utf-8", "surrogateescape"))
-        message.attach(part)
-    return message.as_bytes(policy=out_policy)
+        content_type = "message/global" if utf8_headers else "message/rfc822"  # RFC 6533 §6.1
+        body = original if original.endswith(b"\r\n") else original + b"\r\n"
+        returned = _part([("Content-Description", "Undelivered Message"),
+                          ("Content-Type", content_type)] + _transfer_encoding(body), body)
+
+    delimiter = b"--" + boundary.encode()
+    header_block = message.as_bytes(policy=out_policy).partition(b"\r\n\r\n")[0]
+    out = [header_block + b"\r\n\r\n",
+           b"This is a MIME-encapsulated message.\r\n"]
+    for part in (notification, status, returned):
+        out += [b"\r\n", delimiter, b"\r\n", part if part.endswith(b"\r\n") else part + b"\r\n"]
+    out += [delimiter, b"--\r\n"]
+    return b"".join(out)
 
 
 def original_subject(original: bytes) -> str:
