@@ -25,9 +25,10 @@ from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
 from todoku.net.pop3_server import Pop3Context, Pop3Session
 from todoku.net.pop3_server import settings_for as pop3_settings_for
-from todoku.net.smtp_server import SmtpContext, SmtpSession, settings_for
+from todoku.net.smtp_server import HANDSHAKE_TIMEOUT, SmtpContext, SmtpLink, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
+from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import QueueRunner
 from todoku.queue.setup import build_runner
 from todoku.store.sqlite import SqliteStore
@@ -35,6 +36,23 @@ from todoku.store.sqlite import SqliteStore
 log = logging.getLogger("todoku.app")
 
 SHUTDOWN_GRACE = 30.0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed, else the standard library's.
+
+    uvloop (libuv) runs the SMTP accept path with about a third less CPU per message than the
+    stdlib selector loop (bench/, issue 7). ``TODOKU_EVENT_LOOP=asyncio`` picks the stdlib loop,
+    for comparing the two or ruling uvloop out when chasing a bug.
+    """
+    if os.environ.get("TODOKU_EVENT_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 SMTP_SERVICES = ("smtp", "submission", "submissions")
 POP3_SERVICES = ("pop3", "pop3s")
 
@@ -128,6 +146,10 @@ class Server:
     sockets: dict[str, socket.socket] = field(default_factory=dict)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     services: dict[str, tuple[Handler, ssl.SSLContext | None]] = field(default_factory=dict)
+    # SMTP listeners take an asyncio.Protocol per connection (net/smtp_server.SmtpLink), not streams.
+    smtp_services: dict[str, tuple[Callable[[], asyncio.Protocol], ssl.SSLContext | None]] = field(
+        default_factory=dict
+    )
     pop3: Pop3Context | None = None
     purge_task: asyncio.Task[None] | None = None
     queue_runner: QueueRunner | None = None
@@ -139,6 +161,13 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        for service, (make_link, link_tls) in self.smtp_services.items():
+            handshake = {"ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if link_tls is not None else {}
+            smtp_server = await loop.create_server(
+                make_link, sock=self.sockets[service], ssl=link_tls, **handshake  # type: ignore[arg-type]
+            )
+            self.servers.append(smtp_server)
+            log.info("listening for %s on %s", service, self.config.listen[service])
         for service, (handler, ssl_context) in self.services.items():
             server = await asyncio.start_server(
                 handler, sock=self.sockets[service], ssl=ssl_context, limit=1024 * 1024
@@ -273,14 +302,11 @@ def build_server(config: Config) -> Server:
             address = config.listen[service]
             settings = settings_for(service, config, address.is_loopback, tls_ready=True)
 
-            def make_handler(name: str = service, s=settings) -> Handler:  # type: ignore[no-untyped-def]
-                async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                    await SmtpSession(smtp, name, s, reader, writer).run()
-
-                return handle
+            def make_link(name: str = service, s: SessionSettings = settings) -> SmtpLink:
+                return SmtpLink(smtp, name, s)
 
             implicit_tls = tls_context if service == "submissions" else None
-            server.services[service] = (make_handler(), implicit_tls)
+            server.smtp_services[service] = (make_link, implicit_tls)
     if any(service in sockets for service in POP3_SERVICES):
         pop3 = Pop3Context(config=config, store=store, throttle=throttle, tls_context=tls_context)
         server.pop3 = pop3

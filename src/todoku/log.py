@@ -11,9 +11,17 @@ import time
 
 
 class _Formatter(logging.Formatter):
+    _second = -1
+    _second_text = ""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        t = time.gmtime(record.created)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}Z"
+        # strftime once per second, not per line: at hundreds of lines a second it showed in
+        # the SMTP profile (issue 7).
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
 
 
 def setup_logging(level: str = "info") -> None:

@@ -139,13 +139,15 @@ def serve(config: Config) -> None:
     """Run every configured listener in this process until SIGTERM or Ctrl-C."""
     import asyncio
 
+    from todoku.app import new_event_loop
     from todoku.app import serve as run_server
     from todoku.config import ConfigError
     from todoku.log import setup_logging
 
     setup_logging(config.log_level)
     try:
-        asyncio.run(run_server(config))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(run_server(config))
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     except KeyboardInterrupt:
