@@ -9,7 +9,6 @@ only a reply line).
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 
 LANGUAGES = ("en", "ja")
@@ -559,7 +558,7 @@ class _Facts(dict[str, str]):
 
 def _fill(template: str, facts: _Facts) -> str:
     try:
-        return string.Formatter().vformat(template, (), facts)
+        return template.format_map(facts)  # as string.Formatter would, in C
     except (KeyError, IndexError, ValueError):
         return ""
 

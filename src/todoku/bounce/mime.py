@@ -156,12 +156,13 @@ class Part:
     mail inside a bounce, and rarely anything below them.
     """
 
-    __slots__ = ("_blocks", "_first", "_parts", "_pending_depth", "body", "content_type",
+    __slots__ = ("_all", "_blocks", "_first", "_parts", "_pending_depth", "body", "content_type",
                  "defects", "fields", "params", "preamble_text")
 
     def __init__(self) -> None:
         self.fields: list[tuple[str, str]] = []
         self._first: dict[str, str] = {}
+        self._all: dict[str, list[str]] | None = None  # every value by name, built on first use
         self.content_type = DEFAULT_TYPE
         self.params: dict[str, str] = {}
         self.body = b""
@@ -201,14 +202,20 @@ class Part:
     def header(self, name: str) -> str:
         """The first field called ``name`` for display: encoded words decoded, trimmed; ``""``."""
         value = self._first.get(name.lower())
-        return decode_words(value).strip() if value else ""
+        if not value:
+            return ""
+        return (decode_words(value) if "=?" in value else value).strip()
 
     def get_all(self, name: str) -> list[str]:
         """Every field called ``name`` (any case), in order."""
         key = name.lower()
         if key not in self._first:
             return []  # the common case, answered without a scan
-        return [value for field, value in self.fields if field.lower() == key]
+        if self._all is None:
+            self._all = {}
+            for field, value in self.fields:
+                self._all.setdefault(field.lower(), []).append(value)
+        return list(self._all.get(key, ()))
 
     def items(self) -> list[tuple[str, str]]:
         return list(self.fields)
@@ -216,6 +223,7 @@ class Part:
     def _add_field(self, name: str, value: str) -> None:
         self.fields.append((name, value))
         self._first.setdefault(name.lower(), value)
+        self._all = None
 
     # -- content -----------------------------------------------------------------------------
     @property

@@ -58,17 +58,32 @@ def required_words(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] | No
 
         constants = importlib.import_module("re._constants")
         tree = importlib.import_module("re._parser").parse(pattern.pattern, pattern.flags)
-        need = _sequence_need(list(tree), constants)
+        needs = _sequence_needs(list(tree), constants)
     except Exception:  # noqa: BLE001 - a private parser: any surprise means "no cheap test"
         return None
-    if need is None or any(len(word) < _SHORTEST_USEFUL_WORD for word in need):
+    if not needs:
         return None
-    return (tuple(sorted(need, key=len, reverse=True)),)
+    # The rarest need first, so that a text without it is turned away after one test.
+    needs.sort(key=_selectivity, reverse=True)
+    return tuple(tuple(sorted(words, key=len, reverse=True)) for words in needs[:_MOST_NEEDS])
 
 
-def _sequence_need(items: list[tuple[Any, Any]], c: Any) -> frozenset[str] | None:
-    """The most selective need of a sequence of parse items: one literal run (a set of one
-    word), or the words of one required group; None if nothing in it is required."""
+_MOST_NEEDS = 3
+
+
+def _useful(words: frozenset[str]) -> bool:
+    # Short English words are in nearly every text; two CJK characters are already selective.
+    return bool(words) and all(len(word) >= (_SHORTEST_USEFUL_WORD if word.isascii() else 2)
+                               for word in words)
+
+
+def _selectivity(words: frozenset[str]) -> tuple[int, int]:
+    return min(len(word) for word in words), -len(words)
+
+
+def _sequence_needs(items: list[tuple[Any, Any]], c: Any) -> list[frozenset[str]]:
+    """The needs of a sequence of parse items: each is a set of words one of which every match
+    contains (a run of literal characters is a set of one word)."""
     needs: list[frozenset[str]] = []
     run = ""
     for op, argument in items:
@@ -78,25 +93,26 @@ def _sequence_need(items: list[tuple[Any, Any]], c: Any) -> frozenset[str] | Non
         if run:
             needs.append(frozenset((run,)))
             run = ""
-        inner: frozenset[str] | None = None
         if op is c.SUBPATTERN:
             if argument[1] & (c.SRE_FLAG_IGNORECASE | c.SRE_FLAG_VERBOSE):
-                return None  # (?i:...): the words inside may match in any case
-            inner = _sequence_need(list(argument[3]), c)
+                continue  # (?i:...): the words inside may match in any case
+            needs.extend(_sequence_needs(list(argument[3]), c))
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)) and \
                 argument[0] >= 1:
-            inner = _sequence_need(list(argument[2]), c)
+            needs.extend(_sequence_needs(list(argument[2]), c))
         elif op is c.BRANCH:
-            alternatives = [_sequence_need(list(branch), c) for branch in argument[1]]
-            if all(alternative is not None for alternative in alternatives):
-                inner = frozenset().union(*alternatives)  # type: ignore[arg-type]
+            # One of the alternatives matches: the union of their best needs is needed, if each
+            # has one.
+            best = []
+            for branch in argument[1]:
+                branch_needs = _sequence_needs(list(branch), c)
+                if not branch_needs:
+                    break
+                best.append(max(branch_needs, key=_selectivity))
+            else:
+                needs.append(frozenset().union(*best))
         # Anything else (classes, ".", anchors, look-arounds, back-references) requires no
         # particular word, and ends the current run of literal characters.
-        if inner:
-            needs.append(inner)
     if run:
         needs.append(frozenset((run,)))
-    if not needs:
-        return None
-    # The need whose shortest word is longest is the rarest in text, so it rejects most often.
-    return max(needs, key=lambda words: (min(len(word) for word in words), -len(words)))
+    return [words for words in needs if _useful(words)]

@@ -43,8 +43,14 @@ def suggest_domain(domain: str) -> str | None:
     # One edit for short names, two for longer ones: "gmial.com" is 1 transposition away,
     # "yhaoo.co.jp" 1, "docomo.ne.pj" 1; "hotmial.co.jp" 1.
     limit = 1 if len(domain) <= 8 else 2
+    letters = set(domain)
     best: tuple[int, str] | None = None
     for known in WELL_KNOWN_DOMAINS:
+        # Each edit adds at most one letter to the set of letters and removes at most one, so
+        # names whose letters differ by more than 2 per allowed edit are too far: skip them
+        # before the quadratic distance.
+        if len(letters.symmetric_difference(known)) > 2 * limit:
+            continue
         d = _distance(domain, known, limit)
         if d <= limit and (best is None or d < best[0]):
             best = (d, known)
