@@ -259,3 +259,77 @@ def test_carrier_notice_of_a_disabled_account_outranks_user_unknown() -> None:
                         b"The user(s) account is disabled.")
     assert _reason(data) == "suspend"
     assert _reason(postfix_dsn("taro@ezweb.example", "5.0.0", "550 user unknown")) == "userunknown"
+
+
+def test_onhold_when_a_cause_is_given_but_not_placed_undefined_when_none() -> None:
+    head = b"From: MAILER-DAEMON@mail.example.net\nTo: sender@example.net\n" \
+           b"Subject: Undeliverable message\n\n"
+    said = head + b"------- Failure Reasons --------\n\nsomething odd happened\ntaro@example.org\n"
+    assert _reason(said) == "onhold"
+    silent = head + b"Delivery to the following recipients failed permanently:\n\n" \
+                    b"  * taro@example.org\n"
+    assert _reason(silent) == "undefined"
+    postfix = head + b"The mail system\n\n<taro@example.org>\n--- Delivery report unavailable ---\n"
+    assert _reason(postfix) == "undefined"
+
+
+def test_a_recipient_error_without_a_cause_is_onhold() -> None:
+    assert classify_reply(451, "4.3.0", "This message could not be delivered due to a recipient "
+                          "error. Please try again later.") == "onhold"
+    assert classify_reply(451, "4.3.0", "Error: queue file write error") == "systemerror"
+
+
+def test_postfix_smtpd_transcript_names_the_first_refusal() -> None:
+    data = b"""From: MAILER-DAEMON@mail.example.net
+To: sender@example.net
+Subject: Postfix SMTP server: errors from localhost[127.0.0.1]
+
+Transcript of session follows.
+
+ Out: 220 mail.example.net ESMTP
+ In:  MAIL FROM:<sender@example.net>
+ Out: 250 2.1.0 Ok
+ In:  RCPT TO:<taro@example.org>
+ Out: 250 2.1.5 Ok
+ In:  DATA
+ Out: 354 End data with <CR><LF>.<CR><LF>
+ Out: 451 4.3.0 Error: queue file write error
+ In:  QUIT
+ Out: 221 2.0.0 Bye
+"""
+    [diagnosis] = analyze_bytes(data)
+    assert diagnosis.recipient == "taro@example.org"
+    assert diagnosis.status == "4.3.0"
+    assert diagnosis.reply_code == 451
+    assert diagnosis.reason == "systemerror"
+
+
+def test_address_named_as_undeliverable_even_in_the_bounce_headers() -> None:
+    data = b"""From: MAILER-DAEMON <>
+To: sender@example.net
+X-Original-To: <taro@example.org>
+Subject: Mail delivery failed
+
+This is the DragonFly Mail Agent v0.13 at mail.example.net.
+
+There was an error delivering your mail to <taro@example.org>.
+
+mx.example.org [192.0.2.25] did not like our RCPT TO:
+550 5.1.1 <taro@example.org>: Recipient address rejected: User unknown
+"""
+    [diagnosis] = analyze_bytes(data)
+    assert diagnosis.recipient == "taro@example.org"
+    assert diagnosis.reason == "userunknown"
+    assert diagnosis.status == "5.1.1"
+
+
+def test_mailing_list_refusing_a_non_member_is_rejected() -> None:
+    data = b"""From: list-admin@lists.example.org
+To: sender@example.net
+Subject: You sender@example.net are not member (cats ML)
+
+You are not a member of this mailing list <cats@lists.example.org>.
+"""
+    [diagnosis] = analyze_bytes(data)
+    assert diagnosis.recipient == "cats@lists.example.org"
+    assert diagnosis.reason == "rejected"

@@ -12,6 +12,7 @@ from todoku.bounce.rules import (
     CODE_RULES,
     DECISIVE_STATUS,
     MAILBOX_VERDICT_AFTER_DATA,
+    NO_REPORT,
     QUOTED_NEXT_HOP_REPLY,
     SENDMAIL_TRANSCRIPT_COMMAND,
     SENDMAIL_TRANSCRIPT_REPLY,
@@ -133,7 +134,10 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
         if code is not None and code in CODE_RULES:
             reason = CODE_RULES[code]
         else:
-            reason = "onhold" if (code or status) else "undefined"
+            # onhold: the bounce gives a cause we cannot place; undefined: it gives none at all
+            # (only the address, or the MTA's own "no report" line).
+            said = code or status or _says_something(evidence)
+            reason = "onhold" if said else "undefined"
     if reason == "userunknown" and report and ACCOUNT_DISABLED_NOTICE.search(report.lower()):
         # Carriers answer a disabled account with the same "550 user unknown" as a missing one,
         # and say which it was in their own notice ("The user(s) account is disabled.").
@@ -233,6 +237,14 @@ def _reply_behind_protocol_error(diagnostic: str, recipient: str,
     commands = list(SENDMAIL_TRANSCRIPT_COMMAND.finditer(transcript, 0, reply.start()))
     phase = _phase_of(commands[-1].group(0)) if commands else ""
     return reply.group(1).strip(), phase
+
+
+def _says_something(evidence: Evidence) -> bool:
+    """True when the recipient's paragraph holds words besides the address itself."""
+    words = evidence.context.lower().replace(evidence.recipient, " ")
+    if NO_REPORT.search(words):
+        return False
+    return any(ch.isalpha() for ch in words)
 
 
 def _reply_code(reply: str) -> int | None:

@@ -121,7 +121,9 @@ BOUNCE_SUBJECT = re.compile(
 BOUNCE_TEXT = re.compile(
     r"could not be delivered|undeliverable|delivery (has )?failed|(wasn't|was not|were not) able "
     r"to deliver|unable to deliver|permanent (fatal )?error|delivery to the following|"
-    r"following (address|recipient)|not (be )?delivered|届きませんでした|配信できません",
+    r"following (address|recipient)|not (be )?delivered|届きませんでした|配信できません|"
+    # A mailing-list manager refusing a post (fml, Mailman, Majordomo)
+    r"not a member of this (mailing )?list",
     re.IGNORECASE)
 COMPLAINT_SUBJECT = re.compile(r"complaint about|abuse report|spam report|feedback report",
                                re.IGNORECASE)
@@ -180,6 +182,8 @@ def _status_in(text: str, last: bool = False) -> str:
         klass, subject, detail = match.groups()
         # RFC 3463 §3.1: subjects 0-7; reject version numbers and IP-like accidents.
         if int(subject) <= 7:
+            if last and klass == "2" and found and found[0] != "2":
+                continue  # a success after the failure (QUIT's "221 2.0.0 Bye") is not its status
             found = f"{klass}.{subject}.{detail}"
             if not last:
                 break
@@ -332,6 +336,10 @@ def _excluded(message: Part, original: Part | None) -> set[str]:
     return names
 
 
+_NAMED_AS_FAILED = re.compile(r"(?:error delivering your (?:mail|message) to|"
+                              r"could not be delivered to|delivery to) <?$", re.IGNORECASE)
+
+
 def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
     """Addresses in the human-readable report that look like failed recipients, with position."""
     found: list[tuple[str, int]] = []
@@ -347,6 +355,9 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
         # An address heading its own line ("<a@b>:", "  a@b", "a@b [User unknown]") is the
         # failed recipient even when it is also the bounce's addressee (mail to oneself).
         heading = re.match(r"\s*[<\"(]?$", report[line_start:match.start()]) is not None
+        # So is an address the report names as the one it could not deliver to ("There was an
+        # error delivering your mail to <a>."), even when the bounce's own headers carry it.
+        heading = heading or _NAMED_AS_FAILED.search(report, line_start, match.start()) is not None
         if address in excluded and not heading:
             continue
         if CONTACT_LINE.search(line):
@@ -446,6 +457,9 @@ _REMOTE_HOST = re.compile(
     r"(?:host|server|remote host|mx)\s+\[?([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|"
     r"\d{1,3}(?:\.\d{1,3}){3})\]?", re.IGNORECASE)
 _TRANSCRIPT_REPLY = re.compile(r"^\s*(?:<<<\s*)?([245]\d\d)[ \-](.*)$", re.MULTILINE)
+# A refusal in a transcript: sendmail "<<< 550 ...", Postfix smtpd's notice to the postmaster
+# "Out: 451 4.3.0 Error: queue file write error".
+_TRANSCRIPT_FAILURE = re.compile(r"^\s*(?:(?:<<<|Out:)\s*)?([45]\d\d)[ \-](.*)$", re.MULTILINE)
 
 
 def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[Evidence]:
@@ -487,6 +501,11 @@ def _diagnostic_line(text: str) -> str:
     """The remote server's reply as written in a report: a '550 ...' line, joined with its
     continuation lines, or else the text with whitespace folded."""
     match = _TRANSCRIPT_REPLY.search(text)
+    failure = _TRANSCRIPT_FAILURE.search(text) if match is None or match.group(1)[0] == "2" \
+        else None
+    if failure is not None:
+        # A session transcript: the first refusal, not the greeting or an earlier "250 Ok".
+        match = failure
     if match is None:
         said = _SAID_REPLY.search(text)
         if said:

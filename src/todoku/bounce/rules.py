@@ -218,6 +218,11 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"recipient(.s)? preferences",
           source="SES 'Message Filtered', EZweb domain filter, Facebook RCP-P2 'Refused due to "
           "recipient preferences'"),
+    # The server blames the recipient but names nothing: neither a system error (what its 451
+    # 4.3.0 would say) nor any known cause, so the reason is undecided.
+    _rule("onhold", r"(due to|because of) an? recipient error",
+          source="Firefox Relay '451 4.3.0 This message could not be delivered due to a "
+          "recipient error. Please try again later.'"),
     # --- last resort: the generic words -------------------------------------------------------------------------
     # sendmail answers "554 <a>... Service unavailable" for whatever made its delivery agent fail
     # (the transcript above it says what: "mail.local: unknown user"); RFC 5321 421 wording.
@@ -365,3 +370,7 @@ SENDMAIL_TRANSCRIPT_REPLY = re.compile(r"^<<< ([245]\d\d[ -][^\n]*)", re.MULTILI
 # "The user(s) account is disabled."), which outranks the remote's bare "550 user unknown".
 ACCOUNT_DISABLED_NOTICE = re.compile(r"^the user\(s\) account is (disabled|suspended)|"
                                      r"^this account has been (disabled|suspended)", re.MULTILINE)
+
+# The reporting MTA says it has no report to give (Postfix's bounce daemon writes this line when
+# the delivery log for the message is missing): nothing is known, not even vaguely.
+NO_REPORT = re.compile(r"delivery report unavailable")
