@@ -180,16 +180,20 @@ _ALL: tuple[Reason, ...] = (
         "blocked", True, "sending server blocked",
         Text(
             "The receiving side refused the sending server itself (its IP address or name), "
-            "for example because it is on a blocklist or its greeting name is wrong.",
+            "for example because it is on a blocklist or its greeting name is wrong, or, for a "
+            "temporary refusal, because it greylists senders it has not seen before.",
             "This is not about the recipient's address. The administrator of the sending server "
-            "must check the blocklists and ask for delisting; a temporary block lifts by itself, "
-            "so try again later.",
+            "must check the blocklists and ask for delisting; a temporary block lifts by itself "
+            "(a greylisted message goes through when the server tries again, which it does on "
+            "its own), so try again later.",
         ),
         Text(
             "受信側が送信サーバーそのもの（IP アドレスやホスト名）を拒否しました。ブロックリストへの"
-            "掲載や HELO 名の誤りなどが原因です。",
+            "掲載や HELO 名の誤りなどが原因です。一時的な拒否なら、初めての送信元をいったん断る"
+            "グレイリスティングの場合もあります。",
             "宛先アドレスの問題ではありません。送信サーバーの管理者がブロックリストを確認し、解除を"
-            "依頼する必要があります。一時的なブロックは自然に解除されるので、後で送り直してください。",
+            "依頼する必要があります。一時的なブロックは自然に解除されるので（グレイリスティングは"
+            "サーバーの自動再送で通ります）、後で送り直してください。",
         ),
     ),
     _r(
