@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bounce.helpers import exim_text, postfix_dsn, qmail_text
+from tests.bounce.helpers import exim_text, japanese_carrier, postfix_dsn, qmail_text
 from todoku.bounce import classify_reply
 from todoku.bounce.analyze import analyze_bytes
 from todoku.queue.model import Attempt, Verdict
@@ -333,3 +333,9 @@ You are not a member of this mailing list <cats@lists.example.org>.
     [diagnosis] = analyze_bytes(data)
     assert diagnosis.recipient == "cats@lists.example.org"
     assert diagnosis.reason == "rejected"
+
+
+def test_carrier_notice_whose_reply_line_is_only_the_address_stays_user_unknown() -> None:
+    # The notice's sentence says it; the "reply" is just the address: nothing says filtered.
+    data = japanese_carrier("taro@docomo.ne.jp", "宛先のメールアドレスが存在しません。")
+    assert _reason(data) == "userunknown"

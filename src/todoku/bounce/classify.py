@@ -205,7 +205,10 @@ def _refused_after_acceptance(evidence: Evidence, report: str, filter_gateway: b
         return True
     if no_rcpt and (not match or (subject == "0" and match.group(3) == "0")):
         words = _without_heading(diagnostic, evidence.recipient)
-        return "@" not in words and "recipient" not in words and "rcpt" not in words
+        # The server's own words must say "user unknown" (not only the report around them, as
+        # carriers' notices do whose reply line is just the address).
+        return ("@" not in words and "recipient" not in words and "rcpt" not in words
+                and reason_from_text(words) == "userunknown")
     return False
 
 
