@@ -339,3 +339,13 @@ def test_carrier_notice_whose_reply_line_is_only_the_address_stays_user_unknown(
     # The notice's sentence says it; the "reply" is just the address: nothing says filtered.
     data = japanese_carrier("taro@docomo.ne.jp", "宛先のメールアドレスが存在しません。")
     assert _reason(data) == "userunknown"
+
+
+def test_a_named_cause_is_not_moved_by_the_command() -> None:
+    # Only vague refusals are placed by their command; a sentence that names the cause stays.
+    data = exim_text("a@example.org", "530 5.7.0 Authentication required",
+                     after="MAIL FROM:<me@example.net>")
+    assert _reason(data) == "securityerror"
+    data = exim_text("a@example.org", "421 4.7.0 Too many connections from your IP",
+                     after="initial connection")
+    assert _reason(data) == "toomanyconn"

@@ -98,6 +98,7 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     # The remote server's own words are the best evidence; the report around them comes next
     # (it carries the reporting MTA's judgement: "retry timeout exceeded", "loops back").
     reason = None
+    named = False  # a specific sentence named the cause (not a canned word or a bare code)
     texts: tuple[str, ...] = (diagnostic, evidence.context)
     if earlier is not None:
         texts = (diagnostic,)
@@ -112,12 +113,13 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
         if rule is None:
             continue
         reason = rule.reason
+        named = not rule.weak
         if rule.weak:
             # A canned wording: a specific sentence in the rest of the report names the cause.
             for more in (*texts, report):
                 specific = _first_rule(more, phase, specific_only=True) if more else None
                 if specific:
-                    reason = specific.reason
+                    reason, named = specific.reason, True
                     break
         break
     if reason is None and action == "delayed":
@@ -145,7 +147,7 @@ def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: 
     if reason in ("userunknown", "hostunknown", "suspend") and phase == "mail":
         # Refused in reply to MAIL FROM: the unknown address is the sender's, not the recipient's.
         return "rejected"
-    if reason in _VAGUE_REFUSALS:
+    if reason in _VAGUE_REFUSALS and not named:
         # A refusal that names no cause is placed by the command it answered (RFC 5321 §3.3):
         # before MAIL FROM the server knows only the client (its IP, its name, its HELO), so it
         # refused the client; in reply to MAIL FROM it refused the sender (a policy named at
