@@ -135,8 +135,6 @@ def _decode_part(part: Part) -> str:
     return part.text()
 
 
-_TAG = re.compile(r"<(?:br|p|div|tr|li|h\d)\b[^>]*>", re.IGNORECASE)
-_ANY_TAG = re.compile(r"<[^>]+>")
 # Patterns used inside loops are compiled once here: re.search(str, ...) looks its pattern up in
 # re's cache on every call, which showed in the profile.
 _STYLE_OR_SCRIPT = re.compile(r"<(style|script)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
@@ -145,6 +143,8 @@ _HEADING_LEAD = re.compile(r"\s*[<\"(]?$")
 _NOT_A_MAILBOX_BEFORE = re.compile(r"(message-id:?\s*<?|https?://\S*|=)$", re.IGNORECASE)
 _SAID_REPLY = re.compile(r"(?:said|says|reply|replied|error|reason):?\s*([245]\d\d[ \-].*)",
                          re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<(?:br|p|div|tr|li|h\d)\b[^>]*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^>]+>")
 
 
 def _html_to_text(html: str) -> str:
@@ -285,12 +285,12 @@ def _dsn_fields_in_text(walk: _Walk) -> None:
     """RFC 3464 fields written into a text part (a report whose MIME headers were lost or
     mangled on the way): read them as a delivery-status part and keep the text before them."""
     for index, text in enumerate(walk.texts):
+        if "final-recipient:" not in text.lower():
+            continue  # the condition below, tested in one cheap pass before the regex
         start = _DSN_FIELDS_START.search(text)
         if start is None or "Final-Recipient:" not in text[start.start():] and \
                 "final-recipient:" not in text[start.start():].lower():
             continue
-        if "final-recipient:" not in text.lower():
-            continue  # the condition below, tested in one cheap pass before the regex
         head, returned = _cut_original(text[start.start():])
         blocks = _parse_dsn_text(head)
         if any(b.get("Final-Recipient") or b.get("Original-Recipient") for b in blocks):
@@ -327,11 +327,13 @@ def _excluded(message: Part, original: Part | None) -> set[str]:
     """Addresses that are not failed recipients: the bounce's own parties and the original sender."""
     names = set()
     for name in ("From", "To", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
-        for address in ADDRESS.findall(_header(message, name)):
+        value = _header(message, name)
+        for address in ADDRESS.findall(value) if "@" in value else ():
             names.add(address.lower())
     if original is not None:
         for name in ("From", "Return-Path", "Sender", "Reply-To"):
-            for address in ADDRESS.findall(_header(original, name)):
+            value = _header(original, name)
+            for address in ADDRESS.findall(value) if "@" in value else ():
                 names.add(address.lower())
     return names
 
@@ -354,7 +356,7 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
         line = report[line_start:line_end if line_end >= 0 else len(report)]
         # An address heading its own line ("<a@b>:", "  a@b", "a@b [User unknown]") is the
         # failed recipient even when it is also the bounce's addressee (mail to oneself).
-        heading = re.match(r"\s*[<\"(]?$", report[line_start:match.start()]) is not None
+        heading = _HEADING_LEAD.match(report, line_start, match.start()) is not None
         # So is an address the report names as the one it could not deliver to ("There was an
         # error delivering your mail to <a>."), even when the bounce's own headers carry it.
         heading = heading or _NAMED_AS_FAILED.search(report, line_start, match.start()) is not None
@@ -435,9 +437,18 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
     return out
 
 
+_LAST_LOWERED: list[str] = ["", ""]  # (text, text.lower()): the report is asked for per recipient
+
+
+def _lowered(text: str) -> str:
+    if _LAST_LOWERED[0] is not text:
+        _LAST_LOWERED[:] = [text, text.lower()]
+    return _LAST_LOWERED[1]
+
+
 def _context_for(report: str, *addresses: str) -> str:
     """The paragraph of the report that talks about this recipient (or all of it)."""
-    lowered = report.lower()
+    lowered = _lowered(report)
     for address in addresses:
         if not address:
             continue
