@@ -136,3 +136,21 @@ async def test_without_pipelining_each_command_waits_for_its_reply() -> None:
     assert all(c.count(b"\r\n") == 1 for c in commands)  # one command per write
     assert len(commands) == 2 * 4
     assert mx.messages == 2
+
+
+async def test_a_new_connection_reuses_the_route_for_its_ttl(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")  # TTL 60 s (tests/dnsserver.py)
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    with fake_mxes("127.0.0.2") as (mx,):
+        async with running_queue(tmp_path / "data", dns_server.address, mx.port) as q:
+            await q.submit(["first@remote.test"])
+            await q.wait(lambda: not q.store.list_queue())
+            asked = [query for query in dns_server.queries if query[0].rstrip(".") == "remote.test"]
+            await asyncio.sleep(1.5)  # longer than the idle wait: the connection is closed
+            await q.submit(["second@remote.test"])
+            await q.wait(lambda: not q.store.list_queue())
+            asked_again = [query for query in dns_server.queries if query[0].rstrip(".") == "remote.test"]
+    assert len(mx.messages) == 2 and mx.connections == 2
+    assert asked and asked_again == asked  # no MX question for the second connection

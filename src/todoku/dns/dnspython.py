@@ -53,38 +53,44 @@ class DnspythonResolver:
     async def query(self, name: str, rdtype: str) -> tuple[DnsStatus, list[object], str]:
         """Any record type, with the resolver's failures mapped to a ``DnsStatus`` and a
         sentence for the logs (mail authentication asks TXT, PTR, A and AAAA through here)."""
+        status, records, detail, _ = await self._resolve(name, rdtype)
+        return status, records, detail
+
+    async def _resolve(self, name: str, rdtype: str) -> tuple[DnsStatus, list[object], str, float]:
+        """``query`` plus the answer's TTL in seconds (0 for anything but a positive answer)."""
         try:
             answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
-            return DnsStatus.NXDOMAIN, [], f"{name}: no such domain (NXDOMAIN)"
+            return DnsStatus.NXDOMAIN, [], f"{name}: no such domain (NXDOMAIN)", 0.0
         except dns.resolver.NoNameservers as exc:
-            return DnsStatus.SERVFAIL, [], f"{name}/{rdtype}: server failure ({exc})"
+            return DnsStatus.SERVFAIL, [], f"{name}/{rdtype}: server failure ({exc})", 0.0
         except dns.exception.Timeout:
-            return DnsStatus.TIMEOUT, [], f"{name}/{rdtype}: DNS timeout"
+            return DnsStatus.TIMEOUT, [], f"{name}/{rdtype}: DNS timeout", 0.0
         except (dns.exception.DNSException, OSError) as exc:
-            return DnsStatus.SERVFAIL, [], f"{name}/{rdtype}: {exc}"
+            return DnsStatus.SERVFAIL, [], f"{name}/{rdtype}: {exc}", 0.0
         records = list(answer.rrset) if answer.rrset is not None else []
         if not records:
-            return DnsStatus.NODATA, [], f"{name}: no {rdtype} record"
-        return DnsStatus.OK, records, ""
+            return DnsStatus.NODATA, [], f"{name}: no {rdtype} record", 0.0
+        assert answer.rrset is not None
+        return DnsStatus.OK, records, "", float(answer.rrset.ttl)
 
     async def mx(self, domain: str) -> Answer[MxRecord]:
-        status, records, detail = await self.query(domain, "MX")
+        status, records, detail, ttl = await self._resolve(domain, "MX")
         mx = tuple(
             MxRecord(int(r.preference), _host(r.exchange.to_text(omit_final_dot=True)))  # type: ignore[attr-defined]
             for r in records
         )
-        return Answer(status, mx, detail)
+        return Answer(status, mx, detail, ttl)
 
     async def addresses(self, host: str) -> Answer[str]:
         """AAAA then A. NXDOMAIN only when the name does not exist; one family failing
         temporarily is temporary only if the other family gave nothing either."""
-        results = [await self.query(host, rdtype) for rdtype in ("AAAA", "A")]
-        found = tuple(r.to_text() for _, records, _ in results for r in records)  # type: ignore[attr-defined]
+        results = [await self._resolve(host, rdtype) for rdtype in ("AAAA", "A")]
+        found = tuple(r.to_text() for _, records, _, _ in results for r in records)  # type: ignore[attr-defined]
         if found:
-            return Answer(DnsStatus.OK, found)
-        statuses = [status for status, _, _ in results]
-        detail = "; ".join(d for _, _, d in results if d)
+            return Answer(DnsStatus.OK, found, "", min(t for s, _, _, t in results if s is DnsStatus.OK))
+        statuses = [status for status, _, _, _ in results]
+        detail = "; ".join(d for _, _, d, _ in results if d)
         for status in (DnsStatus.NXDOMAIN, DnsStatus.SERVFAIL, DnsStatus.TIMEOUT):
             if status in statuses:
                 return Answer(status, (), detail)

@@ -32,6 +32,7 @@ class Answer(Generic[T]):
     status: DnsStatus
     records: tuple[T, ...] = ()
     detail: str = ""  # what the resolver said, for logs and reports
+    ttl: float = 0.0  # seconds a positive answer may be reused; 0: do not keep it
 
     @property
     def ok(self) -> bool:

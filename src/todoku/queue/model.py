@@ -77,6 +77,7 @@ class Route:
     domain: str
     hops: tuple[Hop, ...] = ()
     failure: Attempt | None = None  # verdict PERMANENT or TEMPORARY, recipient ""
+    ttl: float = 0.0  # the shortest TTL of the DNS answers behind ``hops``; 0: do not reuse
 
 
 def status_for(verdict: Verdict, code: int | None, enhanced: str) -> str:

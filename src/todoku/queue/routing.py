@@ -91,6 +91,7 @@ async def route(
         records = [(0, domain)]  # RFC 5321 §5.1: implicit MX
     ordered = _order(records, shuffle)
     hops: list[Hop] = []
+    ttl = answer.ttl if answer.ok else 0.0  # an implicit MX (NODATA) is not reused
     temporary = ""
     for pref, host in ordered:
         if is_self(host, ""):
@@ -99,6 +100,7 @@ async def route(
                 return _loop(domain, host)
             break
         addresses = await resolver.addresses(host)
+        ttl = min(ttl, addresses.ttl)
         if addresses.status.is_temporary:
             temporary = addresses.detail
             continue
@@ -113,7 +115,7 @@ async def route(
         if self_hit:
             break
     if hops:
-        return Route(domain, hops=tuple(hops))
+        return Route(domain, hops=tuple(hops), ttl=ttl)
     if temporary:
         return _failure(domain, Verdict.TEMPORARY, "4.4.3",
                         f"Host or domain name not found: {temporary}", "networkerror")

@@ -96,6 +96,7 @@ MAX_RETURNED_SIZE = 10 * 1024 * 1024  # larger originals come back as headers on
 # (like Postfix's connection cache): bursts share one connection.
 CONNECTION_REUSE_WAIT = 1.0
 PHASE_THROTTLED = "throttled"
+MAX_ROUTE_REUSE = 3600.0  # seconds, whatever the TTL says
 
 
 def classify(code: int | None, enhanced: str, text: str) -> str:
@@ -181,6 +182,7 @@ class QueueRunner:
         self._busy: set[str] = set()
         self._again: set[str] = set()
         self._destinations: dict[str, Destination] = {}
+        self._routes: dict[str, tuple[Route, float]] = {}  # domain → (route, reuse until)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -521,10 +523,7 @@ class QueueRunner:
             if self._throttled(destination):
                 await self._defer_throttled(destination)
                 return
-            route = await routing.route(
-                self.resolver, destination.domain, is_self=self.is_self,
-                **({"shuffle": self.shuffle} if self.shuffle else {}),
-            )
+            route = await self._route(destination.domain)
             while not self._stopping:
                 if not destination.jobs:
                     if channel is None or not channel.usable or not await self._more(destination):
@@ -565,6 +564,24 @@ class QueueRunner:
             destination.active -= 1
             if destination.jobs and not self._stopping:
                 self._spawn_workers(destination)
+
+    async def _route(self, domain: str) -> Route:
+        """The hops for ``domain``; a resolved route is reused for its DNS answers' TTL
+        (at most MAX_ROUTE_REUSE), so new connections to a busy domain ask no DNS questions.
+        Failures are never reused: the next attempt asks again."""
+        now = self.clock.now()
+        cached = self._routes.get(domain)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        route = await routing.route(
+            self.resolver, domain, is_self=self.is_self,
+            **({"shuffle": self.shuffle} if self.shuffle else {}),
+        )
+        if route.failure is None and route.ttl > 0:
+            self._routes[domain] = (route, now + min(route.ttl, MAX_ROUTE_REUSE))
+        else:
+            self._routes.pop(domain, None)
+        return route
 
     async def _more(self, destination: Destination) -> bool:
         """Keep an open connection a moment for the next message to this domain."""
