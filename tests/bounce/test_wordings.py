@@ -19,6 +19,9 @@ REPLIES = [
     (450, "4.2.0", ("<a@example.org>: Recipient address rejected: Greylisted, see "
      "http://postgrey.example.net/help/example.org.html"), "blocked"),
     (451, "4.7.1", "Please try again later (grey-listing in effect)", "blocked"),
+    # todoku's own greylisting reply (README, inbound checks), not a user unknown.
+    (450, "4.7.1", "Recipient address rejected: Greylisted, please try again in 300 seconds",
+     "blocked"),
     # Gmail's 4.7.28 is a rate limit on the sending IP, whatever it says about spam.
     (421, "4.7.28", ("[192.0.2.9] Our system has detected an unusual rate of unsolicited mail "
      "originating from your IP address. To protect our users from spam, mail sent from your IP "
