@@ -25,18 +25,19 @@ TYPE_CHECKING = False  # typing is not imported at run time: explain's start-up 
 if TYPE_CHECKING:
     from typing import Any
 
-# For a pattern: a tuple of "needs": each need is a tuple of words of which at least one must be
-# in the text; None: no cheap test, always run the pattern.
-_NEEDS: dict[re.Pattern[str], tuple[tuple[str, ...], ...] | None] = {}
+# For a pattern (by id: hashing a compiled pattern hashes its whole program, on every call): the
+# pattern itself (which keeps its id from being reused) and its "needs", each a tuple of words of
+# which at least one must be in the text; None: no cheap test, always run the pattern.
+_NEEDS: dict[int, tuple[re.Pattern[str], tuple[tuple[str, ...], ...] | None]] = {}
 _SHORTEST_USEFUL_WORD = 3  # shorter words are in nearly every text: testing them gains nothing
 
 
 def might_match(pattern: re.Pattern[str], text: str) -> bool:
     """False only if ``pattern`` certainly has no match in ``text``."""
-    try:
-        needs = _NEEDS[pattern]
-    except KeyError:
-        needs = _NEEDS[pattern] = required_words(pattern)
+    entry = _NEEDS.get(id(pattern))
+    if entry is None or entry[0] is not pattern:
+        entry = _NEEDS[id(pattern)] = (pattern, required_words(pattern))
+    needs = entry[1]
     if needs is None:
         return True
     for words in needs:
