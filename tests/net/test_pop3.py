@@ -15,10 +15,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from tests.conftest import PASSWORD, TodokuServer, client_tls_context, require_tool
+from todoku.net.pop3_server import READ_AHEAD_BYTES, READ_AHEAD_MESSAGE_LIMIT, ReadAhead
+from todoku.proto.pop3.content import encode_message
+from todoku.proto.pop3.events import MaildropEntry
+from todoku.store.api import IncomingMessage
+from todoku.store.sqlite import SqliteStore
 
 ALICE = "alice@example.test"
 TRICKY_BODY = (
@@ -534,3 +540,114 @@ def test_raw_pipelining_and_errors_over_the_wire(server: TodokuServer) -> None:
     assert lines[5].startswith(b"-ERR Command line too long")
     assert lines[6].startswith(b"+OK mx.example.test POP3 server signing off")
     assert isinstance(tls, ssl.SSLSocket)
+
+
+def test_retr_in_any_order_and_pipelined_sends_the_stored_files(server: TodokuServer) -> None:
+    """Read-ahead (small messages read many at a time) never changes what RETR sends."""
+    bodies = [subject_mail(f"m{n}", b".dot line\r\n" * (n % 3)) for n in range(30)]
+    bodies[7] = subject_mail("big", (b"y" * 98 + b"\r\n") * 1500)  # 150 KiB: streamed instead
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
+        for body in bodies:
+            assert smtp.sendmail("bob@example.org", [ALICE], body) == {}
+    stored = set(stored_blobs(server))
+    client = pop3s(server)
+    try:
+        client.dele(3)
+        with pytest.raises(poplib.error_proto, match="marked as deleted"):
+            client.retr(3)
+        for number in [*range(1, 3), *range(4, 31), 20, 2, 30, 8, 1]:
+            content, size = retr_bytes(client, number)
+            assert content in stored and size == len(content)
+            assert content.endswith(bodies[number - 1])
+        pipelined = [9, 10, 11, 8, 12, 29, 30, 1]
+        client.sock.sendall(b"".join(f"RETR {n}\r\n".encode() for n in pipelined))
+        for number in pipelined:
+            response, lines, _ = client._getlongresp()
+            content = b"".join(line + b"\r\n" for line in lines)
+            assert content in stored and int(response.split()[1]) == len(content)
+            assert content.endswith(bodies[number - 1])
+    finally:
+        client.quit()
+
+
+# ----------------------------------------------------------------- read-ahead, without sockets
+
+
+class MessageFiles:
+    """Message files on a real disk, recording which ones were opened."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.opened: list[str] = []
+
+    def add(self, blob_id: str, content: bytes) -> None:
+        (self.root / blob_id).write_bytes(content)
+
+    def open(self, blob_id: str) -> BinaryIO:
+        self.opened.append(blob_id)
+        return open(self.root / blob_id, "rb")  # read_batch closes it
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def maildrop_of(files: MessageFiles, sizes: list[int]) -> tuple[list[MaildropEntry], ReadAhead]:
+    entries, blob_ids = [], {}
+    for number, size in enumerate(sizes, 1):
+        content = (f"Subject: {number}\r\n\r\n".encode() + b"z" * size)[:size]
+        files.add(f"blob{number}", content)
+        entries.append(MaildropEntry(1000 + number, size, f"u{number}"))
+        blob_ids[1000 + number] = f"blob{number}"
+    return entries, ReadAhead(files.open, blob_ids)
+
+
+async def test_read_ahead_reads_many_messages_per_worker_hop(tmp_path: Path) -> None:
+    files = MessageFiles(tmp_path)
+    maildrop, read_ahead = maildrop_of(files, [3000] * 200)
+    for number in range(1, 201):
+        message = await read_ahead.message(number, maildrop, set())
+        assert message == encode_message((tmp_path / f"blob{number}").read_bytes())
+        read_ahead.read_on(maildrop, set())  # as the session does once the answer is out
+    # One hop per message would be 200; the budget allows about 600 KB / READ_AHEAD_BYTES.
+    assert 2 <= read_ahead.batches <= 200 * 3000 // READ_AHEAD_BYTES + 2
+    assert sorted(files.opened) == sorted(f"blob{n}" for n in range(1, 201))  # each read once
+
+
+async def test_read_ahead_skips_deleted_and_large_messages(tmp_path: Path) -> None:
+    files = MessageFiles(tmp_path)
+    sizes = [500, 500, READ_AHEAD_MESSAGE_LIMIT + 1, 500, 500]
+    maildrop, read_ahead = maildrop_of(files, sizes)
+    assert await read_ahead.message(1, maildrop, {2}) == encode_message(read(tmp_path / "blob1"))
+    assert await read_ahead.message(3, maildrop, {2}) is None  # the streaming path sends it
+    assert await read_ahead.message(5, maildrop, {2}) == encode_message(read(tmp_path / "blob5"))
+    assert "blob2" not in files.opened and "blob3" not in files.opened
+
+
+async def test_read_ahead_follows_a_client_that_jumps_and_leaves_errors_to_streaming(
+    tmp_path: Path,
+) -> None:
+    files = MessageFiles(tmp_path)
+    maildrop, read_ahead = maildrop_of(files, [800] * 10)
+    (tmp_path / "blob6").unlink()  # gone from disk: RETR must answer -ERR, not empty content
+    for number in (9, 2, 10, 1, 5):
+        message = await read_ahead.message(number, maildrop, set())
+        assert message == encode_message(read(tmp_path / f"blob{number}"))
+    assert await read_ahead.message(6, maildrop, set()) is None
+
+
+async def test_maildrop_listing_is_the_live_messages_with_their_uidl(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    try:
+        for n in range(3):
+            writer = store.new_blob()
+            writer.write(subject_mail(f"m{n}"))
+            await store.commit(IncomingMessage(writer.finish(), "bob@example.org", (ALICE,)))
+        first = store.list_messages(ALICE)[0]
+        store.mark_deleted(ALICE, [first.id], time.time())
+        rows = store.list_maildrop(ALICE.upper())
+        live = store.list_messages(ALICE)
+        assert len(rows) == 2
+        assert rows == [(m.id, m.size, m.unique_id, m.blob_id) for m in live]
+    finally:
+        store.close()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from todoku.proto.errors import LocalProtocolError
 from todoku.proto.pop3 import replies
-from todoku.proto.pop3.content import ContentEncoder
+from todoku.proto.pop3.content import ContentEncoder, encode_message
 from todoku.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -371,6 +371,25 @@ def test_retr_sends_size_then_stuffed_content() -> None:
     assert isinstance(event, Retrieve) and event.body_lines is None and event.entry == MAILDROP[0]
 
 
+def test_retr_of_a_message_encoded_beforehand_sends_the_same_bytes() -> None:
+    streamed = logged_in().cmd("RETR 1")
+    d = logged_in()
+    d.conn.receive_data(b"RETR 1\r\nSTAT\r\n")
+    event = d.conn.next_event()
+    assert isinstance(event, Retrieve)
+    d.conn.send_message(encode_message(MESSAGES[1]))
+    assert (
+        d.run()
+        == streamed.encode() + b"+OK 3 " + str(sum(map(len, MESSAGES.values()))).encode() + b"\r\n"
+    )
+    d.conn.receive_data(b"TOP 1 0\r\n")
+    assert isinstance(d.conn.next_event(), Retrieve)
+    with pytest.raises(LocalProtocolError):
+        d.conn.send_message(encode_message(MESSAGES[1]))  # TOP is answered piece by piece
+    d.conn.begin_content()  # the decision is still pending after the misuse
+    d.conn.end_content()
+
+
 def test_retr_of_a_lone_dot_line() -> None:
     out = logged_in().cmd("RETR 2").encode()
     assert out.endswith(b"\r\n\r\n..\r\n.\r\n")
@@ -568,6 +587,13 @@ def test_every_split_of_a_tricky_message_gives_the_same_bytes() -> None:
     for i in range(len(message) + 1):
         for j in range(i, len(message) + 1):
             assert encode_in_pieces(message, [i, j]) == whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=6))
+def test_whole_message_encoding_equals_piecewise(content: bytes, cuts: list[int]) -> None:
+    cuts = [c for c in cuts if c <= len(content)]
+    assert encode_message(content).wire == encode_in_pieces(content, cuts)
 
 
 def test_bare_newlines_become_crlf_and_final_crlf_is_added() -> None:

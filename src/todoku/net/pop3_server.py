@@ -7,8 +7,12 @@ One ``Pop3Session`` per connection. Invariants:
   the handler, server shutdown).
 - Nothing is deleted unless the client's QUIT reached UPDATE: deletion marks live in the core
   only, and the one store write (``mark_deleted``) happens in ``_on_update``.
-- RETR and TOP read the message file in ``CHUNK_SIZE`` pieces in a worker thread and wait for the
-  socket to drain after each, so a session holds at most about one piece of any message in memory.
+- Small messages (up to ``READ_AHEAD_MESSAGE_LIMIT``) are read ahead, many per worker-thread hop,
+  in the order of the maildrop (``ReadAhead``): a client fetching its mail one RETR after another
+  finds the next message already in memory, so a RETR costs no thread hop and no await. A session
+  holds at most ``2 * READ_AHEAD_BYTES`` of read-ahead (one batch kept, one being read).
+- Larger messages are read in ``CHUNK_SIZE`` pieces in a worker thread, waiting for the socket to
+  drain after each, so a session holds at most about one piece of such a message in memory.
 - Slow work (password hashing, SQLite, file reads) runs in worker threads; the event loop, which
   every session shares, never waits for a disk or a hash.
 """
@@ -19,6 +23,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -27,6 +32,7 @@ from todoku.net import tls as tls_util
 from todoku.net.idle import Idle, read_next
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.proto.pop3 import replies
+from todoku.proto.pop3.content import EncodedMessage, encode_message
 from todoku.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -38,7 +44,7 @@ from todoku.proto.pop3.events import (
     Update,
 )
 from todoku.proto.pop3.server import ServerConnection, SessionSettings
-from todoku.store.api import Store, StoredMessage
+from todoku.store.api import Store
 
 log = logging.getLogger("todoku.pop3")
 
@@ -47,6 +53,12 @@ CHUNK_SIZE = 256 * 1024
 COMMAND_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
 HANDSHAKE_TIMEOUT = 60.0
 SEND_TIMEOUT = 600.0  # a client that stops reading in the middle of RETR is dropped after this
+# Read-ahead: messages up to this size are read whole, several per worker-thread hop ...
+READ_AHEAD_MESSAGE_LIMIT = 64 * 1024
+# ... in batches of at most this many octets (a batch is read when the kept one is half used) ...
+READ_AHEAD_BYTES = 256 * 1024
+# ... and at most this many messages, so one hop stays short whatever the sizes.
+READ_AHEAD_MESSAGES = 128
 
 
 @dataclass
@@ -83,6 +95,115 @@ class _Dropped(Exception):
     """The session must end without another word (a read failed in the middle of RETR)."""
 
 
+# (entry key, the message ready to send, or None: stream it the slow way)
+Batch = list[tuple[int, EncodedMessage | None]]
+
+
+def read_batch(open_blob: Callable[[str], BinaryIO], wanted: Sequence[tuple[int, str]]) -> Batch:
+    """Read small message files whole and encode them for RETR, in a worker thread; never raises.
+
+    A file that cannot be read, or is larger than the read-ahead limit, comes back as None: RETR
+    then takes the streaming path, which reports the error or sends the file in pieces.
+    """
+    batch: Batch = []
+    for key, blob_id in wanted:
+        content: bytes | None
+        try:
+            with open_blob(blob_id) as handle:
+                content = handle.read(READ_AHEAD_MESSAGE_LIMIT + 1)
+        except Exception:  # noqa: BLE001 - the streaming path reports it properly
+            content = None
+        if content is None or len(content) > READ_AHEAD_MESSAGE_LIMIT:
+            batch.append((key, None))
+        else:
+            batch.append((key, encode_message(content)))
+    return batch
+
+
+class ReadAhead:
+    """The small messages a client will most likely RETR next, read and encoded before it asks.
+
+    POP3 clients fetch in maildrop order (UIDL, then RETR 1, 2, 3 ...). After a RETR of message n,
+    the messages after n are read in one worker-thread hop while the client is busy with n; when
+    the client asks for something else, what was read is dropped and reading starts over there.
+    Message files never change after delivery, so content read early is the content RETR would
+    have read. Memory: at most one kept batch and one batch being read.
+    """
+
+    def __init__(self, open_blob: Callable[[str], BinaryIO], blob_ids: dict[int, str]) -> None:
+        self._open_blob = open_blob
+        self._blob_ids = blob_ids  # entry key → blob id, fixed at login
+        self._kept: dict[int, EncodedMessage | None] = {}  # entry key → message (None: stream it)
+        self._kept_octets = 0
+        self._reading: asyncio.Future[Batch] | None = None
+        self._reading_keys: frozenset[int] = frozenset()
+        self._next_number = 1  # the first message number no batch has covered yet
+        self.batches = 0  # worker-thread hops so far (tests and logs)
+
+    def close(self) -> None:
+        self._kept.clear()
+        self._reading = None  # a worker still reading just finishes; nobody looks at the result
+
+    async def message(
+        self, number: int, maildrop: Sequence[MaildropEntry], deleted: Container[int]
+    ) -> EncodedMessage | None:
+        """Message ``number`` ready to send if it is small enough to read at once, else None."""
+        entry = maildrop[number - 1]
+        key = entry.key
+        if key not in self._kept and self._reading is not None and key in self._reading_keys:
+            self._take(await self._reading)
+        if key not in self._kept:
+            if entry.size > READ_AHEAD_MESSAGE_LIMIT:
+                return None
+            # The client is not where we guessed (or this is its first RETR): start over here.
+            self._kept.clear()
+            self._kept_octets = 0
+            self._reading = None
+            self._next_number = number
+            reading = self._start(maildrop, deleted)
+            assert reading is not None  # message `number` itself is small and not deleted
+            self._take(await reading)
+        message = self._kept.pop(key, None)
+        self._kept_octets -= len(message.wire) if message else 0
+        return message
+
+    def read_on(self, maildrop: Sequence[MaildropEntry], deleted: Container[int]) -> None:
+        """Start the next batch if the kept one is half used. Called after the response is out,
+        so waking a worker thread is never on the way between a RETR and its answer."""
+        if self._reading is None and self._kept_octets < READ_AHEAD_BYTES // 2:
+            self._start(maildrop, deleted)
+
+    def _take(self, batch: Batch) -> None:
+        self._reading = None
+        for key, message in batch:
+            self._kept[key] = message
+            self._kept_octets += len(message.wire) if message else 0
+
+    def _start(
+        self, maildrop: Sequence[MaildropEntry], deleted: Container[int]
+    ) -> asyncio.Future[Batch] | None:
+        """Start reading the next batch of small, undeleted messages from ``_next_number`` on."""
+        wanted: list[tuple[int, str]] = []
+        octets = 0
+        number = self._next_number
+        while number <= len(maildrop) and len(wanted) < READ_AHEAD_MESSAGES:
+            entry = maildrop[number - 1]
+            if entry.size <= READ_AHEAD_MESSAGE_LIMIT and number not in deleted:
+                if wanted and octets + entry.size > READ_AHEAD_BYTES:
+                    break
+                wanted.append((entry.key, self._blob_ids[entry.key]))
+                octets += entry.size
+            number += 1
+        self._next_number = number
+        if not wanted:
+            return None
+        self.batches += 1
+        loop = asyncio.get_running_loop()
+        self._reading = loop.run_in_executor(None, read_batch, self._open_blob, wanted)
+        self._reading_keys = frozenset(key for key, _ in wanted)
+        return self._reading
+
+
 class Pop3Session:
     def __init__(
         self,
@@ -101,7 +222,8 @@ class Pop3Session:
         self.client_ip = str(peer[0])
         self.conn = ServerConnection(settings)
         self.mailbox: str | None = None  # set while this session holds the mailbox's lock
-        self.messages: dict[int, StoredMessage] = {}
+        self.blob_ids: dict[int, str] = {}  # maildrop entry key → blob id, fixed at login
+        self.read_ahead: ReadAhead | None = None  # set at login
         self.waiting_for_command = False
         self.in_update = False
         self.task: asyncio.Task[None] | None = None
@@ -120,6 +242,8 @@ class Pop3Session:
         except Exception:
             log.exception("%s[%s]: session failed", self.service, self.cid)
         finally:
+            if self.read_ahead is not None:
+                self.read_ahead.close()
             self._release_lock()
             self.ctx.sessions.discard(self)
             try:
@@ -137,8 +261,11 @@ class Pop3Session:
         data = self.conn.data_to_send()
         if data:
             self.writer.write(data)
-            async with asyncio.timeout(SEND_TIMEOUT):
-                await self.writer.drain()
+            if self.writer.transport.get_write_buffer_size():
+                # Only when the socket did not take it all: waiting costs nothing otherwise,
+                # but the timer does, and a RETR of a small message is little more than this.
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self.writer.drain()
 
     def stopping(self) -> bool:
         return self.ctx.stopping
@@ -218,16 +345,17 @@ class Pop3Session:
         self.ctx.locks[username] = self  # no await between the check and here: no race
         self.mailbox = username
         try:
-            stored = await loop.run_in_executor(None, self.ctx.store.list_messages, username)
+            stored = await loop.run_in_executor(None, self.ctx.store.list_maildrop, username)
         except Exception:
             log.exception("%s[%s]: cannot list mailbox %s", self.service, self.cid, username)
             self._release_lock()
             self.conn.refuse(replies.MAILDROP_UNAVAILABLE)
             return
-        self.messages = {m.id: m for m in stored}
-        entries = [MaildropEntry(m.id, m.size, m.unique_id) for m in stored]
+        self.blob_ids = {key: blob_id for key, _, _, blob_id in stored}
+        self.read_ahead = ReadAhead(self.ctx.store.open_blob, self.blob_ids)
+        entries = [MaildropEntry(key, size, unique_id) for key, size, unique_id, _ in stored]
         self.conn.accept_login(username, entries)
-        octets = sum(m.size for m in stored)
+        octets = sum(entry.size for entry in entries)
         self._log(
             f"login {event.mechanism} user={username} ok: {len(stored)} messages, {octets} octets"
         )
@@ -242,12 +370,27 @@ class Pop3Session:
             raise
 
     async def _on_retrieve(self, event: Retrieve) -> None:
-        message = self.messages[event.entry.key]
+        read_ahead = self.read_ahead
+        assert read_ahead is not None
+        maildrop, deleted = self.conn.maildrop, self.conn.deleted
+        message = None
+        if event.body_lines is None:  # TOP reads only the start of a message: no read-ahead
+            message = await read_ahead.message(event.number, maildrop, deleted)
+        if message is None:
+            await self._stream(event)
+            return
+        self.conn.send_message(message)
+        # Out now, in one write: a pipelining client's RETRs must not pile up in memory.
+        await self._flush()
+        read_ahead.read_on(maildrop, deleted)
+
+    async def _stream(self, event: Retrieve) -> None:
+        blob_id, size = self.blob_ids[event.entry.key], event.entry.size
         loop = asyncio.get_running_loop()
         try:
-            handle, piece = await loop.run_in_executor(None, self._open_and_read, message.blob_id)
+            handle, piece = await loop.run_in_executor(None, self._open_and_read, blob_id)
         except OSError as exc:
-            self._log(f"message {message.blob_id} of {self.mailbox} unreadable: {exc}")
+            self._log(f"message {blob_id} of {self.mailbox} unreadable: {exc}")
             self.conn.refuse(replies.MESSAGE_UNAVAILABLE)
             return
         try:
@@ -256,7 +399,7 @@ class Pop3Session:
             while piece:
                 self.conn.send_content(piece)
                 sent += len(piece)
-                if sent >= message.size or not self.conn.wants_content:
+                if sent >= size or not self.conn.wants_content:
                     # The announced size is all there is (or TOP has its lines): the end goes
                     # out with the last piece in one write, when the core next needs input.
                     break
@@ -266,7 +409,7 @@ class Pop3Session:
                 except OSError as exc:
                     # The +OK is out: a -ERR now would be read as message content. Dropping the
                     # connection without the terminator is the only signal a client can trust.
-                    self._log(f"reading message {message.blob_id} failed: {exc}; dropping session")
+                    self._log(f"reading message {blob_id} failed: {exc}; dropping session")
                     raise _Dropped from exc
             self.conn.end_content()
         finally:

@@ -51,6 +51,12 @@ class StoredMessage:
         return f"{self.uidvalidity}.{self.uid}"
 
 
+# What a POP3 login needs of each live message, as plain tuples (a maildrop of thousands is read
+# at every login, and building a StoredMessage per row costs more than the query):
+# (message id, size, unique id exactly as ``StoredMessage.unique_id``, blob id), in UID order.
+MaildropRow = tuple[int, int, str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteRecipient:
     address: str
@@ -173,6 +179,7 @@ class Store(Protocol):
 
     # mailboxes
     def list_messages(self, mailbox: str) -> list[StoredMessage]: ...
+    def list_maildrop(self, mailbox: str) -> list[MaildropRow]: ...
     def mark_deleted(self, mailbox: str, message_ids: list[int], when: float) -> int: ...
     def list_deleted(self, mailbox: str) -> list[StoredMessage]: ...
     def undelete(self, mailbox: str, message_ids: list[int] | None, since: float | None) -> int: ...

@@ -25,6 +25,7 @@ from todoku.store.api import (
     Alias,
     BlobWriter,
     IncomingMessage,
+    MaildropRow,
     QueueEntry,
     QueueRecipient,
     RecipientResult,
@@ -510,6 +511,15 @@ class SqliteStore:
 
     def list_messages(self, mailbox: str) -> list[StoredMessage]:
         return self._messages("m.mailbox = ? AND m.deleted_at IS NULL", (mailbox.lower(),))
+
+    def list_maildrop(self, mailbox: str) -> list[MaildropRow]:
+        rows: list[MaildropRow] = self._conn().execute(
+            "SELECT m.id, m.size, b.uidvalidity || '.' || m.uid, m.blob_id"
+            " FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
+            " WHERE m.mailbox = ? AND m.deleted_at IS NULL ORDER BY m.uid",
+            (mailbox.lower(),),
+        ).fetchall()
+        return rows
 
     def list_deleted(self, mailbox: str) -> list[StoredMessage]:
         return self._messages("m.mailbox = ? AND m.deleted_at IS NOT NULL", (mailbox.lower(),))

@@ -6,7 +6,7 @@ Invariant: stdlib only, no I/O; every decision (credentials, maildrop, content, 
 event the driver answers.
 """
 
-from todoku.proto.pop3.content import ContentEncoder
+from todoku.proto.pop3.content import ContentEncoder, EncodedMessage, encode_message
 from todoku.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -25,6 +25,7 @@ __all__ = [
     "PAUSED",
     "Closed",
     "ContentEncoder",
+    "EncodedMessage",
     "LoginRequest",
     "MaildropEntry",
     "Reply",
@@ -34,4 +35,5 @@ __all__ = [
     "StartTLS",
     "State",
     "Update",
+    "encode_message",
 ]

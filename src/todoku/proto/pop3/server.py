@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from todoku.proto import sasl
 from todoku.proto.errors import LocalProtocolError
 from todoku.proto.pop3 import replies
-from todoku.proto.pop3.content import ContentEncoder
+from todoku.proto.pop3.content import ContentEncoder, EncodedMessage
 from todoku.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -201,11 +201,27 @@ class ServerConnection:
         assert isinstance(event, Retrieve)
         self._awaiting = event  # still answering it until end_content()
         if event.body_lines is None:
-            self._send(ok(f"{event.entry.size} octets"))
+            # The same line as ok(f"{size} octets"), built directly: it is sent for every RETR.
+            self._out.append(b"+OK %d octets\r\n" % event.entry.size)
         else:
             self._send(ok(f"top of message {event.number} follows"))
         self._encoder = ContentEncoder(event.body_lines)
         self.state = State.SENDING
+
+    def send_message(self, message: EncodedMessage) -> None:
+        """Answer the pending RETR with a whole message encoded beforehand (``encode_message``).
+
+        The same bytes as ``begin_content``, ``send_content`` and ``end_content`` would send,
+        with none of the per-message work left for the moment the client waits for them."""
+        event = self._take(Retrieve)
+        assert isinstance(event, Retrieve)
+        if event.body_lines is not None:
+            self._awaiting = event
+            raise LocalProtocolError("send_message() answers RETR; TOP needs send_content()")
+        # RFC 1939 §5: the +OK of RETR, then the message, then the terminating ".".
+        self._out.append(b"+OK %d octets\r\n" % event.entry.size)
+        self._out.append(message.wire)
+        self.state = State.TRANSACTION
 
     @property
     def wants_content(self) -> bool:
