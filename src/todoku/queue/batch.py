@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from todoku.store.api import Store
@@ -34,6 +35,9 @@ class StateWriter:
         self.store = store
         self._waiting: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
+        # A thread of its own: a group transaction must not queue in the default executor
+        # behind the reads of the hundreds of messages that are starting their attempts.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="todoku-queue-state")
 
     async def run(self, call: Callable[[], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -47,11 +51,17 @@ class StateWriter:
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
 
+    def close(self) -> None:
+        """After ``drain``: stop the thread."""
+        self._thread.shutdown(wait=False)
+
     async def _write_groups(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
-                results = await asyncio.to_thread(self.store.run_batch, [call for call, _ in group])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self.store.run_batch, [call for call, _ in group]
+                )
             except Exception as exc:  # noqa: BLE001 - the transaction failed (disk full): all hear it
                 for _, future in group:
                     if not future.done():

@@ -252,6 +252,7 @@ class QueueRunner:
             finally:
                 watcher.cancel()
         await self.state.drain()
+        self.state.close()
 
     async def _main_loop(self, group: asyncio.TaskGroup) -> None:
         while not self._stopping:
