@@ -49,7 +49,7 @@ class DeliveryConfig:
     retry: tuple[float, ...] = (300.0, 600.0, 1200.0, 2400.0, 3600.0, 7200.0)
     delay_warning: float = 4 * 3600.0
     max_lifetime: float = 5 * 86400.0
-    max_connections_per_domain: int = 10
+    max_connections_per_domain: int = 20  # Postfix's default_destination_concurrency_limit
     max_hops: int = 50
 
 
@@ -299,7 +299,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         retry=tuple(parse_duration(v, "delivery.retry") for v in retry_value),
         delay_warning=parse_duration(delivery_table.get("delay_warning", "4h"), "delivery.delay_warning"),
         max_lifetime=parse_duration(delivery_table.get("max_lifetime", "5d"), "delivery.max_lifetime"),
-        max_connections_per_domain=delivery_table.integer("max_connections_per_domain", 10, minimum=1),
+        max_connections_per_domain=delivery_table.integer("max_connections_per_domain", 20, minimum=1),
         max_hops=delivery_table.integer("max_hops", 50, minimum=1),
     )
     delivery_table.check_unknown()

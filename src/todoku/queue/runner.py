@@ -115,7 +115,7 @@ class RunnerSettings:
     hostname: str
     lang: str
     schedule: Schedule
-    max_connections_per_domain: int = 10
+    max_connections_per_domain: int = 20
     max_hops: int = 50
     wake_path: Path | None = None
     wake_poll: float = 0.2  # a stat() of the wake file: cheap, and flush feels immediate
