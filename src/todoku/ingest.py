@@ -78,6 +78,19 @@ class HeaderScan:
         return data
 
 
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _received_date(when: float) -> str:
+    """The RFC 5322 date of a Received field, formatted once per second: ``formatdate`` with
+    local time showed in the SMTP profile at hundreds of messages a second (issue 7)."""
+    global _date_cache
+    second = int(when)
+    if _date_cache[0] != second:
+        _date_cache = (second, email.utils.formatdate(second, localtime=True))
+    return _date_cache[1]
+
+
 def received_header(
     *,
     helo: str | None,
@@ -101,9 +114,9 @@ def received_header(
     by = f"\tby {hostname} (todoku) with {protocol} id {queue_id}"
     if recipient:
         lines.append(by)
-        lines.append(f"\tfor <{recipient}>; {email.utils.formatdate(when or time.time(), localtime=True)}")
+        lines.append(f"\tfor <{recipient}>; {_received_date(when or time.time())}")
     else:
-        lines.append(f"{by}; {email.utils.formatdate(when or time.time(), localtime=True)}")
+        lines.append(f"{by}; {_received_date(when or time.time())}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 

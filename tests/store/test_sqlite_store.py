@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from todoku.store.api import IncomingMessage, RemoteRecipient
+from todoku.store.blobs import HELD_IN_MEMORY
 from todoku.store.sqlite import SqliteStore
 
 
@@ -83,6 +84,7 @@ async def test_purge_keeps_content_still_queued(store: SqliteStore) -> None:
 
 def test_sweep_removes_uncommitted_content(store: SqliteStore) -> None:
     writer = store.new_blob()
-    writer.write(b"never acknowledged")
+    # Past what a writer holds in memory, so that the content is in tmp/ before finish().
+    writer.write(b"never acknowledged" + b"x" * HELD_IN_MEMORY)
     assert store.blobs.sweep_tmp() == 1
     assert not any(store.blobs.tmp_dir.iterdir())
