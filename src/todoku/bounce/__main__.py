@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+
+from todoku.bounce.record import record
 
 LANGUAGE_CHOICES = ("en", "ja")
 DEFAULT_CONFIG_PATH = "todoku.toml"  # as cli.main.DEFAULT_CONFIG_PATH (tests/bounce/test_cli.py)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Arguments:
     as_json: bool
     lang: str | None

@@ -21,14 +21,57 @@ def language_from_config(path: str | os.PathLike[str] | None) -> str:
     """
     if path is None or not os.path.isfile(path):
         return "en"
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError):
+        return "en"
+    plain = _plain_top_level_lang(text)
+    if plain is not None:
+        return plain
     import tomllib
 
     try:
-        with open(path, encoding="utf-8") as file:
-            lang = tomllib.loads(file.read()).get("lang", "en")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        lang = tomllib.loads(text).get("lang", "en")
+    except tomllib.TOMLDecodeError:
         return "en"
     return lang if lang in LANGUAGES else "en"
+
+
+def _plain_top_level_lang(text: str) -> str | None:
+    """The language of a configuration whose top-level part (before the first table) is plain
+    ``key = value`` lines, read without tomllib (a sixth of explain's start-up); None when the
+    text has any shape this does not follow for certain, for tomllib to read.
+
+    "Plain" is narrow on purpose: no multi-line strings (a ``lang = ...`` line inside one is not
+    a key) and at most one line naming ``lang``, written ``lang = "en"`` (or ``'en'``)."""
+    if '"""' in text or "'''" in text:
+        return None
+    found: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            break  # the first table: keys after it are not top-level
+        if "lang" not in stripped:
+            continue
+        if stripped.startswith("#"):
+            continue
+        key, equals, value = stripped.partition("=")
+        if not equals:
+            return None
+        if key.strip().strip("\"'") != "lang":
+            if "lang" in key:
+                return None  # a dotted or quoted key that mentions lang: tomllib decides
+            continue
+        value = value.split("#", 1)[0].strip()
+        if len(value) < 2 or value[0] not in "\"'" or value[-1] != value[0]:
+            return None
+        found.append(value[1:-1])
+    if not found:
+        return "en"
+    if len(found) > 1:
+        return None  # a duplicate key is an error for TOML: tomllib says so
+    return found[0] if found[0] in LANGUAGES else "en"
 
 
 def run_explain(arguments: list[str], lang: str, json_lines: bool,

@@ -17,7 +17,7 @@ bytes that do not decode in their charset become U+FFFD rather than being droppe
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from todoku.bounce.record import record, replace
 
 from todoku.bounce import mime
 from todoku.bounce.mime import Part
@@ -30,7 +30,7 @@ KIND_VACATION = "vacation"
 KIND_NOTBOUNCE = "notbounce"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Evidence:
     """What one bounce says about one recipient. Empty string / None: not stated."""
 
@@ -45,7 +45,7 @@ class Evidence:
     context: str = ""  # the surrounding human-readable text, for classification
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Bounce:
     kind: str
     subject: str = ""
@@ -54,7 +54,7 @@ class Bounce:
     evidence: tuple[Evidence, ...] = ()
     feedback_type: str = ""
     text: str = ""  # the whole human-readable report (without the returned message)
-    defects: tuple[str, ...] = field(default_factory=tuple)
+    defects: tuple[str, ...] = ()
     filter_gateway: bool = False  # written by a content-filtering gateway (rules.FILTER_GATEWAY)
 
 
@@ -209,15 +209,20 @@ def _phase_in(text: str) -> str:
     return found
 
 
-@dataclass
 class _Walk:
-    texts: list[str] = field(default_factory=list)
-    dsn_blocks: list[Part] = field(default_factory=list)
-    dsn_message_fields: Part | None = None
-    original: Part | None = None
-    original_text: str = ""
-    feedback: Part | None = None
-    defects: list[str] = field(default_factory=list)  # of the parts read, not the returned mail
+    """What the walk over a report's parts has collected so far (filled in as it goes)."""
+
+    __slots__ = ("defects", "dsn_blocks", "dsn_message_fields", "feedback", "original",
+                 "original_text", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.dsn_blocks: list[Part] = []
+        self.dsn_message_fields: Part | None = None
+        self.original: Part | None = None
+        self.original_text = ""
+        self.feedback: Part | None = None
+        self.defects: list[str] = []  # of the parts read, not the returned mail
 
 
 def _walk(part: Part, walk: _Walk, inside_original: bool = False) -> None:
@@ -634,8 +639,6 @@ def _from_filter_gateway(message: Part) -> bool:
 
 
 def _with_date(evidence: Evidence, date: str) -> Evidence:
-    from dataclasses import replace
-
     return replace(evidence, date=date)
 
 

@@ -9,12 +9,13 @@ the RFC 3463 enhanced status code decides (STATUS_RULES), and last of all the ba
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from todoku.bounce.record import record
 
 ANY = "*"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rule:
     reason: str
     pattern: re.Pattern[str]
