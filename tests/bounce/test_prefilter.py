@@ -71,3 +71,22 @@ def test_sound_on_generated_text(pieces: list[str], noise: str) -> None:
     for rule in TEXT_RULES:
         if rule.pattern.search(text):
             assert might_match(rule.pattern, text), (rule.pattern.pattern, text)
+
+
+def test_listed_words_are_the_derived_words() -> None:
+    """The written table (prefilter._LISTED) says for each pattern exactly what deriving its
+    words says: reading the table instead can change no answer."""
+    from todoku.bounce import prefilter
+
+    assert prefilter._LISTED, "_prefilter_words.py is missing: python -m todoku.bounce.prefilter"
+    for (text, flags), words in prefilter._LISTED.items():
+        assert required_words(re.compile(text, flags)) == words, text
+
+
+def test_a_pattern_not_in_the_table_has_its_words_derived() -> None:
+    from todoku.bounce import prefilter
+
+    pattern = re.compile(r"no table entry for this mailbox sentence")
+    assert (pattern.pattern, pattern.flags) not in prefilter._LISTED
+    assert not might_match(pattern, "a text about something else entirely")
+    assert might_match(pattern, "... no table entry for this mailbox sentence ...")

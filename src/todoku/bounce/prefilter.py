@@ -15,6 +15,13 @@ about (flags, or an alternative with no literal at all) is simply always run.
 
 It reads the parse tree with ``re._parser``, CPython's own parser for the ``re`` module (private,
 so every failure falls back to "always run the pattern").
+
+Deriving the words of every rule takes about as long as compiling the rules again (parsing is
+most of either), once per run: for ``todoku explain`` over a folder that is a few per cent of the
+whole run. So the words of the known patterns are also written out once, into
+``_prefilter_words.py`` (``python -m todoku.bounce.prefilter``), and read from there by pattern
+text; a pattern not in that table (a rule added or changed since) has its words derived as
+before, so the table can only ever be out of date in speed, never in results.
 """
 
 from __future__ import annotations
@@ -32,11 +39,28 @@ _NEEDS: dict[int, tuple[re.Pattern[str], tuple[tuple[str, ...], ...] | None]] = 
 _SHORTEST_USEFUL_WORD = 3  # shorter words are in nearly every text: testing them gains nothing
 
 
+_NOT_LISTED = object()
+
+
+def _listed_words() -> dict[tuple[str, int], tuple[tuple[str, ...], ...] | None]:
+    try:
+        from todoku.bounce._prefilter_words import WORDS
+    except ImportError:  # not written yet: every pattern's words are derived
+        return {}
+    return WORDS
+
+
+_LISTED = _listed_words()
+
+
 def might_match(pattern: re.Pattern[str], text: str) -> bool:
     """False only if ``pattern`` certainly has no match in ``text``."""
     entry = _NEEDS.get(id(pattern))
     if entry is None or entry[0] is not pattern:
-        entry = _NEEDS[id(pattern)] = (pattern, required_words(pattern))
+        needs = _LISTED.get((pattern.pattern, pattern.flags), _NOT_LISTED)
+        if needs is _NOT_LISTED:
+            needs = required_words(pattern)
+        entry = _NEEDS[id(pattern)] = (pattern, needs)  # type: ignore[assignment]
     needs = entry[1]
     if needs is None:
         return True
@@ -66,7 +90,10 @@ def required_words(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] | No
         return None
     # The rarest need first, so that a text without it is turned away after one test.
     needs.sort(key=_selectivity, reverse=True)
-    return tuple(tuple(sorted(words, key=len, reverse=True)) for words in needs[:_MOST_NEEDS])
+    # Longest (most telling) words first; equal lengths alphabetically, so that the words come
+    # out the same in every run (sets are ordered by string hashes, which vary per process).
+    return tuple(tuple(sorted(words, key=lambda word: (-len(word), word)))
+                 for words in needs[:_MOST_NEEDS])
 
 
 _MOST_NEEDS = 3
@@ -117,3 +144,42 @@ def _sequence_needs(items: list[tuple[Any, Any]], c: Any) -> list[frozenset[str]
     if run:
         needs.append(frozenset((run,)))
     return [words for words in needs if _useful(words)]
+
+
+TABLE_FILE = "_prefilter_words.py"
+
+
+def listed_patterns() -> list[re.Pattern[str]]:
+    """The patterns whose words go into the table: the classification rules and the other
+    patterns the analyzer tests with might_match."""
+    from todoku.bounce import extract, rules
+
+    patterns = [rule.pattern for rule in rules.TEXT_RULES]
+    patterns.append(extract._PHASE_PHRASE_LOWER)
+    return patterns
+
+
+def table_text(patterns: list[re.Pattern[str]]) -> str:
+    """The source of ``_prefilter_words.py`` for ``patterns``."""
+    lines = ['"""The prefilter\'s words of the known patterns, by (pattern text, flags): written by',
+             "``python -m todoku.bounce.prefilter`` (prefilter.py says why). Do not edit; a",
+             'pattern missing here or changed since has its words derived when first used."""',
+             "", "# fmt: off", "WORDS = {"]
+    seen = set()
+    for pattern in patterns:
+        key = (pattern.pattern, pattern.flags)
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"    {key!r}:\n        {required_words(pattern)!r},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import os
+
+    target = os.path.join(os.path.dirname(os.path.abspath(__file__)), TABLE_FILE)
+    with open(target, "w", encoding="utf-8") as table:
+        table.write(table_text(listed_patterns()))
+    print(f"wrote {target}")
