@@ -53,15 +53,21 @@ def _listed_words() -> dict[tuple[str, int], tuple[tuple[str, ...], ...] | None]
 _LISTED = _listed_words()
 
 
-def might_match(pattern: re.Pattern[str], text: str) -> bool:
-    """False only if ``pattern`` certainly has no match in ``text``."""
+def needs_of(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] | None:
+    """The groups of words of which ``pattern`` needs one each (None: no cheap test), for a
+    caller that tests many patterns in a loop of its own (classify._first_rule)."""
     entry = _NEEDS.get(id(pattern))
     if entry is None or entry[0] is not pattern:
         needs = _LISTED.get((pattern.pattern, pattern.flags), _NOT_LISTED)
         if needs is _NOT_LISTED:
             needs = required_words(pattern)
         entry = _NEEDS[id(pattern)] = (pattern, needs)  # type: ignore[assignment]
-    needs = entry[1]
+    return entry[1]
+
+
+def might_match(pattern: re.Pattern[str], text: str) -> bool:
+    """False only if ``pattern`` certainly has no match in ``text``."""
+    needs = needs_of(pattern)
     if needs is None:
         return True
     for words in needs:
