@@ -69,6 +69,15 @@ def test_argon2id_hashes() -> None:
     assert not verify_password("garbage", "x")
 
 
+def test_password_hashes_use_owasp_parameters_and_old_hashes_still_verify() -> None:
+    from argon2 import PasswordHasher
+
+    assert "$m=19456,t=2,p=1$" in hash_password("s3cret-password")
+    made_with_library_defaults = PasswordHasher().hash("older-password")  # m=65536,t=3,p=4
+    assert verify_password(made_with_library_defaults, "older-password")
+    assert not verify_password(made_with_library_defaults, "wrong")
+
+
 def test_throttle_slows_then_locks_and_expires() -> None:
     now = [1000.0]
     throttle = AuthThrottle(delay_after=2, lockout_after=4, lockout_seconds=60, base_delay=1.0, clock=lambda: now[0])
