@@ -84,9 +84,11 @@ def explain(arguments: Arguments) -> int:
         arguments.config or os.environ.get("TODOKU_CONFIG") or DEFAULT_CONFIG_PATH)
     out = sys.stdout
     try:
+        # One write per line (print writes the line and its end separately: two system calls
+        # each when the output is unbuffered, as PYTHONUNBUFFERED makes it).
         return run_explain(arguments.inputs, lang, arguments.as_json,
-                           lambda line: print(line, file=out),
-                           lambda line: print(line, file=sys.stderr))
+                           lambda line: out.write(line + "\n"),
+                           lambda line: sys.stderr.write(line + "\n"))
     except BrokenPipeError:
         # The reader went away (`... | head`): stop quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -472,6 +472,20 @@ def _context_for(report: str, *addresses: str) -> str:
 _REMOTE_HOST = re.compile(
     r"(?:host|server|remote host|mx)\s+\[?([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|"
     r"\d{1,3}(?:\.\d{1,3}){3})\]?", re.IGNORECASE)
+
+
+def _remote_host_in(text: str) -> re.Match[str] | None:
+    """_REMOTE_HOST's first match in ``text``. The pattern needs one of its words in some case
+    ("host", "server", "mx"; "\u017f", the long s, is an "s" to re.IGNORECASE): being
+    case-insensitive, it cannot use the regex engine's fast literal scan, and most texts name
+    none of them, so one lower() and a few substring tests turn those away first."""
+    lowered = text.lower()
+    if "host" not in lowered and "server" not in lowered and "mx" not in lowered and \
+            "\u017f" not in lowered:
+        return None
+    return _REMOTE_HOST.search(text)
+
+
 _TRANSCRIPT_REPLY = re.compile(r"^\s*(?:<<<\s*)?([245]\d\d)[ \-](.*)$", re.MULTILINE)
 # A refusal in a transcript: sendmail "<<< 550 ...", Postfix smtpd's notice to the postmaster
 # "Out: 451 4.3.0 Error: queue file write error".
@@ -497,7 +511,7 @@ def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[
         words = segment if _reply_code_in(segment) or len(segment.strip()) > len(address) + 8 \
             else paragraph
         diagnostic = _diagnostic_line(words) or _diagnostic_line(paragraph)
-        host = _REMOTE_HOST.search(words) or _REMOTE_HOST.search(paragraph)
+        host = _remote_host_in(words) or _remote_host_in(paragraph)
         out.append(
             Evidence(
                 recipient=address,

@@ -348,7 +348,11 @@ def _content_type(part: Part, default: str) -> None:
         for key, quoted, bare in _PARAMETER.findall(";" + rest):
             key = key.lower()
             if key not in part.params:
-                part.params[key] = _QUOTED_PAIR.sub(r"\1", quoted) if quoted else bare
+                if not quoted:
+                    part.params[key] = bare
+                else:  # the substitution only where there is a quoted pair to undo
+                    part.params[key] = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted \
+                        else quoted
 
 
 def read(data: bytes) -> Part:
