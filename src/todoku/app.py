@@ -31,6 +31,7 @@ from todoku.policy.directory import Directory
 from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import QueueRunner
 from todoku.queue.setup import build_runner
+from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
 
 log = logging.getLogger("todoku.app")
@@ -80,20 +81,6 @@ async def purge_deleted_mail(store: SqliteStore, retention: float) -> None:
             if purged:
                 log.info("purged %d deleted message(s) past retention.deleted", purged)
         await asyncio.sleep(purge_interval(retention))
-
-
-def check_data_dir(config: Config) -> None:
-    """Fail with one clear line if the data directory cannot be used."""
-    from todoku.store.datadir import data_dir_problem
-
-    problem = data_dir_problem(config.data_dir)
-    if problem is not None:
-        raise ConfigError(f"data_dir: {problem}")
-
-
-def open_store(config: Config) -> SqliteStore:
-    check_data_dir(config)
-    return SqliteStore(config.data_dir)
 
 
 def ensure_tls(config: Config) -> ssl.SSLContext:

@@ -163,7 +163,7 @@ def config_group() -> None:
 @with_config
 def config_check(config: Config) -> None:
     """Read the configuration and report the first problem, or print a summary."""
-    from todoku.app import check_data_dir
+    from todoku.store.datadir import check_data_dir
 
     check_data_dir(config)
     click.echo(f"{config.path}: ok")
@@ -175,7 +175,7 @@ def config_check(config: Config) -> None:
 
 
 def _store(config: Config) -> Any:
-    from todoku.app import open_store
+    from todoku.store.datadir import open_store
 
     return open_store(config)
 
@@ -508,8 +508,8 @@ def backup_command(config: Config, destination: Path) -> None:
 @with_config
 def restore_command(config: Config, source: Path, address: str | None) -> None:
     """Bring back messages from a backup; messages already present are not duplicated."""
-    from todoku.app import check_data_dir
     from todoku.store.backup import BackupError, restore
+    from todoku.store.datadir import check_data_dir
 
     mailbox = local_address(config, address) if address else None
     check_data_dir(config)

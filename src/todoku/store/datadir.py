@@ -11,6 +11,11 @@ import errno
 import os
 import pwd
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from todoku.config import Config
+    from todoku.store.sqlite import SqliteStore
 
 # Files and directories the server writes to; each must be writable when it already exists.
 WRITTEN_ENTRIES = ("todoku.db", "todoku.db-wal", "todoku.db-shm", "tmp", "messages", "run")
@@ -66,3 +71,21 @@ def data_dir_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot write in {path}: {exc.strerror}"
     return None
+
+
+def check_data_dir(config: Config) -> None:
+    """Fail with one clear line (a ConfigError naming data_dir) if the directory cannot be used."""
+    from todoku.config import ConfigError
+
+    problem = data_dir_problem(config.data_dir)
+    if problem is not None:
+        raise ConfigError(f"data_dir: {problem}")
+
+
+def open_store(config: Config) -> SqliteStore:
+    """The embedded store, for the server and for every command that reads or changes it (the
+    commands import only this, not the server's modules)."""
+    from todoku.store.sqlite import SqliteStore
+
+    check_data_dir(config)
+    return SqliteStore(config.data_dir)
