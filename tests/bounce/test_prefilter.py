@@ -25,6 +25,7 @@ from todoku.bounce.rules import TEXT_RULES
     (r"^\d{1,3}$", None),  # no word at all: always run the pattern
     (r"(abc|)def", (("def",),)),  # an empty alternative needs nothing
     (r"ab|cd", None),  # words too short to be worth a test
+    (r"unknown|is unknown|unknown user|no such user", (("no such user", "unknown"),)),
 ])
 def test_required_words(pattern: str, needs: tuple[tuple[str, ...], ...] | None) -> None:
     assert required_words(re.compile(pattern)) == needs
