@@ -44,12 +44,15 @@ TEXT_RULES: tuple[Rule, ...] = (
     # --- the mail system as a whole: loops, DNS, null MX, local programs ------------------------
     _rule("blocked", r"block ?list|black ?listed by|dnsbl|\brbl\b|spamhaus|spamcop|"
           r"blocked using|banned sending|ip .{0,20}(is |was )?(listed|banned)|blocked for abuse|"
-          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me|aup#cdrbl|which is an open relay",
+          r"^\d{3}[ -]blocked\b|bloquee|refused to talk to me|aup#cdrbl|which is an open relay|"
+          r"helo command rejected|invalid helo|bad helo",
           source="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', "
           "Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange, "
           "Cox 'AUP#CDRBL' (its error-code table: the sending IP is on Cox's blocklist, whatever "
           "the 'sender rejected' before it says), open-relay lists 'no access from mail server "
-          "[ip] which is an open relay'"),
+          "[ip] which is an open relay', Postfix smtpd_helo_restrictions '504 5.5.2 <x>: Helo "
+          "command rejected: need fully-qualified hostname' (the client's HELO name: 'Host not "
+          "found' after it is about the client, not the recipient's domain)"),
     # Gmail falls back to the A/AAAA records when a domain has no MX (RFC 5321 §5.1 implicit MX);
     # when those lookups come back empty too, the domain has no mail host in DNS at all: a DNS
     # problem at the destination, whereas an MX lookup alone answering NOERROR without records
@@ -86,11 +89,16 @@ TEXT_RULES: tuple[Rule, ...] = (
     # --- the sending client: reverse DNS, reputation, rate -----------------------------------------
     _rule("requireptr", r"reverse (dns|lookup|hostname)|\bptr\b|cannot find your (hostname|reverse)|"
           r"client host rejected: cannot find|ip name lookup failed|rdns|"
-          r"mismatches client ip|unverifyable sending ips|"
+          r"mismatches client ip|unverifi?(y|i)able sending ips?|"
           r"hostname.{0,20}does not resolve|no reverse", source="Postfix "
           "reject_unknown_client_hostname 450 4.7.1, Google 5.7.25, Outlook 'mismatches client ip'"),
-    _rule("badreputation", r"reputation|likely suspicious", source="Microsoft 4.7.650 "
-          "'rate limited due to IP reputation', Gmail 5.7.1 'very low reputation'"),
+    # Yahoo's TSS04 defers an IP for "unexpected volume or user complaints": its own
+    # postmaster pages file it under the sending IP's reputation (complaint rate), not a rate
+    # limit or the sender address.
+    _rule("badreputation", r"reputation|likely suspicious|unexpected volume or user complaints",
+          source="Microsoft 4.7.650 'rate limited due to IP reputation', Gmail 5.7.1 'very low "
+          "reputation', Yahoo 421 4.7.0 [TSS04] 'temporarily deferred due to unexpected volume "
+          "or user complaints'"),
     _rule("speeding", r"too many recipients this hour|sending (too fast|rate)|"
           r"too many messages (in|per)|hourly (limit|quota)|unusual rate of",
           source="GoDaddy IB607, Yahoo, Gmail 421 4.7.28 'Our system has detected an unusual "
@@ -123,7 +131,8 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"prohibited (attachment|content)|header error",
           source="Gmail 552 5.7.0 'content presents a potential security issue', X.7.x policy"),
     _rule("spamdetected", r"\bspam\b(?!ming)|junk mail|bulk mail|unsolicited|spamassassin|"
-          r"message content rejected|looks like spam|\buce\b|blacklisted url|uribl|\bofr_506\b",
+          r"message content rejected|looks like spam|\buce\b|blacklisted url|uribl|\bofr_506\b|"
+          r"迷惑メール(と|として)(判定|判断)",
           source="SpamAssassin, Gmail 5.7.1 'likely unsolicited', URIBL lookups, Orange "
           "'Mail rejete. Mail rejected. ofr_506' (its code for a message judged to be spam)"),
     # --- size and limits ----------------------------------------------------------------------------------
@@ -137,6 +146,7 @@ TEXT_RULES: tuple[Rule, ...] = (
     _rule("mailboxfull", r"(mailbox|mail ?box|inbox|mail folder|user|account|recipient)"
           r".{0,30}(\bfull\b|quota|over (the )?limit|exceeds (allowed|the) size)|"
           r"quota exceeded|over ?quota|exceeded (the |their )?(storage|quota)|"
+          r"(mailbox|inbox) is over its (storage )?limit|storage limit|"
           r"insufficient space|out of (storage|space)|not enough (storage|space)|"
           r"mailbox exceed|(メールボックス|メール容量|容量|ボックス).{0,12}(一杯|いっぱい|満杯|超過|オーバー|不足)",
           source="RFC 3463 X.2.2; Postfix virtual 'Mailbox full', Gmail 'OverQuotaTemp', "
@@ -152,7 +162,7 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"sender.{0,20}(verify|verification) failed|invalid sender|from: domain is invalid|"
           r"purported responsible address|sending to/from an address|"
           r"mail rejected by destination domain|permission to post|\bgoogle groups(?![a-z])|"
-          r"from a different address or alias|unexpected volume|not a member of|"
+          r"from a different address or alias|not a member of|投稿する権限|"
           r"sender was rejected",
           source="Postfix 553 5.7.1 'Sender address rejected: not owned by user', "
           "reject_unknown_sender_domain, Exim 'Unroutable sender address', Google Groups, "
@@ -170,7 +180,8 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"domain (not found|does not exist|unknown|is not reachable)|"
           r"name or service not known|nxdomain|no such (domain|host)|"
           r"unrouteable (mail )?(domain|address)|unknown domain|bad destination system|"
-          r"account or domain may not exist|^\d{3} \S+\.\S+ does not exist",
+          r"account or domain may not exist|^\d{3} \S+\.\S+ does not exist|"
+          r"mx records point to non-existent hosts",
           source="Postfix 'Host or domain name not found', Exim 'Unrouteable address', "
           "RFC 3463 X.1.2, Outlook 'domain is not reachable'"),
     _rule("userunknown", r"user ?unknown|unknown (user|recipient|local.?part|mailbox|address)|"
@@ -180,9 +191,11 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"invalid (recipient|mailbox|address|user|final delivery)|"
           r"not a valid (recipient|mailbox|user)|no mailbox|mailbox unavailable|"
           r"doesn't have an? \S+ account|unknown or illegal alias|no valid recipients|"
-          r"address rejected|unable to deliver message to|bad destination mailbox|not listed in|"
-          r"address couldn't be found|destinataire invalide|"
-          r"(宛先|アドレス|ユーザ|アカウント).{0,12}(存在しません|見つかりません|不明)",
+          r"address rejected|unable to deliver message to|bad destination mailbox|"
+          r"not listed in (the )?(domino directory|public name|address book)|"
+          r"address (you entered )?(couldn.t|could not|can.t|cannot) be found|destinataire invalide|"
+          r"(宛先|アドレス|ユーザ|アカウント).{0,12}(存在しません|存在しない|見つかりません|不明)|"
+          r"存在しない(メール)?(アドレス|ユーザ|宛先)",
           source="Postfix 'User unknown in local recipient table', sendmail '... User unknown', "
           "Gmail 5.1.1, Exchange RESOLVER.ADR.RecipNotFound, Yahoo 'doesn't have a ... account', "
           "Domino 'not listed in Domino Directory', Orange 'destinataire invalide', Japanese "
@@ -202,9 +215,12 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"did not accept our requests to connect|(connection|operation) timed out|"
           r"unable to connect|establish an smtp connection|timeout waiting|"
           r"could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable|"
-          r"not delivered within|aborted after [\d.]+ ?(hour|day)",
+          r"not delivered within|aborted after [\d.]+ ?(hour|day)|cannot send message (for|within)|"
+          r"in the queue too long|retry time not reached for any host after a long",
           source="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', "
-          "Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD"),
+          "Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD, sendmail "
+          "'Cannot send message for 5 days', qmail 'this message has been in the queue too long', "
+          "Exim 'retry time not reached for any host after a long failure period'"),
     _rule("blocked", r"(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|"
           r"listed|banned|denied)|blocked (by|for)|spamming|smtp server of your isp|"
           r"not accepting connections|invalid ip for sending|service refuse|relay quota|"
@@ -216,9 +232,10 @@ TEXT_RULES: tuple[Rule, ...] = (
     _rule("syntaxerror", r"malformed address|syntax error|command not recognized",
           source="RFC 5321 §4.2.2 500/501, Exim 'malformed address'"),
     _rule("filtered", r"message filtered|domain.filter|rejected by a remote mail server|"
-          r"recipient(.s)? preferences",
+          r"recipient(.s)? preferences|受信拒否",
           source="SES 'Message Filtered', EZweb domain filter, Facebook RCP-P2 'Refused due to "
-          "recipient preferences'"),
+          "recipient preferences', Japanese carriers' '受信拒否' (the recipient's own "
+          "refusal settings: docomo, au, SoftBank)"),
     # The server blames the recipient but names nothing: neither a system error (what its 451
     # 4.3.0 would say) nor any known cause, so the reason is undecided.
     _rule("onhold", r"(due to|because of) an? recipient error",
