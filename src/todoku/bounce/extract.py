@@ -390,6 +390,21 @@ def _segment(report: str, positions: list[int], index: int) -> str:
     return report[line_start:end]
 
 
+# RFC 6533 §3: in a message/global-delivery-status part the address type "utf-8" carries the
+# address as UTF-8 (a non-ASCII local part or domain, which ADDRESS does not match), with
+# "\x{HEX}" escapes in its xtext form.
+_UTF8_ADDRESS_TYPE = re.compile(r"\s*utf-8\s*;\s*<?([^\s<>@]+@[^\s<>]+?)>?\s*$", re.IGNORECASE)
+_UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+
+
+def _utf8_address(field_value: str) -> str:
+    """'utf-8; ユーザー@example.jp' → 'ユーザー@example.jp'; '' for any other address type."""
+    match = _UTF8_ADDRESS_TYPE.match(field_value)
+    if not match:
+        return ""
+    return _UTF8_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), match.group(1)).lower()
+
+
 def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence]:
     message_fields = walk.dsn_message_fields
     reporting = _strip_type(_header(message_fields, "Reporting-MTA")) if message_fields else ""
@@ -401,7 +416,8 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
         if not recipient_field:
             continue
         original_recipient = _clean_address(_strip_type(_header(block, "Original-Recipient")))
-        recipient = _clean_address(_strip_type(recipient_field)) or original_recipient
+        recipient = (_utf8_address(recipient_field) or _clean_address(_strip_type(recipient_field))
+                     or original_recipient)
         if not recipient:
             continue
         diagnostic = _strip_type(_header(block, "Diagnostic-Code"))
