@@ -17,11 +17,11 @@ bytes that do not decode in their charset become U+FFFD rather than being droppe
 from __future__ import annotations
 
 import re
-from todoku.bounce.record import record, replace
 
 from todoku.bounce import mime
 from todoku.bounce.mime import Part
 from todoku.bounce.prefilter import might_match
+from todoku.bounce.record import record, replace
 
 KIND_DSN = "dsn"
 KIND_TEXT = "text"
