@@ -94,6 +94,14 @@ def correct(label: dict, result: tuple[tuple[str, str], ...]) -> int:
     return ok
 
 
+def _forget_compiled_rules() -> None:
+    """classify keeps its own list of (rule, search, prefilter words) built from TEXT_RULES on
+    first use: a knocked-out table must rebuild it."""
+    checks = getattr(classify, "_CHECKS", None)
+    if isinstance(checks, list):
+        checks.clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -155,9 +163,11 @@ def main() -> None:
 
             def apply(patched=tuple(patched)):
                 classify.TEXT_RULES = patched
+                _forget_compiled_rules()
 
             def undo():
                 classify.TEXT_RULES = saved_rules
+                _forget_compiled_rules()
 
             d, h, x, fam = knock_out(fires, undo, apply)
             rows.append((f"TEXT#{index} {alt[:60]}", rule.reason, len(fires), d, h, x, fam))
