@@ -389,6 +389,15 @@ GENERAL_WORDINGS = [
     # Both spellings of the reverse-DNS notice.
     ("Sender IP rejected: unverifiable sending IP", "requireptr"),
     # Domino's directory wording (kept to the directory it names).
+    # Yahoo TSS09 and Microsoft 5.7.708: the sending IP is refused outright.
+    ("[TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT "
+     "succeed. See https://postmaster.yahooinc.com/error-codes", "blocked"),
+    ("Service unavailable. Access denied, traffic not accepted from this IP.", "blocked"),
+    # Microsoft 5.7.520: the recipient's organisation forbids forwarding outside it.
+    ("Access denied, Your organization does not allow external forwarding.", "policyviolation"),
+    # Postfix's own time-outs in the SMTP conversation (delivery is retried until it expires).
+    ("conversation with mx.example.org[192.0.2.1] timed out while receiving the initial server "
+     "greeting", "expired"),
     ("User not listed in Domino Directory", "userunknown"),
     ("kijitora@example.jp is not listed in public Name & Address Book", "userunknown"),
 ]

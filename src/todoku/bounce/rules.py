@@ -128,8 +128,9 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"8-?bit (data|characters) not (allowed|accepted)", source="RFC 3463 X.6.x"),
     _rule("policyviolation", r"policy violation|content presents a potential|"
           r"(attachment|file type|extension).{0,30}(not allowed|prohibited|blocked|rejected)|"
-          r"prohibited (attachment|content)|header error",
-          source="Gmail 552 5.7.0 'content presents a potential security issue', X.7.x policy"),
+          r"prohibited (attachment|content)|header error|does not allow external forwarding",
+          source="Gmail 552 5.7.0 'content presents a potential security issue', X.7.x policy, Microsoft "
+          "550 5.7.520 'Your organization does not allow external forwarding'"),
     _rule("spamdetected", r"\bspam\b(?!ming)|junk mail|bulk mail|unsolicited|spamassassin|"
           r"message content rejected|looks like spam|\buce\b|blacklisted url|uribl|\bofr_506\b|"
           r"迷惑メール(と|として)(判定|判断)",
@@ -213,6 +214,7 @@ TEXT_RULES: tuple[Rule, ...] = (
           r"message expired|delivery time expired|too long in queue|queue lifetime|envelope expired|"
           r"gave up|giving up|have been failing for a long|will be retried|"
           r"did not accept our requests to connect|(connection|operation) timed out|"
+          r"timed out while (receiving|sending)|"
           r"unable to connect|establish an smtp connection|timeout waiting|"
           r"could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable|"
           r"not delivered within|aborted after [\d.]+ ?(hour|day)|cannot send message (for|within)|"
@@ -220,13 +222,16 @@ TEXT_RULES: tuple[Rule, ...] = (
           source="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', "
           "Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD, sendmail "
           "'Cannot send message for 5 days', qmail 'this message has been in the queue too long', "
-          "Exim 'retry time not reached for any host after a long failure period'"),
+          "Exim 'retry time not reached for any host after a long failure period', Postfix "
+          "'conversation with X timed out while receiving the initial server greeting'"),
     _rule("blocked", r"(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|"
           r"listed|banned|denied)|blocked (by|for)|spamming|smtp server of your isp|"
           r"not accepting connections|invalid ip for sending|service refuse|relay quota|"
-          r"messages from \S+ weren't sent|connection (refused|rejected|denied)",
+          r"messages from \S+ weren't sent|connection (refused|rejected|denied)|"
+          r"all messages from \S+ will be permanently deferred|traffic not accepted from this ip",
           source="Postfix 'Client host rejected', Microsoft S3140, Orange 'Service refuse', "
-          "Exim relay quota"),
+          "Exim relay quota, Yahoo 553 5.7.2 [TSS09] 'All messages from [ip] will be permanently "
+          "deferred', Microsoft 550 5.7.708 'traffic not accepted from this IP'"),
     _rule("networkerror", r"(connection|network).{0,20}(reset|lost)|dns (error|failure|lookup)|"
           r"lookup failed|no route to host", source="RFC 5321 §6.3, Postfix"),
     _rule("syntaxerror", r"malformed address|syntax error|command not recognized",
