@@ -41,7 +41,7 @@ from todoku.dsn.compose import compose, original_subject
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.queue import routing
-from todoku.queue.batch import StateWriter
+from todoku.queue.batch import ReadBatcher, StateWriter
 from todoku.queue.model import (
     DELIVERED,
     FAILED,
@@ -168,6 +168,7 @@ class QueueRunner:
     ) -> None:
         self.store = store
         self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
+        self.reader = ReadBatcher()  # the reads that start attempts, many per thread hop
         self.resolver = resolver
         self.transport = transport
         self.settings = settings
@@ -183,6 +184,7 @@ class QueueRunner:
         self._again: set[str] = set()
         self._destinations: dict[str, Destination] = {}
         self._routes: dict[str, tuple[Route, float]] = {}  # domain → (route, reuse until)
+        self._route_lookups: dict[str, asyncio.Future[Route]] = {}  # lookups in flight
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -328,7 +330,7 @@ class QueueRunner:
 
     async def _process(self, queue_id: str) -> None:
         store = self.store
-        loaded = await asyncio.to_thread(self._load, queue_id)
+        loaded = await self.reader.run(lambda: self._load(queue_id))
         entry = loaded.entry
         if entry is None or entry.held:
             return
@@ -574,10 +576,21 @@ class QueueRunner:
         cached = self._routes.get(domain)
         if cached is not None and cached[1] > now:
             return cached[0]
-        route = await routing.route(
+        # The workers a flush starts for one domain all arrive here at once: one lookup for
+        # them all (py-spy: 20 identical lookups were 3% of the event loop's busy time).
+        asking = self._route_lookups.get(domain)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        asking = asyncio.ensure_future(routing.route(
             self.resolver, domain, is_self=self.is_self,
             **({"shuffle": self.shuffle} if self.shuffle else {}),
-        )
+        ))
+        self._route_lookups[domain] = asking
+        try:
+            route = await asyncio.shield(asking)
+        finally:
+            if self._route_lookups.get(domain) is asking:
+                del self._route_lookups[domain]
         if route.failure is None and route.ttl > 0:
             self._routes[domain] = (route, now + min(route.ttl, MAX_ROUTE_REUSE))
         else:

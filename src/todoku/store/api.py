@@ -205,9 +205,14 @@ class Store(Protocol):
     def set_queue_held(self, queue_id: str, held: bool, now: float) -> bool: ...
     def flush_queue(self, queue_id: str | None, domain: str | None, now: float) -> int: ...
     def delete_queue_entry(self, queue_id: str) -> bool: ...
-    def run_batch(self, calls: list[Callable[[], Any]]) -> list[Any]:
+    def run_batch(
+        self,
+        calls: list[Callable[[], Any]],
+        after_commit: Callable[[list[Callable[[], None]]], None] | None = None,
+    ) -> list[Any]:
         """The calls (methods of this store) in one transaction, each undone alone if it raises
-        (its exception returned in its place)."""
+        (its exception returned in its place). ``after_commit``, when given, receives the
+        clean-up actions (file deletions) to run after the commit, instead of running them here."""
         ...
 
     def close(self) -> None: ...

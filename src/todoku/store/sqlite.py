@@ -231,15 +231,19 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
 
-    def run_batch(self, calls: list[Callable[[], Any]]) -> list[Any]:
+    def run_batch(
+        self,
+        calls: list[Callable[[], Any]],
+        after_commit: Callable[[list[Callable[[], None]]], None] | None = None,
+    ) -> list[Any]:
         """Several store operations in ONE transaction: one fsync for all (the queue runner's
         state updates, issue 7). Each call runs in its own savepoint: one that raises is undone
         alone, and its exception is returned in its place. Blob files are deleted only after
         the commit, so a crash never leaves a row pointing at a deleted file."""
         results: list[Any] = []
-        after_commit: list[Callable[[], None]] = []
+        cleanup: list[Callable[[], None]] = []
         with self._write() as conn:
-            self._local.after_commit = after_commit
+            self._local.after_commit = cleanup
             try:
                 for call in calls:
                     conn.execute("SAVEPOINT batch_call")
@@ -251,8 +255,13 @@ class SqliteStore:
                     conn.execute("RELEASE batch_call")
             finally:
                 self._local.after_commit = None
-        for action in after_commit:
-            action()
+        if after_commit is not None:
+            # The caller runs them elsewhere: an unlink waits on the file system's journal,
+            # and the next group transaction should not wait behind it (issue 7).
+            after_commit(cleanup)
+        else:
+            for action in cleanup:
+                action()
         return results
 
     def _delete_blobs_after_commit(self, blob_ids: list[str]) -> None:
