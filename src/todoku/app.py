@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from todoku.config import Config, ConfigError, ListenAddress
 from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
-from todoku.net.pop3_server import Pop3Context, Pop3Session
+from todoku.net.pop3_server import Pop3Context, Pop3Link
 from todoku.net.pop3_server import settings_for as pop3_settings_for
 from todoku.net.smtp_server import HANDSHAKE_TIMEOUT, SmtpContext, SmtpLink, settings_for
 from todoku.policy.auth import AuthThrottle
@@ -304,14 +304,12 @@ def build_server(config: Config) -> Server:
             address = config.listen[service]
             pop3_settings = pop3_settings_for(service, config, address.is_loopback, tls_ready=True)
 
-            def make_pop3_handler(name: str = service, s=pop3_settings) -> Handler:  # type: ignore[no-untyped-def]
-                async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                    await Pop3Session(pop3, name, s, reader, writer).run()
+            def make_pop3_link(name: str = service, s=pop3_settings) -> Pop3Link:  # type: ignore[no-untyped-def]
+                return Pop3Link(pop3, name, s)
 
-                return handle
-
+            # The same kind of listener as SMTP's: an asyncio.Protocol per connection.
             implicit = tls_context if service == "pop3s" else None
-            server.services[service] = (make_pop3_handler(), implicit)
+            server.smtp_services[service] = (make_pop3_link, implicit)
     return server
 
 

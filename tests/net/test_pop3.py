@@ -651,3 +651,49 @@ async def test_maildrop_listing_is_the_live_messages_with_their_uidl(tmp_path: P
         assert rows == [(m.id, m.size, m.unique_id, m.blob_id) for m in live]
     finally:
         store.close()
+
+
+def test_idle_client_is_logged_out_by_the_one_session_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link's single idle timer ends a silent session with the autologout -ERR, while a client
+    that keeps sending commands past the time-out is not cut off (the timer is re-armed)."""
+    import asyncio
+
+    from todoku.config.load import config_from_dict
+    from todoku.net import pop3_server
+    from todoku.policy.auth import AuthThrottle
+    from todoku.proto.pop3 import replies
+
+    monkeypatch.setattr(pop3_server, "COMMAND_TIMEOUT", 0.6)
+    config = config_from_dict(
+        {"data_dir": str(tmp_path), "hostname": "pop.example.test", "domains": ["example.test"]}, tmp_path
+    )
+    ctx = pop3_server.Pop3Context(config=config, store=None, throttle=AuthThrottle(), tls_context=None)  # type: ignore[arg-type]
+    settings = pop3_server.settings_for("pop3", config, loopback=True, tls_ready=False)
+
+    async def scenario() -> tuple[list[bytes], bytes]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: pop3_server.Pop3Link(ctx, "pop3", settings), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            busy = [await reader.readline()]
+            for _ in range(5):  # 1.5 s of commands, longer than the 0.6 s time-out
+                await asyncio.sleep(0.3)
+                writer.write(b"CAPA\r\n")
+                busy.append(await asyncio.wait_for(reader.readline(), 10))
+                while (await asyncio.wait_for(reader.readline(), 10)) != b".\r\n":
+                    pass
+            rest = await asyncio.wait_for(reader.read(), 10)  # silence: the timer ends it
+            writer.close()
+            return busy, rest
+        finally:
+            server.close()
+
+    busy, rest = asyncio.run(scenario())
+    assert busy[0].startswith(b"+OK pop.example.test")
+    assert busy[1:] == [b"+OK Capability list follows\r\n"] * 5
+    assert rest == replies.TIMEOUT.to_bytes()

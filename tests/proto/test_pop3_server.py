@@ -681,3 +681,44 @@ def test_any_command_sequence_gets_answers_and_never_raises(
     if picks and out:
         first_word = out.split(b"\r\n", 1)[0].split(b" ", 1)[0]
         assert first_word in (b"+OK", b"-ERR", b"+")
+
+
+# ----------------------------------------------------------------- the fast path of hot commands
+
+
+@pytest.mark.parametrize(
+    ("plain", "general"),
+    [
+        ("RETR 1", "retr  1"),
+        ("LIST 2", " LIST 2 "),
+        ("UIDL 3", "uidl 3"),
+        ("LIST 02", "List 2"),
+        ("STAT", "stat"),
+        ("NOOP", "noop"),
+    ],
+)
+def test_fast_path_answers_like_the_general_path(plain: str, general: str) -> None:
+    """The plain form takes the fast path, the odd one the general path: same bytes out."""
+    fast, slow = logged_in(), logged_in()
+    assert fast.cmd(plain) == slow.cmd(general)
+    assert fast.conn.error_count == slow.conn.error_count == 0
+
+
+def test_fast_path_dele_marks_and_leaves_errors_to_the_general_path() -> None:
+    d = logged_in()
+    assert d.cmd("DELE 2") == "+OK Message 2 deleted\r\n"
+    assert d.conn.deleted == {2}
+    # A deleted, out-of-range or non-numeric message: the general path's -ERR, counted as errors.
+    assert d.cmd("RETR 2") == "-ERR Message 2 is marked as deleted (RSET unmarks it)\r\n"
+    assert d.cmd("UIDL 4").startswith("-ERR No such message")
+    assert d.cmd("LIST 0").startswith("-ERR No such message")
+    assert d.cmd("DELE ٣").startswith("-ERR Invalid message number")  # Arabic-Indic digit
+    assert d.conn.error_count == 4
+    assert d.cmd("STAT") == f"+OK 2 {len(MESSAGES[1]) + len(MESSAGES[3])}\r\n"
+
+
+def test_fast_path_is_not_taken_before_login() -> None:
+    d = Driver(tls_active=True)
+    assert d.cmd("RETR 1").startswith("-ERR RETR is only valid after login")
+    assert d.cmd("STAT").startswith("-ERR STAT is only valid after login")
+    assert d.of(Retrieve) == []

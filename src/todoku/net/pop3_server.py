@@ -15,6 +15,9 @@ One ``Pop3Session`` per connection. Invariants:
   drain after each, so a session holds at most about one piece of such a message in memory.
 - Slow work (password hashing, SQLite, file reads) runs in worker threads; the event loop, which
   every session shares, never waits for a disk or a hash.
+- The socket end is an ``asyncio.Protocol`` (``Pop3Link``): bytes go straight to the session, with
+  one idle timer per connection and writes that wait only when the client stops reading; no
+  ``StreamReader`` and no timer per command (the profile behind issue 7).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import ssl
 import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from todoku.config import Config
 from todoku.net import tls as tls_util
-from todoku.net.idle import Idle, read_next
+from todoku.net.idle import Idle
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.proto.pop3 import replies
 from todoku.proto.pop3.content import EncodedMessage, encode_message
@@ -48,7 +51,7 @@ from todoku.store.api import Store
 
 log = logging.getLogger("todoku.pop3")
 
-READ_SIZE = 64 * 1024
+BUFFER_LIMIT = 64 * 1024  # unread octets from a client before reading from it pauses
 CHUNK_SIZE = 256 * 1024
 COMMAND_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
 HANDSHAKE_TIMEOUT = 60.0
@@ -210,15 +213,13 @@ class Pop3Session:
         ctx: Pop3Context,
         service: str,
         settings: SessionSettings,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        link: Pop3Link,
     ) -> None:
         self.ctx = ctx
         self.service = service
-        self.reader = reader
-        self.writer = writer
+        self.link = link
         self.cid = ctx.session_id()
-        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        peer = cast(tuple[str, int], link.extra("peername") or ("unknown", 0))
         self.client_ip = str(peer[0])
         self.conn = ServerConnection(settings)
         self.mailbox: str | None = None  # set while this session holds the mailbox's lock
@@ -246,10 +247,7 @@ class Pop3Session:
                 self.read_ahead.close()
             self._release_lock()
             self.ctx.sessions.discard(self)
-            try:
-                self.writer.close()
-            except (ConnectionError, RuntimeError):
-                pass
+            self.link.close()
             self._log(f"disconnect from [{self.client_ip}]")
 
     def _release_lock(self) -> None:
@@ -259,20 +257,18 @@ class Pop3Session:
 
     async def _flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
-            self.writer.write(data)
-            if self.writer.transport.get_write_buffer_size():
-                # Only when the socket did not take it all: waiting costs nothing otherwise,
-                # but the timer does, and a RETR of a small message is little more than this.
-                async with asyncio.timeout(SEND_TIMEOUT):
-                    await self.writer.drain()
+        if data and self.link.write(data):
+            # Only when the client stopped reading (the transport paused us): waiting costs
+            # nothing otherwise, but the timer does, and a small RETR is little more than this.
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self.link.writable()
 
     def stopping(self) -> bool:
         return self.ctx.stopping
 
     async def _read(self) -> None:
         await self._flush()
-        data = await read_next(self, READ_SIZE, COMMAND_TIMEOUT)
+        data = await self.link.read()
         if data is Idle.STOPPING:
             self.conn.shutdown(replies.SHUTTING_DOWN)
         elif data is Idle.TIMED_OUT:
@@ -301,10 +297,9 @@ class Pop3Session:
     async def _start_tls(self) -> None:
         await self._flush()
         assert self.ctx.tls_context is not None
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-            await self.writer.start_tls(self.ctx.tls_context)
+        await self.link.start_tls(self.ctx.tls_context)
         self.conn.tls_started()
-        self._log(f"STLS: {tls_util.describe(self.writer.get_extra_info('ssl_object'))}")
+        self._log(f"STLS: {tls_util.describe(self.link.extra('ssl_object'))}")  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------- decisions
 
@@ -441,3 +436,185 @@ class Pop3Session:
         if self.ctx.config.deleted_retention <= 0:
             # retention.deleted = "0": nothing is kept for recovery, remove the content now.
             await loop.run_in_executor(None, store.purge_deleted, now + 1.0)
+
+
+class Pop3Link(asyncio.Protocol):
+    """One POP3 connection's socket end: bytes in for the session, responses out, one idle timer.
+
+    Received bytes are kept as they come until the session asks for them (``read``); reading
+    pauses while more than ``BUFFER_LIMIT`` waits unread, so a client cannot make us hold an
+    unbounded amount. The command time-out is one timer per connection, re-armed only when it
+    fires while the session is not (or not long enough) waiting for a command. ``write`` never
+    waits: it says whether the transport asked us to stop (``pause_writing``), and only then does
+    the session wait for ``writable`` - a large RETR to a slow client holds one piece in memory.
+    """
+
+    def __init__(self, ctx: Pop3Context, service: str, settings: SessionSettings) -> None:
+        self.ctx = ctx
+        self.service = service
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.session: Pop3Session | None = None
+        self._received: list[bytes] = []
+        self._received_size = 0
+        self._eof = False
+        self._lost = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._timed_out = False
+        self._reader: asyncio.Future[None] | None = None  # the session waiting for bytes
+        self._writable: asyncio.Future[None] | None = None  # the session waiting for a drain
+        self._waiting_since = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ asyncio.Protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A cast, not an isinstance check: uvloop's transports do not derive from asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+        self._idle_timer = self.loop.call_at(self.loop.time() + COMMAND_TIMEOUT, self._check_idle)
+        self.session = Pop3Session(self.ctx, self.service, self.settings, self)
+        self.session.task = self.loop.create_task(self.session.run())
+
+    def data_received(self, data: bytes) -> None:
+        self._received.append(data)
+        self._received_size += len(data)
+        if self._reader is not None:
+            self._wake_reader()
+        elif self._received_size > BUFFER_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False  # close our side too: a POP3 session ends with the client's input
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._eof = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._wake_reader()
+        writable = self._writable
+        if writable is not None:
+            self._writable = None
+            if not writable.done():
+                writable.set_exception(ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        writable = self._writable
+        if writable is not None:
+            self._writable = None
+            if not writable.done():
+                writable.set_result(None)
+
+    # ------------------------------------------------------------ what the session calls
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
+
+    def _check_idle(self) -> None:
+        """The one idle timer: fires at most every COMMAND_TIMEOUT, re-armed as needed."""
+        self._idle_timer = None
+        if self._lost:
+            return
+        now = self.loop.time()
+        if self._reader is not None and now - self._waiting_since >= COMMAND_TIMEOUT:
+            self._timed_out = True
+            self._wake_reader()
+            return
+        due = (self._waiting_since if self._reader is not None else now) + COMMAND_TIMEOUT
+        self._idle_timer = self.loop.call_at(due, self._check_idle)
+
+    async def read(self) -> bytes | Idle:
+        """Everything received since the last call (``b""`` at the end), or why there is nothing.
+
+        Shutdown may cancel the session only while it waits here (``waiting_for_command``)."""
+        if not self._received:
+            if self._eof:
+                return b""
+            session = self.session
+            assert session is not None
+            if session.stopping():
+                return Idle.STOPPING
+            self._waiting_since = self.loop.time()
+            self._reader = reader = self.loop.create_future()
+            self._resume_reading()
+            session.waiting_for_command = True
+            try:
+                await reader
+            except asyncio.CancelledError:
+                self._reader = None
+                if not session.stopping():
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                return Idle.STOPPING
+            finally:
+                session.waiting_for_command = False
+            if self._timed_out:
+                return Idle.TIMED_OUT
+            if not self._received:
+                return b""
+        received = self._received
+        data = received[0] if len(received) == 1 else b"".join(received)
+        self._received = []
+        self._received_size = 0
+        self._resume_reading()
+        return data
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport; True if the session must wait for ``writable()``."""
+        if self._lost or self.transport is None:
+            raise ConnectionResetError("connection lost")
+        self.transport.write(data)
+        return self._writing_paused
+
+    async def writable(self) -> None:
+        if self._writing_paused:
+            if self._writable is None:
+                self._writable = self.loop.create_future()
+            await self._writable
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        assert self.transport is not None
+        # RFC 2595 §4 (and CVE-2011-0411): bytes that came in clear text after STLS are thrown
+        # away, never read as commands of the encrypted session.
+        self._received = []
+        self._received_size = 0
+        self._reading_paused = False
+        transport = await self.loop.start_tls(
+            self.transport, self, context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+        )
+        if transport is None:
+            raise ConnectionResetError("connection lost during the TLS handshake")
+        self.transport = transport
+
+    def extra(self, name: str) -> object:
+        return self.transport.get_extra_info(name) if self.transport is not None else None
+
+    def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.transport is not None:
+            self.transport.close()

@@ -69,6 +69,13 @@ _WRONG_STATE = {
     State.TRANSACTION: "{verb} is only valid before login; you are already logged in",
 }
 
+# The commands a client sends once per message (RFC 1939 §5). A line "VERB n" naming a live
+# message is dispatched without decoding, regex or the general checks below: everything those
+# would reject (bad number, deleted message, wrong state, odd spacing) takes the general path,
+# which gives the same answers as before.
+_NUMBERED_FAST = frozenset({b"RETR", b"DELE", b"UIDL", b"LIST"})
+_BARE_FAST = {b"STAT": "_cmd_stat", b"NOOP": "_cmd_noop"}
+
 _TOO_LONG = err("Command line too long (the limit is 255 octets)")
 _TOO_MANY_ERRORS = err("Too many errors; closing the connection")
 _PRIVACY = err(
@@ -341,6 +348,8 @@ class ServerConnection:
 
     def _handle_line(self, raw: bytes) -> None:
         body = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if self.state is State.TRANSACTION and self._fast_command(body):
+            return
         if self.state is State.SASL:
             self._handle_sasl_response(body)
             return
@@ -514,6 +523,39 @@ class ServerConnection:
         self._login(LoginRequest(step.mechanism, step.username, step.password, step.authzid))
 
     # ----------------------------------------------------------------- TRANSACTION
+
+    def _fast_command(self, body: bytes) -> bool:
+        """Answer a hot TRANSACTION command in its plainest form; False: take the general path."""
+        verb = body[:4].upper()
+        if len(body) == 4:
+            name = _BARE_FAST.get(verb)
+            if name is None:
+                return False
+            getattr(self, name)("")
+            return True
+        # bytes.isdigit() is ASCII-only; the length bound keeps int() cheap and within LIMIT.
+        digits = body[5:]
+        if (
+            verb not in _NUMBERED_FAST
+            or body[4:5] != b" "
+            or not digits.isdigit()
+            or len(body) + 2 > COMMAND_LINE_LIMIT
+        ):
+            return False
+        number = int(digits)
+        if number < 1 or number > len(self.maildrop) or number in self.deleted:
+            return False
+        entry = self.maildrop[number - 1]
+        if verb == b"RETR":
+            self._retrieve(Retrieve(number, entry))
+        elif verb == b"DELE":
+            self.deleted.add(number)
+            self._send(ok(f"Message {number} deleted"))
+        elif verb == b"UIDL":
+            self._send(ok(f"{number} {entry.unique_id}"))
+        else:
+            self._send(ok(f"{number} {entry.size}"))
+        return True
 
     def _message_number(self, text: str, verb: str) -> int | None:
         """Parse and check a message number; on a problem, answer -ERR and return None."""
