@@ -17,7 +17,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from todoku.config import Config, ConfigError, ListenAddress
@@ -119,9 +119,6 @@ def bind_socket(service: str, address: ListenAddress) -> socket.socket:
     return sock
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
 @dataclass
 class Server:
     """A running todoku: listeners, shared contexts and background tasks."""
@@ -133,9 +130,9 @@ class Server:
     servers: list[asyncio.base_events.Server] = field(default_factory=list)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
-    services: dict[str, tuple[Handler, ssl.SSLContext | None]] = field(default_factory=dict)
-    # SMTP listeners take an asyncio.Protocol per connection (net/smtp_server.SmtpLink), not streams.
-    smtp_services: dict[str, tuple[Callable[[], asyncio.Protocol], ssl.SSLContext | None]] = field(
+    # Every listener makes an asyncio.Protocol per connection (net/smtp_server.SmtpLink,
+    # net/pop3_server.Pop3Link), with its implicit-TLS context if it has one.
+    listeners: dict[str, tuple[Callable[[], asyncio.Protocol], ssl.SSLContext | None]] = field(
         default_factory=dict
     )
     pop3: Pop3Context | None = None
@@ -149,18 +146,13 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for service, (make_link, link_tls) in self.smtp_services.items():
-            handshake = {"ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if link_tls is not None else {}
-            smtp_server = await loop.create_server(
-                make_link, sock=self.sockets[service], ssl=link_tls, **handshake  # type: ignore[arg-type]
+        for service, (make_link, link_tls) in self.listeners.items():
+            # asyncio refuses a handshake time-out without TLS.
+            handshake_timeout = HANDSHAKE_TIMEOUT if link_tls is not None else None
+            listener = await loop.create_server(
+                make_link, sock=self.sockets[service], ssl=link_tls, ssl_handshake_timeout=handshake_timeout
             )
-            self.servers.append(smtp_server)
-            log.info("listening for %s on %s", service, self.config.listen[service])
-        for service, (handler, ssl_context) in self.services.items():
-            server = await asyncio.start_server(
-                handler, sock=self.sockets[service], ssl=ssl_context, limit=1024 * 1024
-            )
-            self.servers.append(server)
+            self.servers.append(listener)
             log.info("listening for %s on %s", service, self.config.listen[service])
         self.purge_task = asyncio.create_task(
             purge_deleted_mail(self.store, self.config.deleted_retention), name="purge-deleted"
@@ -294,7 +286,7 @@ def build_server(config: Config) -> Server:
                 return SmtpLink(smtp, name, s)
 
             implicit_tls = tls_context if service == "submissions" else None
-            server.smtp_services[service] = (make_link, implicit_tls)
+            server.listeners[service] = (make_link, implicit_tls)
     if any(service in sockets for service in POP3_SERVICES):
         pop3 = Pop3Context(config=config, store=store, throttle=throttle, tls_context=tls_context)
         server.pop3 = pop3
@@ -309,7 +301,7 @@ def build_server(config: Config) -> Server:
 
             # The same kind of listener as SMTP's: an asyncio.Protocol per connection.
             implicit = tls_context if service == "pop3s" else None
-            server.smtp_services[service] = (make_pop3_link, implicit)
+            server.listeners[service] = (make_pop3_link, implicit)
     return server
 
 
