@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from todoku.config import Config, ConfigError, ListenAddress
 from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
+from todoku.net.link import HANDSHAKE_TIMEOUT
 from todoku.net.pop3_server import Pop3Context, Pop3Link
 from todoku.net.pop3_server import settings_for as pop3_settings_for
-from todoku.net.smtp_server import HANDSHAKE_TIMEOUT, SmtpContext, SmtpLink, settings_for
+from todoku.net.smtp_server import SmtpContext, SmtpLink, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.server import SessionSettings

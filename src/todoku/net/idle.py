@@ -3,7 +3,7 @@
 A session waiting for a command is the only kind that may be interrupted by shutdown: the server
 cancels its task (``waiting_for_command`` tells the server which sessions those are), and the
 session then says goodbye with its protocol's 421 / -ERR instead of dying silently. The waiting
-itself lives in each protocol's link (``SmtpLink.read``, ``Pop3Link.read``): one idle timer per
+itself lives in the links (``net/link.SessionLink.read``, behind ``SmtpLink`` and ``Pop3Link``): one idle timer per
 connection instead of a timer per read.
 """
 

@@ -27,6 +27,7 @@ from todoku.ingest import (
 from todoku.mailauth.inbound import InboundPolicy, strip_forged_fields
 from todoku.net import tls as tls_util
 from todoku.net.idle import Idle
+from todoku.net.link import SessionLink
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory
 from todoku.proto.smtp import codes
@@ -62,7 +63,6 @@ log = logging.getLogger("todoku.smtp")
 # Unread bytes past which the connection stops reading until the session catches up.
 BUFFER_LIMIT = 1024 * 1024
 COMMAND_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
-HANDSHAKE_TIMEOUT = 60.0
 POLICY_DNS_TIMEOUT = 10.0  # bound on the MX's blocklist and SPF/DKIM/DMARC lookups
 HELD_IN_MEMORY = 1024 * 1024
 
@@ -114,7 +114,7 @@ class SmtpSession:
         self.service = service
         self.link = link
         self.cid = ctx.session_id()
-        peer = link.extra("peername") or ("unknown", 0)
+        peer = cast(tuple[str, int], link.extra("peername") or ("unknown", 0))
         self.client_ip = str(peer[0])
         self.conn = ServerConnection(settings)
         self.tx = _Transaction()
@@ -474,181 +474,17 @@ class SmtpSession:
         )
 
 
-class SmtpLink(asyncio.Protocol):
-    """One SMTP connection's socket end: bytes in for the session, replies out, one idle timer.
-
-    Replaces ``StreamReader``/``StreamWriter`` and an ``asyncio.timeout`` around every read (the
-    profile behind issue 7: those layers and a timer per read cost about a fifth of the event
-    loop's time at 20 sessions). Received bytes are kept as they come until the session asks for
-    them; reading pauses while more than ``BUFFER_LIMIT`` waits unread, so a client cannot make
-    us hold an unbounded amount. The command time-out is one timer per connection, re-armed only
-    when it fires while the session is not (or not long enough) waiting.
-    """
+class SmtpLink(SessionLink):
+    """One SMTP connection (net/link.py)."""
 
     def __init__(self, ctx: SmtpContext, service: str, settings: SessionSettings) -> None:
+        super().__init__(COMMAND_TIMEOUT, BUFFER_LIMIT)
         self.ctx = ctx
         self.service = service
         self.settings = settings
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        self._received: list[bytes] = []
-        self._received_size = 0
-        self._eof = False
-        self._lost = False
-        self._reading_paused = False
-        self._reader: asyncio.Future[None] | None = None  # the session waiting for bytes
-        self._writable: asyncio.Future[None] | None = None  # the session waiting for drain
-        self._writing_paused = False
-        self._timed_out = False
-        self._waiting_since = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self.session: SmtpSession | None = None
 
-    # ------------------------------------------------------------ asyncio.Protocol callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not an isinstance check: uvloop's transports do not derive from asyncio.Transport.
-        self.transport = cast(asyncio.Transport, transport)
-        self._idle_timer = self.loop.call_at(self.loop.time() + COMMAND_TIMEOUT, self._check_idle)
-        self.session = SmtpSession(self.ctx, self.service, self.settings, self)
-        self.session.task = self.loop.create_task(self.session.run())
-
-    def data_received(self, data: bytes) -> None:
-        self._received.append(data)
-        self._received_size += len(data)
-        reader = self._reader
-        if reader is not None:
-            self._reader = None
-            if not reader.done():
-                reader.set_result(None)
-        elif self._received_size > BUFFER_LIMIT and not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake_reader()
-        return False  # close our side too: SMTP has no use for a half-open connection
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._eof = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        self._wake_reader()
-        writable = self._writable
-        if writable is not None:
-            self._writable = None
-            if not writable.done():
-                writable.set_exception(ConnectionResetError("connection lost"))
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        writable = self._writable
-        if writable is not None:
-            self._writable = None
-            if not writable.done():
-                writable.set_result(None)
-
-    # ------------------------------------------------------------ what the session calls
-
-    def _wake_reader(self) -> None:
-        reader = self._reader
-        if reader is not None:
-            self._reader = None
-            if not reader.done():
-                reader.set_result(None)
-
-    def _check_idle(self) -> None:
-        """The one idle timer: fires at most every COMMAND_TIMEOUT, re-armed as needed."""
-        self._idle_timer = None
-        if self._lost:
-            return
-        now = self.loop.time()
-        if self._reader is not None and now - self._waiting_since >= COMMAND_TIMEOUT:
-            self._timed_out = True
-            self._wake_reader()
-            return
-        due = (self._waiting_since if self._reader is not None else now) + COMMAND_TIMEOUT
-        self._idle_timer = self.loop.call_at(due, self._check_idle)
-
-    async def read(self) -> bytes | Idle:
-        """Everything received since the last call (``b""`` at the end), or why there is nothing.
-
-        Shutdown may cancel the session only while it waits here (``waiting_for_command``)."""
-        if not self._received:
-            if self._eof:
-                return b""
-            session = self.session
-            assert session is not None
-            if session.stopping():
-                return Idle.STOPPING
-            self._waiting_since = self.loop.time()
-            self._reader = reader = self.loop.create_future()
-            if self._reading_paused and self.transport is not None:
-                self._reading_paused = False
-                self.transport.resume_reading()
-            session.waiting_for_command = True
-            try:
-                await reader
-            except asyncio.CancelledError:
-                self._reader = None
-                if not session.stopping():
-                    raise
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                return Idle.STOPPING
-            finally:
-                session.waiting_for_command = False
-            if self._timed_out:
-                return Idle.TIMED_OUT
-            if not self._received:
-                return b""
-        received = self._received
-        data = received[0] if len(received) == 1 else b"".join(received)
-        self._received = []
-        self._received_size = 0
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        return data
-
-    async def send(self, data: bytes) -> None:
-        if self._lost or self.transport is None:
-            raise ConnectionResetError("connection lost")
-        self.transport.write(data)
-        if self._writing_paused:  # the client is not reading its replies: wait until it does
-            self._writable = self.loop.create_future()
-            await self._writable
-
-    async def start_tls(self, context: ssl.SSLContext) -> None:
-        assert self.transport is not None
-        # RFC 3207 §4.2 (and CVE-2011-0411): bytes that came in clear text after the STARTTLS
-        # command are thrown away, never read as commands of the encrypted session.
-        self._received = []
-        self._received_size = 0
-        self._reading_paused = False
-        transport = await self.loop.start_tls(
-            self.transport, self, context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
-        )
-        if transport is None:
-            raise ConnectionResetError("connection lost during the TLS handshake")
-        self.transport = transport
-
-    def extra(self, name: str) -> object:
-        return self.transport.get_extra_info(name) if self.transport is not None else None
-
-    def close(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self.transport is not None:
-            self.transport.close()
+    def start_session(self) -> SmtpSession:
+        return SmtpSession(self.ctx, self.service, self.settings, self)
 
 
 def settings_for(service: str, config: Config, loopback: bool, tls_ready: bool) -> SessionSettings:
