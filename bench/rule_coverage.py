@@ -22,7 +22,6 @@ message is either a real product wording that will recur (keep) or a recogniser 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
@@ -31,7 +30,9 @@ from pathlib import Path
 from todoku.bounce import classify, rules
 from todoku.bounce.analyze import analyze_bytes
 
-DEFAULT_CORPUS = Path("/work/shared/corpus/bounces")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from explain_accuracy import DEFAULT_CORPUS, load  # the labelled corpus, read one way
+
 NEVER = re.compile(r"(?!x)x")
 
 
@@ -65,17 +66,6 @@ def top_level_alternatives(regex: str) -> list[str]:
         i += 1
     parts.append(regex[start:])
     return parts
-
-
-def load(corpus: Path) -> list[tuple[dict, bytes]]:
-    out = []
-    with open(corpus / "dev-labels.jsonl", encoding="utf-8") as labels:
-        for line in labels:
-            label = json.loads(line)
-            path = corpus / label["file"]
-            if path.exists():
-                out.append((label, path.read_bytes()))
-    return out
 
 
 def outcome(data: bytes) -> tuple[tuple[str, str], ...]:
