@@ -1,6 +1,5 @@
 """What `todoku explain` leaves out of its start-up, and the light parts that stand in for it:
-the frozen records (instead of dataclasses) and the plain reading of the configuration's lang
-(instead of tomllib)."""
+the plain reading of the configuration's lang (instead of tomllib)."""
 
 from __future__ import annotations
 
@@ -14,46 +13,6 @@ import pytest
 
 from tests.bounce.helpers import postfix_dsn
 from todoku.bounce.command import _plain_top_level_lang, language_from_config
-from todoku.bounce.record import FrozenRecordError, factory, record, replace
-
-
-@record
-class _Sample:
-    name: str
-    count: int = 0
-    tags: list[str] = factory(list)
-
-
-def test_record_constructs_compares_and_hashes_by_value() -> None:
-    one = _Sample("a", 2)
-    assert (one.name, one.count, one.tags) == ("a", 2, [])
-    assert one == _Sample(name="a", count=2) and one != _Sample("a", 3)
-    assert hash(_Sample("a", 2, ())) == hash(_Sample("a", 2, ()))  # type: ignore[arg-type]
-    assert repr(one) == "_Sample(name='a', count=2, tags=[])"
-    assert not hasattr(one, "__dict__")  # slots
-
-
-def test_record_defaults_from_a_factory_are_not_shared() -> None:
-    first, second = _Sample("a"), _Sample("b")
-    first.tags.append("x")
-    assert second.tags == []
-
-
-def test_record_refuses_assignment_and_replace_copies() -> None:
-    one = _Sample("a", 2)
-    with pytest.raises(FrozenRecordError):
-        one.count = 3  # type: ignore[misc]
-    with pytest.raises(AttributeError):
-        del one.name
-    changed = replace(one, count=5)
-    assert (changed.name, changed.count, one.count) == ("a", 5, 2)
-    with pytest.raises(TypeError):
-        replace(one, colour="red")
-
-
-def test_record_without_a_required_argument_is_a_type_error() -> None:
-    with pytest.raises(TypeError):
-        _Sample()  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("text", [
@@ -92,13 +51,12 @@ def test_demo_configuration_is_read_without_tomllib() -> None:
     assert _plain_top_level_lang(text) == tomllib.loads(text).get("lang", "en")
 
 
-def test_explain_start_up_leaves_out_dataclasses_inspect_tomllib_json(tmp_path: Path) -> None:
+def test_explain_start_up_leaves_out_tomllib_json(tmp_path: Path) -> None:
     (tmp_path / "todoku.toml").write_text('hostname = "mx.example.test"\nlang = "ja"\n')
     bounce = tmp_path / "b.eml"
     bounce.write_bytes(postfix_dsn("nobody@example.org", "5.1.1", "550 5.1.1 User unknown"))
     probe = ("import sys\nfrom todoku.bounce.__main__ import main\nstatus = main(sys.argv[1:])\n"
-             "print(sorted(m for m in ('dataclasses', 'inspect', 'tomllib', 'json', 'typing', "
-             "'argparse') if m in sys.modules))")
+             "print(sorted(m for m in ('tomllib', 'json', 'argparse') if m in sys.modules))")
     env = {k: v for k, v in os.environ.items() if k != "TODOKU_CONFIG"}
     result = subprocess.run([sys.executable, "-c", probe, "--json", str(bounce)], cwd=tmp_path,
                             env=env, capture_output=True, timeout=60, check=True)

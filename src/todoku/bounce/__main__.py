@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-
-from todoku.bounce.record import record
+from dataclasses import dataclass
 
 LANGUAGE_CHOICES = ("en", "ja")
 DEFAULT_CONFIG_PATH = "todoku.toml"  # as cli.main.DEFAULT_CONFIG_PATH (tests/bounce/test_cli.py)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Arguments:
     as_json: bool
     lang: str | None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from todoku.bounce.classify import classify_evidence
 from todoku.bounce.explain import REASONS, explain_reason
 from todoku.bounce.extract import Bounce, Evidence, parse_bounce
-from todoku.bounce.record import record
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Diagnosis:
     recipient: str
     reason: str

@@ -9,23 +9,23 @@ only a reply line).
 
 from __future__ import annotations
 
-from todoku.bounce.record import factory, record
+from dataclasses import dataclass, field
 
 LANGUAGES = ("en", "ja")
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Text:
     """One language's cause and remedy. ``extra_cause``/``extra_remedy`` map a fact name to a
     sentence that is appended only when that fact is known."""
 
     cause: str
     remedy: str
-    extra_cause: dict[str, str] = factory(dict)
-    extra_remedy: dict[str, str] = factory(dict)
+    extra_cause: dict[str, str] = field(default_factory=dict)
+    extra_remedy: dict[str, str] = field(default_factory=dict)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Reason:
     word: str
     permanent: bool  # the usual nature; the bounce's own status code wins when it has one

@@ -17,11 +17,11 @@ bytes that do not decode in their charset become U+FFFD rather than being droppe
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 
 from todoku.bounce import mime
 from todoku.bounce.mime import Part
 from todoku.bounce.prefilter import might_match
-from todoku.bounce.record import record, replace
 
 KIND_DSN = "dsn"
 KIND_TEXT = "text"
@@ -30,7 +30,7 @@ KIND_VACATION = "vacation"
 KIND_NOTBOUNCE = "notbounce"
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """What one bounce says about one recipient. Empty string / None: not stated."""
 
@@ -45,7 +45,7 @@ class Evidence:
     context: str = ""  # the surrounding human-readable text, for classification
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Bounce:
     kind: str
     subject: str = ""

@@ -9,13 +9,12 @@ the RFC 3463 enhanced status code decides (STATUS_RULES), and last of all the ba
 from __future__ import annotations
 
 import re
-
-from todoku.bounce.record import record
+from dataclasses import dataclass
 
 ANY = "*"
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Rule:
     reason: str
     pattern: re.Pattern[str]

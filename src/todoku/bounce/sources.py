@@ -14,11 +14,10 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from todoku.bounce.record import record
 
-
-@record
+@dataclass(frozen=True, slots=True)
 class Input:
     name: str  # the file, "FILE#N" for the Nth message of an mbox, "-" for stdin
     data: bytes = b""
