@@ -48,31 +48,58 @@ def scan_headers(block: bytes) -> HeaderFacts:
 
 
 class HeaderScan:
-    """Feed content pieces; ``ready`` once the header block is known. Then ``facts`` is set."""
+    """Feed content pieces; ``ready`` once the header block is known. Then ``facts`` is set.
+
+    Linear in the content, however it is cut: the pieces are appended to one buffer (no object
+    per piece), and each piece is searched for the empty line that ends the header (RFC 5322
+    §2.1) together with only the last three octets before it, never the whole of what is held
+    (a header sent in one-octet pieces was joined and searched again for every piece: quadratic,
+    issue 12). ``octets_searched`` counts that work.
+    """
 
     def __init__(self) -> None:
-        self._held: list[bytes] = []
-        self._held_size = 0
+        self._held = bytearray()
+        # The last octets of b"\r\n" + content: with that CRLF in front, content that starts
+        # with the empty line (no header at all) is one more match of CRLF CRLF, at offset 0.
+        self._tail = b"\r\n"
+        self.octets_searched = 0
         self.facts: HeaderFacts | None = None
 
     def feed(self, piece: bytes) -> bytes | None:
         """Returns the held content once the headers are complete; None while still holding."""
-        self._held.append(piece)
-        self._held_size += len(piece)
-        data = b"".join(self._held) if len(self._held) > 1 else piece
-        end = 0 if data.startswith(b"\r\n") else data.find(b"\r\n\r\n")
-        if end < 0 and self._held_size < HEADER_SCAN_LIMIT:
-            self._held = [data]
-            return None
-        block = data if end < 0 else data[: end + 2]
-        self.facts = scan_headers(block)
-        self._held = []
+        # Offsets are in b"\r\n" + content. A match that straddles the pieces starts in the tail
+        # (at most three octets, so a match cannot lie in it alone) and is the earlier one.
+        tail = self._tail
+        boundary = tail + piece[:3]
+        found = boundary.find(b"\r\n\r\n")
+        held = self._held
+        position = len(held) + 2 - len(tail) + found
+        if found < 0:
+            found = piece.find(b"\r\n\r\n")
+            position = len(held) + 2 + found
+        self.octets_searched += len(boundary) + len(piece)
+        if found < 0:
+            end = -1
+            if len(held) + len(piece) < HEADER_SCAN_LIMIT:
+                held += piece
+                self._tail = (tail + piece[-3:])[-3:]
+                return None
+        else:
+            # The block keeps its last CRLF; at offset 0 the content starts with the empty line.
+            end = position - 2 if position else 0
+        if held:
+            held += piece
+            data = bytes(held)
+            self._held = bytearray()
+        else:
+            data = piece  # the usual case: the whole header came in the first piece
+        self.facts = scan_headers(data if end < 0 else data[: end + 2])
         return data
 
     def finish(self) -> bytes:
         """End of content: whatever is held (a message that is all headers, or empty)."""
-        data = b"".join(self._held)
-        self._held = []
+        data = bytes(self._held)
+        self._held = bytearray()
         if self.facts is None:
             self.facts = scan_headers(data)
         return data
