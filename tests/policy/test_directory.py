@@ -41,7 +41,9 @@ def test_users_aliases_forwarding_and_cycles(store: SqliteStore) -> None:
 
 def test_postmaster_always_resolves(store: SqliteStore) -> None:
     directory = Directory(store, ("example.test", "example.org"))
-    assert directory.resolve(addr("postmaster@example.org")).mailboxes == ("postmaster@example.test",)
+    assert directory.resolve(addr("postmaster@example.org")).mailboxes == (
+        "postmaster@example.test",
+    )
     assert directory.resolve(Address("postmaster", "")).mailboxes == ("postmaster@example.test",)
     store.add_user("admin@example.test", "h")
     store.add_alias("postmaster@example.test", "admin@example.test")
@@ -80,7 +82,9 @@ def test_password_hashes_use_owasp_parameters_and_old_hashes_still_verify() -> N
 
 def test_throttle_slows_then_locks_and_expires() -> None:
     now = [1000.0]
-    throttle = AuthThrottle(delay_after=2, lockout_after=4, lockout_seconds=60, base_delay=1.0, clock=lambda: now[0])
+    throttle = AuthThrottle(
+        delay_after=2, lockout_after=4, lockout_seconds=60, base_delay=1.0, clock=lambda: now[0]
+    )
     assert throttle.failure("192.0.2.1") == 0
     assert throttle.failure("192.0.2.1") == 1.0
     assert throttle.failure("192.0.2.1") == 2.0
@@ -93,3 +97,22 @@ def test_throttle_slows_then_locks_and_expires() -> None:
     throttle.failure("192.0.2.3")
     throttle.success("192.0.2.3")
     assert throttle.failure("192.0.2.3") == 0
+
+
+def test_postmaster_is_only_the_exact_local_part(store: SqliteStore) -> None:
+    """RFC 5321 §4.5.1 (issue 12): a quoted local part that starts with "postmaster@" is an
+    unknown user, not postmaster; postmaster itself resolves in any case."""
+    store.add_user("admin@example.test", "h")
+    store.add_alias("postmaster@example.test", "admin@example.test")
+    store.add_alias("postmaster@example.test", "admin@remote.test")
+    directory = Directory(store, ("example.test",))
+    assert directory.resolve(addr("PostMaster@example.test")).remote == ("admin@remote.test",)
+    assert directory.resolve(addr('"postmaster"@example.test')).mailboxes == ("admin@example.test",)
+    assert directory.may_send_as("admin@example.test", addr("postmaster@example.test"))
+    for text in (
+        '"postmaster@anything"@example.test',
+        '"postmaster@(Authenticated sender: x)"@example.test',
+        '"POSTMASTER@example.test"@example.test',
+    ):
+        assert not directory.resolve(addr(text)).found, text
+    assert not directory.may_send_as("admin@example.test", addr('"postmaster@x"@example.test'))

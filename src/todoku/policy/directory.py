@@ -4,7 +4,8 @@ Recipient resolution follows aliases (to any depth up to a limit, detecting cycl
 precedence over a user of the same address, as virtual aliases do in Postfix. ``postmaster`` at
 every local domain always works (RFC 5321 §4.5.1): an alias or a user if there is one, else the
 mailbox ``postmaster@<first domain>``, which an administrator can read after
-``todoku user add postmaster@<domain>``.
+``todoku user add postmaster@<domain>``. Only the exact local part ``postmaster`` (any case) is
+that mailbox; ``"postmaster@anything"@<domain>`` is an unknown user like any other.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class Resolution:
         return bool(self.mailboxes or self.remote)
 
 
+def is_postmaster(address: Address) -> bool:
+    """The address names postmaster: ``<postmaster>`` or local part ``postmaster`` in any case."""
+    return address.local.lower() == "postmaster"
+
+
 class Directory:
     def __init__(self, store: Store, domains: tuple[str, ...]) -> None:
         self.store = store
@@ -41,7 +47,10 @@ class Directory:
         remote: list[str] = []
         seen: set[str] = set()
         self._expand(key, 0, seen, mailboxes, remote)
-        if not mailboxes and not remote and key.split("@", 1)[0] == "postmaster":
+        # RFC 5321 §4.5.1: the reserved mailbox is exactly the local part "postmaster" (any
+        # case). A quoted local part that merely starts with "postmaster@" is another, unknown
+        # mailbox: the key's first "@" is not the local part's end when the local part holds one.
+        if not mailboxes and not remote and is_postmaster(address):
             fallback = f"postmaster@{self.domains[0]}"
             if fallback != key:
                 self._expand(fallback, 0, seen, mailboxes, remote)
