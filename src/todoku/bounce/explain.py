@@ -5,6 +5,11 @@ suggestion, lifetime, elapsed, remote_mta, diagnostic). A sentence that needs a 
 does not have is left out rather than printed with a hole, so the same definition serves the
 outbound queue (which knows everything) and ``todoku explain`` on a pasted bounce (which may know
 only a reply line).
+
+A reason's texts say what went wrong and what can be done about it, never whether the message
+is still being retried or should be sent again: the same reason comes in a delay warning (the
+server keeps trying) and in a returned message (nothing is retried). That is said once, from
+the report's own facts, by ``action`` and ``hard`` (``explain_reason``; issue 13 item 3).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ _ALL: tuple[Reason, ...] = (
             "The part before the @ of the address is wrong: the destination's mail server says no "
             "mailbox of that name exists.",
             "Check the address for typos in the part before the @ (compare it with an address "
-            "the recipient has written to you from), correct it and send again.",
+            "the recipient has written to you from) and send to the corrected address.",
             extra_cause={"recipient": " The address was {recipient}; the domain {domain} exists "
                          "and answered, only the name {local} is unknown there."},
         ),
@@ -58,7 +63,7 @@ _ALL: tuple[Reason, ...] = (
             "メールアドレスの @ より前の部分が間違っています。相手のメールサーバーは、その名前の"
             "メールボックスは存在しないと答えました。",
             "@ より前の部分に打ち間違いがないか確認し（相手から届いたメールのアドレスと比べると"
-            "確実です）、正しいアドレスで送り直してください。",
+            "確実です）、正しいアドレス宛てに送ってください。",
             extra_cause={"recipient": "宛先は {recipient} でした。ドメイン {domain} は存在して応答"
                          "しましたが、{local} という名前がそこにはありません。"},
         ),
@@ -68,14 +73,14 @@ _ALL: tuple[Reason, ...] = (
         Text(
             "The part after the @ of the address is wrong: the domain does not exist or has no "
             "mail server.",
-            "Check the part after the @ for typos and send again.",
+            "Check the part after the @ for typos and send to the corrected address.",
             extra_cause={"domain": " The domain {domain} could not be found."},
             extra_remedy={"suggestion": " Did you mean {suggestion}?"},
         ),
         Text(
             "メールアドレスの @ より後ろの部分（ドメイン）が間違っています。そのドメインは存在"
             "しないか、メールを受け取るサーバーがありません。",
-            "@ より後ろの部分に打ち間違いがないか確認して送り直してください。",
+            "@ より後ろの部分に打ち間違いがないか確認し、正しいアドレス宛てに送ってください。",
             extra_cause={"domain": "ドメイン {domain} が見つかりませんでした。"},
             extra_remedy={"suggestion": "もしかして {suggestion} ではありませんか？"},
         ),
@@ -84,13 +89,13 @@ _ALL: tuple[Reason, ...] = (
         "mailboxfull", False, "mailbox full",
         Text(
             "The recipient's mailbox is full, so it cannot take new mail.",
-            "Tell the recipient another way (phone, another address) to make room, then send "
-            "again later; sending large attachments makes it worse.",
+            "Tell the recipient another way (phone, another address) to make room; large "
+            "attachments make it worse.",
         ),
         Text(
             "相手のメールボックスが満杯で、新しいメールを受け取れません。",
-            "電話や別のアドレスなどで相手に容量を空けてもらうよう伝え、しばらくしてから送り直して"
-            "ください。大きな添付ファイルは避けてください。",
+            "電話や別のアドレスなどで相手に容量を空けてもらうよう伝えてください。大きな添付"
+            "ファイルは避けてください。",
         ),
     ),
     _r(
@@ -122,13 +127,12 @@ _ALL: tuple[Reason, ...] = (
         "systemfull", False, "remote disk full",
         Text(
             "The receiving server's disk or queue is full.",
-            "Nothing is wrong on your side; the server will try again. If it keeps failing, tell "
-            "the recipient's administrator another way.",
+            "Nothing is wrong on your side. If it keeps happening, tell the recipient's "
+            "administrator another way.",
         ),
         Text(
             "相手のメールサーバーのディスクまたはキューが満杯です。",
-            "こちら側の問題ではありません。再送を待ってください。続く場合は別の手段で相手の管理者に"
-            "知らせてください。",
+            "こちら側の問題ではありません。続く場合は別の手段で相手の管理者に知らせてください。",
         ),
     ),
     _r(
@@ -183,17 +187,16 @@ _ALL: tuple[Reason, ...] = (
             "for example because it is on a blocklist or its greeting name is wrong, or, for a "
             "temporary refusal, because it greylists senders it has not seen before.",
             "This is not about the recipient's address. The administrator of the sending server "
-            "must check the blocklists and ask for delisting; a temporary block lifts by itself "
-            "(a greylisted message goes through when the server tries again, which it does on "
-            "its own), so try again later.",
+            "must check the blocklists and ask for delisting. A temporary block lifts by itself, "
+            "and greylisting lets the message through on a later attempt.",
         ),
         Text(
             "受信側が送信サーバーそのもの（IP アドレスやホスト名）を拒否しました。ブロックリストへの"
             "掲載や HELO 名の誤りなどが原因です。一時的な拒否なら、初めての送信元をいったん断る"
             "グレイリスティングの場合もあります。",
             "宛先アドレスの問題ではありません。送信サーバーの管理者がブロックリストを確認し、解除を"
-            "依頼する必要があります。一時的なブロックは自然に解除されるので（グレイリスティングは"
-            "サーバーの自動再送で通ります）、後で送り直してください。",
+            "依頼する必要があります。一時的なブロックは自然に解除され、グレイリスティングは後の"
+            "送信の試みで通ります。",
         ),
     ),
     _r(
@@ -300,12 +303,12 @@ _ALL: tuple[Reason, ...] = (
         Text(
             "The message's header or content encoding is malformed, so the receiving side "
             "refused it.",
-            "Send it again from a standard mail program; if it was generated by software, that "
+            "Send it from a standard mail program; if it was generated by software, that "
             "software must produce valid MIME.",
         ),
         Text(
             "メールのヘッダーまたは本文のエンコードが壊れているため、受信側が拒否しました。",
-            "一般的なメールソフトから送り直してください。プログラムが作成したメールなら、正しい MIME "
+            "一般的なメールソフトから送ってください。プログラムが作成したメールなら、正しい MIME "
             "を出力するよう修正が必要です。",
         ),
     ),
@@ -341,15 +344,15 @@ _ALL: tuple[Reason, ...] = (
         Text(
             "The mail could not be delivered for so long that the sending server gave up: the "
             "destination did not answer or kept refusing temporarily.",
-            "Check the address, then send again later; if it keeps happening, the destination's "
-            "server is down or unreachable, so contact the recipient another way.",
+            "Check the address; if it is right, the destination's server was down or "
+            "unreachable all that time, so contact the recipient another way.",
             extra_cause={"lifetime": " It kept trying for {lifetime} before giving up."},
         ),
         Text(
             "長い間配送できなかったため、送信サーバーが配送をあきらめました。相手のサーバーが応答"
             "しないか、一時的な拒否を続けました。",
-            "アドレスを確認し、時間をおいて送り直してください。繰り返す場合は相手のサーバーが停止"
-            "または到達不能なので、別の手段で相手に連絡してください。",
+            "アドレスを確認してください。正しければ、相手のサーバーがその間ずっと停止または到達"
+            "不能だったので、別の手段で相手に連絡してください。",
             extra_cause={"lifetime": "{lifetime} の間再送を続けた後にあきらめました。"},
         ),
     ),
@@ -377,24 +380,23 @@ _ALL: tuple[Reason, ...] = (
         Text(
             "The receiving side limits how many connections or messages it takes from us, and "
             "we went over that limit.",
-            "Wait and try again later: the limit is the receiving side's policy and lifts by "
-            "itself. Send large mailings in smaller batches.",
+            "The limit is the receiving side's policy and lifts by itself; send large mailings "
+            "in smaller batches.",
         ),
         Text(
             "受信側が受け付ける接続数・メール数を制限しており、その上限を超えました。",
-            "時間をおいて送り直してください。制限は相手側のポリシーで、自然に解除されます。一斉送信は"
-            "小分けにしてください。",
+            "制限は相手側のポリシーで、自然に解除されます。一斉送信は小分けにしてください。",
         ),
     ),
     _r(
         "speeding", False, "sending too fast",
         Text(
             "Mail was sent too fast and went over a rate limit of the receiving side.",
-            "Wait and try again later: the limit lifts by itself. Send more slowly.",
+            "The limit lifts by itself; send more slowly.",
         ),
         Text(
             "送信の速度が速すぎて、受信側の速度制限を超えました。",
-            "時間をおいて送り直してください。制限は自然に解除されます。送信の間隔をあけてください。",
+            "制限は自然に解除されます。送信の間隔をあけてください。",
         ),
     ),
     _r(
@@ -424,27 +426,27 @@ _ALL: tuple[Reason, ...] = (
         Text(
             "The sending server could not reach the destination: a DNS lookup failed, the "
             "connection was refused or timed out, or the mail looped between servers.",
-            "Usually temporary; send again later. If it persists, the destination's DNS or mail "
-            "server is misconfigured and its administrator must fix it.",
+            "A failed lookup or connection may pass by itself; a mail loop, or a failure that "
+            "persists, means the destination's DNS or mail server is misconfigured, and its "
+            "administrator must fix it.",
         ),
         Text(
             "送信サーバーが相手に到達できませんでした（DNS の検索失敗、接続拒否やタイムアウト、"
             "サーバー間のメールのループ）。",
-            "多くは一時的です。時間をおいて送り直してください。続く場合は相手の DNS またはメール"
-            "サーバーの設定誤りで、相手の管理者が直す必要があります。",
+            "検索や接続の失敗は自然に解消することがあります。メールのループや、失敗が続く場合は"
+            "相手の DNS またはメールサーバーの設定誤りで、相手の管理者が直す必要があります。",
         ),
     ),
     _r(
         "systemerror", False, "remote server error",
         Text(
             "The destination's mail server or DNS is misconfigured or had an internal error.",
-            "Nothing is wrong with your message; try again later, and if it persists tell the "
-            "recipient's administrator another way.",
+            "Nothing is wrong with your message; if it keeps happening, tell the recipient's "
+            "administrator another way.",
         ),
         Text(
             "相手のメールサーバーまたは DNS の設定誤り、または内部エラーです。",
-            "メールに問題はありません。時間をおいて送り直し、続く場合は別の手段で相手の管理者に"
-            "知らせてください。",
+            "メールに問題はありません。続く場合は別の手段で相手の管理者に知らせてください。",
         ),
     ),
     _r(
@@ -501,26 +503,26 @@ _ALL: tuple[Reason, ...] = (
         "onhold", False, "undecided",
         Text(
             "The bounce says too little to decide why delivery failed.",
-            "Read the diagnostic text below; if unsure, send again later or contact the "
+            "Read what the server said; if it does not make the cause clear, contact the "
             "recipient another way.",
         ),
         Text(
             "エラーメールの情報が少なく、失敗の理由を判断できません。",
-            "下の診断メッセージを読んでください。分からない場合は後で送り直すか、別の手段で相手に"
-            "連絡してください。",
+            "相手サーバーの応答を読んでください。原因が分からない場合は、別の手段で相手に連絡して"
+            "ください。",
         ),
     ),
     _r(
         "undefined", False, "unknown reason",
         Text(
             "The reason for the failure could not be determined.",
-            "Read the diagnostic text from the remote server; if unsure, try again later or "
-            "contact the recipient another way.",
+            "Read what the remote server said; if it does not make the cause clear, contact the "
+            "recipient another way.",
         ),
         Text(
             "失敗の理由を特定できませんでした。",
-            "相手サーバーの診断メッセージを読んでください。分からない場合は後で送り直すか、別の手段で"
-            "相手に連絡してください。",
+            "相手サーバーの応答を読んでください。原因が分からない場合は、別の手段で相手に連絡して"
+            "ください。",
         ),
     ),
     _r(
@@ -577,8 +579,51 @@ def _derive(facts: dict[str, str]) -> _Facts:
     return out
 
 
-def explain_reason(reason: str, lang: str = "en", **facts: str) -> tuple[str, str]:
-    """(cause, remedy) in plain words for a reason word; unknown words explain as ``undefined``."""
+# What the report's action means for the sender, appended to the remedy.
+_STILL_RETRYING = {
+    "en": " The sending server is still retrying this message by itself: you do not need to "
+    "send it again.",
+    "ja": "送信サーバーがこのメールの再送を自動で続けています。あなたが送り直す必要はありません。",
+}
+_RETURNED = {
+    "en": " The message was returned and nothing is retrying it.",
+    "ja": "メールは返送され、再送はされません。",
+}
+_FAILS_AGAIN = {
+    "en": " Sending it again unchanged would fail the same way.",
+    "ja": "同じメールをそのまま送り直しても、同じ理由で失敗します。",
+}
+_SEND_AGAIN = {
+    "en": " Once the cause is gone, send it again yourself.",
+    "ja": "原因が解消したら、ご自身で送り直してください。",
+}
+# Reports that are not about a failure: no retry to speak of.
+_NOT_FAILURES = frozenset({"delivered", "vacation", "feedback", "notbounce"})
+
+
+def _action_sentence(word: str, lang: str, action: str, hard: bool | None) -> str:
+    language = "ja" if lang == "ja" else "en"
+    if word in _NOT_FAILURES or word == "delayed":  # "delayed" says it in its own remedy
+        return ""
+    if action == "delayed":
+        return _STILL_RETRYING[language]
+    if action != "failed":
+        return ""
+    if hard is None:
+        return _RETURNED[language]
+    return _RETURNED[language] + (_FAILS_AGAIN if hard else _SEND_AGAIN)[language]
+
+
+def explain_reason(
+    reason: str, lang: str = "en", *, action: str = "", hard: bool | None = None, **facts: str
+) -> tuple[str, str]:
+    """(cause, remedy) in plain words for a reason word; unknown words explain as ``undefined``.
+
+    ``action`` is the report's (RFC 3464 §2.3.3): "delayed" adds that the message is still
+    being retried and need not be sent again, "failed" that it was returned and nothing retries
+    it; ``hard`` (known only with "failed") adds whether sending it again unchanged would fail
+    the same way. Without them the remedy says neither, so it is true in both cases.
+    """
     definition = REASONS.get(ALIASES.get(reason, reason)) or REASONS["undefined"]
     text = definition.ja if lang == "ja" else definition.en
     known = _derive(facts)
@@ -599,4 +644,5 @@ def explain_reason(reason: str, lang: str = "en", **facts: str) -> tuple[str, st
     for fact, sentence in text.extra_remedy.items():
         if fact in known:
             remedy += _fill(sentence, known)
+    remedy += _action_sentence(definition.word, lang, action, hard)
     return cause, remedy
