@@ -2,7 +2,7 @@
 
 A reason's own texts serve a delay warning (the server keeps trying: send nothing) and a returned
 message (nothing is retried) alike, so they must not say either; what the report's action and
-hardness mean is said once by explain_reason, in English and Japanese.
+hardness mean is said once by retry_note, in English and Japanese.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from tests.bounce.helpers import postfix_dsn
 from todoku.bounce.analyze import analyze_bytes
-from todoku.bounce.explain import REASONS, explain_reason
+from todoku.bounce.explain import REASONS, explain_reason, retry_note
 from todoku.dsn.compose import human_text
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 
@@ -47,9 +47,10 @@ FAILS_AGAIN = {"en": "would fail the same way", "ja": "同じ理由で失敗"}
 SEND_AGAIN_YOURSELF = {"en": "send it again yourself", "ja": "ご自身で送り直して"}
 
 
-def _both(reason: str, lang: str, **kwargs: object) -> str:
-    cause, remedy = explain_reason(reason, lang, recipient="bob@remote.test", **kwargs)  # type: ignore[arg-type]
-    return f"{cause} {remedy}".lower()
+def _both(reason: str, lang: str, action: str = "", hard: bool | None = None) -> str:
+    """The cause and the remedy with what the action means, as a report prints them."""
+    cause, remedy = explain_reason(reason, lang, recipient="bob@remote.test")
+    return f"{cause} {remedy}{retry_note(reason, lang, action, hard)}".lower()
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -9,7 +9,7 @@ only a reply line).
 A reason's texts say what went wrong and what can be done about it, never whether the message
 is still being retried or should be sent again: the same reason comes in a delay warning (the
 server keeps trying) and in a returned message (nothing is retried). That is said once, from
-the report's own facts, by ``action`` and ``hard`` (``explain_reason``; issue 13 item 3).
+the report's own facts, by ``retry_note`` (issue 13 item 3).
 """
 
 from __future__ import annotations
@@ -601,8 +601,16 @@ _SEND_AGAIN = {
 _NOT_FAILURES = frozenset({"delivered", "vacation", "feedback", "notbounce"})
 
 
-def _action_sentence(word: str, lang: str, action: str, hard: bool | None) -> str:
+def retry_note(reason: str, lang: str, action: str, hard: bool | None = None) -> str:
+    """What the report's action means for the sender, to follow explain_reason's remedy.
+
+    ``action`` is the report's (RFC 3464 §2.3.3): "delayed" says that the message is still being
+    retried and need not be sent again, "failed" that it was returned and nothing retries it;
+    ``hard`` (known only with "failed") adds whether sending it again unchanged would fail the
+    same way. Empty for any other action, and for reports that are not about a failure.
+    """
     language = "ja" if lang == "ja" else "en"
+    word = ALIASES.get(reason, reason)
     if word in _NOT_FAILURES or word == "delayed":  # "delayed" says it in its own remedy
         return ""
     if action == "delayed":
@@ -614,15 +622,10 @@ def _action_sentence(word: str, lang: str, action: str, hard: bool | None) -> st
     return _RETURNED[language] + (_FAILS_AGAIN if hard else _SEND_AGAIN)[language]
 
 
-def explain_reason(
-    reason: str, lang: str = "en", *, action: str = "", hard: bool | None = None, **facts: str
-) -> tuple[str, str]:
+def explain_reason(reason: str, lang: str = "en", **facts: str) -> tuple[str, str]:
     """(cause, remedy) in plain words for a reason word; unknown words explain as ``undefined``.
 
-    ``action`` is the report's (RFC 3464 §2.3.3): "delayed" adds that the message is still
-    being retried and need not be sent again, "failed" that it was returned and nothing retries
-    it; ``hard`` (known only with "failed") adds whether sending it again unchanged would fail
-    the same way. Without them the remedy says neither, so it is true in both cases.
+    Neither says whether the message is still being retried: add ``retry_note`` for that.
     """
     definition = REASONS.get(ALIASES.get(reason, reason)) or REASONS["undefined"]
     text = definition.ja if lang == "ja" else definition.en
@@ -644,5 +647,4 @@ def explain_reason(
     for fact, sentence in text.extra_remedy.items():
         if fact in known:
             remedy += _fill(sentence, known)
-    remedy += _action_sentence(definition.word, lang, action, hard)
     return cause, remedy
