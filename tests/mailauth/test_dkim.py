@@ -43,7 +43,9 @@ def test_keys_made_on_first_use_private_and_reused(tmp_path: Path) -> None:
     assert keys.active.selectors == ("20261128e", "20261128r")
     assert {k.algorithm for k in keys.active.keys} == {"ed25519", "rsa"}
     for key in keys.active.keys:
-        mode = stat.S_IMODE(os.stat(tmp_path / "dkim" / "example.test" / f"{key.selector}.key").st_mode)
+        mode = stat.S_IMODE(
+            os.stat(tmp_path / "dkim" / "example.test" / f"{key.selector}.key").st_mode
+        )
         assert mode == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "dkim").st_mode) == 0o700
     again = KeyStore(tmp_path).load("example.test", NOW + 10)
@@ -73,10 +75,16 @@ def test_signature_verifies_with_dkimpy_and_fails_when_changed(tmp_path: Path) -
     assert headers.count(b"DKIM-Signature:") == 2
     records = records_of(signer, "example.test")
     good = verify_signatures(headers + MESSAGE, records)
-    assert [(r.result, r.algorithm) for r in good] == [("pass", "ed25519-sha256"), ("pass", "rsa-sha256")]
+    assert [(r.result, r.algorithm) for r in good] == [
+        ("pass", "ed25519-sha256"),
+        ("pass", "rsa-sha256"),
+    ]
     tampered = verify_signatures(headers + MESSAGE.replace(b"Hello Bob", b"Hello Eve"), records)
     assert {r.result for r in tampered} == {"fail"}
-    assert signer.signature_headers(MESSAGE.replace(b"example.test>", b"other.test>"), "x@other.test") == b""
+    assert (
+        signer.signature_headers(MESSAGE.replace(b"example.test>", b"other.test>"), "x@other.test")
+        == b""
+    )
 
 
 async def test_inbound_dkim_and_authentication_results(
@@ -85,10 +93,16 @@ async def test_inbound_dkim_and_authentication_results(
     signer = Signer(KeyStore(tmp_path), ("example.test",))
     signed = signer.signature_headers(MESSAGE, "alice@example.test") + MESSAGE
     for name, texts in records_of(signer, "example.test").items():
-        dns_server.add(name, "TXT", " ".join(f'"{texts[0][i:i + 250]}"' for i in range(0, len(texts[0]), 250)))
+        dns_server.add(
+            name,
+            "TXT",
+            " ".join(f'"{texts[0][i : i + 250]}"' for i in range(0, len(texts[0]), 250)),
+        )
     dns_server.add("_dmarc.example.test", "TXT", '"v=DMARC1; p=reject"')
     policy = InboundPolicy(PolicyConfig(), lookups, "mx.remote.test")
-    verdict = await policy.on_message("203.0.113.9", "out.example.test", "alice@example.test", signed)
+    verdict = await policy.on_message(
+        "203.0.113.9", "out.example.test", "alice@example.test", signed
+    )
     header = verdict.prefix.decode()
     assert header.startswith("Authentication-Results: mx.remote.test;")
     selectors = signer.keys("example.test").active.selectors
@@ -103,7 +117,9 @@ def _write_zone(path: Path, signer: Signer) -> None:
     zone = []
     for name, texts in records_of(signer, "example.test").items():
         text = texts[0]
-        zone.append([name, "TXT", " ".join(f'"{text[i:i + 250]}"' for i in range(0, len(text), 250))])
+        zone.append(
+            [name, "TXT", " ".join(f'"{text[i : i + 250]}"' for i in range(0, len(text), 250))]
+        )
     path.write_text(json.dumps(zone))
 
 
@@ -112,17 +128,36 @@ def _opendkim(tmp_path: Path, zone: Path, message: bytes) -> subprocess.Complete
     message_path.write_bytes(message)
     root = Path(__file__).resolve().parents[2]
     return subprocess.run(
-        ["unshare", "--mount", "--net", sys.executable, "-m", "tests.mailauth.opendkim_ns", str(zone), str(message_path)],
-        cwd=root, capture_output=True, text=True, timeout=60, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--net",
+            sys.executable,
+            "-m",
+            "tests.mailauth.opendkim_ns",
+            str(zone),
+            str(message_path),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 @pytest.mark.interop
 @pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
-def test_signature_verifies_with_opendkim(tmp_path: Path, algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", os.environ["PATH"] + ":/usr/sbin:/sbin")  # Debian puts the tools there
+def test_signature_verifies_with_opendkim(
+    tmp_path: Path, algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "PATH", os.environ["PATH"] + ":/usr/sbin:/sbin"
+    )  # Debian puts the tools there
     if shutil.which("opendkim-testmsg") is None and not Path("/usr/sbin/opendkim-testmsg").exists():
-        pytest.skip("opendkim-testmsg is not installed (apt-get install opendkim-tools); .ci/run installs it")
+        pytest.skip(
+            "opendkim-testmsg is not installed (apt-get install opendkim-tools); .ci/run installs it"
+        )
     if shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0:
         pytest.skip("needs root, unshare and ip (iproute2) to give opendkim a private resolver")
     # One signature at a time, so each algorithm is judged on its own.
@@ -132,30 +167,25 @@ def test_signature_verifies_with_opendkim(tmp_path: Path, algorithm: str, monkey
     zone = tmp_path / "zone.json"
     _write_zone(zone, signer)
     good = _opendkim(tmp_path, zone, headers + MESSAGE)
-    if good.returncode != 0 and "unshare" in good.stderr and "Operation not permitted" in good.stderr:
+    if (
+        good.returncode != 0
+        and "unshare" in good.stderr
+        and "Operation not permitted" in good.stderr
+    ):
         pytest.skip(f"cannot create namespaces here: {good.stderr.strip()}")
     assert good.returncode == 0, good.stderr
     bad = _opendkim(tmp_path, zone, headers + MESSAGE.replace(b"Hello Bob", b"Hello Eve"))
     assert bad.returncode != 0, bad.stderr
 
 
-def test_only_mail_submitted_here_is_signed(tmp_path: Path) -> None:
-    from todoku.ingest import received_header
-
+def test_outbound_prefix_signs_for_local_domains_only(tmp_path: Path) -> None:
+    """Whether to sign is the queue's decision (``QueueEntry.submitted_by``, see
+    test_signing_oracle.py); the hook signs what it is given when the domain is ours."""
     signer = Signer(KeyStore(tmp_path), ("example.test",))
-
-    def received(user: str | None) -> bytes:
-        return received_header(
-            helo="pc", client_ip="192.0.2.8", client_name=None, hostname="mx.example.test",
-            protocol="ESMTPSA" if user else "ESMTP", queue_id="Q1", tls="", user=user, recipient=None,
-        )
-
-    submitted = received("alice@example.test") + MESSAGE
-    prefix = signer.outbound_prefix(submitted, "alice@example.test", "mx.example.test")
+    prefix = signer.outbound_prefix(MESSAGE, "alice@example.test")
     assert prefix.count(b"DKIM-Signature:") == 2
-    assert {r.result for r in verify_signatures(prefix + submitted, records_of(signer, "example.test"))} == {"pass"}
-    # Arrived on the MX (a forwarded message with a forged From of ours): no signature.
-    assert signer.outbound_prefix(received(None) + MESSAGE, "x@remote.test", "mx.example.test") == b""
-    # A "Received" naming an authenticated sender but put there by another host: no signature.
-    other = received("alice@example.test").replace(b"mx.example.test", b"evil.test") + MESSAGE
-    assert signer.outbound_prefix(other, "alice@example.test", "mx.example.test") == b""
+    assert {
+        r.result for r in verify_signatures(prefix + MESSAGE, records_of(signer, "example.test"))
+    } == {"pass"}
+    foreign = MESSAGE.replace(b"alice@example.test", b"carol@remote.test")
+    assert signer.outbound_prefix(foreign, "carol@remote.test") == b""

@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,19 +310,12 @@ class Signer:
         sender_domain = sender.rpartition("@")[2].lower()
         return sender_domain if sender_domain in self.domains else None
 
-    def outbound_prefix(self, message: bytes, sender: str, hostname: str) -> bytes:
-        """The queue's hook: DKIM-Signature fields for a message leaving this server, only when
-        it was submitted by an authenticated user of ours. The proof is the message's first
-        field: the Received field this server put on top at submission, which names the
-        authenticated sender (a sender cannot forge the topmost field; ours always comes first).
-        Mail that came in on the MX and is forwarded (aliases) is not signed: it is not ours."""
-        first = _first_field(message)
-        if not (
-            first.startswith(b"Received:")
-            and b"(Authenticated sender: " in first
-            and f"by {hostname} (todoku)".encode() in first
-        ):
-            return b""
+    def outbound_prefix(self, message: bytes, sender: str) -> bytes:
+        """The queue's hook: DKIM-Signature fields for a message leaving this server, or b""
+        when no key can sign it. Whether to sign at all is not decided here from the message's
+        text: the queue calls this only for entries the server recorded as an authenticated
+        submission (``QueueEntry.submitted_by``). Header fields are written by the sender, and
+        a Received field naming an authenticated sender is as easy to forge as any other."""
         try:
             return self.signature_headers(message, sender)
         except DkimError:
@@ -350,17 +344,6 @@ class Signer:
             )
             out += signature.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         return out
-
-
-def _first_field(message: bytes) -> bytes:
-    """The first header field, unfolded lines joined (CRLF kept)."""
-    lines = _header_block(message).split(b"\r\n")
-    out = [lines[0]]
-    for line in lines[1:]:
-        if line[:1] not in (b" ", b"\t"):
-            break
-        out.append(line)
-    return b"\r\n".join(out)
 
 
 def _header_block(message: bytes) -> bytes:
@@ -447,7 +430,7 @@ def signature_keys(message: bytes) -> list[tuple[str, str]]:
     return out
 
 
-def verify_signatures(message: bytes, key_records: dict[str, list[str] | None]) -> list[DkimResult]:
+def verify_signatures(message: bytes, key_records: Mapping[str, list[str] | None]) -> list[DkimResult]:
     """Check every signature with dkimpy, answering its key queries from ``key_records``
     (``selector._domainkey.domain`` → TXT strings, or None for a temporary DNS failure), which
     the caller fetched through our resolver beforehand. CPU work: run in a worker thread."""

@@ -52,11 +52,6 @@ def prepare_dkim_keys(config: Config) -> None:
 
 def outbound_signer(config: Config) -> Callable[[bytes, str], bytes]:
     """The queue runner's ``signer`` hook: (stored message, envelope sender) → DKIM-Signature
-    fields to send in front of it, or b"" (not submitted here, or not a local domain)."""
-    signer = Signer(key_store(config), config.domains)
-    hostname = config.hostname
-
-    def sign(message: bytes, sender: str) -> bytes:
-        return signer.outbound_prefix(message, sender, hostname)
-
-    return sign
+    fields to send in front of it, or b"" (not a local domain). The queue calls it only for
+    authenticated submissions (``QueueEntry.submitted_by``)."""
+    return Signer(key_store(config), config.domains).outbound_prefix

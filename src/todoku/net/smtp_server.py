@@ -350,6 +350,8 @@ class SmtpSession:
         sender = str(tx.sender) if tx.sender else ""
         mailboxes = tuple(tx.mailboxes)
         remote = tuple(tx.remote)
+        # Recorded now, while the server knows it: the queue signs (DKIM) only these entries.
+        submitted_by = self.conn.authenticated_user
 
         def message_for(blob: SpooledBlob) -> IncomingMessage:  # called in the fsync thread
             return IncomingMessage(
@@ -362,6 +364,7 @@ class SmtpSession:
                 ret=mail.ret if mail else None,
                 smtputf8=bool(mail and mail.smtputf8),
                 received_at=time.time(),
+                submitted_by=submitted_by,
             )
 
         try:

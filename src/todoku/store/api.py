@@ -114,6 +114,10 @@ class QueueEntry:
     last_error: str
     recipients: tuple[QueueRecipient, ...] = ()
     delay_warned: bool = False
+    # The login of the authenticated submission that queued this message, written by the server
+    # when it accepted it; None for mail that came in on the MX, reports and local injection.
+    # The only thing that decides DKIM signing: never the message's own header text.
+    submitted_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,7 @@ class IncomingMessage:
     smtputf8: bool = False
     received_at: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
+    submitted_by: str | None = None  # the authenticated login that submitted it (QueueEntry)
 
 
 class BlobWriter(Protocol):

@@ -121,7 +121,8 @@ CREATE TABLE IF NOT EXISTS queue_attempts (
 CREATE INDEX IF NOT EXISTS queue_attempts_by_id ON queue_attempts (queue_id, started_at);
 """
 _QUEUE_COLUMNS = {
-    "queue": [("delay_warned", "INTEGER NOT NULL DEFAULT 0")],
+    # submitted_by (issue 12): NULL in rows queued before it existed, so they leave unsigned.
+    "queue": [("delay_warned", "INTEGER NOT NULL DEFAULT 0"), ("submitted_by", "TEXT")],
     "queue_recipients": [
         ("phase", "TEXT NOT NULL DEFAULT ''"),
         ("code", "INTEGER"),
@@ -469,7 +470,7 @@ class SqliteStore:
         if message.remote:
             conn.execute(
                 "INSERT INTO queue (id, blob_id, sender, size, received_at, next_attempt, envid, ret,"
-                " smtputf8, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " smtputf8, extra, submitted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     blob.blob_id,
                     blob.blob_id,
@@ -481,6 +482,7 @@ class SqliteStore:
                     message.ret,
                     int(message.smtputf8),
                     json.dumps(message.extra),
+                    message.submitted_by,
                 ),
             )
             conn.executemany(
@@ -599,7 +601,7 @@ class SqliteStore:
 
     _QUEUE_ENTRY_COLUMNS = (
         "id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
-        " smtputf8, last_error, delay_warned"
+        " smtputf8, last_error, delay_warned, submitted_by"
     )
 
     def _queue_entry(self, conn: sqlite3.Connection, row: Any) -> QueueEntry:
@@ -641,6 +643,7 @@ class SqliteStore:
             last_error=row[11],
             recipients=recipients,
             delay_warned=bool(row[12]),
+            submitted_by=row[13],
         )
 
     def list_queue(self) -> list[QueueEntry]:
