@@ -1,33 +1,247 @@
-"""Evidence → reason word, by walking the tables of rules.py."""
+"""Evidence → reason, by scoring what the codes, the SMTP phase and the words mean.
+
+The knowledge is data (knowledge.py); this module weighs it. Each kind of evidence adds to the
+score of the reason it names:
+
+* the enhanced status code (RFC 3463 / IANA registry): its strength says how much it names one
+  cause (X.1.1 does; X.0.0, X.5.x and X.7.1 are vague and yield to any phrase);
+* phrases: where they were found counts (the remote server's own reply most, then the report's
+  paragraph about the recipient, then the rest of the report, then the subject); among phrases
+  found in the same place, the more specific group (earlier in knowledge.PHRASES) wins;
+* a vendor's own code, when the bounce comes from that vendor (its host names);
+* the basic reply code, last of all.
+
+The SMTP command the reply answered then places what stays vague: before MAIL FROM a refusal is
+about the client (blocked), in reply to MAIL FROM about the sender (rejected), after DATA about
+the content. Every verdict lists the evidence that decided it.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from todoku.bounce import knowledge
 from todoku.bounce.extract import Evidence
 from todoku.bounce.prefilter import needs_of
 from todoku.bounce.rules import (
     ACCOUNT_DISABLED_NOTICE,
-    ANY,
-    CODE_RULES,
-    DECISIVE_STATUS,
     MAILBOX_VERDICT_AFTER_DATA,
     NO_REPORT,
     QUOTED_NEXT_HOP_REPLY,
     SENDMAIL_TRANSCRIPT_COMMAND,
     SENDMAIL_TRANSCRIPT_REPLY,
-    STATUS_RULES,
-    TEXT_RULES,
     UNSUBSCRIBE_REQUEST,
     USER_UNKNOWN_WITHOUT_ADDRESS,
-    Rule,
 )
 
-TYPE_CHECKING = False  # typing is not imported at run time: explain's start-up counts
-if TYPE_CHECKING:
-    from collections.abc import Callable
+ANY = "*"  # no phase known (the old API's spelling; "" means the same)
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
+_CODES_IN_TEXT = re.compile(r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|\[(ts+\d+)\]")
+
+# Score of a phrase by where it was found, and of the other kinds of evidence.
+# The remote's reply outweighs the rest of the report and a specific status together; a phrase
+# in the report outweighs a canned phrase in the reply, which outweighs a status that names only
+# a kind of cause; a status that names one cause outweighs any phrase of the report.
+_WHERE = {"reply": 5.0, "paragraph": 4.5, "report": 2.2, "subject": 1.7}
+_WEAK = {"reply": 2.1, "paragraph": 2.1, "report": 1.0, "subject": 1.0}  # canned wording
+_ORDER_BONUS = 0.25  # the first group of knowledge.PHRASES gets all of it, the last none
+_STATUS = {4: 7.0, 3: 2.5, 2: 2.0, 1: 0.5}  # by knowledge.Status.strength
+_VENDOR = 8.0
+_DELAYED = 3.0  # a delay warning that names no cause: the message is waiting (expired)
+_REPLY_CODE = 0.3
+_LATER = _WHERE["report"] + _ORDER_BONUS  # the most a phrase of the report can add
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A reason, how strongly the evidence supports it, and that evidence in short sentences
+    ("status 5.1.1 (RFC 3463: Bad destination mailbox address)", "phrase 'user unknown'
+    (userunknown)", "phase RCPT")."""
+
+    reason: str
+    score: float
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    index: int
+    group: knowledge.Phrases
+    pattern: re.Pattern[str]
+    needs: tuple[frozenset[str], ...] | None  # the prefilter's words (prefilter.py)
+    bonus: float
+    anchored: bool  # a phrase anchored at the start or end of the text (^, $)
+
+
+_GROUPS: list[_Group] = []
+_WORDS: list[str] = []  # every word some group needs (looked for once per text)
+_EXCLUDED: list[str] = []  # the family whose own phrases are left out (leave-one-family-out)
+
+
+def use_knowledge(exclude_family: str | None = None) -> None:
+    """Classify with every phrase, or (``exclude_family``) without the phrases that only that
+    family's bounces taught: those seen in that family alone and documented nowhere. This is
+    how bench/explain_accuracy.py measures what an MTA never seen would meet."""
+    _EXCLUDED[:] = [exclude_family] if exclude_family else []
+    _GROUPS.clear()
+    _HITS.clear()
+    _WORDS.clear()
+
+
+def knowledge_groups() -> list[_Group]:
+    if not _GROUPS:
+        excluded = _EXCLUDED[0] if _EXCLUDED else None
+        groups = knowledge.PHRASES
+        for index, group in enumerate(groups):
+            kept = [
+                p.pattern
+                for p in group.phrases
+                if p.doc or excluded is None or p.seen != (excluded,)
+            ]
+            if not kept:
+                continue
+            pattern = re.compile("|".join(kept))
+            bonus = _ORDER_BONUS * (1 - index / len(groups))
+            anchored = any(p.startswith("^") or p.endswith("$") for p in kept)
+            needs = needs_of(pattern)
+            words = None if needs is None else tuple(frozenset(group) for group in needs)
+            _GROUPS.append(_Group(index, group, pattern, words, bonus, anchored))
+        _WORDS[:] = sorted({word for g in _GROUPS for group in g.needs or () for word in group})
+    return _GROUPS
+
+
+_HITS: dict[str, list[tuple[_Group, str]]] = {}  # by text: a report is read once per recipient
+
+
+def _hits(text: str, among: list[_Group] | None = None) -> list[tuple[_Group, str]]:
+    """Every phrase group (of ``among``, or all) that matches ``text`` (lower-cased), with the
+    words it matched."""
+    found = _HITS.get(text) if among is None else None
+    if found is not None:
+        return found
+    if len(_HITS) > 32:
+        _HITS.clear()
+    found = []
+    if among is None:
+        _HITS[text] = found
+    # The cheap test first (prefilter.py): most groups need a word the text lacks. Over all
+    # the groups, every word is looked for once (a C loop), then each group's needs are set
+    # operations; over a few, each group's words are looked for.
+    if among is None:
+        groups = knowledge_groups()
+        present = set(filter(text.__contains__, _WORDS))
+    else:
+        groups = among
+        present = {word for g in among for words in g.needs or () for word in words if word in text}
+    for entry in groups:
+        needs = entry.needs
+        if needs is not None and any(present.isdisjoint(words) for words in needs):
+            continue
+        match = entry.pattern.search(text)
+        if match:
+            found.append((entry, match.group(0)))
+    return found
+
+
+class _Scores:
+    """Scores per reason, with the evidence behind each."""
+
+    __slots__ = ("cause", "evidence", "named", "phrase", "score")
+
+    def __init__(self) -> None:
+        self.score: dict[str, float] = {}
+        self.phrase: dict[str, float] = {}  # the best phrase score per reason (not summed)
+        self.named: set[str] = set()  # reasons a specific phrase or a vendor code named
+        self.evidence: dict[str, list[str]] = {}
+        self.cause: dict[str, float] = {}  # specific phrases of the reply or the paragraph
+
+    def add(self, reason: str, points: float, why: str) -> None:
+        self.score[reason] = self.score.get(reason, 0.0) + points
+        self.evidence.setdefault(reason, []).append(why)
+
+    def phrases(self, text: str, where: str, within: str = "") -> list[_Group]:
+        """Score the phrases of ``text``; ``within``: a text that contains this one and was
+        scored already, whose groups are the only ones that can match here."""
+        text = text.lower()
+        among = None
+        if within and text in within and within in _HITS:
+            # What matches in a part matches in the whole, but for the anchored phrases.
+            inside = {entry.index for entry, _words in _HITS[within]}
+            among = [g for g in knowledge_groups() if g.index in inside or g.anchored]
+        hits = _hits(text, among)
+        for entry, words in hits:
+            reason = entry.group.reason
+            points = (_WEAK if entry.group.weak else _WHERE)[where] + entry.bonus
+            if not entry.group.weak:
+                self.named.add(reason)
+                if where in ("reply", "paragraph"):
+                    self.cause[reason] = max(self.cause.get(reason, 0.0), points)
+            best = self.phrase.get(reason, 0.0)
+            if points > best:
+                self.phrase[reason] = points
+                self.score[reason] = self.score.get(reason, 0.0) + points - best
+                weak = ", canned" if entry.group.weak else ""
+                self.evidence.setdefault(reason, []).append(
+                    f"phrase {words.strip()[:60]!r} in the {where} ({reason}{weak})"
+                )
+        return [entry for entry, _words in hits]
+
+    def status(self, enhanced: str) -> None:
+        match = _ENHANCED.match(enhanced)
+        if not match or match.group(1) == "2":
+            return
+        entry = knowledge.STATUS.get(f"{match.group(2)}.{match.group(3)}")
+        if entry is None:
+            return
+        vague = ", vague" if entry.strength == 1 else ""
+        self.add(
+            entry.reason,
+            _STATUS[entry.strength],
+            f"status {enhanced} ({entry.doc}: {entry.meaning}{vague})",
+        )
+
+    def vendor(self, hosts: str, codes: list[str]) -> None:
+        for vendor in knowledge.VENDORS:
+            if not any(host in hosts for host in vendor.hosts):
+                continue
+            for code in codes:
+                reason = vendor.codes.get(code)
+                if reason:
+                    self.named.add(reason)
+                    self.add(reason, _VENDOR, f"{vendor.name} code {code} ({vendor.doc})")
+                    return
+
+    def settled(self) -> bool:
+        """True when no phrase of the report or the subject could change the winner: a reason's
+        phrases count once (the best of them), so they add at most _LATER to any reason."""
+        if not self.phrase:
+            return False  # and a delay warning's "expired" is still to be decided
+        first, *rest = sorted(self.score.values(), reverse=True)
+        return first - max(rest, default=0.0) > _LATER
+
+    def best(self) -> tuple[str, float] | None:
+        if not self.score:
+            return None
+        reason = max(self.score, key=self.score.__getitem__)
+        if reason == "expired":
+            # Giving up is the outcome, not the cause: when the remote's reply or the
+            # recipient's paragraph names what kept failing ("host name lookup failure"), that
+            # is the reason.
+            causes = [r for r in self.cause if r != "expired"]
+            if causes:
+                cause = max(causes, key=self.cause.__getitem__)
+                self.evidence[cause].append("the cause behind giving up")
+                return cause, self.score[cause]
+        return reason, self.score[reason]
+
+
+def _codes_in(status: str, text: str) -> list[str]:
+    codes = [status] if status else []
+    for match in _CODES_IN_TEXT.finditer(text.lower()):
+        codes.append(match.group(1) or match.group(0))
+    return codes
 
 
 def reason_from_status(enhanced: str | None) -> str | None:
@@ -35,168 +249,213 @@ def reason_from_status(enhanced: str | None) -> str | None:
     match = _ENHANCED.match((enhanced or "").strip())
     if not match:
         return None
-    klass, subject, detail = match.groups()
-    if klass == "2":
+    if match.group(1) == "2":
         return "delivered"
-    return STATUS_RULES.get(f"{subject}.{detail}")
+    entry = knowledge.STATUS.get(f"{match.group(2)}.{match.group(3)}")
+    return entry.reason if entry and entry.strength > 1 else None
 
 
 def reason_from_text(text: str, phase: str = ANY) -> str | None:
-    rule = _first_rule(text, phase)
-    return rule.reason if rule else None
+    """The reason the phrases of one text name (None: no phrase)."""
+    scores = _Scores()
+    scores.phrases(text, "reply")
+    best = scores.best()
+    return best[0] if best else None
 
 
-# (rule, its pattern's search, the words it needs): built on first use, when the prefilter's
-# words are looked up once for every rule instead of once per rule per text.
-_CHECKS: list[tuple[Rule, Callable[[str], object], tuple[tuple[str, ...], ...] | None]] = []
+def judge_reply(code: int | None, enhanced: str | None, text: str, phase: str = "") -> Verdict:
+    """The verdict on one SMTP reply (what the outbound queue and ``diagnose`` see).
 
-
-def _first_rule(text: str, phase: str = ANY, specific_only: bool = False) -> Rule | None:
-    text = text.lower()
-    if not _CHECKS:
-        _CHECKS.extend((rule, rule.pattern.search, needs_of(rule.pattern)) for rule in TEXT_RULES)
-    for rule, search, needs in _CHECKS:
-        if (rule.phase != ANY and rule.phase != phase) or (specific_only and rule.weak):
-            continue
-        # The cheap test first: most rules need words the text does not contain (prefilter.py,
-        # might_match written out here: this loop runs some thirty rules per report).
-        if needs is not None:
-            for words in needs:
-                for word in words:
-                    if word in text:
-                        break
-                else:
-                    break  # none of this group's words: the rule cannot match
-            else:
-                needs = None  # every group has a word in the text: run the pattern
-            if needs is not None:
-                continue
-        if search(text):
-            return rule
-    return None
-
-
-def classify_reply(code: int | None, enhanced: str | None, text: str, phase: str = ANY) -> str:
-    """The reason word for one SMTP reply (or a bounce's diagnostic): text first, then the codes.
-
-    The sentence wins over the codes because servers reuse a few codes (550 5.7.1 above all) for
-    many different causes, while their wording is specific.
+    ``phase``: the SMTP command the reply answered (connect, helo, mail, rcpt, data); when not
+    given it is read from the text ("in reply to RCPT TO command"), if the text says.
     """
-    reason = reason_from_text(text or "", phase)
-    if reason:
-        return reason
-    reason = reason_from_status(enhanced)
-    if reason:
-        return reason
-    if code is not None and code in CODE_RULES:
-        return CODE_RULES[code]
-    if code is not None and 400 <= code < 500:
-        return "onhold"
-    return "undefined"
+    enhanced = (enhanced or "").strip()
+    phase = _normal_phase(phase) or _phase_of(text or "")
+    scores = _Scores()
+    if text:
+        scores.phrases(text, "reply")
+    scores.status(enhanced)
+    scores.vendor((text or "").lower(), _codes_in(enhanced, text or ""))
+    best = scores.best()
+    evidence: list[str] = []
+    if best is not None:
+        reason, score = best
+        evidence = scores.evidence[reason]
+    elif enhanced.startswith("2."):
+        return Verdict("delivered", 1.0, (f"status {enhanced}",))
+    elif code is not None and code in knowledge.REPLY_CODES:
+        reason, score = knowledge.REPLY_CODES[code], _REPLY_CODE
+        evidence = [f"reply code {code} (RFC 5321 §4.2.3)"]
+    elif code is not None and 400 <= code < 500:
+        reason, score, evidence = "onhold", _REPLY_CODE, [f"reply code {code}: temporary"]
+    else:
+        return Verdict("undefined", 0.0, ())
+    if phase:
+        evidence = [*evidence, f"phase {phase.upper()}"]
+    reason, placed = _placed_by_phase(reason, phase, reason in scores.named)
+    if placed:
+        evidence.append(placed)
+    return Verdict(reason, score, tuple(evidence))
 
 
-def classify_evidence(kind: str, evidence: Evidence, subject: str = "", report: str = "",
-                      filter_gateway: bool = False) -> str:
-    """The reason word for one recipient of a parsed bounce.
+def classify_reply(code: int | None, enhanced: str | None, text: str, phase: str = "") -> str:
+    """The reason word for one SMTP reply (or a bounce's diagnostic): see judge_reply."""
+    return judge_reply(code, enhanced, text, phase).reason
 
-    ``filter_gateway``: the bounce was written by a content-filtering gateway (rules.FILTER_GATEWAY).
-    """
-    if kind == "vacation" and UNSUBSCRIBE_REQUEST.search(report.lower()):
-        return "feedback"
-    if kind in ("feedback", "vacation", "notbounce"):
-        return kind
-    status = evidence.status
-    action = evidence.action
-    if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
-        return "delivered"
-    phase = evidence.phase or _phase_of(evidence.context)
-    diagnostic = evidence.diagnostic
-    earlier = _reply_behind_protocol_error(diagnostic, evidence.recipient,
-                                           evidence.context or report)
-    if earlier is not None:
-        diagnostic, phase = earlier
-    decisive = _decisive(status)
-    if decisive:
-        return decisive
-    # The remote server's own words are the best evidence; the report around them comes next
-    # (it carries the reporting MTA's judgement: "retry timeout exceeded", "loops back").
-    reason = None
-    named = False  # a specific sentence named the cause (not a canned word or a bare code)
-    texts: tuple[str, ...] = (diagnostic, evidence.context)
-    if earlier is not None:
-        texts = (diagnostic,)
-    quoted = QUOTED_NEXT_HOP_REPLY.search(diagnostic)
-    if quoted:
-        # A relay's summary around the next hop's own reply ("5.1.0 - Unknown address error
-        # 550-'5.7.1 ... Access denied'"): the summary only names the status class, the quoted
-        # reply is what the remote server said, so it alone is read (then its code).
-        texts = (quoted.group(1),)
-    for text in texts:
-        rule = _first_rule(text, phase) if text else None
-        if rule is None:
-            continue
-        reason = rule.reason
-        named = not rule.weak
-        if rule.weak:
-            # A canned wording: a specific sentence in the rest of the report names the cause.
-            for more in (*texts, report):
-                specific = _first_rule(more, phase, specific_only=True) if more else None
-                if specific:
-                    reason, named = specific.reason, True
-                    break
-        break
-    if reason is None and action == "delayed":
-        reason = "expired"
-    if reason is None:
-        reason = reason_from_status(status)
-    # The rest of the report and the subject are read last: they mix boilerplate with the cause.
-    # (Not after a transcript reply was found: the report's other lines are other sessions'.)
-    for text in (report, subject) if earlier is None else ():
-        if reason is None and text:
-            reason = reason_from_text(text, phase)
-    if reason is None:
-        code = evidence.reply_code if earlier is None else _reply_code(diagnostic)
-        if code is not None and code in CODE_RULES:
-            reason = CODE_RULES[code]
-        else:
-            # onhold: the bounce gives a cause we cannot place; undefined: it gives none at all
-            # (only the address, or the MTA's own "no report" line).
-            said = code or status or _says_something(evidence)
-            reason = "onhold" if said else "undefined"
-    if reason == "userunknown" and report and ACCOUNT_DISABLED_NOTICE.search(report.lower()):
-        # Carriers answer a disabled account with the same "550 user unknown" as a missing one,
-        # and say which it was in their own notice ("The user(s) account is disabled.").
-        reason = "suspend"
+
+def _normal_phase(phase: str) -> str:
+    phase = (phase or "").strip().lower()
+    if phase in ("", ANY):
+        return ""
+    if phase in ("ehlo", "greeting", "starttls", "auth"):
+        return "helo" if phase != "greeting" else "connect"
+    if phase in ("end of data", "data"):
+        return "data"
+    return phase
+
+
+def _placed_by_phase(reason: str, phase: str, named: bool) -> tuple[str, str]:
+    """(reason, why) after the SMTP command the reply answered has placed a refusal."""
     if reason in ("userunknown", "hostunknown", "suspend") and phase == "mail":
-        # Refused in reply to MAIL FROM: the unknown address is the sender's, not the recipient's.
-        return "rejected"
+        return "rejected", "refused at MAIL FROM: the address is the sender's (rejected)"
     if reason in _VAGUE_REFUSALS and not named:
         # A refusal that names no cause is placed by the command it answered (RFC 5321 §3.3):
         # before MAIL FROM the server knows only the client (its IP, its name, its HELO), so it
         # refused the client; in reply to MAIL FROM it refused the sender (a policy named at
         # MAIL FROM stays a policy: "Mail from <a> rejected for policy reasons").
         if phase in ("connect", "helo"):
-            return "blocked"
+            return "blocked", "refused before MAIL FROM: the client itself (blocked)"
         if phase == "mail" and reason not in ("rejected", "policyviolation"):
-            return "rejected"
+            return "rejected", "refused at MAIL FROM: the sender (rejected)"
+    return reason, ""
+
+
+def classify_evidence(
+    kind: str, evidence: Evidence, subject: str = "", report: str = "", filter_gateway: bool = False
+) -> str:
+    """The reason word for one recipient of a parsed bounce (judge_evidence says why)."""
+    return judge_evidence(kind, evidence, subject, report, filter_gateway).reason
+
+
+def judge_evidence(
+    kind: str, evidence: Evidence, subject: str = "", report: str = "", filter_gateway: bool = False
+) -> Verdict:
+    """The verdict for one recipient of a parsed bounce.
+
+    ``filter_gateway``: the bounce was written by a content-filtering gateway (rules.FILTER_GATEWAY).
+    """
+    if kind == "vacation" and UNSUBSCRIBE_REQUEST.search(report.lower()):
+        return Verdict("feedback", 1.0, ("a request to unsubscribe, sent by a mail program",))
+    if kind in ("feedback", "vacation", "notbounce"):
+        return Verdict(kind, 1.0, (f"the message is a {kind} report",))
+    status = evidence.status
+    action = evidence.action
+    if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
+        return Verdict("delivered", 1.0, (f"action {action or status}",))
+    phase = evidence.phase or _phase_of(evidence.context)
+    diagnostic = evidence.diagnostic
+    earlier = _reply_behind_protocol_error(
+        diagnostic, evidence.recipient, evidence.context or report
+    )
+    if earlier is not None:
+        diagnostic, phase = earlier
+    scores = _Scores()
+    scores.status(status)
+    hosts = f"{evidence.remote_mta} {diagnostic} {evidence.context}".lower()
+    scores.vendor(hosts, _codes_in(status, diagnostic))
+    # The remote server's own words are the best evidence; the recipient's paragraph of the
+    # report comes next (the reporting MTA's judgement: "retry timeout exceeded").
+    quoted = QUOTED_NEXT_HOP_REPLY.search(diagnostic)
+    if quoted:
+        # A relay's summary around the next hop's own reply ("5.1.0 - Unknown address error
+        # 550-'5.7.1 ... Access denied'"): the summary only names the status class, the quoted
+        # reply is what the remote server said, so it alone is read (then its code).
+        scores.phrases(quoted.group(1), "reply")
+    elif earlier is not None:
+        scores.phrases(diagnostic, "reply")
+    else:
+        # (The paragraph first: it usually holds the reply, whose phrases are then looked
+        # for only among the paragraph's.)
+        if evidence.context:
+            scores.phrases(evidence.context, "paragraph")
+        if diagnostic:
+            scores.phrases(diagnostic, "reply", evidence.context.lower())
+        # The rest of the report and the subject mix boilerplate with the cause: read last,
+        # and not after a transcript reply was found (the report's other lines are other
+        # sessions'); not at all when they could not change the verdict (it saves most of
+        # the time: a report is long).
+        if not scores.settled():
+            if report:
+                scores.phrases(report, "report")
+            if subject:
+                scores.phrases(subject, "subject")
+    if not scores.phrase and action == "delayed":
+        scores.add("expired", _DELAYED, "a delay warning that names no other cause")
+    best = scores.best()
+    why: list[str]
+    if best is not None:
+        reason, score = best
+        why = list(scores.evidence[reason])
+        named = reason in scores.named
+    else:
+        named, score = False, _REPLY_CODE
+        code = evidence.reply_code if earlier is None else _reply_code(diagnostic)
+        if code is not None and code in knowledge.REPLY_CODES:
+            reason = knowledge.REPLY_CODES[code]
+            why = [f"reply code {code} (RFC 5321 §4.2.3)"]
+        else:
+            # onhold: the bounce gives a cause we cannot place; undefined: it gives none at all
+            # (only the address, or the MTA's own "no report" line).
+            said = code or status or _says_something(evidence)
+            reason = "onhold" if said else "undefined"
+            why = ["no phrase or code names a cause" if said else "the bounce gives no cause"]
+            score = 0.0
+    if phase:
+        why.append(f"phase {phase.upper()}")
+    reason, because = _after_the_score(reason, named, phase, evidence, report, filter_gateway)
+    if because:
+        why.append(because)
+    return Verdict(reason, score, tuple(why))
+
+
+def _after_the_score(
+    reason: str, named: bool, phase: str, evidence: Evidence, report: str, filter_gateway: bool
+) -> tuple[str, str]:
+    """What the phase and the report's other facts make of the scored reason."""
+    if reason == "userunknown" and report and ACCOUNT_DISABLED_NOTICE.search(report.lower()):
+        # Carriers answer a disabled account with the same "550 user unknown" as a missing one,
+        # and say which it was in their own notice ("The user(s) account is disabled.").
+        return "suspend", "the report says the account is disabled (suspend)"
+    placed, because = _placed_by_phase(reason, phase, named)
+    if placed != reason:
+        return placed, because
     if reason == "userunknown" and not phase:
         phase = _phase_of(report)
-    if (reason == "userunknown" and phase == "data" and not status.endswith(".1.1")
-            and ".1.1" not in evidence.diagnostic and "recipient" not in evidence.diagnostic.lower()
-            and not MAILBOX_VERDICT_AFTER_DATA.search(evidence.diagnostic.lower())):
+    if (
+        reason == "userunknown"
+        and phase == "data"
+        and not evidence.status.endswith(".1.1")
+        and ".1.1" not in evidence.diagnostic
+        and "recipient" not in evidence.diagnostic.lower()
+        and not MAILBOX_VERDICT_AFTER_DATA.search(evidence.diagnostic.lower())
+    ):
         # The recipient was accepted at RCPT TO and refused only after the content was seen:
         # a filter of the recipient or the site, not a missing mailbox.
-        return "filtered"
-    if reason == "userunknown" and phase != "rcpt" and _refused_after_acceptance(
-            evidence, report, filter_gateway):
-        return "filtered"
-    return reason
+        return "filtered", "refused after DATA, not at RCPT TO (filtered)"
+    if (
+        reason == "userunknown"
+        and phase != "rcpt"
+        and _refused_after_acceptance(evidence, report, filter_gateway)
+    ):
+        return "filtered", "refused after the recipient was accepted (filtered)"
+    return reason, ""
 
 
 # Verdicts that say only "refused" (a bare 550/554, "Access denied", a generic X.7.1): the SMTP
 # command the refusal answered says more.
-_VAGUE_REFUSALS = frozenset({"onhold", "undefined", "rejected", "securityerror",
-                             "policyviolation", "systemerror"})
+_VAGUE_REFUSALS = frozenset(
+    {"onhold", "undefined", "rejected", "securityerror", "policyviolation", "systemerror"}
+)
 
 # RFC 3463 subjects that a refusal of a non-existent mailbox does not use: X.2.x mailbox status,
 # X.3.x mail system status, X.7.x security or policy status (an unknown address is X.1.x).
@@ -232,8 +491,12 @@ def _refused_after_acceptance(evidence: Evidence, report: str, filter_gateway: b
         words = _without_heading(diagnostic, evidence.recipient)
         # The server's own words must say "user unknown" (not only the report around them, as
         # carriers' notices do whose reply line is just the address).
-        return ("@" not in words and "recipient" not in words and "rcpt" not in words
-                and reason_from_text(words) == "userunknown")
+        return (
+            "@" not in words
+            and "recipient" not in words
+            and "rcpt" not in words
+            and reason_from_text(words) == "userunknown"
+        )
     return False
 
 
@@ -241,14 +504,15 @@ def _without_heading(diagnostic: str, recipient: str) -> str:
     """The diagnostic without the report's heading: text-only reports start a recipient's
     paragraph with the address ("a@b [User unknown]", "<a@b>: ..."), which is the report's
     label, not part of what the server said."""
-    words = diagnostic.lstrip(" <\"")
+    words = diagnostic.lstrip(' <"')
     if recipient and words.startswith(recipient):
-        words = words[len(recipient):]
+        words = words[len(recipient) :]
     return words
 
 
-def _reply_behind_protocol_error(diagnostic: str, recipient: str,
-                                 transcript: str) -> tuple[str, str] | None:
+def _reply_behind_protocol_error(
+    diagnostic: str, recipient: str, transcript: str
+) -> tuple[str, str] | None:
     """sendmail's "554 <a>... Remote protocol error" says only that the session broke off on an
     earlier command; the remote's own reply to it stands above, in the transcript ("<<< 550 ..."
     after ">>> MAIL From:<...>"). Returns (that reply, the phase of its command), or None."""
@@ -277,13 +541,6 @@ def _says_something(evidence: Evidence) -> bool:
 
 def _reply_code(reply: str) -> int | None:
     return int(reply[:3]) if reply[:3].isdigit() else None
-
-
-def _decisive(status: str) -> str | None:
-    match = _ENHANCED.match(status)
-    if not match:
-        return None
-    return DECISIVE_STATUS.get(f"{match.group(2)}.{match.group(3)}")
 
 
 def _phase_of(text: str) -> str:
