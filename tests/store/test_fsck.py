@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,8 +46,21 @@ def put(
     return store.commit_sync(message)
 
 
+@pytest.fixture(autouse=True)
+def private_umask() -> Iterator[None]:
+    """Files these tests plant in the data directory get the modes the server gives its own
+    (0600/0700), so that only the damage each test means is found; the tests of the mode check
+    set the umask they need themselves."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
+    tmp_path = tmp_path / "data"
     store = SqliteStore(tmp_path)
     try:
         store.add_user(ALICE, "x")
@@ -248,3 +263,49 @@ def test_cli_exit_status_and_plain_words(data_dir: Path, tmp_path: Path) -> None
     clean = run()
     assert clean.returncode == EXIT_CLEAN
     assert "no problems found" in clean.stdout
+
+
+def test_modes_open_to_other_users_are_reported_per_kind_and_repaired(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # What an older version left under umask 022, and what an administrator's cp or chmod does.
+    message_files = sorted(p for p in (data_dir / "messages").rglob("*") if p.is_file())
+    wide = {
+        data_dir: 0o755,
+        message_files[0].parent: 0o755,
+        data_dir / "todoku.db": 0o644,
+        message_files[0]: 0o644,
+        message_files[1]: 0o640,
+        message_files[2]: 0o604,
+    }
+    (data_dir / "run").mkdir(mode=0o700)
+    listeners = data_dir / "run" / "listeners.json"
+    listeners.write_text("{}")
+    wide[listeners] = 0o644
+    for path, mode in wide.items():
+        os.chmod(path, mode)
+    outside = tmp_path / "outside.txt"  # a link is neither reported nor followed
+    outside.write_text("not ours")
+    os.chmod(outside, 0o644)
+    os.symlink(outside, data_dir / "run" / "link")
+
+    report = fsck(data_dir)
+    assert [(p.kind, p.what) for p in report.problems] == [
+        ("mode", "data directory"),
+        ("mode", "directories"),
+        ("mode", "database files"),
+        ("mode", "message files"),
+        ("mode", "other files"),
+    ]
+    assert report.problems[3].detail.startswith("3 open to other users, e.g. ")
+    assert "should be 0600" in report.problems[3].detail
+    assert report.exit_status == EXIT_PROBLEMS
+
+    repaired = fsck(data_dir, repair=True)
+    assert all(p.repaired for p in repaired.problems), repaired.lines()
+    assert repaired.exit_status == EXIT_REPAIRED
+    for path, mode in wide.items():
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+    assert_clean_after(data_dir)

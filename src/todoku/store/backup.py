@@ -19,6 +19,9 @@ Restore copies messages from a backup into a data directory (the server may be r
 duplicating what is there: a message already in its mailbox (same content file, or the same bytes)
 is skipped. A mailbox that does not exist yet comes back with its UIDVALIDITY and UIDs, so POP3
 clients do not fetch everything again; into an existing mailbox messages get new UIDs.
+
+A backup holds mail and password hashes: it is written 0700/0600 whatever the umask, as the data
+directory is.
 """
 
 from __future__ import annotations
@@ -27,12 +30,22 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from todoku.store.blobs import FileBlobStore, fsync_dir
+from todoku.store.blobs import FileBlobStore, fsync_dir, is_blob_id
+from todoku.store.datadir import (
+    DIR_MODE,
+    FILE_MODE,
+    PRIVATE_UMASK,
+    create_private_file,
+    make_private_dir,
+    open_private,
+)
 
 Progress = Callable[[str, int, int], None]
 MANIFEST = "manifest.json"
@@ -47,12 +60,18 @@ def _quiet(phase: str, done: int, total: int) -> None:
     return None
 
 
+def _open_source(source: Path) -> BinaryIO:
+    """Open a file to copy, refusing a symbolic link in its last component."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return os.fdopen(fd, "rb")
+
+
 def _copy_checked(source: Path, target: Path) -> tuple[int, str]:
     """Copy through ``target.tmp`` (fsync, rename); returns the size and SHA-256 of what was read."""
     temp = target.with_name(target.name + ".tmp")
     digest = hashlib.sha256()
     size = 0
-    with open(source, "rb") as reader, open(temp, "wb") as writer:
+    with _open_source(source) as reader, open_private(temp, exclusive=False) as writer:
         while chunk := reader.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
@@ -65,8 +84,8 @@ def _copy_checked(source: Path, target: Path) -> tuple[int, str]:
 
 def _write_json(path: Path, data: object) -> None:
     temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
+    with open_private(temp, exclusive=False) as handle:
+        handle.write(json.dumps(data, indent=1, sort_keys=True).encode())
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
@@ -123,8 +142,7 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
     if not source_db.is_file():
         raise BackupError(f"{source_db}: no database here (wrong data_dir?)")
     try:
-        destination.mkdir(parents=True, exist_ok=True)
-        (destination / "messages").mkdir(exist_ok=True)
+        make_private_dir(destination / "messages")
     except OSError as exc:
         raise BackupError(
             f"{destination}: cannot create the backup directory: {exc.strerror}"
@@ -137,6 +155,7 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
     # 1. The snapshot: SQLite copies one consistent state while writers go on.
     snapshot = destination / "todoku.db.tmp"
     snapshot.unlink(missing_ok=True)
+    create_private_file(snapshot)  # before SQLite creates it with the umask's mode
     source = sqlite3.connect(f"file:{source_db}?mode=ro", uri=True, timeout=60)
     target = sqlite3.connect(snapshot)
     try:
@@ -154,18 +173,25 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
         buckets: set[Path] = set()
         for done, (blob_id, size, sha256) in enumerate(blobs, 1):
             progress("copying message files", done, len(blobs))
+            if not is_blob_id(blob_id):
+                raise BackupError(
+                    f"{source_db}: content id {blob_id[:40]!r} is not one todoku makes;"
+                    " run todoku fsck"
+                )
             copy = destination / "messages" / blob_id[:5] / blob_id
             entry = known.get(blob_id)
-            if (
-                isinstance(entry, dict)
-                and entry.get("sha256") == sha256
-                and copy.is_file()
-                and copy.stat().st_size == size
-            ):
-                result.reused += 1
-                manifest_blobs[blob_id] = {"size": size, "sha256": sha256}
-                continue
-            copy.parent.mkdir(exist_ok=True)
+            if isinstance(entry, dict) and entry.get("sha256") == sha256:
+                try:
+                    info = copy.lstat()
+                except FileNotFoundError:
+                    info = None
+                if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == size:
+                    if info.st_mode & PRIVATE_UMASK:  # copied by a version that left it 0644
+                        os.chmod(copy, FILE_MODE)
+                    result.reused += 1
+                    manifest_blobs[blob_id] = {"size": size, "sha256": sha256}
+                    continue
+            copy.parent.mkdir(mode=DIR_MODE, exist_ok=True)
             buckets.add(copy.parent)
             try:
                 original = data_dir / "messages" / blob_id[:5] / blob_id
@@ -203,6 +229,7 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
         target.close()
     with open(snapshot, "rb+") as handle:
         os.fsync(handle.fileno())
+        os.fchmod(handle.fileno(), FILE_MODE)
     os.replace(snapshot, destination / "todoku.db")
     result.files = len(manifest_blobs)
 
@@ -386,7 +413,7 @@ def _copy_in(
     final = files.path_of(blob_id)
     if final.is_file() and live.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone():
         return True
-    final.parent.mkdir(exist_ok=True)
+    final.parent.mkdir(mode=DIR_MODE, exist_ok=True)
     temp = files.tmp_dir / blob_id
     copied = _copy_checked(backup_dir / "messages" / blob_id[:5] / blob_id, temp)
     if copied != (size, sha256):

@@ -16,6 +16,11 @@ simulated crash) at each step; ``fsck`` and the crash test check the outcomes li
 
 The bucket is the first five hex digits of the id, which start with the time in seconds: messages
 arriving together share a directory, so one directory fsync covers a whole group commit.
+
+Files are created 0600 and directories 0700 whatever the umask (``datadir``: they hold mail).
+A blob id is exactly 16 upper-case hex digits (``new_blob_id``); ``path_of`` refuses anything
+else, so an id read from somewhere else (a backup to restore) never names a path outside
+``messages/``.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from todoku.store.api import SpooledBlob, StorageFull
+from todoku.store.datadir import DIR_MODE, make_private_dir, open_private
 
 
 class StorageFaults(Protocol):
@@ -50,8 +57,16 @@ class NoFaults:
         return None
 
 
+# What ``new_blob_id`` makes: eight hex digits of the time in seconds (until 2106), eight random.
+BLOB_ID = re.compile(r"[0-9A-F]{16}")
+
+
 def new_blob_id() -> str:
     return f"{int(time.time()):08X}{secrets.token_hex(4).upper()}"
+
+
+def is_blob_id(text: str) -> bool:
+    return BLOB_ID.fullmatch(text) is not None
 
 
 def fsync_dir(path: Path) -> None:
@@ -102,7 +117,7 @@ class FileBlobWriter:
                 return
             data = self._take_held()
             try:
-                self._file = open(self.temp_path, "xb")  # noqa: SIM115 - closed in finish/abort
+                self._file = open_private(self.temp_path)  # closed in finish/abort
             except OSError as exc:
                 self._failed = exc
                 return
@@ -126,7 +141,7 @@ class FileBlobWriter:
             if self._failed is not None:
                 _raise_storage(self._failed)
             if self._file is None:
-                self._file = open(self.temp_path, "xb")  # noqa: SIM115 - closed below or in abort
+                self._file = open_private(self.temp_path)  # closed below or in abort
                 self._faults.before(STEP_WRITE, self.temp_path)
                 self._file.write(self._take_held())
             self._file.flush()
@@ -161,7 +176,7 @@ class FileBlobStore:
         self.tmp_dir = root / "tmp"
         self.messages_dir = root / "messages"
         for path in (self.root, self.tmp_dir, self.messages_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path)
         # Buckets seen to exist: buckets are never removed, and a stat per message in the group
         # commit costs a GIL round trip in the commit thread (bench/, issue 7).
         self._buckets: set[str] = set()
@@ -185,6 +200,8 @@ class FileBlobStore:
             raise
 
     def path_of(self, blob_id: str) -> Path:
+        if not is_blob_id(blob_id):
+            raise ValueError(f"not a message file id: {blob_id[:40]!r}")
         return self.messages_dir / blob_id[:5] / blob_id
 
     def publish(self, blobs: list[SpooledBlob]) -> None:
@@ -198,7 +215,7 @@ class FileBlobStore:
                 bucket = final.parent
                 if bucket.name not in self._buckets:
                     if not bucket.is_dir():
-                        bucket.mkdir(exist_ok=True)
+                        bucket.mkdir(mode=DIR_MODE, exist_ok=True)
                         dirs.add(self.messages_dir)
                     self._buckets.add(bucket.name)
                 self.faults.before(STEP_RENAME, final)

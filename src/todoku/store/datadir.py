@@ -1,8 +1,18 @@
-"""Start-up check of the data directory: one plain sentence naming what is wrong, or None.
+"""The data directory: its start-up check, and the modes of what is created in it.
 
-Checked before anything opens the database, so that a read-only mount or files owned by another
-user give the administrator the fix (remount, chown) instead of a SQLite traceback later, in the
-middle of someone's mail.
+The check runs before anything opens the database, so that a read-only mount or files owned by
+another user give the administrator the fix (remount, chown) instead of a SQLite traceback later,
+in the middle of someone's mail: one plain sentence naming what is wrong, or None.
+
+Modes (issue 12): the directory holds every message and every password hash, so everything in it
+is for the server's own user only, whatever the umask: directories 0700, files 0600. Two layers
+make it so. Code that creates files in the store passes those modes itself (``make_private_dir``,
+``open_private``), so the store is private even when used as a library. And every process that
+uses the data directory adds 077 to its umask at start-up (``check_data_dir``), which covers what
+other code creates there (``run/`` state, keys, certificates) without each writer having to
+remember. SQLite creates the ``-wal`` and ``-shm`` files with the database file's own mode, so a
+database created 0600 keeps private journals. ``todoku fsck`` reports wider modes and
+``--repair`` removes the group and other bits, for data directories made by older versions.
 """
 
 from __future__ import annotations
@@ -11,14 +21,65 @@ import errno
 import os
 import pwd
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from todoku.config import Config
     from todoku.store.sqlite import SqliteStore
 
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PRIVATE_UMASK = 0o077  # the bits no file or directory of todoku's gives to group or others
+
 # Files and directories the server writes to; each must be writable when it already exists.
 WRITTEN_ENTRIES = ("todoku.db", "todoku.db-wal", "todoku.db-shm", "tmp", "messages", "run")
+
+
+def restrict_umask() -> None:
+    """Add 077 to the process umask, so that whatever this process creates from now on is for
+    its own user only. Process-wide: called once at start-up, before any file is created."""
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
+
+
+def make_private_dir(path: Path) -> None:
+    """``mkdir -p`` where every directory created is 0700 (``Path.mkdir(parents=True)`` gives the
+    parents it creates the umask's mode); directories that already exist are left as they are."""
+    missing = []
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+
+
+def open_private(path: Path, exclusive: bool = True) -> BinaryIO:
+    """A new file opened for writing, mode 0600 whatever the umask. With ``exclusive`` it must not
+    exist yet (a fresh name under tmp/); otherwise an existing file (a temporary name left by an
+    interrupted run) is truncated and its mode set to 0600 as well."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        if not exclusive:
+            os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 when it does not exist; an existing file is left as it
+    is. Used before SQLite opens a database, since SQLite creates it with 0644 less the umask."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+    except FileExistsError:
+        pass
 
 
 def _user() -> str:
@@ -40,7 +101,7 @@ def _owner(path: Path) -> str:
 def data_dir_problem(path: Path) -> str | None:
     """Why ``path`` cannot hold todoku's data, as one line; None when it can."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path)
     except OSError as exc:
         if exc.errno == errno.EROFS:
             return f"cannot create {path}: the file system is mounted read-only"
@@ -66,7 +127,9 @@ def data_dir_problem(path: Path) -> str | None:
             )
     probe = path / ".write-test"
     try:
-        probe.write_bytes(b"ok")
+        probe.unlink(missing_ok=True)
+        with open_private(probe) as handle:
+            handle.write(b"ok")
         probe.unlink()
     except OSError as exc:
         return f"cannot write in {path}: {exc.strerror}"
@@ -74,9 +137,13 @@ def data_dir_problem(path: Path) -> str | None:
 
 
 def check_data_dir(config: Config) -> None:
-    """Fail with one clear line (a ConfigError naming data_dir) if the directory cannot be used."""
+    """Fail with one clear line (a ConfigError naming data_dir) if the directory cannot be used.
+
+    Every process that uses the data directory calls this first, so it also restricts the
+    umask (module docstring)."""
     from todoku.config import ConfigError
 
+    restrict_umask()
     problem = data_dir_problem(config.data_dir)
     if problem is not None:
         raise ConfigError(f"data_dir: {problem}")

@@ -6,7 +6,12 @@ What is checked, in this order:
 3. every mailbox and queue row names content that exists; every ``blobs`` row is used by something;
 4. every file under ``messages/`` has a ``blobs`` row (otherwise it is an *orphan*);
 5. the queue: each entry has recipients and the size of its content;
-6. mailbox counters: ``next_uid`` is above every UID used, so a UID is never handed out twice.
+6. mailbox counters: ``next_uid`` is above every UID used, so a UID is never handed out twice;
+7. modes: nothing in the data directory is open to group or others (it holds mail and password
+   hashes: directories 0700, files 0600, see ``datadir``). Reported once per kind of path (the
+   data directory, directories, database files, message files, other files) with a count and an
+   example, not once per file; ``--repair`` removes the group and other bits. Symbolic links are
+   neither followed nor changed.
 
 Repair never deletes message content. It moves files it cannot place into
 ``lost+found/<time>/{damaged,orphans,unreferenced,stray}/``, drops rows whose content is gone or
@@ -27,13 +32,17 @@ import hashlib
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from todoku.store.blobs import is_blob_id
+from todoku.store.datadir import DIR_MODE, PRIVATE_UMASK, make_private_dir
+
 ORPHAN_GRACE = 600.0  # seconds: a file this recent may be a commit in progress
-BLOB_NAME = re.compile(r"^[0-9A-F]{16}$")
+DATABASE_FILES = ("todoku.db", "todoku.db-wal", "todoku.db-shm", "todoku.db-journal")
 _FOR_ADDRESS = re.compile(rb"\r?\n[ \t]+for <([^<>\s]+)>;")
 
 # Exit statuses, after e2fsck: 0 clean, 1 problems found and all repaired, 4 problems left.
@@ -46,7 +55,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    kind: str  # missing, unreadable, damaged, orphan, unreferenced, stray, dangling, queue, counter, database
+    kind: str  # missing, unreadable, damaged, orphan, unreferenced, stray, dangling, queue, counter, database, mode
     what: str  # the object, e.g. "message file 6B0A4A47B4780631"
     detail: str  # plain words: what is wrong and what it means
     repaired: str = ""  # what --repair did, empty when not repaired
@@ -166,7 +175,7 @@ class _Fsck:
 
     def lost_and_found(self, category: str) -> Path:
         directory = self.data_dir / "lost+found" / self.stamp / category
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         self.report.lost_and_found = directory.parent
         return directory
 
@@ -180,6 +189,7 @@ class _Fsck:
 
     def run(self) -> FsckReport:
         try:
+            self.check_modes()
             if not self.check_database():
                 return self.report
             damaged = self.check_blobs()
@@ -190,6 +200,81 @@ class _Fsck:
         finally:
             self.conn.close()
         return self.report
+
+    def path_kind(self, path: str, is_dir: bool) -> str:
+        if path == str(self.data_dir):
+            return "data directory"
+        if is_dir:
+            return "directories"
+        relative = os.path.relpath(path, self.data_dir)
+        if relative in DATABASE_FILES:
+            return "database files"
+        if relative.split(os.sep, 1)[0] in ("messages", "tmp"):
+            return "message files"
+        return "other files"
+
+    def check_modes(self) -> None:
+        """Step 7 of the module docstring. Runs first: it needs no database, and what it finds
+        matters even when the database is damaged."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        for directory, subdirs, names in os.walk(self.data_dir):  # links are not followed
+            for path, is_dir in [(directory, True)] + [
+                (os.path.join(directory, n), False) for n in names
+            ]:
+                try:
+                    info = os.lstat(path)
+                except FileNotFoundError:
+                    continue  # removed meanwhile (a running server)
+                if stat.S_ISLNK(info.st_mode) or not info.st_mode & PRIVATE_UMASK:
+                    continue
+                found.setdefault(self.path_kind(path, is_dir), []).append((path, info.st_mode))
+            subdirs.sort()
+        for kind in (
+            "data directory",
+            "directories",
+            "database files",
+            "message files",
+            "other files",
+        ):
+            paths = found.get(kind)
+            if not paths:
+                continue
+            example, mode = paths[0]
+            wanted = f"{DIR_MODE:04o}" if kind in ("data directory", "directories") else "0600"
+            count = "" if kind == "data directory" else f"{len(paths)} open to other users, e.g. "
+            detail = (
+                f"{count}{example} (mode {stat.S_IMODE(mode):04o}): other local users can read"
+                f" mail or password hashes; should be {wanted}"
+            )
+            repaired = ""
+            if self.repair:
+                failed = self.restrict(paths)
+                if failed:
+                    detail += f"; {len(failed)} could not be changed, e.g. {failed[0]}"
+                else:
+                    repaired = "group and other permissions removed"
+            self.problem("mode", kind, detail, repaired)
+
+    @staticmethod
+    def restrict(paths: list[tuple[str, int]]) -> list[str]:
+        """Remove the group and other bits, through a descriptor opened without following a
+        link, so a path swapped for a link meanwhile changes nothing elsewhere."""
+        failed: list[str] = []
+        for path, mode in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                failed.append(f"{path} ({exc.strerror})")
+                continue
+            try:
+                os.fchmod(fd, stat.S_IMODE(mode) & ~PRIVATE_UMASK)
+            except OSError as exc:
+                failed.append(f"{path} ({exc.strerror})")
+            finally:
+                os.close(fd)
+        return failed
 
     def check_database(self) -> bool:
         result = [row[0] for row in self.conn.execute("PRAGMA integrity_check").fetchall()]
@@ -338,7 +423,7 @@ class _Fsck:
         for done, path in enumerate(paths, 1):
             self.progress("looking for orphan files", done, len(paths))
             name = path.name
-            if not path.is_file() or not BLOB_NAME.match(name) or path.parent.name != name[:5]:
+            if not path.is_file() or not is_blob_id(name) or path.parent.name != name[:5]:
                 repaired = f"moved to {self.move_aside(path, 'stray')}" if self.repair else ""
                 self.problem("stray", str(path), "not a message file of this store", repaired)
                 continue

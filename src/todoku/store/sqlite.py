@@ -35,6 +35,7 @@ from todoku.store.api import (
     User,
 )
 from todoku.store.blobs import STEP_DB_COMMIT, FileBlobStore, FileBlobWriter, StorageFaults
+from todoku.store.datadir import create_private_file, make_private_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -158,6 +159,9 @@ _FSYNC_POOL = ThreadPoolExecutor(max_workers=FSYNC_THREADS, thread_name_prefix="
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    # Created 0600 before SQLite would create it 0644 less the umask: it holds password hashes,
+    # and SQLite gives the -wal and -shm files the database file's mode (issue 12).
+    create_private_file(path)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit: 250 = durable
@@ -185,7 +189,7 @@ class SqliteStore:
 
     def __init__(self, data_dir: Path, faults: StorageFaults | None = None) -> None:
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         self.blobs = FileBlobStore(data_dir, faults)
         self.db_path = data_dir / "todoku.db"
         self._local = threading.local()

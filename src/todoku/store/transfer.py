@@ -14,6 +14,9 @@ matching ``>+From ``, export adds one back, so quote(unquote(line)) == line. Dat
 them back (a From line for mail that arrived by SMTP, the mtime of a Maildir file).
 
 Import is idempotent: a message whose bytes are already in the mailbox is skipped.
+
+Exports hold mail: the mbox file, and the Maildir folder and its files, are created 0600/0700
+whatever the umask, as the data directory is (``datadir``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from todoku.store.api import IncomingMessage
 from todoku.store.blobs import fsync_dir
+from todoku.store.datadir import make_private_dir, open_private
 
 if TYPE_CHECKING:
     from todoku.store.sqlite import SqliteStore
@@ -259,7 +263,7 @@ def _export_mbox(
     if destination.is_dir():
         raise TransferError(f"{destination}: is a directory; mbox export writes one file")
     temp = destination.with_name(destination.name + ".tmp")
-    with open(temp, "wb") as out:
+    with open_private(temp, exclusive=False) as out:
         for done, (blob_id, sender, received_at, kind, envelope, line_ends) in enumerate(rows, 1):
             progress("exporting mbox", done, len(rows))
             if kind == "mbox" and envelope:
@@ -291,7 +295,7 @@ def _export_maildir(
     result: TransferResult,
 ) -> None:
     for sub in ("tmp", "new", "cur"):
-        (destination / sub).mkdir(parents=True, exist_ok=True)
+        make_private_dir(destination / sub)
     for done, (blob_id, _sender, received_at, kind, envelope, line_ends) in enumerate(rows, 1):
         progress("exporting maildir", done, len(rows))
         if kind == "maildir" and envelope and envelope.split("/", 1)[0] in ("cur", "new"):
@@ -301,7 +305,7 @@ def _export_maildir(
             relative = f"cur/{int(received_at)}.{blob_id}.todoku:2,"
             data = _content(store, blob_id, "lf")  # Maildir files are LF, as Dovecot writes them
         temp = destination / "tmp" / Path(relative).name
-        with open(temp, "wb") as out:
+        with open_private(temp, exclusive=False) as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
