@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import smtplib
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
+
+import pytest
 
 from tests.conftest import TodokuServer
 from tests.durability.census import message_bytes
+from todoku.store.api import IncomingMessage
+from todoku.store.backup import backup
+from todoku.store.sqlite import SqliteStore
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -68,7 +79,7 @@ class Load:
                 with self.lock:
                     self.acknowledged.append(tag)
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         for thread in self.threads:
             thread.start()
         return self
@@ -180,3 +191,114 @@ def test_damaged_backup_is_refused_or_reported(
     )
     missing = fresh.cli("restore", str(tmp_path / "nothing"), check=False)
     assert missing.returncode == 2 and "not a todoku backup" in missing.stderr
+
+
+# ------------------------------------------------------------- crafted backups (issue 12, item 11)
+
+
+def small_backup(tmp_path: Path) -> Path:
+    """A real backup of two messages, made by the library (no server needed), four directories
+    deep so that the crafted paths below land inside ``tmp_path``."""
+    source = tmp_path / "source"
+    store = SqliteStore(source)
+    try:
+        store.add_user(ALICE, "x")
+        for n in range(2):
+            writer = store.new_blob()
+            writer.write(message_bytes(f"t{n}", "s@example.net", [ALICE]))
+            store.commit_sync(
+                IncomingMessage(
+                    blob=writer.finish(),
+                    sender="s@example.net",
+                    mailboxes=(ALICE,),
+                    subject=f"t{n}",
+                )
+            )
+    finally:
+        store.close()
+    destination = tmp_path / "p" / "q" / "r" / "s" / "backup"
+    backup(source, destination)
+    return destination
+
+
+def restore_into(tmp_path: Path, source: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    data = tmp_path / "a" / "b" / "c" / "data"
+    config = tmp_path / "todoku.toml"
+    config.write_text(
+        f'hostname = "mx.example.test"\ndomains = ["example.test"]\ndata_dir = "{data}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "todoku", "restore", str(source), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result, data
+
+
+def first_blob(backup_dir: Path) -> str:
+    conn = sqlite3.connect(f"file:{backup_dir / 'todoku.db'}?mode=ro", uri=True)
+    try:
+        return str(conn.execute("SELECT blob_id FROM messages ORDER BY uid").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_restore_refuses_a_content_id_that_names_a_path_outside(tmp_path: Path) -> None:
+    source = small_backup(tmp_path)
+    old = first_blob(source)
+    crafted = "../../../x"
+    conn = sqlite3.connect(source / "todoku.db", isolation_level=None)
+    conn.execute("UPDATE blobs SET id = ? WHERE id = ?", (crafted, old))
+    conn.execute("UPDATE messages SET blob_id = ? WHERE blob_id = ?", (crafted, old))
+    conn.close()
+    manifest = json.loads((source / "manifest.json").read_text())
+    db = (source / "todoku.db").read_bytes()
+    manifest["database"] = {"size": len(db), "sha256": hashlib.sha256(db).hexdigest()}
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    # Where such a backup keeps that message's bytes, so the restore would go through with it.
+    planted = Path(os.path.normpath(source / "messages" / crafted[:5] / crafted))
+    planted.write_bytes((source / "messages" / old[:5] / old).read_bytes())
+
+    result, data = restore_into(tmp_path, source)
+
+    escaped = Path(os.path.normpath(data / "messages" / crafted[:5] / crafted))
+    assert escaped == tmp_path / "x"  # where the old restore wrote it
+    assert result.returncode == 2, result.stdout
+    expected = (
+        f"todoku: {source / 'todoku.db'}: content id '../../../x' is not one todoku makes"
+        " (16 hex digits): a damaged or crafted backup; nothing was restored"
+    )
+    assert result.stderr.splitlines() == [expected]
+    assert not escaped.exists()
+    assert not any(data.rglob("*")), "something was written before the backup was refused"
+
+
+@pytest.mark.parametrize("link", ["message file", "bucket"])
+def test_restore_refuses_links_in_the_backup(tmp_path: Path, link: str) -> None:
+    source = small_backup(tmp_path)
+    blob_id = first_blob(source)
+    file = source / "messages" / blob_id[:5] / blob_id
+    # The link points at bytes that match the index: only where they come from is wrong.
+    elsewhere = tmp_path / "elsewhere" / blob_id[:5]
+    elsewhere.mkdir(parents=True)
+    shutil.copytree(file.parent, elsewhere, dirs_exist_ok=True)
+    if link == "message file":
+        file.unlink()
+        file.symlink_to(elsewhere / blob_id)
+        named = file
+    else:
+        shutil.rmtree(file.parent)
+        file.parent.symlink_to(elsewhere, target_is_directory=True)
+        named = file.parent
+
+    result, data = restore_into(tmp_path, source)
+
+    assert result.returncode == 2, result.stdout
+    expected = (
+        f"todoku: {named}: not a {'regular file' if link == 'message file' else 'directory'}"
+        " (a symbolic link?): refusing this backup; nothing was restored"
+    )
+    assert result.stderr.splitlines() == [expected]
+    assert not (data / "todoku.db").exists()

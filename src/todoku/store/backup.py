@@ -21,7 +21,14 @@ is skipped. A mailbox that does not exist yet comes back with its UIDVALIDITY an
 clients do not fetch everything again; into an existing mailbox messages get new UIDs.
 
 A backup holds mail and password hashes: it is written 0700/0600 whatever the umask, as the data
-directory is.
+directory is. Restore trusts nothing in the backup to name a path: before it writes anything it
+checks that every content id in the backup's index has the exact shape ``blobs.py`` makes (16
+upper-case hex digits, so ``messages/<first five>/<id>`` stays inside both directories) and that
+the database, ``messages/``, its buckets and the message files it will read are real
+directories and regular files, not symbolic links that could point anywhere. A backup that
+fails either check is refused whole with one line; nothing is restored from it. (Hard links
+cannot point outside what their maker could read, and snapshot tools such as rsnapshot use them,
+so they are accepted.)
 """
 
 from __future__ import annotations
@@ -283,7 +290,8 @@ class RestoreResult:
         ]
         for blob_id in self.damaged:
             out.append(
-                f"WARNING: {blob_id} in the backup does not match its checksum: not restored"
+                f"WARNING: {blob_id} in the backup does not match its checksum (or is missing):"
+                " not restored"
             )
         return out
 
@@ -301,12 +309,20 @@ def restore(
             f"{backup_dir}: no {MANIFEST} here: not a todoku backup, or an unfinished one"
         )
     database = manifest.get("database")
-    assert isinstance(database, dict)
-    if _sha_of(backup_dir / "todoku.db") != (database.get("size"), database.get("sha256")):
-        raise BackupError(f"{backup_dir / 'todoku.db'}: does not match the manifest's checksum")
+    if not isinstance(database, dict):
+        raise BackupError(f"{backup_dir / MANIFEST}: names no database")
+    saved_db = backup_dir / "todoku.db"
+    _require_regular(saved_db)
+    if _sha_of(saved_db) != (database.get("size"), database.get("sha256")):
+        raise BackupError(f"{saved_db}: does not match the manifest's checksum")
+    saved = sqlite3.connect(f"file:{saved_db}?mode=ro", uri=True)
+    try:
+        _check_saved(backup_dir, saved)  # before anything is written
+    except BaseException:
+        saved.close()
+        raise
     result = RestoreResult(backup_dir)
     files = FileBlobStore(data_dir)
-    saved = sqlite3.connect(f"file:{backup_dir / 'todoku.db'}?mode=ro", uri=True)
     # The target: the schema comes from the server's own store module, so an empty data
     # directory becomes a complete one.
     from todoku.store.sqlite import SqliteStore
@@ -400,6 +416,66 @@ def restore(
     return result
 
 
+def _require_regular(path: Path) -> None:
+    """A file restore reads must be a regular file, not a link that could point anywhere."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        raise BackupError(f"{path}: missing from the backup") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BackupError(
+            f"{path}: not a regular file (a symbolic link?): refusing this backup;"
+            " nothing was restored"
+        )
+
+
+def _check_saved(backup_dir: Path, saved: sqlite3.Connection) -> None:
+    """Refuse a damaged or crafted backup before anything is written (module docstring): every
+    content id has the shape ``blobs.py`` makes, and no directory or message file restore will
+    read is a symbolic link. A message file that is simply missing is left to the per-message
+    check, which reports it and restores the rest."""
+    try:
+        ids = [
+            row[0]
+            for row in saved.execute(
+                "SELECT id FROM blobs UNION SELECT blob_id FROM messages"
+                " UNION SELECT blob_id FROM queue UNION SELECT id FROM queue"
+            )
+        ]
+    except sqlite3.Error as exc:
+        raise BackupError(f"{backup_dir / 'todoku.db'}: unreadable index ({exc})") from None
+    for blob_id in ids:
+        if not isinstance(blob_id, str) or not is_blob_id(blob_id):
+            shown = ascii(blob_id if not isinstance(blob_id, str) else blob_id[:40])
+            raise BackupError(
+                f"{backup_dir / 'todoku.db'}: content id {shown} is not one todoku makes"
+                " (16 hex digits): a damaged or crafted backup; nothing was restored"
+            )
+    messages = backup_dir / "messages"
+    directories = {messages} | {messages / blob_id[:5] for blob_id in ids}
+    for directory in sorted(directories):
+        try:
+            info = directory.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise BackupError(
+                f"{directory}: not a directory (a symbolic link?): refusing this backup;"
+                " nothing was restored"
+            )
+    for blob_id in ids:
+        path = messages / blob_id[:5] / blob_id
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise BackupError(
+                f"{path}: not a regular file (a symbolic link?): refusing this backup;"
+                " nothing was restored"
+            )
+
+
 def _copy_in(
     backup_dir: Path,
     files: FileBlobStore,
@@ -415,7 +491,10 @@ def _copy_in(
         return True
     final.parent.mkdir(mode=DIR_MODE, exist_ok=True)
     temp = files.tmp_dir / blob_id
-    copied = _copy_checked(backup_dir / "messages" / blob_id[:5] / blob_id, temp)
+    try:
+        copied = _copy_checked(backup_dir / "messages" / blob_id[:5] / blob_id, temp)
+    except FileNotFoundError:
+        return False  # reported as not restored, like a copy that does not match
     if copied != (size, sha256):
         temp.unlink(missing_ok=True)
         return False
