@@ -13,20 +13,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.bounce.helpers import exim_text, postfix_dsn
+from todoku.bounce.classify import knowledge_groups
 from todoku.bounce.prefilter import might_match, required_words
-from todoku.bounce.rules import TEXT_RULES
 
 
-@pytest.mark.parametrize(("pattern", "needs"), [
-    (r"user ?unknown|no such (user|mailbox)", (("no such ", "unknown"),)),
-    (r"mailbox.{0,30}full", (("mailbox",), ("full",))),
-    (r"(宛先|アドレス).{0,12}(存在しません|不明)", (("アドレス", "宛先"), ("存在しません", "不明"))),
-    (r"(?:spam){2,}x", (("spam",),)),
-    (r"^\d{1,3}$", None),  # no word at all: always run the pattern
-    (r"(abc|)def", (("def",),)),  # an empty alternative needs nothing
-    (r"ab|cd", None),  # words too short to be worth a test
-    (r"unknown|is unknown|unknown user|no such user", (("no such user", "unknown"),)),
-])
+@pytest.mark.parametrize(
+    ("pattern", "needs"),
+    [
+        (r"user ?unknown|no such (user|mailbox)", (("no such ", "unknown"),)),
+        (r"mailbox.{0,30}full", (("mailbox",), ("full",))),
+        (
+            r"(宛先|アドレス).{0,12}(存在しません|不明)",
+            (("アドレス", "宛先"), ("存在しません", "不明")),
+        ),
+        (r"(?:spam){2,}x", (("spam",),)),
+        (r"^\d{1,3}$", None),  # no word at all: always run the pattern
+        (r"(abc|)def", (("def",),)),  # an empty alternative needs nothing
+        (r"ab|cd", None),  # words too short to be worth a test
+        (r"unknown|is unknown|unknown user|no such user", (("no such user", "unknown"),)),
+    ],
+)
 def test_required_words(pattern: str, needs: tuple[tuple[str, ...], ...] | None) -> None:
     assert required_words(re.compile(pattern)) == needs
 
@@ -38,40 +44,52 @@ def test_case_insensitive_patterns_are_always_run() -> None:
 
 
 REPORTS = [
-    postfix_dsn("a@example.org", "5.1.1", "550 5.1.1 <a@example.org>: Recipient address "
-                "rejected: User unknown in local recipient table").decode().lower(),
+    postfix_dsn(
+        "a@example.org",
+        "5.1.1",
+        "550 5.1.1 <a@example.org>: Recipient address "
+        "rejected: User unknown in local recipient table",
+    )
+    .decode()
+    .lower(),
     postfix_dsn("b@example.org", "5.2.2", "552 5.2.2 Mailbox full, quota exceeded")
-    .decode().lower(),
+    .decode()
+    .lower(),
     exim_text("c@example.org", "550 5.7.1 Message rejected as spam").decode().lower(),
     "the recipient's mailbox is full and can't accept messages now.",
-    "宛先のアドレスは存在しません", "mailer prog died with signal 9", "127",
+    "宛先のアドレスは存在しません",
+    "mailer prog died with signal 9",
+    "127",
 ]
 
 
 @pytest.mark.parametrize("text", REPORTS)
 def test_sound_on_reports(text: str) -> None:
-    for rule in TEXT_RULES:
-        if rule.pattern.search(text):
-            assert might_match(rule.pattern, text), rule.pattern.pattern
+    for group in knowledge_groups():
+        if group.pattern.search(text):
+            assert might_match(group.pattern, text), group.pattern.pattern
 
 
 def _words_of_rules() -> list[str]:
     words: set[str] = set()
-    for rule in TEXT_RULES:
-        for need in required_words(rule.pattern) or ():
+    for group in knowledge_groups():
+        for need in required_words(group.pattern) or ():
             words.update(need)
     return sorted(words)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(_words_of_rules() + [" ", "5.1.1 ", "550 ", "<a@b>", "\n"]),
-                max_size=12),
-       st.text(max_size=40))
+@given(
+    st.lists(
+        st.sampled_from(_words_of_rules() + [" ", "5.1.1 ", "550 ", "<a@b>", "\n"]), max_size=12
+    ),
+    st.text(max_size=40),
+)
 def test_sound_on_generated_text(pieces: list[str], noise: str) -> None:
     text = (noise + "".join(pieces)).lower()
-    for rule in TEXT_RULES:
-        if rule.pattern.search(text):
-            assert might_match(rule.pattern, text), (rule.pattern.pattern, text)
+    for group in knowledge_groups():
+        if group.pattern.search(text):
+            assert might_match(group.pattern, text), (group.pattern.pattern, text)
 
 
 def test_listed_words_are_the_derived_words() -> None:

@@ -14,7 +14,9 @@ WORDS = {
         ((' record indicated no smtp service', "couldn't find a mail exchanger", 'not accepting network messages', 'responded with code noerror', 'does not accept ', 'accepts no mail', 'no mx found', 'null mx'),),
     ('hop count exceeded|routing loop|mail loop|loops? back to myself|too many (hops|received headers)|dns query failed|host not found, try again|malformed or unexpected name server reply|network error on destination|responded with code (nxdomain|servfail)|host name lookup failure', 32):
         (('malformed or unexpected name server reply', 'network error on destination', 'host not found, try again', 'host name lookup failure', 'responded with code ', 'hop count exceeded', 'dns query failed', ' back to myself', 'routing loop', 'mail loop', 'too many '),),
-    ('mailer error|procmail|mailer \\S+ died|command (died|failed)|exited with|deliver(y)? to (a )?(pipe|program)|pipe to \\||^\\d{1,3}$', 32):
+    ('mailer error|procmail|mailer \\S+ died|command (died|failed)|exited with|deliver(y)? to (a )?(pipe|program)|pipe to \\|', 32):
+        (('exited with', 'pipe to |', 'command ', 'procmail', 'deliver', 'mailer '),),
+    ('^\\d{1,3}$', 32):
         None,
     ("from a different address or alias|'send mail as'", 32):
         (('from a different address or alias', "'send mail as'"),),
@@ -26,10 +28,10 @@ WORDS = {
         (('client host rejected: cannot find', 'ip name lookup failed', 'mismatches client ip', 'cannot find your ', 'does not resolve', 'able sending ip', 'no reverse', 'reverse ', 'rdns', 'ptr'),),
     ('reputation|likely suspicious|unexpected volume or user complaints', 32):
         (('unexpected volume or user complaints', 'likely suspicious', 'reputation'),),
-    ('too many recipients this hour|sending (too fast|rate)|too many messages (in|per)|hourly (limit|quota)|unusual rate of', 32):
-        (('too many recipients this hour', 'too many messages ', 'unusual rate of', 'sending ', 'hourly '),),
-    ('too many (connections|concurrent|sessions|simultaneous)|connection (frequency|rate|limit)|rate limit|throttl|try again later.{0,20}rate|too many recipients', 32):
-        (('try again later', 'connection ', 'rate limit', 'too many ', 'throttl'),),
+    ('too many recipients this hour|receiving mail at a rate that prevents|receiving mail too quickly|sending (too fast|rate)|too many messages (in|per)|hourly (limit|quota)|unusual rate of', 32):
+        (('receiving mail at a rate that prevents', 'too many recipients this hour', 'receiving mail too quickly', 'too many messages ', 'unusual rate of', 'sending ', 'hourly '),),
+    ('too many (connections|concurrent|sessions|simultaneous)|connection (frequency|rate|limit)|rate limit|throttl|try again later.{0,20}rate|frequency limited|too many recipients', 32):
+        (('frequency limited', 'try again later', 'connection ', 'rate limit', 'too many ', 'throttl'),),
     ('not (rfc ?5322|rfc ?2822|rfc) compliant|multiple .{0,20}addresses in from|duplicate header|multiple (subject|from|date|to|message-id) |missing (a )?(required )?(date|from|message-id) header', 32):
         (('addresses in from', 'duplicate header', ' compliant', 'multiple ', 'missing '),),
     ('(rejected|refused|blocked) (due to|because of|as) spam|spam classification', 32):
@@ -38,8 +40,8 @@ WORDS = {
         (('sender policy framework', 'unauthenticated email', 'authentication ', 'designated', 'authori', 'dmarc', 'dkim', 'spf'),),
     ('\\bvirus|malware|infected|\\bmalicious\\b', 32):
         (('malicious', 'infected', 'malware', 'virus'),),
-    ('media error|malformed (mime|header)|invalid mime|8-?bit (data|characters) not (allowed|accepted)', 32):
-        (('invalid mime', 'media error', 'malformed ', 'ccepted', 'llowed'),),
+    ('media error|malformed (mime|header)|invalid mime|8-?bit (data|characters) not (allowed|accepted)|8-?bit data in (the )?(message )?header|improper use of 8-?bit', 32):
+        (('improper use of 8', 'bit data in ', 'invalid mime', 'media error', 'malformed ', 'ccepted', 'llowed'),),
     ('policy violation|content presents a potential|(attachment|file type|extension).{0,30}(not allowed|prohibited|blocked|rejected)|prohibited (attachment|content)|header error|does not allow external forwarding', 32):
         (('does not allow external forwarding', 'content presents a potential', 'policy violation', 'header error', 'prohibited ', 'attachment', 'extension', 'file type'),),
     ('\\bspam\\b(?!ming)|junk mail|bulk mail|unsolicited|spamassassin|message content rejected|looks like spam|\\buce\\b|blacklisted url|uribl|\\bofr_506\\b|迷惑メール(と|として)(判定|判断)', 32):
@@ -58,16 +60,16 @@ WORDS = {
         (('user not local', 'no longer ', 'has moved', 'address ', 'moved to', 'not our '),),
     ('(account|mailbox|user|address)\\S*.{0,40}(suspended|disabled|inactive|deactivated|expired|(temporary|temporarily )?locked|frozen)|is (currently )?(suspended|disabled|inactive)|not active', 32):
         (('deactivated', 'not active', 'suspended', 'disabled', 'inactive', 'expired', 'frozen', 'locked'),),
-    ('host(name)? (or domain name )?(not found|unknown)|unknown host|domain (not found|does not exist|unknown|is not reachable)|name or service not known|nxdomain|no such (domain|host)|unrouteable (mail )?(domain|address)|unknown domain|bad destination system|account or domain may not exist|^\\d{3} \\S+\\.\\S+ does not exist|mx records point to non-existent hosts', 32):
-        (('mx records point to non-existent hosts', 'name or service not known', 'bad destination system', ' does not exist', 'unrouteable ', 'not found', 'no such ', 'nxdomain', 'domain ', 'unknown'),),
+    ('relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|no relaying|not permitted to relay|unable to relay|we do not relay|cannot relay|not (a )?(local|our) (domain|host)|not configured to relay|insecure mail relay|email address is not verified', 32):
+        (('insecure mail relay', 'unable to relay', 'no relaying', 'prohibited', 'denied', 'not '),),
+    ('host(name)? (or domain name )?(not found|unknown)|unknown host|domain (not found|does not exist|unknown|is not reachable)|name or service not known|nxdomain|no such (domain|host)|unrouteable (mail )?(domain|address)|unknown domain|bad destination system|account or domain may not exist|^\\d{3} \\S+\\.\\S+ does not exist|mx records point to non-existent hosts|no mx record|dns lookup fail', 32):
+        (('mx records point to non-existent hosts', 'name or service not known', 'bad destination system', ' does not exist', 'dns lookup fail', 'no mx record', 'unrouteable ', 'not found', 'no such ', 'nxdomain', 'domain ', 'unknown'),),
     ("user ?unknown|unknown (user|recipient|local.?part|mailbox|address)|no such (user|mailbox|recipient|address|account|person)|(user|mailbox|recipient|address|account|userid)\\S*.{0,40}(does not exist|doesn't exist|not exist|not found|wasn.t found|is unknown|invalid|not valid)|invalid (recipient|mailbox|address|user|final delivery)|not a valid (recipient|mailbox|user)|no mailbox|mailbox unavailable|doesn't have an? \\S+ account|unknown or illegal alias|no valid recipients|address rejected|unable to deliver message to|bad destination mailbox|not listed in (the )?(domino directory|public name|address book)|address (you entered )?(couldn.t|could not|can.t|cannot) be found|destinataire invalide|(宛先|アドレス|ユーザ|アカウント).{0,12}(存在しません|存在しない|見つかりません|不明)|存在しない(メール)?(アドレス|ユーザ|宛先)", 32):
         (('unable to deliver message to', 'bad destination mailbox', 'mailbox unavailable', 'no valid recipients', 'address rejected', "doesn't have a", 'not listed in ', "doesn't exist", 'not a valid ', 'no mailbox', ' be found', 'not exist', 'not valid', 'no such ', 'invalid', 't found', 'unknown', 'アカウント', '存在しない', 'アドレス', 'ユーザ', '宛先'),),
-    ('relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|not permitted to relay|unable to relay|we do not relay|cannot relay|not (a )?(local|our) (domain|host)|not configured to relay|insecure mail relay|email address is not verified', 32):
-        (('insecure mail relay', 'unable to relay', 'prohibited', 'denied', 'not '),),
-    ('retry time(out)? exceeded|could not be delivered (with)?in|message expired|delivery time expired|too long in queue|queue lifetime|envelope expired|gave up|giving up|have been failing for a long|will be retried|did not accept our requests to connect|(connection|operation) timed out|timed out while (receiving|sending)|unable to connect|establish an smtp connection|timeout waiting|could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable|not delivered within|aborted after [\\d.]+ ?(hour|day)|cannot send message (for|within)|in the queue too long|retry time not reached for any host after a long', 32):
-        (('did not accept our requests to connect', 'establish an smtp connection', 'have been failing for a long', 'could not be delivered ', 'delivery time expired', 'in the queue too long', 'cannot send message ', 'not delivered within', 'not been delivered ', 'host not reachable', 'too long in queue', 'unable to connect', 'envelope expired', 'timed out while ', 'message expired', 'timeout waiting', 'will be retried', 'aborted after ', 'queue lifetime', ' timed out', 'retry time', 'giving up', 'gave up'),),
-    ("(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|listed|banned|denied)|blocked (by|for)|spamming|smtp server of your isp|not accepting connections|invalid ip for sending|service refuse|relay quota|messages from \\S+ weren't sent|connection (refused|rejected|denied)|all messages from \\S+ will be permanently deferred|traffic not accepted from this ip", 32):
-        (('traffic not accepted from this ip', ' will be permanently deferred', 'not accepting connections', 'smtp server of your isp', 'invalid ip for sending', 'messages from ', 'service refuse', 'connection ', 'relay quota', 'rejected', 'spamming', 'blocked', 'banned', 'denied', 'listed'),),
+    ('retry time(out)? exceeded|could not be delivered (with)?in|message expired|delivery time expired|too long in queue|queue lifetime|envelope expired|gave up|giving up|have been failing for a long|will be retried|did not accept our requests to connect|(connection|operation) timed out|timed out while (receiving|sending)|unable to connect|establish an smtp connection|timeout waiting|could not be delivered for|not been delivered .{0,30}(hours|days)|host not reachable|not delivered within|aborted after [\\d.]+ ?(hour|day)|cannot send message (for|within)|in the queue too long|failed (after )?\\d+ (delivery )?attempts|retry time not reached for any host after a long', 32):
+        (('did not accept our requests to connect', 'establish an smtp connection', 'have been failing for a long', 'could not be delivered ', 'delivery time expired', 'in the queue too long', 'cannot send message ', 'not delivered within', 'not been delivered ', 'host not reachable', 'too long in queue', 'unable to connect', 'envelope expired', 'timed out while ', 'message expired', 'timeout waiting', 'will be retried', 'aborted after ', 'queue lifetime', ' timed out', 'retry time', 'giving up', 'attempts', 'gave up'),),
+    ("(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|listed|banned|denied)|blocked (by|for)|spamming|smtp server of your isp|not accepting connections|invalid ip for sending|service refuse|relay quota|messages from \\S+ weren't sent|connection (rejected|denied)|all messages from \\S+ will be permanently deferred|traffic not accepted from this ip|not in whitelist", 32):
+        (('traffic not accepted from this ip', ' will be permanently deferred', 'not accepting connections', 'smtp server of your isp', 'invalid ip for sending', 'not in whitelist', 'messages from ', 'service refuse', 'connection ', 'relay quota', 'rejected', 'spamming', 'blocked', 'banned', 'denied', 'listed'),),
     ('(connection|network).{0,20}(reset|lost)|dns (error|failure|lookup)|lookup failed|no route to host', 32):
         (('no route to host', 'connection', 'failure', 'network', 'lookup', 'error'),),
     ('malformed address|syntax error|command not recognized', 32):

@@ -189,7 +189,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('does not accept (any )?mail', seen=('MessagingServer', 'Sendmail')),
         Phrase('accepts no mail'),
         Phrase('(mx|srv) record indicated no smtp service', seen=('MailRu',)),
-        Phrase('not accepting network messages', seen=('DragonFly',)),
+        Phrase('not accepting network messages', seen=('DragonFly',), doc=RFC3463),
         Phrase("couldn't find a mail exchanger", seen=('qmail',)),
         Phrase('no mx found', seen=('OpenSMTPD',)),
     ), note="RFC 7505 §3 (556 5.1.10), RFC 3463 X.3.2, qmail 'couldn't find a mail exchanger or IP address', Exim 'no SMTP service', Gmail 'responded with code NOERROR'"),
@@ -235,7 +235,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('config(uration)? error'),
     ), note="RFC 3463 X.3.0/X.3.5, qmail 'Unable to contact LDAP server', RFC 5321 421"),
     Phrases('requireptr', (
-        Phrase('reverse (dns|lookup|hostname)', seen=('Exim',)),
+        Phrase('reverse (dns|lookup|hostname)', seen=('Exim',), doc='RFC 7372 X.7.25'),
         Phrase('\\bptr\\b', seen=('Exim', 'Google', 'Postfix')),
         Phrase('cannot find your (hostname|reverse)'),
         Phrase('client host rejected: cannot find'),
@@ -266,7 +266,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('rate limit', seen=('Postfix',)),
         Phrase('throttl'),
         Phrase('try again later.{0,20}rate'),
-        Phrase('frequency limited'),
+        Phrase('frequency limited', seen=('Tencent',)),
         Phrase('too many recipients', seen=('Postfix',)),
     ), note="Postfix anvil 421 4.7.0 'Too many connections', Tencent 'Connection frequency limited', RFC 5321 452 too many recipients"),
     Phrases('notcompliantrfc', (
@@ -296,7 +296,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('\\bmalicious\\b'),
     ), note='ClamAV/Amavis and hosted filters'),
     Phrases('contenterror', (
-        Phrase('media error', seen=('DragonFly',)),
+        Phrase('media error', seen=('DragonFly',), doc=RFC3463),
         Phrase('malformed (mime|header)'),
         Phrase('invalid mime'),
         Phrase('8-?bit (data|characters) not (allowed|accepted)'),
@@ -335,7 +335,7 @@ PHRASES: tuple[Phrases, ...] = (
     Phrases('mesgtoobig', (
         Phrase('message (size|length) exceeds'),
         Phrase('message (is |was )?too (big|large)', seen=('DragonFly', 'ReceivingSES')),
-        Phrase('exceeds (the )?(maximum|fixed) (allowed )?(message )?size'),
+        Phrase('exceeds (the )?(maximum|fixed) (allowed )?(message )?size', doc='RFC 1870 §6'),
         Phrase('size limit', seen=('EinsUndEins',)),
         Phrase('message file too big'),
         Phrase('mail size', seen=('EinsUndEins',)),
@@ -484,7 +484,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('service refuse', seen=('FrancePTT',)),
         Phrase('relay quota', seen=('Exim',)),
         Phrase("messages from \\S+ weren't sent", seen=('EZweb',)),
-        Phrase('connection (rejected|denied)', seen=('Sendmail',)),
+        Phrase('connection (rejected|denied)'),
         Phrase('all messages from \\S+ will be permanently deferred'),
         Phrase('traffic not accepted from this ip', doc=MICROSOFT_NDR),
         Phrase('not in whitelist', doc=GOOGLE_SMTP),
@@ -497,7 +497,7 @@ PHRASES: tuple[Phrases, ...] = (
     ), note='RFC 5321 §6.3, Postfix'),
     Phrases('syntaxerror', (
         Phrase('malformed address', seen=('Exim',)),
-        Phrase('syntax error'),
+        Phrase('syntax error', doc='RFC 5321 §4.2.2'),
         Phrase('command not recognized'),
     ), note="RFC 5321 §4.2.2 500/501, Exim 'malformed address'"),
     Phrases('filtered', (

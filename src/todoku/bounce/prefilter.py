@@ -98,8 +98,10 @@ def required_words(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] | No
     needs.sort(key=_selectivity, reverse=True)
     # Longest (most telling) words first; equal lengths alphabetically, so that the words come
     # out the same in every run (sets are ordered by string hashes, which vary per process).
-    return tuple(tuple(sorted(_shortest_words(words), key=lambda word: (-len(word), word)))
-                 for words in needs[:_MOST_NEEDS])
+    return tuple(
+        tuple(sorted(_shortest_words(words), key=lambda word: (-len(word), word)))
+        for words in needs[:_MOST_NEEDS]
+    )
 
 
 def _shortest_words(words: frozenset[str]) -> list[str]:
@@ -114,8 +116,9 @@ _MOST_NEEDS = 3
 
 def _useful(words: frozenset[str]) -> bool:
     # Short English words are in nearly every text; two CJK characters are already selective.
-    return bool(words) and all(len(word) >= (_SHORTEST_USEFUL_WORD if word.isascii() else 2)
-                               for word in words)
+    return bool(words) and all(
+        len(word) >= (_SHORTEST_USEFUL_WORD if word.isascii() else 2) for word in words
+    )
 
 
 def _selectivity(words: frozenset[str]) -> tuple[int, int]:
@@ -138,8 +141,10 @@ def _sequence_needs(items: list[tuple[Any, Any]], c: Any) -> list[frozenset[str]
             if argument[1] & (c.SRE_FLAG_IGNORECASE | c.SRE_FLAG_VERBOSE):
                 continue  # (?i:...): the words inside may match in any case
             needs.extend(_sequence_needs(list(argument[3]), c))
-        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)) and \
-                argument[0] >= 1:
+        elif (
+            op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None))
+            and argument[0] >= 1
+        ):
             needs.extend(_sequence_needs(list(argument[2]), c))
         elif op is c.BRANCH:
             # One of the alternatives matches: the union of their best needs is needed, if each
@@ -165,19 +170,24 @@ TABLE_FILE = "_prefilter_words.py"
 def listed_patterns() -> list[re.Pattern[str]]:
     """The patterns whose words go into the table: the classification rules and the other
     patterns the analyzer tests with might_match."""
-    from todoku.bounce import extract, rules
+    from todoku.bounce import classify, extract
 
-    patterns = [rule.pattern for rule in rules.TEXT_RULES]
+    classify.use_knowledge()
+    patterns = [group.pattern for group in classify.knowledge_groups()]
     patterns.append(extract._PHASE_PHRASE_LOWER)
     return patterns
 
 
 def table_text(patterns: list[re.Pattern[str]]) -> str:
     """The source of ``_prefilter_words.py`` for ``patterns``."""
-    lines = ['"""The prefilter\'s words of the known patterns, by (pattern text, flags): written by',
-             "``python -m todoku.bounce.prefilter`` (prefilter.py says why). Do not edit; a",
-             'pattern missing here or changed since has its words derived when first used."""',
-             "", "# fmt: off", "WORDS = {"]
+    lines = [
+        '"""The prefilter\'s words of the known patterns, by (pattern text, flags): written by',
+        "``python -m todoku.bounce.prefilter`` (prefilter.py says why). Do not edit; a",
+        'pattern missing here or changed since has its words derived when first used."""',
+        "",
+        "# fmt: off",
+        "WORDS = {",
+    ]
     seen = set()
     for pattern in patterns:
         key = (pattern.pattern, pattern.flags)
