@@ -50,26 +50,34 @@ _AT_JA = {"remote_mta": "拒否したサーバーは {remote_mta} です。"}
 
 _ALL: tuple[Reason, ...] = (
     _r(
-        "userunknown", True, "no such mailbox",
+        "userunknown",
+        True,
+        "no such mailbox",
         Text(
             "The part before the @ of the address is wrong: the destination's mail server says no "
             "mailbox of that name exists.",
             "Check the address for typos in the part before the @ (compare it with an address "
             "the recipient has written to you from) and send to the corrected address.",
-            extra_cause={"recipient": " The address was {recipient}; the domain {domain} exists "
-                         "and answered, only the name {local} is unknown there."},
+            extra_cause={
+                "recipient": " The address was {recipient}; the domain {domain} exists "
+                "and answered, only the name {local} is unknown there."
+            },
         ),
         Text(
             "メールアドレスの @ より前の部分が間違っています。相手のメールサーバーは、その名前の"
             "メールボックスは存在しないと答えました。",
             "@ より前の部分に打ち間違いがないか確認し（相手から届いたメールのアドレスと比べると"
             "確実です）、正しいアドレス宛てに送ってください。",
-            extra_cause={"recipient": "宛先は {recipient} でした。ドメイン {domain} は存在して応答"
-                         "しましたが、{local} という名前がそこにはありません。"},
+            extra_cause={
+                "recipient": "宛先は {recipient} でした。ドメイン {domain} は存在して応答"
+                "しましたが、{local} という名前がそこにはありません。"
+            },
         ),
     ),
     _r(
-        "hostunknown", True, "no such domain",
+        "hostunknown",
+        True,
+        "no such domain",
         Text(
             "The part after the @ of the address is wrong: the domain does not exist or has no "
             "mail server.",
@@ -86,7 +94,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "mailboxfull", False, "mailbox full",
+        "mailboxfull",
+        False,
+        "mailbox full",
         Text(
             "The recipient's mailbox is full, so it cannot take new mail.",
             "Tell the recipient another way (phone, another address) to make room; large "
@@ -99,7 +109,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "mesgtoobig", True, "message too big",
+        "mesgtoobig",
+        True,
+        "message too big",
         Text(
             "The message is larger than the receiving server accepts.",
             "Send the attachments another way (a file-sharing link) or split them into several "
@@ -112,7 +124,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "exceedlimit", True, "over a limit",
+        "exceedlimit",
+        True,
+        "over a limit",
         Text(
             "The message goes over a limit of the receiving side (size or number of recipients "
             "allowed for this recipient).",
@@ -124,7 +138,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "systemfull", False, "remote disk full",
+        "systemfull",
+        False,
+        "remote disk full",
         Text(
             "The receiving server's disk or queue is full.",
             "Nothing is wrong on your side. If it keeps happening, tell the recipient's "
@@ -136,7 +152,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "norelaying", True, "relay denied",
+        "norelaying",
+        True,
+        "relay denied",
         Text(
             "The server refused to pass the mail on (relaying denied): it did not know you, "
             "usually because your mail program is not using SMTP authentication.",
@@ -152,7 +170,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "notaccept", True, "domain accepts no mail",
+        "notaccept",
+        True,
+        "domain accepts no mail",
         Text(
             "The destination accepts no mail at all (it publishes a null MX or refuses every "
             "message).",
@@ -164,7 +184,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "rejected", True, "sender refused",
+        "rejected",
+        True,
+        "sender refused",
         Text(
             "The receiving server refused the sender address (the MAIL FROM address or its "
             "domain). With a 553 reply this usually means the From address is not one your "
@@ -181,7 +203,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "blocked", True, "sending server blocked",
+        "blocked",
+        True,
+        "sending server blocked",
         Text(
             "The receiving side refused the sending server itself (its IP address or name), "
             "for example because it is on a blocklist or its greeting name is wrong, or, for a "
@@ -200,7 +224,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "policyviolation", True, "remote policy",
+        "policyviolation",
+        True,
+        "remote policy",
         Text(
             "The message was refused under a policy of the receiving site (content, "
             "attachment type, or an organisational rule).",
@@ -215,7 +241,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "securityerror", True, "security refusal",
+        "securityerror",
+        True,
+        "security refusal",
         Text(
             "The mail was refused for a security reason, for example authentication was "
             "required, or the login failed.",
@@ -228,7 +256,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "authfailure", True, "SPF/DKIM/DMARC failed",
+        "authfailure",
+        True,
+        "SPF/DKIM/DMARC failed",
         Text(
             "The receiving side could not verify that the mail really comes from the sender's "
             "domain: an SPF, DKIM or DMARC check failed.",
@@ -245,7 +275,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "requireptr", True, "no reverse DNS",
+        "requireptr",
+        True,
+        "no reverse DNS",
         Text(
             "The sending server's IP address has no reverse DNS (PTR) name, or it does not "
             "match, and the receiving side requires one.",
@@ -260,7 +292,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "badreputation", False, "low sender reputation",
+        "badreputation",
+        False,
+        "low sender reputation",
         Text(
             "The receiving side does not trust the sending IP address (low reputation), so "
             "it refused or delayed the mail.",
@@ -274,7 +308,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "spamdetected", True, "judged as spam",
+        "spamdetected",
+        True,
+        "judged as spam",
         Text(
             "The receiving side's spam filter judged the message to be spam.",
             "Rewrite the message without spam-like features (many links, URL shorteners, "
@@ -287,7 +323,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "virusdetected", True, "virus found",
+        "virusdetected",
+        True,
+        "virus found",
         Text(
             "A virus scanner on the receiving side found malware in the message.",
             "Scan your computer and the attachment for viruses; do not send the file again as is.",
@@ -299,7 +337,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "contenterror", True, "malformed content",
+        "contenterror",
+        True,
+        "malformed content",
         Text(
             "The message's header or content encoding is malformed, so the receiving side "
             "refused it.",
@@ -313,7 +353,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "notcompliantrfc", True, "breaks RFC 5322",
+        "notcompliantrfc",
+        True,
+        "breaks RFC 5322",
         Text(
             "The message breaks the Internet mail format rules (RFC 5322), for example a "
             "duplicate or missing header.",
@@ -325,7 +367,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "filtered", True, "filtered by recipient",
+        "filtered",
+        True,
+        "filtered by recipient",
         Text(
             "The recipient's server accepted the address but then refused the message because "
             "of a filter set by the recipient or the site.",
@@ -340,7 +384,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "expired", True, "gave up retrying",
+        "expired",
+        True,
+        "gave up retrying",
         Text(
             "The mail could not be delivered for so long that the sending server gave up: the "
             "destination did not answer or kept refusing temporarily.",
@@ -357,26 +403,34 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "delayed", False, "delayed, still trying",
+        "delayed",
+        False,
+        "delayed, still trying",
         Text(
             "The mail has not been delivered yet: the receiving side is busy, unreachable or "
             "limiting us for now.",
             "Nothing to do yet: the server keeps trying by itself.",
             extra_cause={"elapsed": " It has been trying for {elapsed}."},
-            extra_remedy={"lifetime": " It will keep trying until the message is {lifetime} old "
-                          "and tell you if it gives up."},
+            extra_remedy={
+                "lifetime": " It will keep trying until the message is {lifetime} old "
+                "and tell you if it gives up."
+            },
         ),
         Text(
             "メールはまだ配送されていません。受信側が混雑している、到達できない、または一時的に"
             "制限しています。",
             "今は何もする必要はありません。サーバーが自動で再送を続けます。",
             extra_cause={"elapsed": "再送を始めてから {elapsed} 経過しています。"},
-            extra_remedy={"lifetime": "メールが送信から {lifetime} 経つまで再送を続け、あきらめた"
-                          "場合はお知らせします。"},
+            extra_remedy={
+                "lifetime": "メールが送信から {lifetime} 経つまで再送を続け、あきらめた"
+                "場合はお知らせします。"
+            },
         ),
     ),
     _r(
-        "toomanyconn", False, "rate limited",
+        "toomanyconn",
+        False,
+        "rate limited",
         Text(
             "The receiving side limits how many connections or messages it takes from us, and "
             "we went over that limit.",
@@ -389,7 +443,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "speeding", False, "sending too fast",
+        "speeding",
+        False,
+        "sending too fast",
         Text(
             "Mail was sent too fast and went over a rate limit of the receiving side.",
             "The limit lifts by itself; send more slowly.",
@@ -400,7 +456,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "suspend", True, "account suspended",
+        "suspend",
+        True,
+        "account suspended",
         Text(
             "The recipient's account exists but is suspended, disabled or no longer used.",
             "Contact the recipient another way and ask for an address they use now.",
@@ -411,7 +469,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "hasmoved", True, "address has moved",
+        "hasmoved",
+        True,
+        "address has moved",
         Text(
             "The recipient has moved to another address and mail is not forwarded.",
             "Use the new address given in the bounce, or ask the recipient for it.",
@@ -422,7 +482,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "networkerror", False, "network or DNS trouble",
+        "networkerror",
+        False,
+        "network or DNS trouble",
         Text(
             "The sending server could not reach the destination: a DNS lookup failed, the "
             "connection was refused or timed out, or the mail looped between servers.",
@@ -438,7 +500,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "systemerror", False, "remote server error",
+        "systemerror",
+        False,
+        "remote server error",
         Text(
             "The destination's mail server or DNS is misconfigured or had an internal error.",
             "Nothing is wrong with your message; if it keeps happening, tell the recipient's "
@@ -450,7 +514,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "mailererror", True, "delivery program failed",
+        "mailererror",
+        True,
+        "delivery program failed",
         Text(
             "The program that delivers mail into the mailbox on the receiving server "
             "(a pipe, procmail, a filter) failed.",
@@ -463,7 +529,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "syntaxerror", True, "SMTP syntax error",
+        "syntaxerror",
+        True,
+        "SMTP syntax error",
         Text(
             "An SMTP command sent to the receiving server was not valid.",
             "This is a fault of the sending software; its administrator must fix it.",
@@ -474,7 +542,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "failedstarttls", False, "STARTTLS failed",
+        "failedstarttls",
+        False,
+        "STARTTLS failed",
         Text(
             "The secure connection (STARTTLS) could not be set up: one side requires it and the "
             "other does not offer it, or the TLS handshake failed.",
@@ -487,7 +557,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "suppressed", True, "on suppression list",
+        "suppressed",
+        True,
+        "on suppression list",
         Text(
             "The mail was not sent because the address is on the sending service's suppression "
             "list (it bounced or complained before).",
@@ -500,7 +572,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "onhold", False, "undecided",
+        "onhold",
+        False,
+        "undecided",
         Text(
             "The bounce says too little to decide why delivery failed.",
             "Read what the server said; if it does not make the cause clear, contact the "
@@ -513,7 +587,9 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "undefined", False, "unknown reason",
+        "undefined",
+        False,
+        "unknown reason",
         Text(
             "The reason for the failure could not be determined.",
             "Read what the remote server said; if it does not make the cause clear, contact the "
@@ -526,26 +602,43 @@ _ALL: tuple[Reason, ...] = (
         ),
     ),
     _r(
-        "delivered", False, "delivered",
+        "delivered",
+        False,
+        "delivered",
         Text("This is a success report: the message was delivered.", "Nothing to do."),
         Text("配送成功の通知です。メールは届きました。", "何もする必要はありません。"),
     ),
     _r(
-        "vacation", False, "auto-reply",
-        Text("This is an automatic reply (out of office), not a failure.",
-             "Nothing to do; the message was delivered."),
-        Text("自動応答（不在通知）で、エラーではありません。", "何もする必要はありません。メールは届いています。"),
+        "vacation",
+        False,
+        "auto-reply",
+        Text(
+            "This is an automatic reply (out of office), not a failure.",
+            "Nothing to do; the message was delivered.",
+        ),
+        Text(
+            "自動応答（不在通知）で、エラーではありません。",
+            "何もする必要はありません。メールは届いています。",
+        ),
     ),
     _r(
-        "feedback", False, "complaint report",
-        Text("This is a feedback (complaint) report: a recipient marked a message as spam or "
-             "unwanted.",
-             "Stop sending to that recipient and check why they did not want the mail."),
-        Text("苦情（フィードバック）レポートです。受信者がメールを迷惑メールとして報告しました。",
-             "その宛先への送信を止め、なぜ望まれなかったかを確認してください。"),
+        "feedback",
+        False,
+        "complaint report",
+        Text(
+            "This is a feedback (complaint) report: a recipient marked a message as spam or "
+            "unwanted.",
+            "Stop sending to that recipient and check why they did not want the mail.",
+        ),
+        Text(
+            "苦情（フィードバック）レポートです。受信者がメールを迷惑メールとして報告しました。",
+            "その宛先への送信を止め、なぜ望まれなかったかを確認してください。",
+        ),
     ),
     _r(
-        "notbounce", False, "not a bounce",
+        "notbounce",
+        False,
+        "not a bounce",
         Text("This message is not a bounce or delivery report.", "Nothing to do."),
         Text("このメールはエラーメールや配送通知ではありません。", "何もする必要はありません。"),
     ),
@@ -630,8 +723,9 @@ def explain_reason(reason: str, lang: str = "en", **facts: str) -> tuple[str, st
     definition = REASONS.get(ALIASES.get(reason, reason)) or REASONS["undefined"]
     text = definition.ja if lang == "ja" else definition.en
     known = _derive(facts)
-    needs_suggestion = any("suggestion" in t for t in (text.cause, text.remedy,
-                                                      *text.extra_cause, *text.extra_remedy))
+    needs_suggestion = any(
+        "suggestion" in t for t in (text.cause, text.remedy, *text.extra_cause, *text.extra_remedy)
+    )
     if needs_suggestion and "suggestion" not in known and known.get("domain"):
         # Only the reasons that talk about a mistyped domain pay for the edit-distance search.
         from todoku.bounce.typos import suggest_domain

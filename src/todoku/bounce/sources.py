@@ -1,11 +1,8 @@
 """Where bounce messages come from: single RFC 5322 files, mbox files, Maildir folders, stdin.
 
 Reading is the only I/O in the package; each input yields (name, bytes) or (name, error) so the
-caller can report an unreadable file and go on with the others.
-
-Paths are handled with ``os`` and ``os.path`` rather than pathlib: ``todoku explain`` is often run
-over a whole folder from a script, and pathlib (with urllib.parse, fnmatch and ntpath behind it)
-was a tenth of its start-up imports.
+caller can report an unreadable file and go on with the others. A message is named by its path
+as pathlib prints it ("./bounces//1.eml" -> "bounces/1.eml").
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,42 +47,32 @@ def _from_bytes(name: str, data: bytes) -> Iterator[Input]:
         yield Input(f"{name}#{index}", message)
 
 
-def _read(path: str) -> Iterator[Input]:
+def _read(path: Path) -> Iterator[Input]:
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        data = path.read_bytes()
     except OSError as error:
-        yield Input(path, error=f"cannot read: {error.strerror or error}")
+        yield Input(str(path), error=f"cannot read: {error.strerror or error}")
         return
-    yield from _from_bytes(path, data)
+    yield from _from_bytes(str(path), data)
 
 
-def _files_in(folder: str) -> list[str]:
+def _files_in(folder: Path) -> list[Path]:
     """The regular, not hidden files directly in ``folder``, by name."""
-    with os.scandir(folder) as entries:
-        return sorted(entry.path for entry in entries
-                      if not entry.name.startswith(".") and entry.is_file())
+    return sorted(
+        path for path in folder.iterdir() if not path.name.startswith(".") and path.is_file()
+    )
 
 
-def _folder_files(folder: str) -> list[str]:
+def _folder_files(folder: Path) -> list[Path]:
     """A Maildir's cur/ and new/ (never tmp/: half-written files), or every file below a folder."""
-    maildir = [os.path.join(folder, sub) for sub in ("cur", "new")]
-    if any(os.path.isdir(sub) for sub in maildir):
-        return sorted(p for sub in maildir if os.path.isdir(sub) for p in _files_in(sub))
-    found: list[str] = []
+    maildir = [sub for sub in (folder / "cur", folder / "new") if sub.is_dir()]
+    if maildir:
+        return sorted(path for sub in maildir for path in _files_in(sub))
+    found: list[Path] = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d != "tmp" and not d.startswith("."))
-        found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+        found.extend(Path(root, name) for name in sorted(names) if not name.startswith("."))
     return found
-
-
-def _clean(path: str) -> str:
-    """A path as the user typed it, without "." parts and doubled slashes ("./a//b" → "a/b"):
-    the name printed for each message, as pathlib would print it ("..", which may cross a
-    symbolic link, stays)."""
-    parts = [part for part in path.split("/") if part and part != "."]
-    joined = "/".join(parts)
-    return "/" + joined if path.startswith("/") else joined or "."
 
 
 def read_inputs(arguments: list[str]) -> Iterator[Input]:
@@ -92,16 +80,16 @@ def read_inputs(arguments: list[str]) -> Iterator[Input]:
         if given == "-":
             yield from _from_bytes("-", sys.stdin.buffer.read())
             continue
-        argument = _clean(given)
-        if os.path.isdir(argument):
+        path = Path(given)
+        if path.is_dir():
             try:
-                files = _folder_files(argument)
+                files = _folder_files(path)
             except OSError as error:
                 yield Input(given, error=f"cannot read folder: {error.strerror or error}")
                 continue
             for file in files:
                 yield from _read(file)
-        elif os.path.lexists(argument):
-            yield from _read(argument)
+        elif path.exists() or path.is_symlink():
+            yield from _read(path)
         else:
             yield Input(given, error="no such file or folder")
