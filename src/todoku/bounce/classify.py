@@ -212,10 +212,6 @@ class _Scores:
                     self.named.add(reason)
                     self.add(reason, _VENDOR, f"{vendor.name} code {code} ({vendor.doc})")
                     return
-            if vendor.default and not codes:
-                self.named.add(vendor.default)
-                self.add(vendor.default, _VENDOR, f"{vendor.name}'s own notice ({vendor.doc})")
-                return
 
     def settled(self) -> bool:
         """True when no phrase of the report or the subject could change the winner: a reason's

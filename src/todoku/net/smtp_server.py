@@ -18,6 +18,7 @@ from typing import cast
 
 from todoku.config import Config
 from todoku.ingest import (
+    HEADER_SCAN_LIMIT,
     HeaderFacts,
     HeaderScan,
     protocol_name,
@@ -30,6 +31,7 @@ from todoku.net.idle import Idle
 from todoku.net.link import SessionLink
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory
+from todoku.policy.sender import check_from
 from todoku.proto.smtp import codes
 from todoku.proto.smtp.address import Address
 from todoku.proto.smtp.codes import Reply
@@ -100,6 +102,9 @@ class _Transaction:
     # temp file past 1 MiB) instead of the blob, so that at the end of DATA the verdict's
     # Authentication-Results field can go in front of it in the stored file.
     held: tempfile.SpooledTemporaryFile[bytes] | None = None
+    # Submission: the refusal owed at the end of DATA when the header From names an address
+    # the login may not send as (policy/sender.py), decided when the header section is complete.
+    from_refusal: Reply | None = None
 
 
 class SmtpSession:
@@ -288,6 +293,7 @@ class SmtpSession:
             self._write_prefix()
             tx.facts = tx.scan.facts
             tx.scan = None
+            self._check_from(held, whole=False)
             piece = held
         self._keep(piece)
 
@@ -330,6 +336,7 @@ class SmtpSession:
             self._write_prefix()
             tx.facts = tx.scan.facts
             tx.scan = None
+            self._check_from(rest, whole=True)
             self._keep(rest)
         facts = tx.facts
         subject = facts.subject if facts else ""
@@ -338,6 +345,11 @@ class SmtpSession:
             reply = Reply(554, "5.4.6", "Too many hops")  # RFC 5321 §6.3: a mail loop
             self._log_done(event, reply, writer.blob_id)
             return reply
+        if tx.from_refusal is not None:
+            writer.abort()
+            tx.writer = None
+            self._log_done(event, tx.from_refusal, writer.blob_id)
+            return tx.from_refusal
         if tx.held is not None and self.inbound is not None:
             refused = await self._check_message(self.inbound, writer, tx.held)
             tx.held = None
@@ -418,6 +430,19 @@ class SmtpSession:
         cleaned = strip_forged_fields(content, self.ctx.config.hostname)
         writer.write(prefix + cleaned)
         return None
+
+    def _check_from(self, content: bytes, *, whole: bool) -> None:
+        """Submission: the header From of the content's start (``whole``: all of the content)
+        must name only addresses the login may send as, the rule MAIL FROM follows."""
+        user = self.conn.authenticated_user
+        if user is None:
+            return
+        if content.startswith(b"\r\n"):
+            header: bytes | None = b""
+        else:
+            end = content.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT + 4)
+            header = content[: end + 2] if end >= 0 else content if whole else None
+        self.tx.from_refusal = check_from(self.ctx.directory, user, header)
 
     def _abort_transaction(self) -> None:
         if self.tx.held is not None:
