@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from todoku.config import Config
+from todoku.mailauth import dmarc
 from todoku.mailauth.dkim import KeyStore, Signer
 from todoku.mailauth.inbound import InboundPolicy
 from todoku.mailauth.lookup import lookups_for
@@ -23,6 +25,11 @@ def inbound_policy(config: Config) -> InboundPolicy | None:
     )
     if not active:
         return None
+    if policy.authentication:
+        # DMARC's organisational domains: a newer list in the data directory, if the operator
+        # put one there, else the bundled one; read now rather than in the first SMTP session.
+        used = dmarc.use_public_suffix_list(config.data_dir / dmarc.PSL_FILE_NAME)
+        logging.getLogger("todoku.dmarc").info("public suffix list: %s", used)
     return InboundPolicy(policy, lookups_for(config.nameservers), config.hostname)
 
 
@@ -42,8 +49,6 @@ def prepare_dkim_keys(config: Config) -> None:
     """Make missing DKIM keys (first start) and apply a due rotation step; runs in a worker
     thread after the listeners are up, so RSA key generation never delays start-up. A problem
     is logged, never fatal: the server still receives mail without its signing keys."""
-    import logging
-
     try:
         dkim_signer(config)
     except Exception:
