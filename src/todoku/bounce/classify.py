@@ -212,6 +212,10 @@ class _Scores:
                     self.named.add(reason)
                     self.add(reason, _VENDOR, f"{vendor.name} code {code} ({vendor.doc})")
                     return
+            if vendor.default and not codes:
+                self.named.add(vendor.default)
+                self.add(vendor.default, _VENDOR, f"{vendor.name}'s own notice ({vendor.doc})")
+                return
 
     def settled(self) -> bool:
         """True when no phrase of the report or the subject could change the winner: a reason's
@@ -327,6 +331,8 @@ def _placed_by_phase(reason: str, phase: str, named: bool) -> tuple[str, str]:
             return "blocked", "refused before MAIL FROM: the client itself (blocked)"
         if phase == "mail" and reason not in ("rejected", "policyviolation"):
             return "rejected", "refused at MAIL FROM: the sender (rejected)"
+        if phase == "rcpt" and reason in ("onhold", "undefined"):
+            return "userunknown", "refused at RCPT TO without a cause: the recipient (userunknown)"
     return reason, ""
 
 

@@ -27,6 +27,28 @@ MICROSOFT_NDR = (
 )
 GOOGLE_SMTP = "https://support.google.com/a/answer/3726730"
 YAHOO_SMTP = "https://senders.yahooinc.com/smtp-error-codes/"
+# MTAs' own sentences, cited by the source file that writes them (the wording is the program's).
+POSTFIX_SMTP = "Postfix src/smtp/smtp_proto.c ('host X refused to talk to me': a refused greeting)"
+POSTFIX_DNS = "Postfix src/dns/dns_lookup.c"
+RESOLVER_TRY_AGAIN = "hstrerror(3) TRY_AGAIN, as Postfix src/dns/dns_strerror.c writes it"
+EXIM_SMTP = "Exim src/transports/smtp.c (retry: hosts failing for a long time)"
+EXIM_DNSLOOKUP = "Exim src/routers/dnslookup.c"
+EXIM_ROUTERS = "Exim specification, ch. 'Generic options for routers' ('Unrouteable address')"
+EXIM_PIPE = "Exim specification, ch. 'The pipe transport'"
+EXIM_PARSE = "Exim src/parse.c (malformed address: X may not follow Y)"
+EXIM_CONTENT_SCAN = "Exim specification, ch. 'Content scanning at ACL time' ('contains a virus')"
+QMAIL_REMOTE = "qmail-remote.c (perm_nomx #5.4.4; 'Connected to X but sender was rejected')"
+QMAIL_LOCAL = "qmail-local.c ('Sorry, no mailbox here by that name. (#5.1.1)')"
+OPENSMTPD_MTA = "OpenSMTPD usr.sbin/smtpd/mta.c and scheduler (its delivery errors)"
+AWS_SES_ERRORS = "https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html"
+# Google Groups refuses a post when the group does not exist or the sender may not post to it,
+# in the sender's language, always pointing to the Groups help centre.
+GOOGLE_GROUPS = "https://support.google.com/groups/ (Google Groups: posting permissions)"
+RFC5782 = "RFC 5782 (DNS Blacklists and Whitelists)"
+SPAMHAUS = "https://www.spamhaus.org/ (DNSBL operator: a refusal citing it lists the client's IP)"
+URI_DNSBL = "RFC 5782 §2.2 (URI DNSBLs); https://uribl.com/, https://www.surbl.org/"
+SENDMAIL_PROTO = "sendmail cf/m4/proto.m4 (client address whose name does not resolve)"
+OUTLOOK_COM_POSTMASTER = "https://sendersupport.olc.protection.outlook.com/pm/troubleshooting.aspx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +89,9 @@ class Vendor:
     hosts: tuple[str, ...]  # lower-case host-name suffixes (or tokens) that identify it
     codes: dict[str, str]  # the vendor's code (an enhanced status code or a bracketed tag) → reason
     doc: str
+    # The reason of the vendor's own notice when it carries no code: a service that refuses for
+    # one cause only and says so in words that change with the language (Google Groups).
+    default: str = ""
 
 
 # RFC 3463 §3 (and the IANA registry that extends it): subject.detail → what it names.
@@ -160,12 +185,17 @@ PHRASES: tuple[Phrases, ...] = (
     Phrases('blocked', (
         Phrase('gr[ae]y[ -]?list'),
     ), note="RFC 6647; Postgrey 'Greylisted, see http://postgrey...', '451 4.7.1 Greylisted, please try again later'"),
+    Phrases('spamdetected', (
+        Phrase('black ?listed (url|uri|link|domain in)', seen=('IMailServer',)),
+        Phrase('\\b(uribl|surbl)\\b', seen=('IMailServer',), doc=URI_DNSBL),
+    ), note="URI blocklists (URIBL, SURBL) list domains found in message bodies: a refusal citing one is about the content, not the client"),
     Phrases('blocked', (
-        Phrase('block ?list'),
-        Phrase('black ?listed by', seen=('Sendmail',)),
-        Phrase('dnsbl', seen=('AmazonSES', 'Postfix')),
+        Phrase('block ?list', doc=RFC5782),
+        Phrase("(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|listed|banned|denied)", seen=('AmazonSES', 'FrancePTT', 'Gmail', 'Sendmail')),
+        Phrase('(ip|host|client|server|you|your)\\b.{0,30}black ?listed|black ?listed (by|at|in|on)\\b', seen=('Sendmail',), doc=RFC5782),
+        Phrase('dnsbl', seen=('AmazonSES', 'Postfix'), doc=RFC5782),
         Phrase('\\brbl\\b', seen=('AmazonSES',)),
-        Phrase('spamhaus', seen=('GoDaddy',)),
+        Phrase('spamhaus', seen=('GoDaddy',), doc=SPAMHAUS),
         Phrase('spamcop'),
         Phrase('blocked using', seen=('AmazonSES', 'Gmail')),
         Phrase('banned sending', seen=('Microsoft', 'qmail'), doc=MICROSOFT_NDR),
@@ -173,7 +203,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('blocked for abuse', seen=('Exim',)),
         Phrase('^\\d{3}[ -]blocked\\b', seen=('Postfix',)),
         Phrase('bloquee', seen=('FrancePTT',)),
-        Phrase('refused to talk to me', seen=('Postfix',)),
+        Phrase('refused to talk to me', seen=('Postfix',), doc=POSTFIX_SMTP),
         Phrase('aup#cdrbl', seen=('Cox',)),
         Phrase('which is an open relay', seen=('V5sendmail',)),
         Phrase('helo command rejected'),
@@ -188,10 +218,10 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('null mx', seen=('GSuite', 'RFC3464')),
         Phrase('does not accept (any )?mail', seen=('MessagingServer', 'Sendmail')),
         Phrase('accepts no mail'),
-        Phrase('(mx|srv) record indicated no smtp service', seen=('MailRu',)),
+        Phrase('(mx|srv) record indicated no smtp service', seen=('MailRu',), doc=EXIM_DNSLOOKUP),
         Phrase('not accepting network messages', seen=('DragonFly',), doc=RFC3463),
-        Phrase("couldn't find a mail exchanger", seen=('qmail',)),
-        Phrase('no mx found', seen=('OpenSMTPD',)),
+        Phrase("couldn't find a mail exchanger", seen=('qmail',), doc=QMAIL_REMOTE),
+        Phrase('no mx found', seen=('OpenSMTPD',), doc=OPENSMTPD_MTA),
     ), note="RFC 7505 §3 (556 5.1.10), RFC 3463 X.3.2, qmail 'couldn't find a mail exchanger or IP address', Exim 'no SMTP service', Gmail 'responded with code NOERROR'"),
     Phrases('networkerror', (
         Phrase('hop count exceeded', seen=('Domino', 'X2', 'X6')),
@@ -200,20 +230,20 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('loops? back to myself'),
         Phrase('too many (hops|received headers)', seen=('Sendmail',)),
         Phrase('dns query failed', seen=('Office365',)),
-        Phrase('host not found, try again', seen=('Postfix',)),
-        Phrase('malformed or unexpected name server reply', seen=('Postfix',)),
-        Phrase('network error on destination', seen=('OpenSMTPD',)),
+        Phrase('host not found, try again', seen=('Postfix',), doc=RESOLVER_TRY_AGAIN),
+        Phrase('malformed or unexpected name server reply', seen=('Postfix',), doc=POSTFIX_DNS),
+        Phrase('network error on destination', seen=('OpenSMTPD',), doc=OPENSMTPD_MTA),
         Phrase('responded with code (nxdomain|servfail)', seen=('GSuite', 'RFC3464')),
         Phrase('host name lookup failure', seen=('RFC3464', 'Sendmail')),
     ), note="Postfix 'mail for X loops back to myself', Exim 'Too many Received headers', Domino 'Maximum hop count', Gmail 'DNS Error ... NXDOMAIN', RFC 5321 §6.3, sendmail 'Deferred: Name server: X: host name lookup failure' (the cause behind a give-up)"),
     Phrases('mailererror', (
         Phrase('mailer error', seen=('DragonFly', 'Sendmail')),
-        Phrase('procmail', seen=('Postfix',)),
+        Phrase('procmail', seen=('Postfix',), doc='procmail(1): the local delivery agent, its errors prefixed "procmail:"'),
         Phrase('mailer \\S+ died'),
         Phrase('command (died|failed)'),
         Phrase('exited with'),
         Phrase('deliver(y)? to (a )?(pipe|program)'),
-        Phrase('pipe to \\|', seen=('Exim',)),
+        Phrase('pipe to \\|', seen=('Exim',), doc=EXIM_PIPE),
     ), note="sendmail 'mailer prog died with signal', Exim pipe transport, Diagnostic-Code x-unix (a bare exit status)"),
     Phrases('mailererror', (
         Phrase('^\\d{1,3}$', seen=('Sendmail',)),
@@ -223,12 +253,12 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase("'send mail as'", seen=('GoogleWorkspace',)),
     ), note="Gmail/Google Workspace 'You're sending this from a different address or alias using the 'Send mail as' feature'"),
     Phrases('systemfull', (
-        Phrase('insufficient (disk|system) (space|storage)', seen=('Sendmail',)),
+        Phrase('insufficient (disk|system) (space|storage)', seen=('Sendmail',), doc='RFC 5321 §4.2.3 (452)'),
         Phrase('(disk|queue|system) (is )?full', doc=RFC3463),
     ), note="RFC 3463 X.3.1/X.4.5, sendmail 452 4.4.5 'Insufficient disk space'"),
     Phrases('systemerror', (
         Phrase('internal (system |server )?error', seen=('AmazonWorkMail', 'DragonFly')),
-        Phrase('unable to contact ldap', seen=('qmail',)),
+        Phrase('unable to contact ldap', seen=('qmail',), doc='qmail-ldap qmail-lspawn (LDAP server unreachable, #4.4.3)'),
         Phrase('system error', seen=('AmazonWorkMail', 'DragonFly')),
         Phrase('local (configuration|error)'),
         Phrase('misconfigur'),
@@ -239,7 +269,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('\\bptr\\b', seen=('Exim', 'Google', 'Postfix')),
         Phrase('cannot find your (hostname|reverse)'),
         Phrase('client host rejected: cannot find'),
-        Phrase('ip name lookup failed', seen=('Sendmail',)),
+        Phrase('ip name lookup failed', seen=('Sendmail',), doc=SENDMAIL_PROTO),
         Phrase('rdns', seen=('Exim', 'Postfix')),
         Phrase('mismatches client ip', seen=('Outlook',)),
         Phrase('unverifi?(y|i)able sending ips?', seen=('Exim',)),
@@ -267,13 +297,13 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('throttl'),
         Phrase('try again later.{0,20}rate'),
         Phrase('frequency limited', seen=('Tencent',)),
-        Phrase('too many recipients', seen=('Postfix',)),
+        Phrase('too many recipients', seen=('Postfix',), doc='RFC 5321 §4.5.3.1.10'),
     ), note="Postfix anvil 421 4.7.0 'Too many connections', Tencent 'Connection frequency limited', RFC 5321 452 too many recipients"),
     Phrases('notcompliantrfc', (
-        Phrase('not (rfc ?5322|rfc ?2822|rfc) compliant', seen=('Google',)),
+        Phrase('not (rfc ?5322|rfc ?2822|rfc) compliant', seen=('Google',), doc=GOOGLE_SMTP),
         Phrase('multiple .{0,20}addresses in from', seen=('Postfix', 'Sendmail')),
         Phrase('duplicate header', seen=('Postfix',)),
-        Phrase('multiple (subject|from|date|to|message-id) ', seen=('Google',)),
+        Phrase('multiple (subject|from|date|to|message-id) ', seen=('Google',), doc=GOOGLE_SMTP),
         Phrase('missing (a )?(required )?(date|from|message-id) header'),
     ), note="Gmail 550 5.7.1 'not RFC 5322 compliant', SES 'Duplicate header'"),
     Phrases('spamdetected', (
@@ -290,7 +320,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('unauthenticated email', seen=('DragonFly', 'Postfix', 'qmail')),
     ), note='RFC 7208 §8.4 (550 5.7.23), RFC 7489 §7.3, Google 5.7.26, Microsoft 5.7.509'),
     Phrases('virusdetected', (
-        Phrase('\\bvirus', seen=('Postfix',)),
+        Phrase('\\bvirus', seen=('Postfix',), doc=EXIM_CONTENT_SCAN),
         Phrase('malware'),
         Phrase('infected'),
         Phrase('\\bmalicious\\b'),
@@ -305,7 +335,7 @@ PHRASES: tuple[Phrases, ...] = (
     ), note='RFC 3463 X.6.x'),
     Phrases('policyviolation', (
         Phrase('policy violation', seen=('Postfix', 'Zoho')),
-        Phrase('content presents a potential', seen=('Sendmail',)),
+        Phrase('content presents a potential', seen=('Sendmail',), doc=GOOGLE_SMTP),
         Phrase('(attachment|file type|extension).{0,30}(not allowed|prohibited|blocked|rejected)'),
         Phrase('prohibited (attachment|content)'),
         Phrase('header error', seen=('Exim', 'Sendmail')),
@@ -320,9 +350,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('message content rejected', seen=('Barracuda', 'RFC3464', 'ReceivingSES', 'Sendmail')),
         Phrase('looks like spam'),
         Phrase('\\buce\\b'),
-        Phrase('blacklisted url', seen=('IMailServer',)),
-        Phrase('uribl', seen=('IMailServer',)),
-        Phrase('\\bofr_506\\b', seen=('EinsUndEins', 'FrancePTT')),
+                Phrase('\\bofr_506\\b', seen=('EinsUndEins', 'FrancePTT')),
         Phrase('迷惑メール(と|として)(判定|判断)'),
     ), note="SpamAssassin, Gmail 5.7.1 'likely unsolicited', URIBL lookups, Orange 'Mail rejete. Mail rejected. ofr_506' (its code for a message judged to be spam)"),
     Phrases('exceedlimit', (
@@ -336,11 +364,11 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('message (size|length) exceeds'),
         Phrase('message (is |was )?too (big|large)', seen=('DragonFly', 'ReceivingSES')),
         Phrase('exceeds (the )?(maximum|fixed) (allowed )?(message )?size', doc='RFC 1870 §6'),
-        Phrase('size limit', seen=('EinsUndEins',)),
+        Phrase('size limit', seen=('EinsUndEins',), doc='RFC 1870 §6 (message size limit)'),
         Phrase('message file too big'),
         Phrase('mail size', seen=('EinsUndEins',)),
         Phrase('size exceeds'),
-        Phrase('line limit exceeded', seen=('Exim',)),
+        Phrase('line limit exceeded', seen=('Exim',), doc='RFC 5321 §4.5.3.1.6 (text line length limit)'),
         Phrase('too big', seen=('DragonFly',), doc=RFC3463),
     ), note='RFC 1870 §6 552 5.3.4; Postfix, Exim, sendmail'),
     Phrases('mailboxfull', (
@@ -362,7 +390,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('relay through this server without', seen=('MessageLabs',)),
         Phrase('auth(entication)? credentials invalid'),
         Phrase('login failed'),
-        Phrase('smtp auth', seen=('MessageLabs',)),
+        Phrase('smtp auth', seen=('MessageLabs',), doc='RFC 4954 (SMTP AUTH; 530 5.7.0 Authentication required)'),
         Phrase('delivery not authori[sz]ed', seen=('DragonFly',), doc=RFC3463),
     ), note="RFC 4954 §6 530 5.7.0 / 535 5.7.8, MessageLabs, Yahoo/Postfix 'Delivery not authorized, message refused'"),
     Phrases('rejected', (
@@ -374,7 +402,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('sender.{0,20}(verify|verification) failed'),
         Phrase('invalid sender'),
         Phrase('from: domain is invalid', seen=('Exim',)),
-        Phrase('purported responsible address', seen=('Courier',)),
+        Phrase('purported responsible address', seen=('Courier',), doc='RFC 4407 §2 (the sender the PRA names)'),
         Phrase('sending to/from an address', seen=('Exim',)),
         Phrase('mail rejected by destination domain', seen=('Zoho',)),
         Phrase('permission to post', seen=('GoogleGroups',)),
@@ -382,7 +410,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('from a different address or alias', seen=('GoogleWorkspace',)),
         Phrase('not a member of', seen=('FML',)),
         Phrase('投稿する権限', seen=('GoogleGroups',)),
-        Phrase('sender was rejected', seen=('qmail',)),
+        Phrase('sender was rejected', seen=('qmail',), doc=QMAIL_REMOTE),
     ), note="Postfix 553 5.7.1 'Sender address rejected: not owned by user', reject_unknown_sender_domain, Exim 'Unroutable sender address', Google Groups, Yahoo TSS04, mailing-list managers 'not a member', qmail 'Connected to X but sender was rejected'"),
     Phrases('hasmoved', (
         Phrase('has moved', seen=('DragonFly',), doc=RFC3463),
@@ -407,7 +435,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('not (a )?(local|our) (domain|host)'),
         Phrase('not configured to relay', seen=('Postfix',)),
         Phrase('insecure mail relay', seen=('V5sendmail',)),
-        Phrase('email address is not verified', seen=('Postfix',)),
+        Phrase('email address is not verified', seen=('Postfix',), doc=AWS_SES_ERRORS),
     ), note="Postfix 554 5.7.1 'Relay access denied', sendmail 550 5.7.1 'Relaying denied', older sendmail anti-relay rulesets '550 Insecure Mail Relay', 'This system is not configured to relay mail', Amazon SES SMTP 554 'Message rejected: Email address is not verified' (it relays only for identities verified with it)"),
     Phrases('hostunknown', (
         Phrase('host(name)? (or domain name )?(not found|unknown)', seen=('Aol', 'Postfix', 'Sendmail', 'V5sendmail')),
@@ -416,7 +444,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('name or service not known'),
         Phrase('nxdomain'),
         Phrase('no such (domain|host)', seen=('Courier',)),
-        Phrase('unrouteable (mail )?(domain|address)', seen=('MailRu',)),
+        Phrase('unrouteable (mail )?(domain|address)', seen=('MailRu',), doc=EXIM_ROUTERS),
         Phrase('unknown domain'),
         Phrase('bad destination system', seen=('DragonFly',), doc=RFC3463),
         Phrase('account or domain may not exist', seen=('Exim',)),
@@ -432,7 +460,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase("(user|mailbox|recipient|address|account|userid)\\S*.{0,40}(does not exist|doesn't exist|not exist|not found|wasn.t found|is unknown|invalid|not valid)", seen=('Aol', 'Apple', 'Exchange2007', 'Facebook', 'GSuite', 'Google', 'Microsoft', 'Office365', 'Postfix', 'RFC3464', 'ReceivingSES', 'V5sendmail')),
         Phrase('invalid (recipient|mailbox|address|user|final delivery)', seen=('Bigfoot', 'FrancePTT', 'IMailServer', 'Sendmail', 'Zoho')),
         Phrase('not a valid (recipient|mailbox|user)'),
-        Phrase('no mailbox', seen=('qmail',)),
+        Phrase('no mailbox', seen=('qmail',), doc=QMAIL_LOCAL),
         Phrase('mailbox unavailable', seen=('Office365', 'Outlook', 'Sendmail')),
         Phrase("doesn't have an? \\S+ account", seen=('PowerMTA', 'Sendmail')),
         Phrase('unknown or illegal alias', seen=('Exim',)),
@@ -440,7 +468,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('address rejected', seen=('Amavis', 'DragonFly', 'GSuite', 'MXLogic', 'Microsoft', 'Mimecast', 'OpenSMTPD', 'Postfix', 'RFC3464', 'mFILTER', 'qmail')),
         Phrase('unable to deliver message to', seen=('InterScanMSS',)),
         Phrase('bad destination mailbox', seen=('DragonFly',), doc=RFC3463),
-        Phrase('not listed in (the )?(domino directory|public name|address book)', seen=('Domino',)),
+        Phrase('not listed in (the )?(domino directory|public name|address book)', seen=('Domino',), doc='HCL Domino router: recipient not listed in the Domino Directory'),
         Phrase('address (you entered )?(couldn.t|could not|can.t|cannot) be found', seen=('GSuite', 'RFC3464')),
         Phrase('destinataire invalide', seen=('FrancePTT', 'Sendmail')),
         Phrase('(宛先|アドレス|ユーザ|アカウント).{0,12}(存在しません|存在しない|見つかりません|不明)'),
@@ -453,10 +481,10 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('delivery time expired', doc=RFC3463),
         Phrase('too long in queue'),
         Phrase('queue lifetime'),
-        Phrase('envelope expired', seen=('OpenSMTPD',)),
+        Phrase('envelope expired', seen=('OpenSMTPD',), doc=OPENSMTPD_MTA),
         Phrase('gave up'),
         Phrase('giving up', seen=('DragonFly',)),
-        Phrase('have been failing for a long', seen=('Exim',)),
+        Phrase('have been failing for a long', seen=('Exim',), doc=EXIM_SMTP),
         Phrase('will be retried', seen=('Gmail', 'Zoho')),
         Phrase('did not accept our requests to connect', seen=('GSuite', 'Gmail', 'RFC3464')),
         Phrase('(connection|operation) timed out', seen=('AmazonSES', 'AmazonWorkMail', 'MessagingServer', 'Postfix', 'RFC3464', 'SendGrid', 'V5sendmail', 'X1', 'X2', 'Yandex')),
@@ -464,7 +492,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('unable to connect', seen=('Outlook', 'X2')),
         Phrase('establish an smtp connection', seen=('X2',)),
         Phrase('timeout waiting'),
-        Phrase('could not be delivered for', seen=('RFC3464', 'Sendmail')),
+        Phrase('could not (be )?deliver(ed)? for', seen=('DragonFly', 'RFC3464', 'Sendmail')),
         Phrase('not been delivered .{0,30}(hours|days)'),
         Phrase('host not reachable', seen=('Zoho',)),
         Phrase('not delivered within', seen=('EZweb',)),
@@ -472,10 +500,9 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('cannot send message (for|within)', seen=('RFC3464', 'V5sendmail')),
         Phrase('in the queue too long', seen=('X2',)),
         Phrase(r'failed (after )?\d+ (delivery )?attempts'),
-        Phrase('retry time not reached for any host after a long'),
+        Phrase('retry time not reached for any host after a long', doc=EXIM_SMTP),
     ), note="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD, sendmail 'Cannot send message for 5 days', qmail 'this message has been in the queue too long', Exim 'retry time not reached for any host after a long failure period', Postfix 'conversation with X timed out while receiving the initial server greeting'"),
     Phrases('blocked', (
-        Phrase("(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|listed|banned|denied)", seen=('AmazonSES', 'FrancePTT', 'Gmail', 'Sendmail')),
         Phrase('blocked (by|for)', seen=('Exim', 'FrancePTT')),
         Phrase('spamming', seen=('FrancePTT',)),
         Phrase('smtp server of your isp', seen=('Exim',)),
@@ -483,7 +510,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('invalid ip for sending', seen=('Yahoo',)),
         Phrase('service refuse', seen=('FrancePTT',)),
         Phrase('relay quota', seen=('Exim',)),
-        Phrase("messages from \\S+ weren't sent", seen=('EZweb',)),
+        Phrase("messages from \\S+ weren't sent", seen=('EZweb',), doc=OUTLOOK_COM_POSTMASTER),
         Phrase('connection (rejected|denied)'),
         Phrase('all messages from \\S+ will be permanently deferred'),
         Phrase('traffic not accepted from this ip', doc=MICROSOFT_NDR),
@@ -491,12 +518,12 @@ PHRASES: tuple[Phrases, ...] = (
     ), note="Postfix 'Client host rejected', Microsoft S3140, Orange 'Service refuse', Exim relay quota, Yahoo 553 5.7.2 [TSS09] 'All messages from [ip] will be permanently deferred', Microsoft 550 5.7.708 'traffic not accepted from this IP'"),
     Phrases('networkerror', (
         Phrase('(connection|network).{0,20}(reset|lost)'),
-        Phrase('dns (error|failure|lookup)', seen=('GSuite', 'RFC3464')),
+        Phrase('dns (error|failure|lookup|query)', seen=('GSuite', 'Office365', 'RFC3464')),
         Phrase('lookup failed'),
-        Phrase('no route to host', seen=('RFC3464',)),
+        Phrase('no route to host', seen=('RFC3464',), doc='POSIX strerror(EHOSTUNREACH)'),
     ), note='RFC 5321 §6.3, Postfix'),
     Phrases('syntaxerror', (
-        Phrase('malformed address', seen=('Exim',)),
+        Phrase('malformed address', seen=('Exim',), doc=EXIM_PARSE),
         Phrase('syntax error', doc='RFC 5321 §4.2.2'),
         Phrase('command not recognized'),
     ), note="RFC 5321 §4.2.2 500/501, Exim 'malformed address'"),
@@ -504,7 +531,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('message filtered', seen=('ReceivingSES',)),
         Phrase('domain.filter', seen=('EZweb',)),
         Phrase('rejected by a remote mail server', seen=('EZweb',)),
-        Phrase('recipient(.s)? preferences', seen=('Facebook',)),
+        Phrase('recipient(.s)? preferences', seen=('Facebook',), doc='http://postmaster.facebook.com/response_codes (RCP-P2)'),
         Phrase('受信拒否'),
     ), note="SES 'Message Filtered', EZweb domain filter, Facebook RCP-P2 'Refused due to recipient preferences', Japanese carriers' '受信拒否' (the recipient's own refusal settings: docomo, au, SoftBank)"),
     Phrases('onhold', (
@@ -580,6 +607,13 @@ VENDORS: tuple[Vendor, ...] = (
             "5.7.28": "speeding",
         },
         GOOGLE_SMTP,
+    ),
+    Vendor(
+        "Google Groups",
+        ("groups.google.com/support",),
+        {},
+        GOOGLE_GROUPS,
+        default="rejected",
     ),
     Vendor(
         "Yahoo",
