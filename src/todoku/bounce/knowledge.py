@@ -38,6 +38,7 @@ EXIM_PIPE = "Exim specification, ch. 'The pipe transport'"
 EXIM_PARSE = "Exim src/parse.c (malformed address: X may not follow Y)"
 EXIM_CONTENT_SCAN = "Exim specification, ch. 'Content scanning at ACL time' ('contains a virus')"
 QMAIL_REMOTE = "qmail-remote.c (perm_nomx #5.4.4; 'Connected to X but sender was rejected')"
+QMAIL_SEND = "qmail-send.c ('I'm not going to try again; this message has been in the queue too long.')"
 QMAIL_LOCAL = "qmail-local.c ('Sorry, no mailbox here by that name. (#5.1.1)')"
 OPENSMTPD_MTA = "OpenSMTPD usr.sbin/smtpd/mta.c and scheduler (its delivery errors)"
 AWS_SES_ERRORS = "https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html"
@@ -490,7 +491,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('(connection|operation) timed out', seen=('AmazonSES', 'AmazonWorkMail', 'MessagingServer', 'Postfix', 'RFC3464', 'SendGrid', 'V5sendmail', 'X1', 'X2', 'Yandex')),
         Phrase('timed out while (receiving|sending)'),
         Phrase('unable to connect', seen=('Outlook', 'X2')),
-        Phrase('establish an smtp connection', seen=('X2',)),
+        Phrase('establish an smtp connection', seen=('X2',), doc=QMAIL_REMOTE),
         Phrase('timeout waiting'),
         Phrase('could not (be )?deliver(ed)? for', seen=('DragonFly', 'RFC3464', 'Sendmail')),
         Phrase('not been delivered .{0,30}(hours|days)'),
@@ -498,14 +499,14 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('not delivered within', seen=('EZweb',)),
         Phrase('aborted after [\\d.]+ ?(hour|day)', seen=('X3',)),
         Phrase('cannot send message (for|within)', seen=('RFC3464', 'V5sendmail')),
-        Phrase('in the queue too long', seen=('X2',)),
+        Phrase('in the queue too long', seen=('X2',), doc=QMAIL_SEND),
         Phrase(r'failed (after )?\d+ (delivery )?attempts'),
         Phrase('retry time not reached for any host after a long', doc=EXIM_SMTP),
     ), note="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD, sendmail 'Cannot send message for 5 days', qmail 'this message has been in the queue too long', Exim 'retry time not reached for any host after a long failure period', Postfix 'conversation with X timed out while receiving the initial server greeting'"),
     Phrases('blocked', (
         Phrase('blocked (by|for)', seen=('Exim', 'FrancePTT')),
         Phrase('spamming', seen=('FrancePTT',)),
-        Phrase('smtp server of your isp', seen=('Exim',)),
+        Phrase('smtp server of your isp', seen=('Exim',), doc='RFC 5068 §3.1 (end-user hosts submit through their provider, not to port 25)'),
         Phrase('not accepting connections', seen=('Sendmail',)),
         Phrase('invalid ip for sending', seen=('Yahoo',)),
         Phrase('service refuse', seen=('FrancePTT',)),
