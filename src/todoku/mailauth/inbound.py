@@ -11,25 +11,73 @@ DMARC ``p=quarantine`` adds ``X-Todoku-Junk: yes`` next to the Authentication-Re
 mail program's filter rule, or todoku's own delivery to a Junk folder once it has one, acts on
 that field; the field is added only by us, and any copy the sender put in is removed (see
 ``strip_forged_fields``) so a sender cannot mark or unmark its own mail.
+
+Memory (issue 12, finding 7): the message is checked where the SMTP session spooled it
+(``HeldMessage``: a file), never read whole. Only the header section is held, up to
+``MAX_HEADER`` (1 MiB, Exim's ``header_maxsize``; a longer one is refused with 552 5.3.4, since
+its forged fields could not otherwise be removed in bounded memory); DKIM hashes the body as it
+reads it (``dkim_stream``), and ``write_checked`` copies the body into the store a piece at a
+time. Reading and hashing run in worker threads, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import IO
 
 from todoku.config.load import PolicyConfig
 from todoku.mailauth import dkim, dmarc, dnsbl, spf
+from todoku.mailauth.dkim_stream import PIECE, verify_held
 from todoku.mailauth.limits import Greylist, RateLimiter, too_many_connections, too_many_messages
 from todoku.mailauth.lookup import Lookups
 from todoku.proto.smtp.codes import Reply
 
 JUNK_FIELD = b"X-Todoku-Junk: yes\r\n"
 _FIELD_LINE = 78
+MAX_HEADER = 1024 * 1024
+# RFC 3463: 5.3.4 "message too big for system"; the text says which part.
+HEADER_TOO_LARGE = Reply(552, "5.3.4", "Message header too large")
+_END_OF_HEADER = re.compile(rb"(?:^|\n)\r?\n")  # the empty line (bare LF too, as dkimpy reads it)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldMessage:
+    """A received message left in a seekable file: its header section read (bounded), its body
+    at ``body_at`` still in the file."""
+
+    file: IO[bytes]
+    header: bytes  # up to and including the empty line; all of a short message without one
+    body_at: int
+
+
+def hold(file: IO[bytes]) -> HeldMessage | None:
+    """Read the header section of the message in ``file``; None when it is longer than
+    ``MAX_HEADER`` (no empty line in the first MAX_HEADER octets). Blocking: a worker thread."""
+    file.seek(0)
+    start = file.read(MAX_HEADER + 1)
+    match = _END_OF_HEADER.search(start)
+    if match is not None:
+        return HeldMessage(file, start[: match.end()], match.end())
+    if len(start) <= MAX_HEADER:
+        return HeldMessage(file, start, len(start))
+    return None
+
+
+def write_checked(
+    message: HeldMessage, prefix: bytes, authserv_id: str, write: Callable[[bytes], None]
+) -> None:
+    """Our fields, the header without forged ones, then the body copied a piece at a time.
+    Blocking: a worker thread."""
+    write(prefix + strip_forged_fields(message.header, authserv_id))
+    message.file.seek(message.body_at)
+    while piece := message.file.read(PIECE):
+        write(piece)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +141,15 @@ def authentication_results(
         parts.append("dkim=none")
     if dmarc_result is not None:
         policy = f" policy.dmarc={dmarc_result.policy}" if dmarc_result.record else ""
-        parts.append(f"dmarc={dmarc_result.result}{policy} header.from={_ptype_value(dmarc_result.from_domain)}")
+        parts.append(
+            f"dmarc={dmarc_result.result}{policy} header.from={_ptype_value(dmarc_result.from_domain)}"
+        )
     return f"Authentication-Results: {_fold(parts)}\r\n".encode()
 
 
 _FORGED = re.compile(
-    rb"^(?:authentication-results|x-todoku-junk)[ \t]*:.*?\r?\n(?:[ \t].*?\r?\n)*", re.IGNORECASE | re.MULTILINE
+    rb"^(?:authentication-results|x-todoku-junk)[ \t]*:.*?\r?\n(?:[ \t].*?\r?\n)*",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
@@ -133,7 +184,9 @@ class InboundPolicy:
     _greylist: Greylist | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in self.settings.trusted_networks)
+        self._trusted = tuple(
+            ipaddress.ip_network(n, strict=False) for n in self.settings.trusted_networks
+        )
         kwargs = {"clock": self.clock} if self.clock else {}
         self._connections = RateLimiter(self.settings.max_connections_per_minute, **kwargs)  # type: ignore[arg-type]
         self._messages = RateLimiter(self.settings.max_messages_per_minute, **kwargs)  # type: ignore[arg-type]
@@ -173,18 +226,32 @@ class InboundPolicy:
             return None
         return self._greylist.check(ip, sender, recipient)
 
-    async def on_message(self, ip: str, helo: str, mail_from: str, content: bytes) -> MessageVerdict:
-        """SPF, DKIM and DMARC for one received message (``content`` as the client sent it)."""
+    async def on_message(
+        self, ip: str, helo: str, mail_from: str, content: bytes | HeldMessage
+    ) -> MessageVerdict:
+        """SPF, DKIM and DMARC for one received message (as the client sent it: in memory, or
+        held in a file, which is then read in pieces and never whole)."""
+        message = hold(io.BytesIO(content)) if isinstance(content, bytes) else content
+        if message is None:
+            return MessageVerdict(b"", HEADER_TOO_LARGE, False, None, (), None)
         spf_task = spf.check_mail_from(self.lookups, ip, mail_from, helo)
-        dkim_task = self._verify_dkim(content)
+        dkim_task = self._verify_dkim(message)
         spf_result, dkim_results = await asyncio.gather(spf_task, dkim_task)
         passes = [r.domain for r in dkim_results if r.result == "pass"]
-        from_domain = dkim.header_from_domain(content)
+        from_domain = dkim.header_from_domain(message.header)
         failure = self._describe_failure(spf_result, dkim_results)
         dmarc_result = await dmarc.evaluate(
-            self.lookups, from_domain, spf_result.result, spf_result.domain, passes, failure, self.sample
+            self.lookups,
+            from_domain,
+            spf_result.result,
+            spf_result.domain,
+            passes,
+            failure,
+            self.sample,
         )
-        prefix = authentication_results(self.hostname, spf_result, dkim_results, dmarc_result, mail_from)
+        prefix = authentication_results(
+            self.hostname, spf_result, dkim_results, dmarc_result, mail_from
+        )
         reject = None
         junk = False
         if dmarc_result.result == dmarc.FAIL:
@@ -196,7 +263,9 @@ class InboundPolicy:
         return MessageVerdict(prefix, reject, junk, spf_result, dkim_results, dmarc_result)
 
     @staticmethod
-    def _describe_failure(spf_result: spf.SpfResult, dkim_results: tuple[dkim.DkimResult, ...]) -> str:
+    def _describe_failure(
+        spf_result: spf.SpfResult, dkim_results: tuple[dkim.DkimResult, ...]
+    ) -> str:
         spf_text = f"SPF {spf_result.result} for {spf_result.domain or 'no domain'}"
         if not dkim_results:
             dkim_text = "no DKIM signature"
@@ -204,8 +273,8 @@ class InboundPolicy:
             dkim_text = ", ".join(f"DKIM {r.result} for {r.domain}" for r in dkim_results)
         return f"{spf_text}; {dkim_text}; neither aligned with the From domain"
 
-    async def _verify_dkim(self, content: bytes) -> tuple[dkim.DkimResult, ...]:
-        pairs = dkim.signature_keys(content)[:5]  # a bounded amount of work per message
+    async def _verify_dkim(self, message: HeldMessage) -> tuple[dkim.DkimResult, ...]:
+        pairs = dkim.signature_keys(message.header)[:5]  # a bounded amount of work per message
         if not pairs:
             return ()
         names = sorted({f"{s}._domainkey.{d}".lower() for d, s in pairs if d and s})
@@ -213,6 +282,17 @@ class InboundPolicy:
         records: dict[str, list[str] | None] = {}
         for name, answer in zip(names, answers, strict=True):
             records[name] = None if answer.status.is_temporary else list(answer.records)
-        loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(None, dkim.verify_signatures, content, records)
+
+        def verify() -> list[dkim.DkimResult]:  # in a worker thread: file reads and hashing
+            message.file.seek(message.body_at)
+            return verify_held(message.header, message.file, records)
+
+        running = asyncio.get_running_loop().run_in_executor(None, verify)
+        try:
+            results = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # Out of time (the caller's bound on the DNS work): the thread cannot be stopped,
+            # and the caller reads the same file next, so wait until it has let go of it.
+            await asyncio.wait([running])
+            raise
         return tuple(results[:5])

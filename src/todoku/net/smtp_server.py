@@ -25,7 +25,7 @@ from todoku.ingest import (
     received_header,
     submission_headers,
 )
-from todoku.mailauth.inbound import InboundPolicy, strip_forged_fields
+from todoku.mailauth.inbound import HEADER_TOO_LARGE, InboundPolicy, hold, write_checked
 from todoku.net import tls as tls_util
 from todoku.net.idle import Idle
 from todoku.net.link import SessionLink
@@ -411,25 +411,31 @@ class SmtpSession:
         self, inbound: InboundPolicy, writer: BlobWriter, held: tempfile.SpooledTemporaryFile[bytes]
     ) -> Reply | None:
         """SPF/DKIM/DMARC on the spooled content; on acceptance the Authentication-Results field,
-        then the content, go into the blob. Returns the refusal (DMARC reject), or None."""
+        then the content, go into the blob. Returns the refusal (DMARC reject, or a header too
+        long to check), or None. The content is read from the spool in pieces in worker
+        threads, never whole: memory per session does not grow with the message (issue 12)."""
         loop = asyncio.get_running_loop()
-        held.seek(0)
-        content = await loop.run_in_executor(None, held.read)
-        held.close()
-        conn = self.conn
         try:
-            async with asyncio.timeout(POLICY_DNS_TIMEOUT * 2):
-                verdict = await inbound.on_message(
-                    self.client_ip, conn.helo_name or "", str(self.tx.sender or ""), content
-                )
-        except TimeoutError:
-            verdict = None  # the header then says nothing, rather than refusing good mail
-        if verdict is not None and verdict.reject is not None:
-            return verdict.reject
-        prefix = verdict.prefix if verdict is not None else b""
-        cleaned = strip_forged_fields(content, self.ctx.config.hostname)
-        writer.write(prefix + cleaned)
-        return None
+            message = await loop.run_in_executor(None, hold, held)
+            if message is None:
+                return HEADER_TOO_LARGE
+            conn = self.conn
+            try:
+                async with asyncio.timeout(POLICY_DNS_TIMEOUT * 2):
+                    verdict = await inbound.on_message(
+                        self.client_ip, conn.helo_name or "", str(self.tx.sender or ""), message
+                    )
+            except TimeoutError:
+                verdict = None  # the header then says nothing, rather than refusing good mail
+            if verdict is not None and verdict.reject is not None:
+                return verdict.reject
+            prefix = verdict.prefix if verdict is not None else b""
+            await loop.run_in_executor(
+                None, write_checked, message, prefix, self.ctx.config.hostname, writer.write
+            )
+            return None
+        finally:
+            held.close()
 
     def _check_from(self, content: bytes, *, whole: bool) -> None:
         """Submission: the header From of the content's start (``whole``: all of the content)
