@@ -38,7 +38,9 @@ EXIM_PIPE = "Exim specification, ch. 'The pipe transport'"
 EXIM_PARSE = "Exim src/parse.c (malformed address: X may not follow Y)"
 EXIM_CONTENT_SCAN = "Exim specification, ch. 'Content scanning at ACL time' ('contains a virus')"
 QMAIL_REMOTE = "qmail-remote.c (perm_nomx #5.4.4; 'Connected to X but sender was rejected')"
-QMAIL_SEND = "qmail-send.c ('I'm not going to try again; this message has been in the queue too long.')"
+QMAIL_SEND = (
+    "qmail-send.c ('I'm not going to try again; this message has been in the queue too long.')"
+)
 QMAIL_LOCAL = "qmail-local.c ('Sorry, no mailbox here by that name. (#5.1.1)')"
 OPENSMTPD_MTA = "OpenSMTPD usr.sbin/smtpd/mta.c and scheduler (its delivery errors)"
 AWS_SES_ERRORS = "https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html"
@@ -192,7 +194,7 @@ PHRASES: tuple[Phrases, ...] = (
     ), note="URI blocklists (URIBL, SURBL) list domains found in message bodies: a refusal citing one is about the content, not the client"),
     Phrases('blocked', (
         Phrase('block ?list', doc=RFC5782),
-        Phrase("(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|listed|banned|denied)", seen=('AmazonSES', 'FrancePTT', 'Gmail', 'Sendmail')),
+        Phrase('(client|source) ?(ip|host).{0,40}(blocked|listed|banned)', seen=('AmazonSES', 'FrancePTT', 'Gmail')),
         Phrase('(ip|host|client|server|you|your)\\b.{0,30}black ?listed|black ?listed (by|at|in|on)\\b', seen=('Sendmail',), doc=RFC5782),
         Phrase('dnsbl', seen=('AmazonSES', 'Postfix'), doc=RFC5782),
         Phrase('\\brbl\\b', seen=('AmazonSES',)),
@@ -504,6 +506,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('retry time not reached for any host after a long', doc=EXIM_SMTP),
     ), note="Exim 'retry timeout exceeded', sendmail 'Cannot send message for 5 days', Gmail 'Message will be retried', Postfix 'Connection timed out', OpenSMTPD, sendmail 'Cannot send message for 5 days', qmail 'this message has been in the queue too long', Exim 'retry time not reached for any host after a long failure period', Postfix 'conversation with X timed out while receiving the initial server greeting'"),
     Phrases('blocked', (
+        Phrase("(client|sender'?s?|your|source) ?(ip|host|address).{0,40}(blocked|rejected|listed|banned|denied)", seen=('AmazonSES', 'FrancePTT', 'Gmail', 'Sendmail')),
         Phrase('blocked (by|for)', seen=('Exim', 'FrancePTT')),
         Phrase('spamming', seen=('FrancePTT',)),
         Phrase('smtp server of your isp', seen=('Exim',), doc='RFC 5068 §3.1 (end-user hosts submit through their provider, not to port 25)'),
