@@ -65,15 +65,19 @@ REPORTS = [
 
 @pytest.mark.parametrize("text", REPORTS)
 def test_sound_on_reports(text: str) -> None:
-    for group in knowledge_groups():
-        if group.pattern.search(text):
-            assert might_match(group.pattern, text), group.pattern.pattern
+    for pattern in _patterns():
+        if pattern.search(text):
+            assert might_match(pattern, text), pattern.pattern
+
+
+def _patterns() -> list[re.Pattern[str]]:
+    return [phrase.pattern for group in knowledge_groups() for phrase in group.phrases]
 
 
 def _words_of_rules() -> list[str]:
     words: set[str] = set()
-    for group in knowledge_groups():
-        for need in required_words(group.pattern) or ():
+    for pattern in _patterns():
+        for need in required_words(pattern) or ():
             words.update(need)
     return sorted(words)
 
@@ -87,9 +91,9 @@ def _words_of_rules() -> list[str]:
 )
 def test_sound_on_generated_text(pieces: list[str], noise: str) -> None:
     text = (noise + "".join(pieces)).lower()
-    for group in knowledge_groups():
-        if group.pattern.search(text):
-            assert might_match(group.pattern, text), (group.pattern.pattern, text)
+    for pattern in _patterns():
+        if pattern.search(text):
+            assert might_match(pattern, text), (pattern.pattern, text)
 
 
 def test_listed_words_are_the_derived_words() -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from todoku.bounce import knowledge
 from todoku.bounce.extract import Evidence
-from todoku.bounce.prefilter import needs_of
+from todoku.bounce.prefilter import needs_of_source
 from todoku.bounce.rules import (
     ACCOUNT_DISABLED_NOTICE,
     MAILBOX_VERDICT_AFTER_DATA,
@@ -65,18 +65,39 @@ class Verdict:
     evidence: tuple[str, ...] = ()
 
 
+class _Phrase:
+    """One phrase as the classifier uses it: compiled only when a text first holds the words it
+    needs (prefilter.py): most runs read a few bounces and need a few phrases, and compiling
+    them all was most of the start-up."""
+
+    __slots__ = ("_pattern", "needs", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        needs = needs_of_source(source)
+        self.needs = None if needs is None else tuple(frozenset(words) for words in needs)
+        self._pattern: re.Pattern[str] | None = None
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            self._pattern = re.compile(self.source)
+        return self._pattern
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     index: int
     group: knowledge.Phrases
-    pattern: re.Pattern[str]
-    needs: tuple[frozenset[str], ...] | None  # the prefilter's words (prefilter.py)
+    phrases: tuple[_Phrase, ...]
     bonus: float
     anchored: bool  # a phrase anchored at the start or end of the text (^, $)
 
 
 _GROUPS: list[_Group] = []
-_WORDS: list[str] = []  # every word some group needs (looked for once per text)
+_WORDS: list[str] = []  # every word of some phrase's rarest need (looked for once per text)
+_BY_WORD: dict[str, list[tuple[int, int]]] = {}  # word → (group, phrase) whose first need has it
+_ALWAYS: list[tuple[int, int]] = []  # phrases with no cheap test
 _EXCLUDED: list[str] = []  # the family whose own phrases are left out (leave-one-family-out)
 
 
@@ -88,6 +109,8 @@ def use_knowledge(exclude_family: str | None = None) -> None:
     _GROUPS.clear()
     _HITS.clear()
     _WORDS.clear()
+    _BY_WORD.clear()
+    _ALWAYS.clear()
 
 
 def knowledge_groups() -> list[_Group]:
@@ -102,13 +125,18 @@ def knowledge_groups() -> list[_Group]:
             ]
             if not kept:
                 continue
-            pattern = re.compile("|".join(kept))
             bonus = _ORDER_BONUS * (1 - index / len(groups))
             anchored = any(p.startswith("^") or p.endswith("$") for p in kept)
-            needs = needs_of(pattern)
-            words = None if needs is None else tuple(frozenset(group) for group in needs)
-            _GROUPS.append(_Group(index, group, pattern, words, bonus, anchored))
-        _WORDS[:] = sorted({word for g in _GROUPS for group in g.needs or () for word in group})
+            phrases = tuple(_Phrase(p) for p in kept)
+            _GROUPS.append(_Group(index, group, phrases, bonus, anchored))
+        for position, entry in enumerate(_GROUPS):
+            for number, phrase in enumerate(entry.phrases):
+                if phrase.needs is None:
+                    _ALWAYS.append((position, number))
+                else:
+                    for word in phrase.needs[0]:
+                        _BY_WORD.setdefault(word, []).append((position, number))
+        _WORDS[:] = sorted(_BY_WORD)
     return _GROUPS
 
 
@@ -126,22 +154,30 @@ def _hits(text: str, among: list[_Group] | None = None) -> list[tuple[_Group, st
     found = []
     if among is None:
         _HITS[text] = found
-    # The cheap test first (prefilter.py): most groups need a word the text lacks. Over all
-    # the groups, every word is looked for once (a C loop), then each group's needs are set
-    # operations; over a few, each group's words are looked for.
-    if among is None:
-        groups = knowledge_groups()
-        present = set(filter(text.__contains__, _WORDS))
-    else:
-        groups = among
-        present = {word for g in among for words in g.needs or () for word in words if word in text}
-    for entry in groups:
-        needs = entry.needs
-        if needs is not None and any(present.isdisjoint(words) for words in needs):
+    # The cheap test first (prefilter.py): most phrases need a word the text lacks. The words
+    # of every phrase's rarest need are looked for once (a C loop); a phrase whose rarest need
+    # is there has its other needs looked for, and is run only when they are there too.
+    groups = knowledge_groups()
+    present = set(filter(text.__contains__, _WORDS))
+    # The phrases that the words found can let through (each phrase is listed under the words
+    # of its rarest need), and those with no cheap test, in the order of the tables.
+    candidates = set(_ALWAYS)
+    for word in present:
+        candidates.update(_BY_WORD.get(word, ()))
+    inside = None if among is None else {g.index for g in among}
+    matched = -1
+    for position, number in sorted(candidates):
+        entry = groups[position]
+        if position == matched or (inside is not None and entry.index not in inside):
             continue
-        match = entry.pattern.search(text)
+        phrase = entry.phrases[number]
+        needs = phrase.needs or ()
+        if any(not any(word in text for word in words) for words in needs[1:]):
+            continue
+        match = phrase.pattern.search(text)
         if match:
             found.append((entry, match.group(0)))
+            matched = position  # a group is matched by its first phrase that matches
     return found
 
 

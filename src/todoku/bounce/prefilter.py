@@ -57,12 +57,21 @@ def needs_of(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] | None:
     """The groups of words of which ``pattern`` needs one each (None: no cheap test), for a
     caller that tests many patterns in a loop of its own (classify._first_rule)."""
     entry = _NEEDS.get(id(pattern))
-    if entry is None or entry[0] is not pattern:
-        needs = _LISTED.get((pattern.pattern, pattern.flags), _NOT_LISTED)
-        if needs is _NOT_LISTED:
-            needs = required_words(pattern)
-        entry = _NEEDS[id(pattern)] = (pattern, needs)  # type: ignore[assignment]
-    return entry[1]
+    if entry is not None and entry[0] is pattern:
+        return entry[1]
+    listed = _LISTED.get((pattern.pattern, pattern.flags), _NOT_LISTED)
+    needs = required_words(pattern) if listed is _NOT_LISTED else listed
+    _NEEDS[id(pattern)] = (pattern, needs)  # type: ignore[assignment]
+    return needs  # type: ignore[return-value]
+
+
+def needs_of_source(source: str) -> tuple[tuple[str, ...], ...] | None:
+    """needs_of for a pattern not compiled yet (flags none): from the table when it lists the
+    pattern, so that a pattern whose words are known is compiled only when a text holds them."""
+    needs = _LISTED.get((source, re.UNICODE), _NOT_LISTED)
+    if needs is _NOT_LISTED:
+        return needs_of(re.compile(source))
+    return needs  # type: ignore[return-value]
 
 
 def might_match(pattern: re.Pattern[str], text: str) -> bool:
@@ -173,7 +182,11 @@ def listed_patterns() -> list[re.Pattern[str]]:
     from todoku.bounce import classify, extract
 
     classify.use_knowledge()
-    patterns = [group.pattern for group in classify.knowledge_groups()]
+    patterns = [
+        re.compile(phrase.source)
+        for group in classify.knowledge_groups()
+        for phrase in group.phrases
+    ]
     patterns.append(extract._PHASE_PHRASE_LOWER)
     return patterns
 
