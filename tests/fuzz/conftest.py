@@ -14,7 +14,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-CI_EXAMPLES = 60
+CI_EXAMPLES = 100
 
 
 def examples_from_environment() -> int:

@@ -85,7 +85,7 @@ TOKENS = [
 ]
 ARGUMENT = st.one_of(
     st.lists(st.sampled_from(TOKENS), max_size=16).map("".join),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
 )
 _KEYWORD = re.compile(r"[A-Z0-9][A-Z0-9-]*")
 

@@ -145,7 +145,7 @@ def test_over_long_reply_lines_are_refused_whatever_the_reads(
 # ----------------------------------------------------------------- the server core's replies
 
 TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+    alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"),
     max_size=40,
 )
 
