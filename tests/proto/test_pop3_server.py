@@ -25,6 +25,7 @@ from todoku.proto.pop3.events import (
 from todoku.proto.pop3.server import (
     COMMAND_LINE_LIMIT,
     MAX_ERRORS,
+    SASL_LINE_LIMIT,
     ServerConnection,
     SessionSettings,
     State,
@@ -501,7 +502,7 @@ def test_endless_line_is_discarded_and_answered_once() -> None:
     d = logged_in()
     for _ in range(10):
         assert d.send(b"X" * 10_000) == b""
-    assert len(d.conn._buf) < 20_000  # bounded memory while the line goes on
+    assert d.conn.buffered <= COMMAND_LINE_LIMIT  # bounded memory while the line goes on
     assert (
         d.send(b"\r\nNOOP\r\n")
         == b"-ERR Command line too long (the limit is 255 octets)\r\n+OK\r\n"
@@ -722,3 +723,43 @@ def test_fast_path_is_not_taken_before_login() -> None:
     assert d.cmd("RETR 1").startswith("-ERR RETR is only valid after login")
     assert d.cmd("STAT").startswith("-ERR STAT is only valid after login")
     assert d.of(Retrieve) == []
+
+
+def test_pipelined_input_cut_mid_line_keeps_only_the_unfinished_line() -> None:
+    """Before login, 200 writes of pipelined CAPA commands, each cut in the middle of a line: the
+    core keeps only the unfinished line, not everything since the last write that ended on a line
+    end (which grew to 12 MB here, issue 12)."""
+    import tracemalloc
+
+    d = Driver()
+    batch = b"CAPA\r\n" * 10_000  # 60,000 octets a write
+    tracemalloc.start()
+    try:
+        d.send(b"CA")
+        before, _ = tracemalloc.get_traced_memory()
+        answers = 0
+        for _ in range(200):
+            answers += d.send(b"PA\r\n" + batch[:-6] + b"CA").count(b"+OK Capability list")
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answers == 200 * 10_000
+    assert after - before < 200_000, f"{after - before} octets still held"
+    assert d.conn.buffered == 2  # the unfinished "CA"
+    assert d.send(b"PA\r\n").startswith(b"+OK Capability list follows")
+
+
+@pytest.mark.parametrize(
+    ("state_line", "limit"),
+    [("", COMMAND_LINE_LIMIT), ("AUTH PLAIN ", SASL_LINE_LIMIT)],
+)
+def test_unfinished_line_is_bounded_by_the_line_limit(state_line: str, limit: int) -> None:
+    """A line that never ends is held up to its limit (255 octets for a command, RFC 2449 §4;
+    more for an AUTH line with an initial response, RFC 5034 §4), then dropped and answered."""
+    d = Driver(tls_active=True)
+    if state_line:
+        d.send(state_line.encode())
+    for _ in range(40):
+        assert d.send(b"A" * 1000) == b""
+        assert d.conn.buffered <= limit
+    assert d.send(b"\r\nNOOP\r\n").startswith(b"-ERR Command line too long")

@@ -324,15 +324,18 @@ class ServerConnection:
 
     def _read_line(self) -> bytes | None:
         buf = self._buf
-        limit = SASL_LINE_LIMIT
         while True:
             lf = buf.find(b"\n", self._pos)
             if lf < 0:
-                if len(buf) - self._pos > limit:
+                # Keep only the unfinished line: the lines before it are answered, and pipelined
+                # input cut in the middle of a line must not pile up behind it (issue 12).
+                if self._pos:
+                    del buf[: self._pos]
+                    self._pos = 0
+                if len(buf) > self._partial_line_limit():
                     # Too long and no end in sight: drop what we have, answer at the line's end.
                     self._discarding_long_line = True
                     del buf[:]
-                    self._pos = 0
                 return None
             line = bytes(buf[self._pos : lf + 1])
             self._pos = lf + 1
@@ -345,6 +348,22 @@ class ServerConnection:
                     return None
                 continue
             return line
+
+    def _partial_line_limit(self) -> int:
+        """How long the unfinished line at the start of the buffer may grow: a command line is
+        at most 255 octets (RFC 2449 §4); a SASL response, or an AUTH command carrying an initial
+        response, up to SASL_LINE_LIMIT (RFC 5034 §4)."""
+        if self.state is State.SASL:
+            return SASL_LINE_LIMIT
+        if self._buf[:32].lstrip(b" ")[:5].upper() == b"AUTH ":
+            return SASL_LINE_LIMIT
+        return COMMAND_LINE_LIMIT
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet answered: at most one unfinished line, or a pipelined
+        batch until it has been read (tests and memory checks)."""
+        return len(self._buf) - self._pos
 
     def _handle_line(self, raw: bytes) -> None:
         body = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
