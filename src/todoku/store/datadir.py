@@ -7,12 +7,14 @@ in the middle of someone's mail: one plain sentence naming what is wrong, or Non
 Modes (issue 12): the directory holds every message and every password hash, so everything in it
 is for the server's own user only, whatever the umask: directories 0700, files 0600. Two layers
 make it so. Code that creates files in the store passes those modes itself (``make_private_dir``,
-``open_private``), so the store is private even when used as a library. And every process that
-uses the data directory adds 077 to its umask at start-up (``check_data_dir``), which covers what
-other code creates there (``run/`` state, keys, certificates) without each writer having to
-remember. SQLite creates the ``-wal`` and ``-shm`` files with the database file's own mode, so a
-database created 0600 keeps private journals. ``todoku fsck`` reports wider modes and
-``--repair`` removes the group and other bits, for data directories made by older versions.
+``open_private``), so the store is private even when used as a library. And the server and
+every command that opens the store add 077 to the process umask first (``check_data_dir``),
+which covers what other code creates there (``run/`` state, keys, certificates) without each
+writer having to remember. SQLite creates the ``-wal`` and ``-shm`` files with the database
+file's own mode, so a database created 0600 keeps private journals. Existing modes are not
+changed at start-up (an administrator may have chosen them): ``todoku fsck`` reports modes open
+to group or others and ``--repair`` removes those bits, e.g. for a directory an older version
+made under umask 022.
 """
 
 from __future__ import annotations
