@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from todoku.bounce import REASONS, classify_reply, knowledge
-from todoku.bounce.classify import judge_reply, use_knowledge
+from todoku.bounce.classify import judge_evidence, judge_reply, use_knowledge
+from todoku.bounce.extract import Evidence
 
 
 @pytest.fixture
@@ -107,3 +108,50 @@ def test_the_knowledge_is_well_formed() -> None:
     for vendor in knowledge.VENDORS:
         assert vendor.doc.startswith("https://")
         assert all(reason in REASONS for reason in vendor.codes.values())
+
+
+def test_a_refusal_at_rcpt_without_a_cause_is_about_the_recipient() -> None:
+    # RCPT TO names the recipient and nothing else: a refusal of it that gives no cause is a
+    # refusal of that address (RFC 5321 §3.3).
+    assert classify_reply(550, None, "Rejected", "rcpt") == "userunknown"
+    assert classify_reply(554, "5.0.0", "Transaction failed", "rcpt") == "userunknown"
+    # Not when the reply names a cause, nor at another command, nor when no command is known.
+    assert classify_reply(550, None, "Relay access denied", "rcpt") == "norelaying"
+    assert classify_reply(550, None, "Rejected", "data") != "userunknown"
+    assert classify_reply(550, None, "Rejected") == "onhold"
+
+
+def _recipient(diagnostic: str, context: str = "", status: str = "") -> Evidence:
+    return Evidence("neko@example.org", status=status, diagnostic=diagnostic, context=context)
+
+
+def test_a_reply_quoting_the_recipient_answered_rcpt() -> None:
+    # No phase in the report, but the server quotes the address it refuses, which only RCPT TO
+    # carries: a bare refusal of it is about the recipient.
+    verdict = judge_evidence("bounce", _recipient("542 neko@example.org Rejected"))
+    assert verdict.reason == "userunknown", verdict.evidence
+    assert judge_evidence("bounce", _recipient("542 Rejected")).reason != "userunknown"
+    # The report's own heading is not the server's words.
+    assert judge_evidence("bounce", _recipient("neko@example.org Rejected")).reason != (
+        "userunknown"
+    )
+
+
+def test_a_refused_greeting_is_about_the_client() -> None:
+    # 554 in place of the 220 greeting (RFC 5321 §3.1): the server will not talk to this client.
+    text = "mx.example.org ESMTP No SMTP service here"
+    assert classify_reply(554, None, text) == "blocked"
+    assert judge_evidence("bounce", _recipient(f"554 {text}")).reason == "blocked"
+    # The same words without the greeting's shape say nothing of the client.
+    assert classify_reply(554, None, "No SMTP service here") != "blocked"
+    assert classify_reply(250, None, text) != "blocked"
+
+
+def test_words_wrapped_across_lines_are_read_as_one_sentence() -> None:
+    context = (
+        "<neko@example.org>: host mx.example.org[192.0.2.1] refused to\n"
+        "    talk to me: 421 Service refused, please try later"
+    )
+    evidence = _recipient("421 Service refused, please try later", context, "4.0.0")
+    verdict = judge_evidence("bounce", evidence)
+    assert verdict.reason == "blocked", verdict.evidence

@@ -26,6 +26,7 @@ from todoku.bounce.extract import Evidence
 from todoku.bounce.prefilter import needs_of_source
 from todoku.bounce.rules import (
     ACCOUNT_DISABLED_NOTICE,
+    GREETING_REFUSAL,
     MAILBOX_VERDICT_AFTER_DATA,
     NO_REPORT,
     QUOTED_NEXT_HOP_REPLY,
@@ -38,6 +39,7 @@ from todoku.bounce.rules import (
 ANY = "*"  # no phase known (the old API's spelling; "" means the same)
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
+_REPLY_CODES_AHEAD = re.compile(r"^[45]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?")
 _CODES_IN_TEXT = re.compile(r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|\[(ts+\d+)\]")
 
 # Score of a phrase by where it was found, and of the other kinds of evidence.
@@ -200,7 +202,10 @@ class _Scores:
     def phrases(self, text: str, where: str, within: str = "") -> list[_Group]:
         """Score the phrases of ``text``; ``within``: a text that contains this one and was
         scored already, whose groups are the only ones that can match here."""
-        text = text.lower()
+        # Reports wrap long lines ("refused to\n    talk to me"): words are read with every run
+        # of white space as one space.
+        text = _words(text)
+        within = _words(within) if within else ""
         among = None
         if within and text in within and within in _HITS:
             # What matches in a part matches in the whole, but for the anchored phrases.
@@ -277,6 +282,10 @@ class _Scores:
         return reason, self.score[reason]
 
 
+def _words(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def _codes_in(status: str, text: str) -> list[str]:
     codes = [status] if status else []
     for match in _CODES_IN_TEXT.finditer(text.lower()):
@@ -310,7 +319,10 @@ def judge_reply(code: int | None, enhanced: str | None, text: str, phase: str = 
     given it is read from the text ("in reply to RCPT TO command"), if the text says.
     """
     enhanced = (enhanced or "").strip()
-    phase = _normal_phase(phase) or _phase_of(text or "")
+    reply = text or ""
+    if code is not None and not reply[:3].isdigit():
+        reply = f"{code} {reply}"
+    phase = _normal_phase(phase) or _phase_of(text or "") or _greeting(reply)
     scores = _Scores()
     if text:
         scores.phrases(text, "reply")
@@ -394,8 +406,8 @@ def judge_evidence(
     action = evidence.action
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return Verdict("delivered", 1.0, (f"action {action or status}",))
-    phase = evidence.phase or _phase_of(evidence.context)
     diagnostic = evidence.diagnostic
+    phase = evidence.phase or _phase_of(evidence.context) or _greeting(diagnostic)
     earlier = _reply_behind_protocol_error(
         diagnostic, evidence.recipient, evidence.context or report
     )
@@ -421,7 +433,7 @@ def judge_evidence(
         if evidence.context:
             scores.phrases(evidence.context, "paragraph")
         if diagnostic:
-            scores.phrases(diagnostic, "reply", evidence.context.lower())
+            scores.phrases(diagnostic, "reply", evidence.context)
         # The rest of the report and the subject mix boilerplate with the cause: read last,
         # and not after a transcript reply was found (the report's other lines are other
         # sessions'); not at all when they could not change the verdict (it saves most of
@@ -468,7 +480,10 @@ def _after_the_score(
         # Carriers answer a disabled account with the same "550 user unknown" as a missing one,
         # and say which it was in their own notice ("The user(s) account is disabled.").
         return "suspend", "the report says the account is disabled (suspend)"
-    placed, because = _placed_by_phase(reason, phase, named)
+    # A reply that quotes the recipient answered RCPT TO; that places a vague refusal only (a
+    # filter behind a gateway quotes the address too, after the content was taken).
+    quoted = "" if phase else _names_the_recipient(evidence.diagnostic, evidence.recipient)
+    placed, because = _placed_by_phase(reason, phase or quoted, named)
     if placed != reason:
         return placed, because
     if reason == "userunknown" and not phase:
@@ -579,6 +594,23 @@ def _says_something(evidence: Evidence) -> bool:
     if NO_REPORT.search(words):
         return False
     return any(ch.isalpha() for ch in words)
+
+
+def _greeting(reply: str) -> str:
+    """ "connect" when the reply has the shape of a refused greeting (rules.GREETING_REFUSAL)."""
+    return "connect" if GREETING_REFUSAL.match(reply.lower()) else ""
+
+
+def _names_the_recipient(reply: str, recipient: str) -> str:
+    """ "rcpt" when the remote's reply starts with the failed recipient's address, right after
+    its codes ("542 a@example.org Rejected"): of the commands of a session only RCPT TO has
+    the recipient for its argument, and a server quotes the argument it refuses."""
+    if not recipient:
+        return ""
+    words = _REPLY_CODES_AHEAD.sub("", reply.lower(), count=1)
+    if words == reply.lower():
+        return ""  # not a reply: a report's own words about the address
+    return "rcpt" if words.lstrip("<").startswith(recipient.lower()) else ""
 
 
 def _reply_code(reply: str) -> int | None:

@@ -41,6 +41,12 @@ UNSUBSCRIBE_REQUEST = re.compile(r"sent this (e-?mail|message) to unsubscribe")
 # the summary is SES's name for the status class, the quoted text the remote server's words.
 QUOTED_NEXT_HOP_REPLY = re.compile(r"^\d\.\d{1,3}\.\d{1,3} - [^']*?\b\d{3}[ -]'(.+?)'")
 
+# A refusal in place of the greeting: the greeting names the server first ("220 mx.example.org
+# ESMTP ...", RFC 5321 §4.2 and §4.3.1), and a server that will not talk to the client answers
+# the connection with 554 (or 421) in the same shape ("554 mx.example.org ESMTP not accepting
+# connections", RFC 5321 §3.1). Matched against a lower-cased reply.
+GREETING_REFUSAL = re.compile(r"^(?:421|554)[ -](?:[a-z0-9-]+\.)+[a-z0-9-]+ e?smtp\b")
+
 # sendmail session transcripts: ">>> COMMAND" sent, "<<< NNN text" the remote's reply.
 SENDMAIL_TRANSCRIPT_COMMAND = re.compile(r"^>>> [^\n]*", re.MULTILINE)
 SENDMAIL_TRANSCRIPT_REPLY = re.compile(r"^<<< ([245]\d\d[ -][^\n]*)", re.MULTILINE)
