@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from todoku.mailauth.limits import client_key
+
 # Argon2id with OWASP's password-storage parameters (19 MiB, 2 passes, 1 lane): about 60 ms of
 # CPU per check here, where the library's defaults (64 MiB, 3 passes, 4 lanes) cost 0.35 s — paid
 # by every POP3 poll and SMTP AUTH, so a busy server spent whole cores on logins. A hash keeps the
@@ -44,7 +46,9 @@ class AuthThrottle:
     """Failures per client address: answers slow down after a few, then the address is locked out.
 
     Shared by SMTP AUTH and POP3 logins. Held in memory: a restart forgets it, which only gives an
-    attacker a fresh start of a few slow tries.
+    attacker a fresh start of a few slow tries. An IPv6 client is counted per /64, as the MX's rate
+    limits count it (``mailauth.limits.client_key``): one host usually has a whole /64, and keyed
+    by the exact address it got a fresh budget with every address it rotated to (issue 12).
     """
 
     delay_after: int = 3
@@ -55,18 +59,19 @@ class AuthThrottle:
     _records: dict[str, _Record] = field(default_factory=dict)
 
     def locked(self, address: str) -> bool:
-        record = self._records.get(address)
+        key = client_key(address)
+        record = self._records.get(key)
         if record is None:
             return False
         if record.locked_until and self.clock() >= record.locked_until:
-            del self._records[address]
+            del self._records[key]
             return False
         return record.locked_until > 0
 
     def failure(self, address: str) -> float:
         """Record a failure; returns how long to wait before answering (0 when locked out)."""
         now = self.clock()
-        record = self._records.setdefault(address, _Record(first_failure=now))
+        record = self._records.setdefault(client_key(address), _Record(first_failure=now))
         if now - record.first_failure > self.lockout_seconds:
             record.failures = 0
             record.first_failure = now
@@ -75,8 +80,10 @@ class AuthThrottle:
             record.locked_until = now + self.lockout_seconds
             return 0.0
         if record.failures >= self.delay_after:
-            return min(self.base_delay * (record.failures - self.delay_after + 1), 5 * self.base_delay)
+            return min(
+                self.base_delay * (record.failures - self.delay_after + 1), 5 * self.base_delay
+            )
         return 0.0
 
     def success(self, address: str) -> None:
-        self._records.pop(address, None)
+        self._records.pop(client_key(address), None)
