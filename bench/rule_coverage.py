@@ -27,14 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explain_accuracy import DEFAULT_CORPUS, load  # the labelled corpus, read one way
 
 
+def _words(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def seen_families(corpus: Path) -> dict[tuple[int, int], tuple[str, ...]]:
     """(group index, phrase index) → the families the phrase is seen in, as defined above."""
     emails = []
     for label, data in load(corpus):
         bounce = parse_bounce(data)
-        texts = [bounce.text.lower(), bounce.subject.lower()]
+        # Read as the classifier reads them: lower case, white space runs as one space.
+        texts = [_words(bounce.text), _words(bounce.subject)]
         for evidence in bounce.evidence:
-            texts += [evidence.diagnostic.lower(), evidence.context.lower()]
+            texts += [_words(evidence.diagnostic), _words(evidence.context)]
         reasons = {record["reason"] for record in label["records"]}
         emails.append((label["module"], reasons, texts))
     seen = {}

@@ -85,15 +85,33 @@ def test_every_verdict_says_why() -> None:
 
 @pytest.mark.usefixtures("full_knowledge")
 def test_leaving_a_family_out_drops_only_its_own_phrases() -> None:
-    cox = "550 5.1.0 sender rejected. AUP#CDRBL"
-    assert classify_reply(550, "5.1.0", cox) == "blocked"
-    use_knowledge(exclude_family="Cox")
-    assert classify_reply(550, "5.1.0", cox) != "blocked"
+    outlook = "550 domain [example.com] mismatches client ip 192.0.2.1."
+    assert classify_reply(550, None, outlook) == "requireptr"
+    use_knowledge(exclude_family="Outlook")
+    assert classify_reply(550, None, outlook) != "requireptr"
     # A phrase seen in several families, or documented, stays.
     assert classify_reply(550, None, "Relay access denied") == "norelaying"
     assert classify_reply(550, None, "Access denied, banned sending IP") == "blocked"
     use_knowledge()
-    assert classify_reply(550, "5.1.0", cox) == "blocked"
+    assert classify_reply(550, None, outlook) == "requireptr"
+
+
+@pytest.mark.usefixtures("full_knowledge")
+def test_a_vendor_code_table_is_used_for_its_own_vendor_even_when_left_out() -> None:
+    # Cox's published table: AUP#CDRBL is a block of the sending IP, whatever "sender rejected"
+    # before it says. Documented knowledge stays when the Cox family is left out.
+    cox = (
+        "550 5.1.0 <a@example.net> sender rejected. Refer to Error Codes section at "
+        "https://www.cox.com/residential/support/email-error-codes.html AUP#CDRBL"
+    )
+    use_knowledge(exclude_family="Cox")
+    verdict = judge_reply(550, "5.1.0", cox, "mail")
+    assert verdict.reason == "blocked", verdict.evidence
+    assert any(e.startswith("Cox code cdrbl") for e in verdict.evidence), verdict.evidence
+    # The same tag from a server that is not Cox's means nothing.
+    assert classify_reply(550, "5.1.0", "550 5.1.0 sender rejected AUP#CDRBL", "mail") == (
+        "rejected"
+    )
 
 
 def test_the_knowledge_is_well_formed() -> None:
@@ -106,7 +124,7 @@ def test_the_knowledge_is_well_formed() -> None:
     for status in knowledge.STATUS.values():
         assert status.reason in REASONS and status.strength in (1, 2, 3, 4)
     for vendor in knowledge.VENDORS:
-        assert vendor.doc.startswith("https://")
+        assert vendor.doc.startswith(("https://", "http://"))
         assert all(reason in REASONS for reason in vendor.codes.values())
 
 

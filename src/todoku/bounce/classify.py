@@ -40,7 +40,10 @@ ANY = "*"  # no phase known (the old API's spelling; "" means the same)
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 _REPLY_CODES_AHEAD = re.compile(r"^[45]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?")
-_CODES_IN_TEXT = re.compile(r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|\[(ts+\d+)\]")
+# Codes a vendor's table is keyed by: enhanced status codes, Yahoo's "[TSS04]", Cox's "AUP#CXBL".
+_CODES_IN_TEXT = re.compile(
+    r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|\[(ts+\d+)\]|\baup#([a-z0-9]+)"
+)
 
 # Score of a phrase by where it was found, and of the other kinds of evidence.
 # The remote's reply outweighs the rest of the report and a specific status together; a phrase
@@ -289,7 +292,7 @@ def _words(text: str) -> str:
 def _codes_in(status: str, text: str) -> list[str]:
     codes = [status] if status else []
     for match in _CODES_IN_TEXT.finditer(text.lower()):
-        codes.append(match.group(1) or match.group(0))
+        codes.append(match.group(1) or match.group(2) or match.group(0))
     return codes
 
 

@@ -51,6 +51,14 @@ RFC5782 = "RFC 5782 (DNS Blacklists and Whitelists)"
 SPAMHAUS = "https://www.spamhaus.org/ (DNSBL operator: a refusal citing it lists the client's IP)"
 URI_DNSBL = "RFC 5782 §2.2 (URI DNSBLs); https://uribl.com/, https://www.surbl.org/"
 SENDMAIL_PROTO = "sendmail cf/m4/proto.m4 (client address whose name does not resolve)"
+# Cox's error-code table (the bounce itself points to its current copy at
+# https://www.cox.com/residential/support/email-error-codes.html).
+COX_ERROR_CODES = "http://postmaster.cox.net/confluence/display/postmaster/Error+Codes"
+AWS_SES_HEADERS = "https://docs.aws.amazon.com/ses/latest/dg/header-fields.html"
+SYSEXITS = (
+    "https://man.freebsd.org/cgi/man.cgi?query=sysexits&sektion=3 (a delivery program's exit "
+    "status, which sendmail reports alone as the diagnostic: 'X-Unix; 71')"
+)
 OUTLOOK_COM_POSTMASTER = "https://sendersupport.olc.protection.outlook.com/pm/troubleshooting.aspx"
 
 
@@ -206,13 +214,12 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('blocked for abuse', seen=('Exim',)),
         Phrase('^\\d{3}[ -]blocked\\b', seen=('Postfix',)),
         Phrase('bloquee', seen=('FrancePTT',)),
-        Phrase('refused to talk to me', seen=('Postfix',), doc=POSTFIX_SMTP),
-        Phrase('aup#cdrbl', seen=('Cox',)),
+        Phrase('refused to talk to me', seen=('FrancePTT', 'Postfix'), doc=POSTFIX_SMTP),
         Phrase('which is an open relay', seen=('V5sendmail',)),
         Phrase('helo command rejected'),
         Phrase('invalid helo'),
         Phrase('bad helo'),
-    ), note="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange, Cox 'AUP#CDRBL' (its error-code table: the sending IP is on Cox's blocklist, whatever the 'sender rejected' before it says), open-relay lists 'no access from mail server [ip] which is an open relay', Postfix smtpd_helo_restrictions '504 5.5.2 <x>: Helo command rejected: need fully-qualified hostname' (the client's HELO name: 'Host not found' after it is about the client, not the recipient's domain)"),
+    ), note="Postfix reject_rbl_client 'blocked using', Postfix 'refused to talk to me', Spamhaus/SORBS listings, Microsoft 5.7.606 'banned sending IP', Proofpoint, Orange, open-relay lists 'no access from mail server [ip] which is an open relay', Postfix smtpd_helo_restrictions '504 5.5.2 <x>: Helo command rejected: need fully-qualified hostname' (the client's HELO name: 'Host not found' after it is about the client, not the recipient's domain)"),
     Phrases('networkerror', (
         Phrase("type '(a|aaaa)' lookup of \\S+ responded with code noerror", seen=('GSuite', 'RFC3464')),
     ), note="Gmail 'DNS type 'a' lookup of X responded with code NOERROR'"),
@@ -249,7 +256,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('pipe to \\|', seen=('Exim',), doc=EXIM_PIPE),
     ), note="sendmail 'mailer prog died with signal', Exim pipe transport, Diagnostic-Code x-unix (a bare exit status)"),
     Phrases('mailererror', (
-        Phrase('^\\d{1,3}$', seen=('Sendmail',)),
+        Phrase('^\\d{1,3}$', seen=('Sendmail',), doc=SYSEXITS),
     ), note='Diagnostic-Code x-unix: a bare exit status'),
     Phrases('rejected', (
         Phrase('from a different address or alias', seen=('GoogleWorkspace',)),
@@ -305,7 +312,7 @@ PHRASES: tuple[Phrases, ...] = (
     Phrases('notcompliantrfc', (
         Phrase('not (rfc ?5322|rfc ?2822|rfc) compliant', seen=('Google',), doc=GOOGLE_SMTP),
         Phrase('multiple .{0,20}addresses in from', seen=('Postfix', 'Sendmail')),
-        Phrase('duplicate header', seen=('Postfix',)),
+        Phrase('duplicate header', seen=('Postfix',), doc=AWS_SES_HEADERS),
         Phrase('multiple (subject|from|date|to|message-id) ', seen=('Google',), doc=GOOGLE_SMTP),
         Phrase('missing (a )?(required )?(date|from|message-id) header'),
     ), note="Gmail 550 5.7.1 'not RFC 5322 compliant', SES 'Duplicate header'"),
@@ -458,7 +465,7 @@ PHRASES: tuple[Phrases, ...] = (
     ), note="Postfix 'Host or domain name not found', Exim 'Unrouteable address', RFC 3463 X.1.2, Outlook 'domain is not reachable'"),
     Phrases('userunknown', (
         Phrase('user ?unknown', seen=('Amavis', 'AmazonSES', 'AmazonWorkMail', 'Aol', 'DragonFly', 'EZweb', 'Exim', 'FrancePTT', 'GMX', 'GSuite', 'Gmail', 'InterScanMSS', 'MXLogic', 'MailMarshalSMTP', 'MailRu', 'McAfee', 'MessagingServer', 'Office365', 'OpenSMTPD', 'Outlook', 'Postfix', 'RFC3464', 'SendGrid', 'Sendmail', 'V5sendmail', 'X5', 'X6', 'Yahoo', 'Yandex', 'Zoho', 'mFILTER', 'qmail')),
-        Phrase('unknown (user|recipient|local.?part|mailbox|address)', seen=('Exchange2003', 'IMailServer', 'Office365', 'Postfix', 'RFC3464', 'Sendmail', 'qmail')),
+        Phrase('unknown (user|recipient|local.?part|mailbox|address)', seen=('Exchange2003', 'IMailServer', 'Office365', 'OpenSMTPD', 'Postfix', 'RFC3464', 'Sendmail', 'qmail')),
         Phrase('no such (user|mailbox|recipient|address|account|person)', seen=('MessageLabs', 'V5sendmail', 'X3')),
         Phrase("(user|mailbox|recipient|address|account|userid)\\S*.{0,40}(does not exist|doesn't exist|not exist|not found|wasn.t found|is unknown|invalid|not valid)", seen=('Aol', 'Apple', 'Exchange2007', 'Facebook', 'GSuite', 'Google', 'Microsoft', 'Office365', 'Postfix', 'RFC3464', 'ReceivingSES', 'V5sendmail')),
         Phrase('invalid (recipient|mailbox|address|user|final delivery)', seen=('Bigfoot', 'FrancePTT', 'IMailServer', 'Sendmail', 'Zoho')),
@@ -611,6 +618,26 @@ VENDORS: tuple[Vendor, ...] = (
             "5.7.28": "speeding",
         },
         GOOGLE_SMTP,
+    ),
+    Vendor(
+        "Cox",
+        ("cox.net", "cox.com"),
+        {
+            # Its refusals end in "AUP#<code>"; these name the sending IP as blocked: by Cox
+            # for spam-like behaviour (CXBL; CDRBL for up to 24 hours) or for its listing in
+            # the DNSBLs Cox consults (IPBL<bits>: Spamhaus Zen, Return Path, ivmSIP, Cloudmark).
+            "cxbl": "blocked",
+            "cdrbl": "blocked",
+            "ipbl0001": "blocked",
+            "ipbl0010": "blocked",
+            "ipbl0011": "blocked",
+            "ipbl0100": "blocked",
+            "ipbl0101": "blocked",
+            "ipbl0110": "blocked",
+            "ipbl0111": "blocked",
+            "ipbl1000": "blocked",
+        },
+        COX_ERROR_CODES,
     ),
     Vendor(
         "Google Groups",
