@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from todoku.bounce import knowledge
 from todoku.bounce.extract import Evidence
-from todoku.bounce.prefilter import needs_of_source
 from todoku.bounce.rules import (
     ACCOUNT_DISABLED_NOTICE,
     GREETING_REFUSAL,
@@ -71,23 +70,30 @@ class Verdict:
 
 
 class _Phrase:
-    """One phrase as the classifier uses it: compiled only when a text first holds the words it
-    needs (prefilter.py): most runs read a few bounces and need a few phrases, and compiling
-    them all was most of the start-up."""
+    """One phrase as the classifier uses it: a plain one is a substring test; a regular
+    expression is compiled only when a text first holds the words it declares (most runs read a
+    few bounces and need a few phrases, and compiling them all was most of the start-up)."""
 
-    __slots__ = ("_pattern", "needs", "source")
+    __slots__ = ("_pattern", "needs", "plain", "source")
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        needs = needs_of_source(source)
-        self.needs = None if needs is None else tuple(frozenset(words) for words in needs)
+    def __init__(self, phrase: knowledge.Phrase) -> None:
+        self.source = phrase.pattern
+        self.plain = not _REGEX_SYNTAX.intersection(phrase.pattern)
+        words = ((phrase.pattern,),) if self.plain else phrase.words
+        self.needs = tuple(frozenset(group) for group in words) or None
         self._pattern: re.Pattern[str] | None = None
 
-    @property
-    def pattern(self) -> re.Pattern[str]:
+    def search(self, text: str) -> str:
+        """The words of ``text`` the phrase matches ("" when it does not match)."""
+        if self.plain:
+            return self.source if self.source in text else ""
         if self._pattern is None:
             self._pattern = re.compile(self.source)
-        return self._pattern
+        match = self._pattern.search(text)
+        return match.group(0) if match else ""
+
+
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]\\|()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +129,11 @@ def knowledge_groups() -> list[_Group]:
         excluded = _EXCLUDED[0] if _EXCLUDED else None
         groups = knowledge.PHRASES
         for index, group in enumerate(groups):
-            kept = [
-                p.pattern
-                for p in group.phrases
-                if p.doc or excluded is None or p.seen != (excluded,)
-            ]
+            kept = [p for p in group.phrases if p.doc or excluded is None or p.seen != (excluded,)]
             if not kept:
                 continue
             bonus = _ORDER_BONUS * (1 - index / len(groups))
-            anchored = any(p.startswith("^") or p.endswith("$") for p in kept)
+            anchored = any(p.pattern.startswith("^") or p.pattern.endswith("$") for p in kept)
             phrases = tuple(_Phrase(p) for p in kept)
             _GROUPS.append(_Group(index, group, phrases, bonus, anchored))
         for position, entry in enumerate(_GROUPS):
@@ -179,9 +181,9 @@ def _hits(text: str, among: list[_Group] | None = None) -> list[tuple[_Group, st
         needs = phrase.needs or ()
         if any(not any(word in text for word in words) for words in needs[1:]):
             continue
-        match = phrase.pattern.search(text)
-        if match:
-            found.append((entry, match.group(0)))
+        words = phrase.search(text)
+        if words:
+            found.append((entry, words))
             matched = position  # a group is matched by its first phrase that matches
     return found
 
