@@ -14,7 +14,7 @@ CORPUS = Path(os.environ.get("TODOKU_BOUNCE_CORPUS", "/work/shared/corpus/bounce
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "explain_accuracy.py"
 
 # Regression floors (measured minus a small margin) and the issue's targets.
-FLOORS = {"reason": 0.945, "recipient": 0.982, "status_real": 0.979}
+FLOORS = {"reason": 0.948, "recipient": 0.982, "status_real": 0.979}
 TARGETS = {"reason": 0.95, "recipient": 0.98, "status_real": 0.95}
 
 
@@ -34,8 +34,9 @@ def test_accuracy_floors() -> None:
 
 
 # Leave-one-family-out reason accuracy (each family classified without the phrases only it
-# taught): what an MTA never seen would meet. 88.6-88.8% measured; the issue's target is 90%.
-LOFO_REASON_FLOOR = 0.875
+# taught): what an MTA never seen would meet. 90.2% measured (dev 95.1%); the issue's target is
+# 90%. The floor leaves about four records of margin.
+LOFO_REASON_FLOOR = 0.895
 LOFO_REASON_TARGET = 0.90
 
 
