@@ -12,7 +12,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from todoku.config.relay import RelayConfig
 
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
 LANGS = ("en", "ja")
@@ -89,6 +92,7 @@ class Config:
     auth_lockout_seconds: float = 900.0
     log_level: str = "info"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    relays: tuple[RelayConfig, ...] = ()  # [[relay]] tables, in order (config.relay)
 
     @property
     def primary_domain(self) -> str:
@@ -312,6 +316,10 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
 
     policy = _policy(top.table("policy"))
 
+    from todoku.config.relay import parse_relays  # it builds on this module's _Table
+
+    relays = parse_relays(top.get("relay"), base)
+
     top.check_unknown()
     return Config(
         path=path,
@@ -333,6 +341,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         auth_lockout_seconds=lockout_seconds,
         log_level=log_level,
         policy=policy,
+        relays=relays,
     )
 
 
