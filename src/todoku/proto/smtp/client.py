@@ -12,12 +12,17 @@ Invariants:
 - After ``starttls()`` is answered with 220 the core accepts no bytes until ``tls_started()``,
   which forgets what the server said before (RFC 3207 §4.2: the client MUST discard knowledge
   obtained from the server, and send EHLO again).
+- AUTH (RFC 4954) is refused by the core until TLS is active (``tls_started()``, or a session
+  built with ``tls=True`` for implicit TLS, RFC 8314 §3.3): a password never leaves in clear
+  text (RFC 4954 §4, RFC 8314 §5.3). Secrets never enter the outstanding-command queue or any
+  error text, only the bytes returned to the caller.
 - Message content is dot-stuffed across piece boundaries (RFC 5321 §4.5.2), and the final
   ``.`` is preceded by a CRLF even when the content lacks a final line end.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -27,7 +32,9 @@ from todoku.proto.smtp.address import encode_xtext
 from todoku.proto.smtp.codes import Reply
 from todoku.proto.smtp.events import NEED_DATA, PAUSED
 
-MAX_REPLY_LINE = 4096  # RFC 5321 §4.5.3.1.5 says 512; real servers exceed it, stay generous
+# Octets of a reply line before its CRLF. RFC 5321 §4.5.3.1.5 says 512 with the CRLF; real
+# servers exceed it, so stay generous.
+MAX_REPLY_LINE = 4096
 MAX_REPLY_LINES = 200
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
 
@@ -40,6 +47,7 @@ MAIL = "mail"
 RCPT = "rcpt"
 DATA = "data"
 END_OF_DATA = "end-of-data"  # the reply to the final "." (the message itself)
+AUTH = "auth"  # AUTH and each SASL response after a 334 challenge
 RSET = "rset"
 QUIT = "quit"
 NOOP = "noop"
@@ -84,6 +92,11 @@ class ReplyEvent:
     reply: ServerReply
 
 
+def plain_response(user: str, password: str) -> bytes:
+    """The SASL PLAIN message (RFC 4616 §2): empty authzid, NUL, authcid, NUL, passwd."""
+    return b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")
+
+
 def parse_reply_lines(lines: list[bytes]) -> ServerReply:
     """Turn the raw lines of one reply (without CRLF) into a ``ServerReply``."""
     code = int(lines[0][:3])
@@ -104,7 +117,8 @@ def parse_reply_lines(lines: list[bytes]) -> ServerReply:
 class ClientConnection:
     """One SMTP client session. Call the command methods, send their bytes, feed the answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
+        """``tls``: the connection is encrypted from its start (implicit TLS, RFC 8314 §3.3)."""
         self._buffer = bytearray()
         self._lines: list[bytes] = []
         self._outstanding: deque[tuple[str, str]] = deque([(GREETING, "")])
@@ -113,7 +127,7 @@ class ClientConnection:
         self._last_bytes = b"\r\n"
         self.extensions: dict[str, str] = {}  # EHLO keyword (upper-case) → its parameters
         self.esmtp = False
-        self.tls_active = False
+        self.tls_active = tls
         self.closed = False
 
     # ------------------------------------------------------------------ what the server offers
@@ -128,6 +142,11 @@ class ClientConnection:
         return int(value) if value.isdigit() and int(value) > 0 else None
 
     @property
+    def auth_mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms the AUTH keyword of EHLO lists (RFC 4954 §3), upper-case."""
+        return tuple(m.upper() for m in self.extensions.get("AUTH", "").split())
+
+    @property
     def outstanding(self) -> int:
         """How many replies are still expected."""
         return len(self._outstanding)
@@ -136,7 +155,9 @@ class ClientConnection:
 
     def receive_data(self, data: bytes) -> None:
         if self._paused and data:
-            raise RemoteProtocolError("data received after 220 to STARTTLS, before the TLS handshake")
+            raise RemoteProtocolError(
+                "data received after 220 to STARTTLS, before the TLS handshake"
+            )
         self._buffer += data
 
     def next_event(self) -> ReplyEvent | object:
@@ -145,10 +166,15 @@ class ClientConnection:
             return PAUSED
         while True:
             end = self._buffer.find(b"\n")
+            # The limit counts the line with its CRLF, and holds however the reply is cut into
+            # reads: an unfinished line that cannot end within it is refused as soon as it is
+            # known, a complete line over it just the same.
             if end < 0:
-                if len(self._buffer) > MAX_REPLY_LINE:
+                if len(self._buffer) + 1 > MAX_REPLY_LINE + 2:  # its LF is still to come
                     raise RemoteProtocolError("reply line too long")
                 return NEED_DATA
+            if end + 1 > MAX_REPLY_LINE + 2:
+                raise RemoteProtocolError("reply line too long")
             raw = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[: end + 1]
             if len(raw) < 3 or not raw[:3].isdigit() or raw[:1] not in b"12345":
@@ -211,6 +237,30 @@ class ClientConnection:
 
     def starttls(self) -> bytes:
         return self._command(STARTTLS, "STARTTLS")
+
+    def auth(self, mechanism: str, initial_response: bytes | None = None) -> bytes:
+        """``AUTH mechanism [initial-response]`` (RFC 4954 §4). The reply is 235 (done), 334 (a
+        challenge: answer with ``auth_response``) or a refusal (535, 534, 454, ...)."""
+        self._require_tls()
+        line = f"AUTH {mechanism.upper()}"
+        if initial_response is not None:
+            # RFC 4954 §4: an empty initial response is sent as a single "=".
+            line += " " + (base64.b64encode(initial_response).decode("ascii") or "=")
+        return self._command(AUTH, line)
+
+    def auth_response(self, response: bytes) -> bytes:
+        """The answer to a 334 challenge, base64-encoded on a line of its own (RFC 4954 §4)."""
+        self._require_tls()
+        return self._command(AUTH, base64.b64encode(response).decode("ascii"))
+
+    def auth_cancel(self) -> bytes:
+        """``*``: give up the exchange after a challenge; the server answers 501 (RFC 4954 §4)."""
+        return self._command(AUTH, "*")
+
+    def _require_tls(self) -> None:
+        if not self.tls_active:
+            # RFC 8314 §5.3 / RFC 4954 §4: no credentials over an unencrypted connection.
+            raise LocalProtocolError("AUTH before TLS: credentials are only sent encrypted")
 
     def noop(self) -> bytes:
         return self._command(NOOP, "NOOP")
