@@ -7,6 +7,14 @@ MTA), the same facts the queue records, the DSN cites and the bounce analyzer re
 STARTTLS is opportunistic, as for MX delivery in the major MTAs: used whenever the server offers
 it, certificates not verified (RFC 7435 §1.3: unauthenticated encryption beats none). When the
 TLS handshake fails, ``open_session`` dials again once without TLS and logs that it did.
+
+A smarthost (``open_relay_session``) is different: mail to it always goes encrypted, with its
+certificate and name verified (RFC 8314 §3.3 for implicit TLS on 465, RFC 3207 for STARTTLS on
+587); a missing STARTTLS or a failed handshake ends the attempt (phase ``starttls``/``tls``,
+temporary), never a plain-text retry. The login (RFC 4954) follows TLS: PLAIN, or LOGIN when the
+relay offers no PLAIN. A login the relay refuses (535 and other 5xx), or a relay that offers no
+AUTH, is reported as phase ``auth`` without a reply code: that reply is about our credentials,
+not about the message, so it is quoted in the text rather than becoming a DSN's Diagnostic-Code.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ CONTENT_PIECE = 256 * 1024
 # an outcome comes from.
 CONNECT = "connect"
 TLS = "tls"
+AUTH = proto.AUTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,9 @@ class SessionFailure:
     remote_mta: str
 
     def for_recipient(self, recipient: str) -> RecipientOutcome:
-        return RecipientOutcome(recipient, self.phase, self.code, self.enhanced, self.text, self.remote_mta)
+        return RecipientOutcome(
+            recipient, self.phase, self.code, self.enhanced, self.text, self.remote_mta
+        )
 
 
 class _Failed(Exception):
@@ -109,6 +120,21 @@ def opportunistic_tls_context() -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_NONE  # opportunistic: RFC 7435
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def verified_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The system's trusted CAs (plus ``ca_file``), certificate and host name checked."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    user: str
+    password: str = field(repr=False)
 
 
 @dataclass
@@ -153,7 +179,12 @@ class SmtpSession:
                     assert event is NEED_DATA
                     data = await self.reader.read(READ_SIZE)
                     if not data:
-                        raise _Failed(phase, None, "", f"connection closed by {self.remote_mta} during {phase}")
+                        raise _Failed(
+                            phase,
+                            None,
+                            "",
+                            f"connection closed by {self.remote_mta} during {phase}",
+                        )
                     self.conn.receive_data(data)
                     event = self.conn.next_event()
         except TimeoutError:
@@ -193,7 +224,9 @@ class SmtpSession:
             return
         event = await self._command(self.conn.starttls(), proto.STARTTLS, self.timeouts.command)
         if event.reply.code != 220:
-            log.info("%s: STARTTLS refused (%s); continuing without TLS", self.remote_mta, event.reply)
+            log.info(
+                "%s: STARTTLS refused (%s); continuing without TLS", self.remote_mta, event.reply
+            )
             return
         try:
             async with asyncio.timeout(self.timeouts.command):
@@ -206,6 +239,95 @@ class SmtpSession:
             cipher = ssl_object.cipher()
             self.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
         await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
+
+    async def greet_relay(
+        self, helo_name: str, tls_context: ssl.SSLContext, login: Login | None
+    ) -> None:
+        """Greeting, EHLO, STARTTLS (unless already encrypted), EHLO, AUTH: never in clear."""
+        event = await self._read_reply(proto.GREETING, self.timeouts.greeting)
+        if event.reply.code != 220:
+            raise _Failed(proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text)
+        await self._hello(helo_name)
+        if not self.conn.tls_active:
+            if not self.conn.supports("STARTTLS"):
+                raise _Failed(
+                    proto.STARTTLS,
+                    None,
+                    "",
+                    f"{self.remote_mta} does not offer STARTTLS; mail to the relay is "
+                    'never sent without TLS (use tls = "implicit" for port 465)',
+                )
+            event = await self._command(self.conn.starttls(), proto.STARTTLS, self.timeouts.command)
+            if event.reply.code != 220:
+                raise _Failed(
+                    proto.STARTTLS,
+                    None,
+                    "",
+                    f"{self.remote_mta} refused STARTTLS ({event.reply}); mail to the "
+                    "relay is never sent without TLS",
+                )
+            try:
+                async with asyncio.timeout(self.timeouts.command):
+                    await self.writer.start_tls(tls_context, server_hostname=self.host)
+            except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as exc:
+                raise _Failed(TLS, None, "", _tls_failure(self.remote_mta, exc)) from None
+            self.conn.tls_started()
+            await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
+        self._note_tls()
+        if login is not None:
+            await self._authenticate(login)
+
+    def _note_tls(self) -> None:
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            cipher = ssl_object.cipher()
+            self.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+    async def _authenticate(self, login: Login) -> None:
+        """RFC 4954 §4: PLAIN with an initial response, else LOGIN; 235 means logged in."""
+        conn = self.conn
+        timeout = self.timeouts.command
+        if not conn.supports("AUTH"):
+            raise _Failed(AUTH, None, "", f"{self.remote_mta} does not offer AUTH (login)")
+        mechanisms = conn.auth_mechanisms
+        if "PLAIN" in mechanisms:
+            secret = proto.plain_response(login.user, login.password)
+            event = await self._command(conn.auth("PLAIN", secret), AUTH, timeout)
+            if event.reply.code == 334:  # a server that wants the response after a challenge
+                event = await self._command(conn.auth_response(secret), AUTH, timeout)
+        elif "LOGIN" in mechanisms:
+            event = await self._command(conn.auth("LOGIN"), AUTH, timeout)
+            for answer in (login.user, login.password):
+                if event.reply.code != 334:
+                    break
+                event = await self._command(
+                    conn.auth_response(answer.encode("utf-8")), AUTH, timeout
+                )
+        else:
+            offered = " ".join(mechanisms) or "none"
+            raise _Failed(
+                AUTH,
+                None,
+                "",
+                f"{self.remote_mta} offers no login method todoku "
+                f"speaks (AUTH {offered}; PLAIN or LOGIN needed)",
+            )
+        reply = event.reply
+        if reply.code == 235:
+            return
+        if reply.code == 334:
+            await self._command(conn.auth_cancel(), AUTH, timeout)
+            raise _Failed(
+                AUTH,
+                None,
+                "",
+                f"{self.remote_mta} asked more than a login method allows; exchange cancelled",
+            )
+        if 400 <= reply.code < 500:
+            raise _Failed(AUTH, reply.code, reply.enhanced, reply.text)  # try again later
+        raise _Failed(
+            AUTH, None, "", f"{self.remote_mta} refused the login as {login.user}: {reply}"
+        )
 
     # ------------------------------------------------------------------ one message
 
@@ -223,7 +345,9 @@ class SmtpSession:
                 if on_outcome is not None:
                     on_outcome(outcome)
 
-        def fail_all(phase: str, code: int | None, enhanced: str, text: str) -> list[RecipientOutcome]:
+        def fail_all(
+            phase: str, code: int | None, enhanced: str, text: str
+        ) -> list[RecipientOutcome]:
             for address, _, _ in envelope.recipients:
                 settle(RecipientOutcome(address, phase, code, enhanced, text, self.remote_mta))
             return [outcomes[a] for a, _, _ in envelope.recipients]
@@ -248,7 +372,9 @@ class SmtpSession:
             return fail_all(proto.MAIL, 552, "5.3.4", text)
         if envelope.smtputf8 and not conn.supports("SMTPUTF8"):
             # RFC 6531 §3.2: a message that needs SMTPUTF8 must not go to a server without it.
-            return fail_all(proto.MAIL, 553, "5.6.7", f"{self.remote_mta} does not support SMTPUTF8")
+            return fail_all(
+                proto.MAIL, 553, "5.6.7", f"{self.remote_mta} does not support SMTPUTF8"
+            )
         mail = conn.mail(
             envelope.sender,
             size=envelope.size,
@@ -286,8 +412,12 @@ class SmtpSession:
                 if event.reply.code not in (250, 251):
                     settle(
                         RecipientOutcome(
-                            event.argument, proto.RCPT, event.reply.code, event.reply.enhanced,
-                            event.reply.text, self.remote_mta,
+                            event.argument,
+                            proto.RCPT,
+                            event.reply.code,
+                            event.reply.enhanced,
+                            event.reply.text,
+                            self.remote_mta,
                         )
                     )
             return fail_all(last.command, last.reply.code, last.reply.enhanced, last.reply.text)
@@ -304,8 +434,12 @@ class SmtpSession:
             else:
                 settle(
                     RecipientOutcome(
-                        event.argument, proto.RCPT, event.reply.code, event.reply.enhanced,
-                        event.reply.text, self.remote_mta,
+                        event.argument,
+                        proto.RCPT,
+                        event.reply.code,
+                        event.reply.enhanced,
+                        event.reply.text,
+                        self.remote_mta,
                     )
                 )
                 if event.reply.code == 421:
@@ -338,7 +472,9 @@ class SmtpSession:
             pending.append(conn.end_of_data())
             await self._flush(b"".join(pending), self.timeouts.data_block)
         except (TimeoutError, ConnectionError, OSError) as exc:
-            raise _Failed(proto.END_OF_DATA, None, "", f"lost connection sending the message: {exc}") from None
+            raise _Failed(
+                proto.END_OF_DATA, None, "", f"lost connection sending the message: {exc}"
+            ) from None
         final = await self._read_reply(proto.END_OF_DATA, self.timeouts.end_of_data)
         reply = final.reply
         if reply.code == 421:
@@ -384,15 +520,23 @@ class SmtpSession:
 
 
 async def _dial(
-    host: str, ip: str, port: int, helo_name: str, tls_context: ssl.SSLContext | None,
-    timeouts: Timeouts, local_address: str | None,
+    host: str,
+    ip: str,
+    port: int,
+    helo_name: str,
+    tls_context: ssl.SSLContext | None,
+    timeouts: Timeouts,
+    local_address: str | None,
 ) -> SmtpSession | SessionFailure:
     remote = remote_mta_name(host, ip)
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     try:
         async with asyncio.timeout(timeouts.connect):
             reader, writer = await asyncio.open_connection(
-                ip, port, family=family, limit=1024 * 1024,
+                ip,
+                port,
+                family=family,
+                limit=1024 * 1024,
                 local_addr=(local_address, 0) if local_address else None,
             )
     except TimeoutError:
@@ -429,9 +573,60 @@ async def open_session(
         return await _dial(host, ip, port, helo_name, tls_context, timeouts, local_address)
     except _TlsHandshakeFailed as exc:
         log.warning(
-            "%s: TLS handshake failed (%s); retrying once without TLS", remote_mta_name(host, ip), exc
+            "%s: TLS handshake failed (%s); retrying once without TLS",
+            remote_mta_name(host, ip),
+            exc,
         )
     try:
         return await _dial(host, ip, port, helo_name, None, timeouts, local_address)
     except _TlsHandshakeFailed as exc:  # pragma: no cover - cannot happen without a context
         return SessionFailure(TLS, None, "", str(exc), remote_mta_name(host, ip))
+
+
+def _tls_failure(remote: str, exc: BaseException) -> str:
+    reason = getattr(exc, "verify_message", None) or str(exc) or type(exc).__name__
+    return f"TLS with {remote} failed ({reason}); nothing was sent without TLS"
+
+
+async def open_relay_session(
+    host: str,
+    ip: str,
+    port: int,
+    *,
+    helo_name: str,
+    tls_context: ssl.SSLContext,
+    implicit_tls: bool,
+    login: Login | None,
+    timeouts: Timeouts = Timeouts(),
+) -> SmtpSession | SessionFailure:
+    """Dial a smarthost: implicit TLS (465) or STARTTLS (587), the certificate verified against
+    ``host`` (the configured name); then AUTH when ``login`` is given. No plain-text fallback."""
+    remote = remote_mta_name(host, ip)
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        async with asyncio.timeout(timeouts.connect + (timeouts.command if implicit_tls else 0)):
+            reader, writer = await asyncio.open_connection(
+                ip,
+                port,
+                family=family,
+                limit=1024 * 1024,
+                ssl=tls_context if implicit_tls else None,
+                server_hostname=host if implicit_tls else None,
+            )
+    except TimeoutError:
+        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: timed out", remote)
+    except ssl.SSLError as exc:
+        return SessionFailure(TLS, None, "", _tls_failure(f"{remote}:{port}", exc), remote)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: {reason}", remote)
+    session = SmtpSession(
+        host, ip, port, reader, writer, timeouts, ClientConnection(tls=implicit_tls)
+    )
+    try:
+        await session.greet_relay(helo_name, tls_context, login)
+    except _Failed as failure:
+        session.usable = failure.code is not None and failure.code != 421 and failure.phase != TLS
+        await session.close()
+        return SessionFailure(failure.phase, failure.code, failure.enhanced, failure.text, remote)
+    return session

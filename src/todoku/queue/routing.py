@@ -4,14 +4,21 @@ RFC 5321 §5.1: MX records are tried in order of preference, records of equal pr
 order; without MX records the domain's own address records act as one MX of preference 0
 (implicit MX). RFC 7505: a single MX with the root name "." means the domain takes no mail.
 A name that does not exist (NXDOMAIN) is permanent; a server failure or timeout is temporary.
+
+A ``[[relay]]`` (config.relay) replaces all of this for the domains it matches: ``choose`` says
+which way a recipient domain goes and why (shown by ``todoku queue show``), and ``relay_route``
+turns the relay's host into hops. Whatever goes wrong in finding the relay is temporary: it is
+our configuration or our network, never a reason to bounce the sender's mail.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import DnsStatus, Resolver
 from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, Verdict
 
@@ -21,8 +28,17 @@ Shuffle = Callable[[list[Hop]], None]
 def _failure(domain: str, verdict: Verdict, status: str, text: str, reason: str) -> Route:
     return Route(
         domain,
-        failure=Attempt("", verdict, PHASE_DNS if status != "5.4.6" else PHASE_ROUTING, None,
-                        "", text, "", reason, status),
+        failure=Attempt(
+            "",
+            verdict,
+            PHASE_DNS if status != "5.4.6" else PHASE_ROUTING,
+            None,
+            "",
+            text,
+            "",
+            reason,
+            status,
+        ),
     )
 
 
@@ -68,14 +84,18 @@ async def route(
     answer = await resolver.mx(domain)
     if answer.status is DnsStatus.NXDOMAIN:
         return _failure(
-            domain, Verdict.PERMANENT, "5.1.2",
+            domain,
+            Verdict.PERMANENT,
+            "5.1.2",
             f"Host or domain name not found. Name service error for name={domain} type=MX: "
             "Host not found",
             "hostunknown",
         )
     if answer.status.is_temporary:
         return _failure(
-            domain, Verdict.TEMPORARY, "4.4.3",
+            domain,
+            Verdict.TEMPORARY,
+            "4.4.3",
             f"Host or domain name not found. Name service error for name={domain} type=MX: "
             f"Host not found, try again ({answer.status.value})",
             "networkerror",
@@ -84,8 +104,11 @@ async def route(
     if any(host == "" for _, host in records):
         # RFC 7505 §4.1: a null MX means the domain accepts no mail; fail without retrying.
         return _failure(
-            domain, Verdict.PERMANENT, "5.1.10",
-            f"Domain {domain} does not accept mail (null MX)", "notaccept",
+            domain,
+            Verdict.PERMANENT,
+            "5.1.10",
+            f"Domain {domain} does not accept mail (null MX)",
+            "notaccept",
         )
     if not records:
         records = [(0, domain)]  # RFC 5321 §5.1: implicit MX
@@ -117,17 +140,26 @@ async def route(
     if hops:
         return Route(domain, hops=tuple(hops), ttl=ttl)
     if temporary:
-        return _failure(domain, Verdict.TEMPORARY, "4.4.3",
-                        f"Host or domain name not found: {temporary}", "networkerror")
+        return _failure(
+            domain,
+            Verdict.TEMPORARY,
+            "4.4.3",
+            f"Host or domain name not found: {temporary}",
+            "networkerror",
+        )
     if records == [(0, domain)]:
         return _failure(
-            domain, Verdict.PERMANENT, "5.1.2",
+            domain,
+            Verdict.PERMANENT,
+            "5.1.2",
             f"Host or domain name not found. Name service error for name={domain} type=A: "
             "Host not found",
             "hostunknown",
         )
     return _failure(
-        domain, Verdict.PERMANENT, "5.4.4",
+        domain,
+        Verdict.PERMANENT,
+        "5.4.4",
         f"No address for any mail exchanger of {domain} ({', '.join(h for _, h in ordered)})",
         "hostunknown",
     )
@@ -136,8 +168,72 @@ async def route(
 def _loop(domain: str, host: str) -> Route:
     # RFC 5321 §5.1: delivering to ourselves would loop; the MX data or our domain list is wrong.
     return _failure(
-        domain, Verdict.PERMANENT, "5.4.6",
+        domain,
+        Verdict.PERMANENT,
+        "5.4.6",
         f"Local configuration error: mail for {domain} loops back to myself (the MX host "
         f"{host} is this server, but {domain} is not one of its domains)",
         "networkerror",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChoice:
+    """Which way mail for one domain goes now: ``relay`` (None: the domain's MX) and why."""
+
+    domain: str
+    relay: RelayConfig | None
+    why: str
+
+    @property
+    def describe(self) -> str:
+        return f"{self.domain}: {self.why}"
+
+
+def choose(relays: Sequence[RelayConfig], domain: str, failed_attempts: int) -> RouteChoice:
+    """The first ``[[relay]]`` whose ``domains`` match decides; ``fallback_after = N`` sends the
+    message direct until it has N failed attempts behind it."""
+    domain = domain.lower().rstrip(".")
+    for relay in relays:
+        pattern = relay.matching_pattern(domain)
+        if pattern is None:
+            continue
+        matched = f'{relay.key} matches "{pattern}"'
+        if failed_attempts < relay.fallback_after:
+            return RouteChoice(
+                domain,
+                None,
+                f"MX (direct first: {matched} with fallback_after = {relay.fallback_after}; "
+                f"{failed_attempts} failed attempt(s) so far)",
+            )
+        after = f" after {failed_attempts} failed direct attempt(s)" if relay.fallback_after else ""
+        return RouteChoice(domain, relay, f"relay {relay.address} ({matched}{after})")
+    reason = "no [[relay]] matches" if relays else "no [[relay]] configured"
+    return RouteChoice(domain, None, f"MX ({reason})")
+
+
+async def relay_route(resolver: Resolver, relay: RelayConfig) -> Route:
+    """The smarthost's addresses as hops (no MX lookup: ``host`` names the server itself)."""
+    try:
+        return Route(relay.key, hops=(Hop(relay.host, str(ipaddress.ip_address(relay.host)), 0),))
+    except ValueError:
+        pass
+    answer = await resolver.addresses(relay.host)
+    if answer.records:
+        hops = tuple(Hop(relay.host, ip, 0) for ip in answer.records)
+        return Route(relay.key, hops=hops, ttl=answer.ttl)
+    detail = answer.detail or answer.status.value
+    return Route(
+        relay.key,
+        failure=Attempt(
+            "",
+            Verdict.TEMPORARY,
+            PHASE_DNS,
+            None,
+            "",
+            f"the relay host {relay.host} ({relay.key}.host) has no address now ({detail})",
+            "",
+            "networkerror",
+            "4.4.3",
+        ),
     )

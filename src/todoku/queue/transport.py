@@ -4,18 +4,42 @@ speaks SMTP through ``net.smtp_client``; tests pass ``MockTransport(handler)``.
 Failure taxonomy an Attempt can carry (phase → meaning):
   connect/greeting/ehlo/helo/starttls  the hop could not take mail at all (try the next hop)
   mail/rcpt/data/end-of-data           the hop answered this message; the reply decides
+  auth (relay only)                    our login at the smarthost failed: with a reply code, the
+                                       relay's temporary trouble; without one, a configuration
+                                       problem here (password, user, no AUTH), always retried
+
+``RelayTransport`` carries mail to one ``[[relay]]`` smarthost: verified TLS, then the login,
+with the password file read for every new connection (fix it, flush, and the queue drains).
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from todoku.net.smtp_client import Envelope, RecipientOutcome, SessionFailure, SmtpSession, Timeouts
+from todoku.config.relay import PasswordError, RelayConfig, read_password
+from todoku.net.smtp_client import (
+    AUTH,
+    Envelope,
+    Login,
+    RecipientOutcome,
+    SessionFailure,
+    SmtpSession,
+    Timeouts,
+    open_relay_session,
+    verified_tls_context,
+)
 from todoku.net.smtp_client import open_session as smtp_open_session
 from todoku.queue.model import Attempt, Hop, Verdict, status_for
+
+log = logging.getLogger("todoku.delivery")
+
+# The bounce analyzer's word for "the login failed" (Sisimai's SecurityError); set here so that
+# the runner never reads the relay's refusal of our login as a refusal of the recipient.
+RELAY_LOGIN_REASON = "securityerror"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +90,15 @@ def attempt_from(outcome: RecipientOutcome | SessionFailure, recipient: str) -> 
     else:
         status = status_for(verdict, outcome.code, outcome.enhanced)
     return Attempt(
-        recipient, verdict, outcome.phase, outcome.code, outcome.enhanced, outcome.text,
-        outcome.remote_mta, "", status,
+        recipient,
+        verdict,
+        outcome.phase,
+        outcome.code,
+        outcome.enhanced,
+        outcome.text,
+        outcome.remote_mta,
+        "",
+        status,
     )
 
 
@@ -107,11 +138,78 @@ class SmtpTransport:
 
     async def connect(self, hop: Hop) -> Channel | Attempt:
         result = await smtp_open_session(
-            hop.host, hop.ip, self.port, helo_name=self.helo_name, tls_context=self.tls_context,
+            hop.host,
+            hop.ip,
+            self.port,
+            helo_name=self.helo_name,
+            tls_context=self.tls_context,
             timeouts=self.timeouts,
         )
         if isinstance(result, SessionFailure):
             return attempt_from(result, "")
+        return _SmtpChannel(result)
+
+
+def relay_login_failure(relay: RelayConfig, detail: str, remote_mta: str = "") -> Attempt:
+    """A login problem at the smarthost: ours to fix, so temporary whatever the relay said
+    (never a bounce before the message's lifetime ends), and worded to say so."""
+    text = (
+        f"login to the relay {relay.label} failed: {detail}. This is a configuration problem "
+        f"on this server, not a problem with the recipient: check {relay.key}.user and "
+        f"{relay.key}.password_file, then run `todoku queue flush`"
+    )
+    return Attempt(
+        "", Verdict.TEMPORARY, AUTH, None, "", text, remote_mta, RELAY_LOGIN_REASON, "4.7.8"
+    )
+
+
+@dataclass
+class RelayTransport:
+    """Connections to one smarthost (``[[relay]]``); ``hop`` is one address of its host."""
+
+    relay: RelayConfig
+    helo_name: str
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    _context: ssl.SSLContext | None = field(default=None, init=False, repr=False)
+
+    def tls_context(self) -> ssl.SSLContext:
+        if self._context is None:
+            ca_file = str(self.relay.ca_file) if self.relay.ca_file else None
+            self._context = verified_tls_context(ca_file)
+        return self._context
+
+    async def connect(self, hop: Hop) -> Channel | Attempt:
+        relay = self.relay
+        login = None
+        if relay.user is not None:
+            try:
+                login = Login(relay.user, read_password(relay))  # read anew for each connection
+            except PasswordError as exc:
+                return relay_login_failure(relay, f"no password to send: {exc}")
+        try:
+            context = self.tls_context()
+        except (OSError, ssl.SSLError) as exc:
+            text = f"{relay.key}.ca_file: cannot load {relay.ca_file}: {exc}"
+            return Attempt(
+                "", Verdict.TEMPORARY, "tls", None, "", text, "", "failedstarttls", "4.7.5"
+            )
+        result = await open_relay_session(
+            relay.host,
+            hop.ip,
+            relay.port,
+            helo_name=self.helo_name,
+            tls_context=context,
+            implicit_tls=relay.tls == "implicit",
+            login=login,
+            timeouts=self.timeouts,
+        )
+        if isinstance(result, SessionFailure):
+            if result.phase == AUTH and result.code is None:
+                return relay_login_failure(relay, result.text, result.remote_mta)
+            attempt = attempt_from(result, "")
+            if result.phase in ("tls", "starttls"):
+                attempt = replace(attempt, reason="failedstarttls", status="4.7.5")
+            return attempt
         return _SmtpChannel(result)
 
 
