@@ -25,29 +25,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RFC3463 = "RFC 3463"
-IANA = "IANA SMTP Enhanced Status Codes registry"
+IANA = "https://www.iana.org/assignments/smtp-enhanced-status-codes/ (IANA registry)"
 MICROSOFT_NDR = (
     "https://learn.microsoft.com/en-us/troubleshoot/exchange/email-delivery/ndr/"
     "non-delivery-reports-in-exchange-online"
 )
 GOOGLE_SMTP = "https://support.google.com/a/answer/3726730"
 YAHOO_SMTP = "https://senders.yahooinc.com/smtp-error-codes/"
-# MTAs' own sentences, cited by the source file that writes them (the wording is the program's).
-POSTFIX_SMTP = "Postfix src/smtp/smtp_proto.c ('host X refused to talk to me': a refused greeting)"
-POSTFIX_DNS = "Postfix src/dns/dns_lookup.c"
-RESOLVER_TRY_AGAIN = "hstrerror(3) TRY_AGAIN, as Postfix src/dns/dns_strerror.c writes it"
-EXIM_SMTP = "Exim src/transports/smtp.c (retry: hosts failing for a long time)"
-EXIM_DNSLOOKUP = "Exim src/routers/dnslookup.c"
-EXIM_ROUTERS = "Exim specification, ch. 'Generic options for routers' ('Unrouteable address')"
-EXIM_PIPE = "Exim specification, ch. 'The pipe transport'"
-EXIM_PARSE = "Exim src/parse.c (malformed address: X may not follow Y)"
-EXIM_CONTENT_SCAN = "Exim specification, ch. 'Content scanning at ACL time' ('contains a virus')"
-QMAIL_REMOTE = "qmail-remote.c (perm_nomx #5.4.4; 'Connected to X but sender was rejected')"
-QMAIL_SEND = (
-    "qmail-send.c ('I'm not going to try again; this message has been in the queue too long.')"
+# MTAs' own sentences, cited by the source file that writes them (the wording is the program's)
+# or the chapter of the MTA's manual that describes them.
+_POSTFIX_SRC = "https://github.com/vdukhovni/postfix/blob/master/postfix/src/"
+_EXIM_SRC = "https://github.com/Exim/exim/blob/master/src/src/"
+_EXIM_SPEC = "https://www.exim.org/exim-html-current/doc/html/spec_html/"
+_QMAIL_SRC = "https://github.com/notqmail/notqmail/blob/master/"
+POSTFIX_SMTP = f"{_POSTFIX_SRC}smtp/smtp_proto.c ('host X refused to talk to me': refused greeting)"
+POSTFIX_DNS = f"{_POSTFIX_SRC}dns/dns_lookup.c"
+RESOLVER_TRY_AGAIN = f"{_POSTFIX_SRC}dns/dns_strerror.c (hstrerror(3) TRY_AGAIN)"
+EXIM_SMTP = f"{_EXIM_SRC}transports/smtp.c (retry: hosts failing for a long time)"
+EXIM_DNSLOOKUP = f"{_EXIM_SRC}routers/dnslookup.c"
+EXIM_ROUTERS = f"{_EXIM_SPEC}ch-generic_options_for_routers.html ('Unrouteable address')"
+EXIM_PIPE = f"{_EXIM_SPEC}ch-the_pipe_transport.html"
+EXIM_PARSE = f"{_EXIM_SRC}parse.c (malformed address: X may not follow Y)"
+EXIM_CONTENT_SCAN = f"{_EXIM_SPEC}ch-content_scanning_at_acl_time.html ('contains a virus')"
+QMAIL_REMOTE = (
+    f"{_QMAIL_SRC}qmail-remote.c (perm_nomx #5.4.4, temp_noconn #4.4.1; "
+    "'Connected to X but sender was rejected')"
 )
-QMAIL_LOCAL = "qmail-local.c ('Sorry, no mailbox here by that name. (#5.1.1)')"
-OPENSMTPD_MTA = "OpenSMTPD usr.sbin/smtpd/mta.c and scheduler (its delivery errors)"
+QMAIL_SEND = (
+    f"{_QMAIL_SRC}qmail-send.c "
+    "('I'm not going to try again; this message has been in the queue too long.')"
+)
+QMAIL_LOCAL = f"{_QMAIL_SRC}qmail-local.c ('Sorry, no mailbox here by that name. (#5.1.1)')"
+OPENSMTPD_MTA = (
+    "https://github.com/OpenSMTPD/OpenSMTPD/blob/master/usr.sbin/smtpd/mta.c "
+    "(and its scheduler: the delivery errors)"
+)
 AWS_SES_ERRORS = "https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html"
 # Google Groups refuses a post when the group does not exist or the sender may not post to it,
 # in the sender's language, always pointing to the Groups help centre.
@@ -255,7 +267,7 @@ PHRASES: tuple[Phrases, ...] = (
     ), note="Postfix 'mail for X loops back to myself', Exim 'Too many Received headers', Domino 'Maximum hop count', Gmail 'DNS Error ... NXDOMAIN', RFC 5321 §6.3, sendmail 'Deferred: Name server: X: host name lookup failure' (the cause behind a give-up)"),
     Phrases('mailererror', (
         Phrase('mailer error', seen=('DragonFly', 'Sendmail')),
-        Phrase('procmail', seen=('Postfix',), doc='procmail(1): the local delivery agent, its errors prefixed "procmail:"'),
+        Phrase('procmail', seen=('Postfix',), doc='https://manpages.debian.org/stable/procmail/procmail.1.en.html (the local delivery agent; its errors start "procmail:")'),
         Phrase('mailer \\S+ died', words=(('mailer ',), (' died',))),
         Phrase('command (died|failed)', words=(('command ',), ('failed', 'died'))),
         Phrase('exited with'),
@@ -275,7 +287,7 @@ PHRASES: tuple[Phrases, ...] = (
     ), note="RFC 3463 X.3.1/X.4.5, sendmail 452 4.4.5 'Insufficient disk space'"),
     Phrases('systemerror', (
         Phrase('internal (system |server )?error', words=(('internal ',), ('error',)), seen=('AmazonWorkMail', 'DragonFly')),
-        Phrase('unable to contact ldap', seen=('qmail',), doc='qmail-ldap qmail-lspawn (LDAP server unreachable, #4.4.3)'),
+        Phrase('unable to contact ldap', seen=('qmail',), doc='https://github.com/qmail-ldap/qmail-ldap (qmail-lspawn: LDAP server unreachable, #4.4.3)'),
         Phrase('system error', seen=('AmazonWorkMail', 'DragonFly')),
         Phrase('local (configuration|error)', words=(('local ',), ('configuration', 'error'))),
         Phrase('misconfigur'),
@@ -538,7 +550,7 @@ PHRASES: tuple[Phrases, ...] = (
         Phrase('(connection|network).{0,20}(reset|lost)', words=(('connection', 'network'), ('reset', 'lost'))),
         Phrase('dns (error|failure|lookup|query)', words=(('failure', 'lookup', 'error', 'query'), ('dns ',)), seen=('GSuite', 'Office365', 'RFC3464')),
         Phrase('lookup failed'),
-        Phrase('no route to host', seen=('RFC3464',), doc='POSIX strerror(EHOSTUNREACH)'),
+        Phrase('no route to host', seen=('RFC3464',), doc='https://pubs.opengroup.org/onlinepubs/9699919799/basedefs/errno.h.html (EHOSTUNREACH)'),
     ), note='RFC 5321 §6.3, Postfix'),
     Phrases('syntaxerror', (
         Phrase('malformed address', seen=('Exim',), doc=EXIM_PARSE),
