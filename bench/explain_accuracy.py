@@ -29,13 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from todoku.bounce.analyze import analyze_bytes
 
 DEFAULT_CORPUS = Path("/work/shared/corpus/bounces")
 
 
-def load(corpus: Path) -> list[tuple[dict, bytes]]:
+def load(corpus: Path) -> list[tuple[dict[str, Any], bytes]]:
     out = []
     with open(corpus / "dev-labels.jsonl", encoding="utf-8") as labels:
         for line in labels:
@@ -47,7 +48,9 @@ def load(corpus: Path) -> list[tuple[dict, bytes]]:
 
 
 def score(
-    items: list[tuple[dict, bytes]], show_misses: bool = False, leave_family_out: bool = False
+    items: list[tuple[dict[str, Any], bytes]],
+    show_misses: bool = False,
+    leave_family_out: bool = False,
 ) -> dict[str, float]:
     """Accuracy per labelled record; ``leave_family_out``: each email classified without the
     phrases only its own family taught."""
@@ -107,7 +110,7 @@ def score(
     }
 
 
-def speed(items: list[tuple[dict, bytes]], rounds: int = 3) -> float:
+def speed(items: list[tuple[dict[str, Any], bytes]], rounds: int = 3) -> float:
     start = time.perf_counter()
     for _ in range(rounds):
         for _label, data in items:
@@ -149,7 +152,9 @@ def compile_bytecode() -> None:
     compileall.compile_dir(Path(todoku.__file__).parent, quiet=1)
 
 
-def whole_runs(items: list[tuple[dict, bytes]], rounds: int = 5) -> dict[str, tuple[float, float]]:
+def whole_runs(
+    items: list[tuple[dict[str, Any], bytes]], rounds: int = 5
+) -> dict[str, tuple[float, float]]:
     """Messages/s (by wall time, by CPU time; medians of ``rounds``) of complete runs over the
     same files as one Maildir folder: Debian's Sisimai (``Sisimai->make``), ``todoku explain
     --json``, and the analyzer alone (``python -m todoku.bounce``, without the rest of the CLI).
@@ -208,8 +213,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     items = load(args.corpus)
-    runs = [("development", False)] + ([] if args.no_lofo else [("leave-one-family-out", True)])
-    for name, lofo in runs:
+    passes = [("development", False)] + ([] if args.no_lofo else [("leave-one-family-out", True)])
+    for name, lofo in passes:
         figures = score(items, args.misses, leave_family_out=lofo)
         print(
             f"{name:<21} records {figures['records']}  reason {figures['reason']:.1%}  "
