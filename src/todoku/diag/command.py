@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from todoku.config import Config
 from todoku.diag.report import Report
+
+if TYPE_CHECKING:
+    from todoku.queue.routing import RouteChoice
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -25,14 +29,38 @@ def run_address(config: Config, address: str, *, sender: str | None, lang: str, 
     from todoku.queue.setup import self_matcher
 
     resolver = DnspythonResolver(config.nameservers, lifetime=timeout)
+    sender = sender or f"postmaster@{config.primary_domain}"
+    choice = _relay_choice(config, address)
+    if choice is not None and choice.relay is not None:
+        from todoku.diag.relay import diagnose_via_relay
+
+        # The way the queue sends a new message: through the relay that matches first.
+        return asyncio.run(diagnose_via_relay(
+            address.strip(), choice, resolver=resolver, sender=sender, helo_name=config.hostname,
+            lang=lang, timeout=timeout,
+        ))
     # The same test the queue uses to avoid delivering to itself: our name, or an address we
     # listen on at the delivery port.
     is_self = self_matcher(config, _bound_listeners(config))
     return asyncio.run(diagnose_address(
         address, resolver=resolver, is_self=is_self, port=config.delivery.port,
-        helo_name=config.hostname, sender=sender or f"postmaster@{config.primary_domain}",
-        lang=lang, timeout=timeout,
+        helo_name=config.hostname, sender=sender, lang=lang, timeout=timeout,
+        relays=len(config.relays),
     ))
+
+
+def _relay_choice(config: Config, address: str) -> RouteChoice | None:
+    """The queue's choice for a new message to ``address`` (no failed attempts yet)."""
+    from todoku.proto.smtp.address import AddressError, parse_mailbox
+    from todoku.queue.routing import choose
+
+    if not config.relays:
+        return None
+    try:
+        domain = parse_mailbox(address.strip()).domain
+    except AddressError:
+        return None  # the address check reports it
+    return choose(config.relays, domain, 0)
 
 
 def run_submission(config: Config, target: str, *, user: str, password: str, sender: str | None,

@@ -25,8 +25,10 @@ SMTP_PORT = 25  # RFC 5321 §4.5.4.2; the port home and mobile providers block o
 
 
 def connect_failure_step(lang: str, domain: str, port: int, timeout: float,
-                         outcomes: list[tuple[Hop, str, bool]]) -> Step:
-    """Explain why no hop could be connected to. ``outcomes``: (hop, error text, timed out)."""
+                         outcomes: list[tuple[Hop, str, bool]], relays: int = 0) -> Step:
+    """Explain why no hop could be connected to. ``outcomes``: (hop, error text, timed out).
+    When port 25 times out the remedy is a smarthost: the [[relay]] block to add, or (with
+    ``relays`` already configured, none matching) the domain to add to one."""
     detail = "; ".join(f"{remote_mta_name(h.host, h.ip)}:{port} {why}" for h, why, _ in outcomes)
     facts = {"domain": domain, "port": port, "timeout": f"{timeout:g}"}
     if all(timed_out for _, _, timed_out in outcomes):
@@ -35,8 +37,11 @@ def connect_failure_step(lang: str, domain: str, port: int, timeout: float,
         key = "connect_refused"
     else:
         key = "connect_timeout"
-    return Step("connect", FAIL, detail, text(lang, key, **facts), text(lang, key + "_fix", **facts),
-                "networkerror")
+    remedy = text(lang, key + "_fix", **facts)
+    if key == "connect_timeout_25":
+        extra = "relay_add_domain" if relays else "relay_block"
+        remedy += " " + text(lang, extra, **facts)
+    return Step("connect", FAIL, detail, text(lang, key, **facts), remedy, "networkerror")
 
 
 async def diagnose_address(
@@ -49,9 +54,11 @@ async def diagnose_address(
     sender: str,
     lang: str,
     timeout: float,
+    relays: int = 0,
 ) -> Report:
+    """``relays``: how many [[relay]] tables exist (none matched this address's domain)."""
     report = Report("address", address, lang)
-    await _run(report, address, resolver, is_self, port, helo_name, sender, lang, timeout)
+    await _run(report, address, resolver, is_self, port, helo_name, sender, lang, timeout, relays)
     failed = report.failed_step
     if failed is not None:
         from todoku.diag.report import step_label
@@ -62,7 +69,8 @@ async def diagnose_address(
 
 
 async def _run(report: Report, address: str, resolver: Resolver, is_self: Callable[[str, str], bool],
-               port: int, helo_name: str, sender: str, lang: str, timeout: float) -> None:
+               port: int, helo_name: str, sender: str, lang: str, timeout: float,
+               relays: int) -> None:
     # 1. syntax
     try:
         mailbox = parse_mailbox(address.strip())
@@ -133,7 +141,7 @@ async def _run(report: Report, address: str, resolver: Resolver, is_self: Callab
         except OSError as exc:
             failures.append((hop, os.strerror(exc.errno) if exc.errno else str(exc), False))
     if session is None:
-        report.add(connect_failure_step(lang, domain, port, timeout, failures))
+        report.add(connect_failure_step(lang, domain, port, timeout, failures, relays))
         return
     mta = session.remote_mta
     skipped = "".join(f" (after {remote_mta_name(h.host, h.ip)}: {why})" for h, why, _ in failures)

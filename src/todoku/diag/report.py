@@ -83,6 +83,7 @@ _STEP_LABELS = {
     "starttls": ("STARTTLS", "STARTTLS"),
     "tls": ("TLS", "TLS"),
     "certificate": ("certificate", "証明書"),
+    "route": ("route", "経路"),
     "auth": ("AUTH mechanisms", "AUTH 方式"),
     "login": ("login", "ログイン"),
     "mail": ("MAIL FROM", "MAIL FROM"),
@@ -258,6 +259,44 @@ TEXTS: dict[str, tuple[str, str]] = {
                               "the sender (no message was sent)."),
                               ("この設定で送信できます: {user} でログインでき、差出人 {sender} も受け付け"
                               "られました（メールは送っていません）。")),
+    # --- through a [[relay]] (diag.relay)
+    "relay_block": (("Add to the configuration file (then put the password alone in relay.secret, "
+                     "chmod 600, and restart todoku):\n\n"
+                     "[[relay]]\ndomains = [\"*\"]\nhost = \"smtp.your-provider.example:587\"\n"
+                     "tls = \"starttls\"\nuser = \"you@your-provider.example\"\n"
+                     "password_file = \"relay.secret\"\n"),
+                    ("設定ファイルに次を加えてください（パスワードだけを relay.secret に書いて "
+                     "chmod 600 とし、todoku を再起動）:\n\n"
+                     "[[relay]]\ndomains = [\"*\"]\nhost = \"smtp.your-provider.example:587\"\n"
+                     "tls = \"starttls\"\nuser = \"you@your-provider.example\"\n"
+                     "password_file = \"relay.secret\"\n")),
+    "relay_add_domain": ("Or add {domain} to the domains of a [[relay]] that can send it.",
+                         "または、送信できる [[relay]] の domains に {domain} を加えてください。"),
+    "relay_unresolved": ("The relay host {host} of {key} has no address.",
+                         "{key} のリレーホスト {host} のアドレスが見つかりません。"),
+    "relay_unresolved_fix": ("Check {key}.host for typos, and this machine's DNS ([dns] nameservers).",
+                             "{key}.host の綴りと、このマシンの DNS（[dns] nameservers）を確認してください。"),
+    "relay_password": ("The password file of {key} cannot be used, so todoku cannot log in to {relay}.",
+                       "{key} のパスワードファイルが使えないため、{relay} にログインできません。"),
+    "relay_password_fix": (("Write the password alone on one line of {key}.password_file, readable only "
+                            "by the user todoku runs as (chmod 600), then run `todoku queue flush`."),
+                           ("{key}.password_file にパスワードだけを 1 行で書き、todoku を動かすユーザー"
+                            "だけが読めるようにして（chmod 600）、`todoku queue flush` を実行してください。")),
+    "relay_ca": ("The CA file of {key} cannot be loaded.", "{key} の CA ファイルを読み込めません。"),
+    "relay_ca_fix": ("Point {key}.ca_file at a PEM file of the CA certificate, or remove the key.",
+                     "{key}.ca_file を CA 証明書の PEM ファイルにするか、キーを削除してください。"),
+    "relay_cert_bad": (("The relay's certificate does not prove it is {host}: {detail}. todoku never "
+                        "sends mail or the password to a relay it cannot verify; mail stays queued."),
+                       ("リレーの証明書が {host} であることを証明していません: {detail}。todoku は"
+                        "検証できないリレーにメールもパスワードも送りません。メールはキューに残ります。")),
+    "relay_cert_bad_fix": (("Use the relay's name exactly as its certificate shows (not an IP address "
+                            "or another alias) in host; for a private CA set ca_file."),
+                           ("host には証明書に書かれた名前（IP アドレスや別名ではなく）を使ってください。"
+                            "独自の CA なら ca_file を設定してください。")),
+    "verdict_relay_ok": (("Mail to {target} goes through {relay}, and it works: login, sender and "
+                          "recipient accepted (no message was sent)."),
+                         ("{target} 宛のメールは {relay} 経由で送られ、ログイン・差出人・宛先とも受け付け"
+                          "られました（メールは送っていません）。")),
     "verdict_submission_warn": ("These settings work, but fix the warning above: {cause}",
                                 "この設定で送信できますが、上の警告を直してください: {cause}"),
 }

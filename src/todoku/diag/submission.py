@@ -6,6 +6,10 @@ the From address itself (never DATA; RSET, QUIT). Certificates are verified agai
 system's CAs and the server name, like a mail program; a bad certificate is reported as a
 warning and the remaining steps go on over an unverified connection, so one run shows every
 problem.
+
+The same checker follows a ``[[relay]]`` for ``todoku diagnose ADDRESS`` (``diag.relay``): then it
+dials the address the queue would, verifies with the relay's CA file and never goes on after a
+certificate problem (the queue would not either), and asks RCPT TO for the recipient.
 """
 
 from __future__ import annotations
@@ -70,11 +74,16 @@ async def diagnose_submission(
 
 class _Checker:
     def __init__(self, report: Report, host: str, port: int, user: str, password: str, sender: str,
-                 mode: str, helo_name: str, lang: str, timeout: float) -> None:
+                 mode: str, helo_name: str, lang: str, timeout: float, *,
+                 address: str | None = None, recipient: str | None = None,
+                 strict_context: ssl.SSLContext | None = None) -> None:
         self.report, self.host, self.port = report, host, port
         self.user, self.password, self.sender = user, password, sender
         self.mode, self.helo_name, self.lang, self.timeout = mode, helo_name, lang, timeout
         self.target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.address = address or host  # what to dial (the relay: an address the queue found)
+        self.recipient = recipient or sender  # RCPT TO
+        self.strict_context = strict_context  # verify, and stop at a certificate problem
 
     def fail(self, name: str, detail: str, key: str, reason: str = "", **facts: object) -> _Stop:
         facts = {"target": self.target, "host": self.host, "timeout": f"{self.timeout:g}",
@@ -89,6 +98,18 @@ class _Checker:
         return _Stop()
 
     async def run(self) -> None:
+        if self.strict_context is not None:
+            try:
+                session = await self.open(self.strict_context)
+            except ssl.SSLCertVerificationError as exc:
+                detail = exc.verify_message or str(exc)
+                raise self.fail("certificate", f"{detail} (name checked: {self.host})",
+                                "relay_cert_bad", "failedstarttls") from None
+            try:
+                await self.login_and_sender(session)
+            finally:
+                await probe.finish(session)
+            return
         # Verify like a mail program; after a certificate problem go on without verifying.
         try:
             session = await self.open(probe.verifying_context())
@@ -111,7 +132,7 @@ class _Checker:
         """Connect, TLS and EHLO; raises SSLCertVerificationError for the caller to retry."""
         implicit = self.mode == "implicit"
         try:
-            session = await probe.dial(self.host, self.host, self.port, self.timeout,
+            session = await probe.dial(self.host, self.address, self.port, self.timeout,
                                        implicit_tls=context if implicit else None)
         except ssl.SSLCertVerificationError:
             raise
@@ -186,6 +207,11 @@ class _Checker:
         return hello
 
     async def login_and_sender(self, session: SmtpSession) -> None:
+        if self.user:  # a relay without a login (user) goes straight to MAIL FROM
+            await self.login(session)
+        await self.sender_and_recipient(session)
+
+    async def login(self, session: SmtpSession) -> None:
         conn = session.conn
         mechanisms = conn.extensions.get("AUTH", "").upper().split()
         encrypted = conn.tls_active or self.mode == "implicit"
@@ -217,15 +243,18 @@ class _Checker:
                 raise self.fail("login", shown, "login_temporary", "securityerror")
             raise self.fail("login", shown, "login_bad", "securityerror")
         self.report.add(Step("login", OK, f"{self.user}: {reply}"))
+
+    async def sender_and_recipient(self, session: SmtpSession) -> None:
         # 7. Is the From address accepted? MAIL FROM, then RCPT TO the same address (no DATA).
+        conn = session.conn
         mail = await self.command(session, conn.mail(self.sender), proto.MAIL)
         if mail.code != 250:
             raise self.fail_reply("mail", mail, proto.MAIL)
         self.report.add(Step("mail", OK, f"<{self.sender}>: {mail}"))
-        rcpt = await self.command(session, conn.rcpt(self.sender), proto.RCPT)
+        rcpt = await self.command(session, conn.rcpt(self.recipient), proto.RCPT)
         if rcpt.code not in (250, 251):
             raise self.fail_reply("rcpt", rcpt, proto.RCPT)
-        self.report.add(Step("rcpt", OK, f"<{self.sender}>: {rcpt}"))
+        self.report.add(Step("rcpt", OK, f"<{self.recipient}>: {rcpt}"))
 
     async def auth(self, session: SmtpSession, line: str) -> proto.ServerReply:
         try:

@@ -1,0 +1,125 @@
+"""``todoku diagnose ADDRESS`` when a ``[[relay]]`` takes the mail: check the way the queue
+would go, through the smarthost, rather than the domain's MX.
+
+Steps: the route (which relay, and why), the relay host's addresses (the queue's resolver,
+``queue.routing.relay_route``), the password file (read as the queue reads it), then connect,
+TLS verified with the relay's CA file and name (``tls`` of the table, no plain-text step),
+EHLO, login, MAIL FROM and RCPT TO the address; never DATA. The password is never shown.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from todoku.config.relay import PasswordError, RelayConfig, read_password
+from todoku.diag.report import FAIL, OK, Report, Step, step_label, text
+from todoku.diag.submission import _Checker, _Stop
+from todoku.dns.resolver import Resolver
+from todoku.net.smtp_client import verified_tls_context
+from todoku.queue.routing import RouteChoice, relay_route
+
+
+async def diagnose_via_relay(
+    address: str,
+    choice: RouteChoice,
+    *,
+    resolver: Resolver,
+    sender: str,
+    helo_name: str,
+    lang: str,
+    timeout: float,
+) -> Report:
+    relay = choice.relay
+    assert relay is not None
+    report = Report("address", address, lang)
+    report.add(Step("route", OK, choice.describe))
+    try:
+        await _check(report, relay, address, resolver, sender, helo_name, lang, timeout)
+    except _Stop:
+        pass
+    failed = report.failed_step
+    if failed is not None:
+        report.verdict = text(
+            lang,
+            "verdict_failed",
+            step=step_label(lang, failed.name),
+            reason=failed.reason or "-",
+            remedy=failed.remedy,
+        )
+    else:
+        report.verdict = text(lang, "verdict_relay_ok", target=address, relay=relay.label)
+    return report
+
+
+async def _check(
+    report: Report,
+    relay: RelayConfig,
+    address: str,
+    resolver: Resolver,
+    sender: str,
+    helo_name: str,
+    lang: str,
+    timeout: float,
+) -> None:
+    facts = {"relay": relay.label, "key": relay.key, "host": relay.host}
+    routed = await relay_route(resolver, relay)
+    if routed.failure is not None:
+        report.add(
+            Step(
+                "mx",
+                FAIL,
+                routed.failure.text,
+                text(lang, "relay_unresolved", **facts),
+                text(lang, "relay_unresolved_fix", **facts),
+                "networkerror",
+            )
+        )
+        return
+    hop = routed.hops[0]
+    report.add(Step("mx", OK, f"{relay.host} → {', '.join(h.ip for h in routed.hops)}"))
+    password = ""
+    if relay.user is not None:
+        try:
+            password = read_password(relay)
+        except PasswordError as exc:
+            report.add(
+                Step(
+                    "login",
+                    FAIL,
+                    str(exc),
+                    text(lang, "relay_password", **facts),
+                    text(lang, "relay_password_fix", **facts),
+                    "securityerror",
+                )
+            )
+            return
+    try:
+        context = verified_tls_context(str(relay.ca_file) if relay.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        report.add(
+            Step(
+                "tls",
+                FAIL,
+                f"{relay.key}.ca_file: {exc}",
+                text(lang, "relay_ca", **facts),
+                text(lang, "relay_ca_fix", **facts),
+                "failedstarttls",
+            )
+        )
+        return
+    checker = _Checker(
+        report,
+        relay.host,
+        relay.port,
+        relay.user or "",
+        password,
+        sender,
+        relay.tls,
+        helo_name,
+        lang,
+        timeout,
+        address=hop.ip,
+        recipient=address,
+        strict_context=context,
+    )
+    await checker.run()
