@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from todoku.config.relay import RelayConfig
 from todoku.dns.dnspython import DnspythonResolver
 from todoku.net.smtp_client import Timeouts, opportunistic_tls_context
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
-from todoku.queue.transport import SmtpTransport
+from todoku.queue.transport import RelayTransport, SmtpTransport
 from todoku.store.api import IncomingMessage, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
 
@@ -78,6 +79,7 @@ async def running_queue(
     timeouts: Timeouts = TEST_TIMEOUTS,
     self_addresses: tuple[str, ...] = ("127.0.0.1",),
     tls: bool = True,
+    relays: tuple[RelayConfig, ...] = (),
 ) -> AsyncIterator[Queue]:
     store = SqliteStore(data_dir)
     settings = RunnerSettings(
@@ -100,6 +102,8 @@ async def running_queue(
         settings,
         is_self=lambda host, ip: host == HOSTNAME or ip in self_addresses,
         local_mailboxes=local_mailboxes,
+        relays=relays,
+        relay_transport=lambda relay: RelayTransport(relay, HOSTNAME, timeouts),
     )
     loop = asyncio.get_running_loop()
     store.on_queued = lambda items: loop.call_soon_threadsafe(runner.enqueue, items)

@@ -81,6 +81,26 @@ def _print_entry(entry: QueueEntry) -> None:
         click.echo(f"    last error: {entry.last_error}")
 
 
+def _routes(config: Config, entry: QueueEntry) -> list[dict[str, Any]]:
+    """Which way each pending recipient domain goes at the next attempt (queue.routing.choose)."""
+    from todoku.queue.routing import choose
+
+    domains = dict.fromkeys(
+        r.address.rpartition("@")[2].lower() for r in entry.recipients if r.state == "pending"
+    )
+    routes = []
+    for domain in domains:
+        choice = choose(config.relays, domain, entry.attempts)
+        relay = choice.relay
+        routes.append({
+            "domain": domain,
+            "route": "relay" if relay is not None else "mx",
+            "relay": relay.key if relay is not None else None,
+            "why": choice.why,
+        })
+    return routes
+
+
 def register(
     queue_group: click.Group,
     main: click.Group,
@@ -133,10 +153,16 @@ def register(
                 head = handle.read(HEADER_SCAN_LIMIT).partition(b"\r\n\r\n")[0]
         finally:
             store.close()
+        routes = _routes(config, entry)
         if as_json:
-            click.echo(json.dumps(_entry_json(entry) | {"history": history}, ensure_ascii=False))
+            extra = {"history": history, "routes": routes}
+            click.echo(json.dumps(_entry_json(entry) | extra, ensure_ascii=False))
             return
         _print_entry(entry)
+        if routes:
+            click.echo("  route:")
+            for route in routes:
+                click.echo(f"    {route['domain']}: {route['why']}")
         click.echo("  attempts:")
         for row in history:
             code = f"{row['code']} {row['enhanced']} ".replace("None ", "") if row["code"] else ""

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
 from todoku.dsn.compose import compose, original_subject
 from todoku.dsn.model import RecipientReport, Report, ReportKind
@@ -154,6 +155,7 @@ class Destination:
     paused_until: float = 0.0
     backoff: float = 0.0
     last_limit_reply: str = ""
+    relay: RelayConfig | None = None  # a smarthost ([[relay]]) rather than a domain's MX
     more: asyncio.Event = field(default_factory=asyncio.Event)  # a job was added
 
 
@@ -170,6 +172,8 @@ class QueueRunner:
         clock: Clock | None = None,
         shuffle: routing.Shuffle | None = None,
         signer: Callable[[bytes, str], bytes] | None = None,
+        relays: tuple[RelayConfig, ...] = (),
+        relay_transport: Callable[[RelayConfig], Transport] | None = None,
     ) -> None:
         self.store = store
         self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
@@ -183,6 +187,10 @@ class QueueRunner:
         self.clock = clock or SystemClock()
         self.shuffle = shuffle
         self.signer = signer  # DKIM: (message, sender) → header fields to send in front
+        # [[relay]] smarthosts (queue.routing.choose): their destinations are keyed "relay[N]".
+        self.relays = relays
+        self.relay_transport = relay_transport  # None: ``transport`` carries relay hops too
+        self._relay_transports: dict[int, Transport] = {}
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -373,14 +381,21 @@ class QueueRunner:
         # Written BEFORE dialling: a crash from here on retries at ``planned``, not in a loop.
         await self.state.run(lambda: store.begin_attempt(queue_id, now, planned))
         by_domain: dict[str, list[QueueRecipient]] = {}
+        relay_of: dict[str, RelayConfig] = {}
         for recipient in pending:
-            by_domain.setdefault(recipient.address.rpartition("@")[2].lower(), []).append(recipient)
+            key = recipient.address.rpartition("@")[2].lower()
+            if self.relays:
+                relay = routing.choose(self.relays, key, entry.attempts).relay
+                if relay is not None:
+                    key = relay.key  # every domain this relay takes shares its connections
+                    relay_of[key] = relay
+            by_domain.setdefault(key, []).append(recipient)
         loop = asyncio.get_running_loop()
         jobs: list[_Job] = []
         for domain, recipients in by_domain.items():
             job = _Job(entry, tuple(recipients), loop.create_future(), loaded.content,
                        loaded.signature)
-            self._submit(domain, job)
+            self._submit(domain, job, relay_of.get(domain))
             jobs.append(job)
         results = [a for job in jobs for a in await job.future]
         if any(job.retired for job in jobs):
@@ -491,19 +506,19 @@ class QueueRunner:
 
     # ------------------------------------------------------------------ destinations
 
-    def _destination(self, domain: str) -> Destination:
+    def _destination(self, domain: str, relay: RelayConfig | None = None) -> Destination:
         destination = self._destinations.get(domain)
         if destination is None:
             limit = self.settings.max_connections_per_domain
-            destination = Destination(domain, limit, limit)
+            destination = Destination(domain, limit, limit, relay=relay)
             self._destinations[domain] = destination
         return destination
 
     def destination(self, domain: str) -> Destination | None:
         return self._destinations.get(domain)
 
-    def _submit(self, domain: str, job: _Job) -> None:
-        destination = self._destination(domain)
+    def _submit(self, domain: str, job: _Job, relay: RelayConfig | None = None) -> None:
+        destination = self._destination(domain, relay)
         destination.jobs.append(job)
         destination.more.set()
         self._spawn_workers(destination)
@@ -537,7 +552,10 @@ class QueueRunner:
             if self._throttled(destination):
                 await self._defer_throttled(destination)
                 return
-            route = await self._route(destination.domain)
+            if destination.relay is not None:
+                route = await routing.relay_route(self.resolver, destination.relay)
+            else:
+                route = await self._route(destination.domain)
             while not self._stopping:
                 if not destination.jobs:
                     if channel is None or not channel.usable or not await self._more(destination):
@@ -623,8 +641,9 @@ class QueueRunner:
     ) -> tuple[Channel | None, Attempt | None]:
         """Try every hop in order (RFC 5321 §5.1) until one takes mail."""
         failure: Attempt | None = None
+        transport = self._transport_for(destination)
         for hop in route.hops:
-            result = await self.transport.connect(hop)
+            result = await transport.connect(hop)
             if not isinstance(result, Attempt):
                 return result, None
             failure = self._classified(result)
@@ -640,6 +659,15 @@ class QueueRunner:
                               "4.4.4")
         # Every hop refused: a 5xx greeting everywhere is permanent; anything else is retried.
         return None, failure
+
+    def _transport_for(self, destination: Destination) -> Transport:
+        relay = destination.relay
+        if relay is None or self.relay_transport is None:
+            return self.transport
+        transport = self._relay_transports.get(relay.index)
+        if transport is None:
+            transport = self._relay_transports[relay.index] = self.relay_transport(relay)
+        return transport
 
     def _classified(self, attempt: Attempt, attempts_so_far: int = 0) -> Attempt:
         if attempt.verdict is Verdict.DELIVERED:

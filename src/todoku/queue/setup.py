@@ -14,7 +14,7 @@ from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
-from todoku.queue.transport import SmtpTransport
+from todoku.queue.transport import RelayTransport, SmtpTransport
 from todoku.queue.wake import wake_path
 from todoku.store.api import Store
 
@@ -105,4 +105,6 @@ def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]])
         is_self=self_matcher(config, bound),
         local_mailboxes=mailbox_finder(config, store),
         signer=_dkim_signer(config),
+        relays=config.relays,
+        relay_transport=lambda relay: RelayTransport(relay, config.hostname),
     )
