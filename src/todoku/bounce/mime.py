@@ -22,11 +22,14 @@ Invariants:
 from __future__ import annotations
 
 import binascii
+import codecs
+import functools
 import re
 from collections.abc import Iterator
 from itertools import pairwise
 
 MAX_DEPTH = 32  # multipart / message nesting; real bounces use three or four levels
+MAX_FIELD_TEXT = 16384  # of one header field, for display (Part.header)
 
 DEFAULT_TYPE = "text/plain"  # RFC 2045 §5.2
 DIGEST_DEFAULT_TYPE = "message/rfc822"  # RFC 2046 §5.1.5: the default inside multipart/digest
@@ -73,19 +76,47 @@ _FIELDS = re.compile(rb"(?:[!-9;-~]+[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
 _FIELD_TEXT = re.compile(r"([!-9;-~]+)[ \t]*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n")
 
 
+# What a charset label may name: the codecs that turn bytes of a real character set into text.
+# Python's codec registry also holds codecs that are no charset at all and must never be reached
+# from a label in a message: "undefined" (raises on every input), "idna" and "punycode" (raise on
+# bad input whatever the error handler), "unicode_escape" and "raw_unicode_escape" (interpret
+# backslashes), and the bytes-to-bytes ones ("zlib", "base64", "rot13" ...). Labels are matched
+# on the registry's canonical name (codecs.lookup(label).name), so every alias of a real charset
+# is accepted and nothing else is.
+_TEXT_CODEC = re.compile(
+    r"utf-(?:8(?:-sig)?|7|16(?:-[lb]e)?|32(?:-[lb]e)?)|ascii|iso8859-\d{1,2}|cp\d{3,5}|"
+    r"mac-[a-z]+|koi8-[a-z]|kz1048|ptcp154|hp-roman8|tis-620|euc_[a-z0-9_]+|iso2022_[a-z0-9_]+|"
+    r"shift_jis(?:_2004|x0213)?|gb2312|gbk|gb18030|big5(?:hkscs)?|hz|johab")
+FALLBACK_CODEC = "utf-8"  # for labels that name no charset we can read; bad bytes become U+FFFD
+_MAX_LABEL = 40  # RFC 2978 §2.3: a registered charset name is at most 40 characters
+
+
 def codec_for(charset: str) -> str:
-    """The Python codec to decode text labelled ``charset`` (lower-cased, aliases applied)."""
+    """The Python codec to decode text labelled ``charset``: aliases applied, and FALLBACK_CODEC
+    for a label that is unknown, malformed (a NUL, an overlong name) or names a codec that is not
+    a text charset."""
     label = charset.strip().strip('"').lower()
-    return CHARSET_ALIASES.get(label, label) or "utf-8"
+    if not label or len(label) > _MAX_LABEL or not label.isascii() or not label.isprintable():
+        return FALLBACK_CODEC
+    return _text_codec(CHARSET_ALIASES.get(label, label))
+
+
+@functools.lru_cache(maxsize=128)
+def _text_codec(label: str) -> str:
+    try:
+        name = codecs.lookup(label).name
+    except (LookupError, ValueError):
+        return FALLBACK_CODEC
+    return label if _TEXT_CODEC.fullmatch(name) else FALLBACK_CODEC
 
 
 def decode_text(data: bytes, charset: str = "utf-8") -> str:
-    """Bytes → text in ``charset``; unknown charsets are read as UTF-8, bad bytes become U+FFFD."""
-    codec = codec_for(charset)
+    """Bytes → text in ``charset``; unknown or unusable charsets are read as UTF-8, and bad bytes
+    become U+FFFD. Never raises."""
     try:
-        return data.decode(codec, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
+        return data.decode(codec_for(charset), "replace")
+    except (LookupError, ValueError):  # UnicodeError is a ValueError; belt and braces
+        return data.decode(FALLBACK_CODEC, "replace")
 
 
 def decode_words(value: str) -> str:
@@ -93,12 +124,13 @@ def decode_words(value: str) -> str:
 
     Adjacent words in the same charset are joined as bytes before decoding: encoders split a
     multi-byte text anywhere (an ISO-2022-JP escape sequence may start in one word and end in
-    the next), so each word alone need not be decodable.
+    the next), so each word alone need not be decodable. Linear in the value's length (the run's
+    bytes are collected in a list, not by repeated concatenation).
     """
     if "=?" not in value:
         return value
     out: list[str] = []
-    pending = b""
+    pending: list[bytes] = []
     pending_charset = ""
     last_end = 0
     after_word = False
@@ -106,23 +138,23 @@ def decode_words(value: str) -> str:
         between = value[last_end:match.start()]
         if not (after_word and not between.strip(" \t")):  # RFC 2047 §6.2
             if pending:
-                out.append(decode_text(pending, pending_charset))
-                pending = b""
+                out.append(decode_text(b"".join(pending), pending_charset))
+                pending = []
             out.append(between)
         charset = match.group(1).partition("*")[0].lower()  # RFC 2231 §5: charset*language
         data = _word_bytes(match)
         if pending and (data is None or charset != pending_charset):
-            out.append(decode_text(pending, pending_charset))
-            pending = b""
+            out.append(decode_text(b"".join(pending), pending_charset))
+            pending = []
         if data is None:
             out.append(match.group(0))
         else:
-            pending += data
+            pending.append(data)
             pending_charset = charset
         after_word = True
         last_end = match.end()
     if pending:
-        out.append(decode_text(pending, pending_charset))
+        out.append(decode_text(b"".join(pending), pending_charset))
     out.append(value[last_end:])
     return "".join(out)
 
@@ -200,10 +232,14 @@ class Part:
         return self._first.get(name.lower(), default)
 
     def header(self, name: str) -> str:
-        """The first field called ``name`` for display: encoded words decoded, trimmed; ``""``."""
+        """The first field called ``name`` for display: encoded words decoded, trimmed; ``""``.
+
+        Only the first MAX_FIELD_TEXT characters are read: what the analyzer reads from a field
+        (an address, a status, a reply, a subject) is far shorter."""
         value = self._first.get(name.lower())
         if not value:
             return ""
+        value = value[:MAX_FIELD_TEXT]
         return (decode_words(value) if "=?" in value else value).strip()
 
     def get_all(self, name: str) -> list[str]:
@@ -309,27 +345,38 @@ def parse_fields(text: bytes, part: Part | None = None,
         part.fields = pairs
         part._first = {name.lower(): value for name, value in reversed(pairs)}
         position = valid_end
-    fields = part.fields
-    first = part._first
     if position < len(block):
-        if unfolded_lines_continue and fields:
+        if unfolded_lines_continue and part.fields:
             # The rest of the group: each line either starts a field or continues the last one.
+            # A field's continuation lines are collected, then joined once (not by growing the
+            # value line by line, which was quadratic in the number of lines).
+            continued: list[str] = []
             for raw in block[position:].split(b"\n"):
-                line = _header_text(raw)
                 match = _FIELD.match(raw + b"\n")
                 if match:
+                    _continue_last_field(part, continued)
                     part._add_field(match.group(1).decode("ascii"), _header_text(
                         match.group(2).replace(b"\n", b"")))
-                elif line.strip() and fields:
-                    part.defects.append("UnfoldedContinuation")
-                    name, value_so_far = fields[-1]
-                    fields[-1] = (name, f"{value_so_far} {line}")
-                    if first.get(name.lower()) == value_so_far:
-                        first[name.lower()] = fields[-1][1]
+                elif raw.strip():
+                    continued.append(_header_text(raw))
+            _continue_last_field(part, continued)
         else:
             part.defects.append("MissingHeaderBodySeparator")
             body_at = position
     return part, min(body_at, len(text))
+
+
+def _continue_last_field(part: Part, lines: list[str]) -> None:
+    """Append ``lines`` (unfolded continuation lines) to the part's last field, and empty it."""
+    if not lines:
+        return
+    part.defects.append("UnfoldedContinuation")
+    name, value_so_far = part.fields[-1]
+    part.fields[-1] = (name, " ".join((value_so_far, *lines)))
+    if part._first.get(name.lower()) == value_so_far:
+        part._first[name.lower()] = part.fields[-1][1]
+    part._all = None
+    lines.clear()
 
 
 def _content_type(part: Part, default: str) -> None:
