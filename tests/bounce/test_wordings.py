@@ -225,7 +225,10 @@ def test_sendmail_protocol_error_reads_the_reply_above_it(reply: str, reason: st
     assert diagnosis.reason == reason
 
 
-def test_recipient_from_the_unsent_message_below_the_marker() -> None:
+def test_no_recipient_from_the_unsent_message_below_the_marker() -> None:
+    """The report names only the host; the returned message's To: is whom the original was
+    written to, not a failed recipient (issue 13 item 4): the recipient is left unnamed, and the
+    report's words still give the reason."""
     data = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@mail.example.net>
 To: sender@example.net
 Subject: Returned mail: Cannot send message for 4 days
@@ -242,7 +245,7 @@ Subject: hello
 hi
 """
     [diagnosis] = analyze_bytes(data)
-    assert diagnosis.recipient == "taro@example.org"
+    assert diagnosis.recipient == ""
     assert diagnosis.reason == "expired"
 
 

@@ -195,7 +195,43 @@ def _strip_type(value: str) -> str:
 
 def _clean_address(text: str) -> str:
     match = ADDRESS.search(text)
-    return match.group(0).strip(".").lower() if match else ""
+    return _plain_address(match.group(0)) if match else ""
+
+
+# How reports write an address around the address itself: an address type before it
+# ("rfc822;a@b", "smtp=a@b", "SMTP:a@b"), quotes or brackets around it, punctuation after it.
+_ADDRESS_TYPE_PREFIX = re.compile(r"\A(?:rfc822|smtp|x400|utf-8|mailto)\s*[;=:]\s*",
+                                  re.IGNORECASE)
+_WRAPPING = "<>()[]{}'\"`"
+_TRAILING = ".,;:!?"
+# What is left must be one mailbox: a dot-atom or quoted local part (RFC 5321 §4.1.2), "@", and a
+# domain name or an address literal; the domain need not have a dot ("a@mailhub0" in a DSN).
+_MAILBOX = re.compile(
+    rf"(?:[{_LOCAL_CHARS}]{{1,64}}|\"[^\"\\\s]{{1,64}}\")@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252}[A-Za-z0-9])?|\[[A-Za-z0-9.:]{1,45}\])")
+_ANGLE_ADDRESS = re.compile(r"<([^<>\s]{1,320}@[^<>\s]{1,255})>")
+
+
+def _plain_address(text: str) -> str:
+    """One address as a recipient is reported: lower case, without the address type, quotes,
+    brackets and punctuation that reports write around it; ``""`` when no mailbox is left.
+
+    'rfc822; <A@B.example>' → 'a@b.example'; 'smtp=a@b' → 'a@b'; "'a@b'," → 'a@b'; a quoted
+    local part stays quoted ('"a..b"@c' is the address, RFC 5321 §4.1.2)."""
+    text = text.strip()[:400]
+    angle = _ANGLE_ADDRESS.search(text)
+    if angle:  # "Name <a@b>": the address is in the angle brackets
+        text = angle.group(1)
+    for _ in range(3):  # a prefix inside quotes inside brackets: a few rounds settle it
+        before = text
+        text = _ADDRESS_TYPE_PREFIX.sub("", text.strip().rstrip(_TRAILING), count=1)
+        if text.startswith('"') and text.find('"', 1) == text.find("@") - 1 > 0:
+            break  # a quoted local part: its quotes belong to the address
+        text = text.strip(_WRAPPING)
+        if text == before:
+            break
+    text = text.rstrip(_TRAILING)
+    return text.lower() if _MAILBOX.fullmatch(text) else ""
 
 
 def _status_in(text: str, last: bool = False) -> str:
@@ -236,13 +272,17 @@ def _phase_in(text: str) -> str:
 class _Walk:
     """What the walk over a report's parts has collected so far (filled in as it goes)."""
 
-    __slots__ = ("defects", "dsn_blocks", "dsn_message_fields", "feedback", "original",
-                 "original_text", "texts")
+    __slots__ = ("defects", "dsn_blocks", "dsn_message_fields", "feedback", "inner_dsn_blocks",
+                 "inner_dsn_message_fields", "original", "original_text", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.dsn_blocks: list[Part] = []
         self.dsn_message_fields: Part | None = None
+        # The DSN fields of a report returned inside this one (a forwarded bounce, or a bounce of
+        # a bounce): used only when this report has none of its own.
+        self.inner_dsn_blocks: list[Part] = []
+        self.inner_dsn_message_fields: Part | None = None
         self.original: Part | None = None
         self.original_text = ""
         self.feedback: Part | None = None
@@ -253,14 +293,18 @@ def _walk(part: Part, walk: _Walk, inside_original: bool = False) -> None:
     """Collect the report's texts, DSN field groups, feedback fields and the returned message.
 
     Inside a returned message (message/rfc822) the text parts belong to the original mail and are
-    skipped; its DSN and feedback parts are still read (a forwarded bounce carries its report
-    there)."""
+    skipped; its DSN parts are kept aside (a forwarded bounce carries its report there, but in a
+    bounce of a bounce they name the first bounce's recipients, not this one's) and its feedback
+    parts are read."""
     ctype = part.content_type
     maintype = ctype.partition("/")[0]
     children = part.parts  # reads the body's structure, which may add defects
     walk.defects.extend(part.defects)
     if ctype in mime.DELIVERY_STATUS_TYPES:
-        if part.blocks:
+        if part.blocks and inside_original:
+            walk.inner_dsn_message_fields = walk.inner_dsn_message_fields or part.blocks[0]
+            walk.inner_dsn_blocks.extend(part.blocks)
+        elif part.blocks:
             walk.dsn_message_fields = walk.dsn_message_fields or part.blocks[0]
             walk.dsn_blocks.extend(part.blocks)
     elif ctype == "message/feedback-report":
@@ -371,6 +415,22 @@ _NAMED_AS_FAILED = re.compile(r"(?:error delivering your (?:mail|message) to|"
                               r"could not be delivered to|delivery to) <?$", re.IGNORECASE)
 
 
+# A header field of the returned message quoted in the report ("  To: a@b", "> Message-Id: <x@y>",
+# "Received: ... for <a@b>"): it describes the original, it does not name a failed recipient.
+_QUOTED_FIELD = re.compile(
+    r"[ \t>]*(?:to|cc|bcc|from|sender|reply-to|return-path|message-id|references|in-reply-to|"
+    r"subject|date|received|delivered-to|envelope-to|x-original-to|resent-[a-z]+|list-[a-z]+)"
+    r"[ \t]*:", re.IGNORECASE)
+# "a@b <c@d>": the first is the display name of the second, which is the address.
+_DISPLAY_NAME_OF = re.compile(r"[ \t]*<([^<>\s@]{1,70}@[^<>\s]{1,255})>")
+# An instruction to write somewhere ("please send mail with the body 'guide' to the address",
+# "for assistance contact"): the address it leads to is where to write, not who failed.
+_INSTRUCTION = re.compile(
+    r"please send|send (?:a |an )?(?:mail|message|e-?mail|request) (?:with|to)|write to|"
+    r"contact|questions|assistance|help desk|問い?合わ?せ|ご連絡", re.IGNORECASE)
+_SENTENCE_ENDS = (". ", ".\n", "! ", "!\n", "? ", "?\n", "。", ":\n")
+# RFC 3676 §4.3: a line "-- " starts the signature, whose addresses are the sender's own.
+_SIGNATURE_START = re.compile(r"^-- ?$", re.MULTILINE)
 MAX_RECIPIENTS = 100  # failed recipients read from one report (DSN blocks or text)
 _MAX_ADDRESSES_READ = 500  # addresses looked at in one report's text
 _LINE_WINDOW = 500  # characters either side of an address read as its line or sentence
@@ -383,13 +443,16 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
     _LINE_WINDOW characters), and at most _MAX_ADDRESSES_READ addresses are looked at."""
     found: list[tuple[str, int]] = []
     seen: set[str] = set()
-    for count, match in enumerate(ADDRESS.finditer(report)):
+    display_names: set[str] = set()
+    signature = _SIGNATURE_START.search(report, 1)
+    for count, match in enumerate(ADDRESS.finditer(report, 0, signature.start() if signature
+                                                   else len(report))):
         if count >= _MAX_ADDRESSES_READ or len(found) >= MAX_RECIPIENTS:
             break
         start, end = match.span()
-        address = match.group(0).strip(".").lower()
+        address = _plain_address(match.group(0))
         local = address.rpartition("@")[0]
-        if NOT_RECIPIENT_LOCALS.match(local):
+        if not address or NOT_RECIPIENT_LOCALS.match(local):
             continue
         window_start = max(0, start - _LINE_WINDOW)
         line_start = report.rfind("\n", window_start, start) + 1 or window_start
@@ -404,16 +467,38 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
         heading = heading or _NAMED_AS_FAILED.search(report, line_start, start) is not None
         if address in excluded and not heading:
             continue
-        if CONTACT_LINE.search(line):
+        if CONTACT_LINE.search(line) or _QUOTED_FIELD.match(line):
+            continue
+        if address in display_names or _names_other_address(report, end, address):
+            display_names.add(address)  # and wherever else the report repeats it
             continue
         # Message-IDs and URLs are not mailboxes.
         before = report[max(0, start - 12):start]
         if _NOT_A_MAILBOX_BEFORE.search(before):
             continue
+        if heading and not report[end:line_end].strip(" \t>:") and _after_instruction(
+                report, window_start, line_start):
+            continue
         if address not in seen:
             seen.add(address)
             found.append((address, start))
     return found
+
+
+def _names_other_address(report: str, end: int, address: str) -> bool:
+    """True when the address ending at ``end`` is followed by another in angle brackets: it is
+    that one's display name ("a@b <c@d>"; not "a@b <a@b>" nor "a@b<mailto:a@b>")."""
+    angle = _DISPLAY_NAME_OF.match(report, end)
+    return angle is not None and _plain_address(angle.group(1)) not in ("", address)
+
+
+def _after_instruction(report: str, window_start: int, line_start: int) -> bool:
+    """True when the sentence leading to an address standing alone on its line is an
+    instruction to write there (the sentence runs over blank lines: "please send mail with the
+    mail body\n\n\tguide\n\nto the address\n\n\tlist-ctl@example.org")."""
+    sentence_start = max(report.rfind(end, window_start, line_start) for end in _SENTENCE_ENDS)
+    sentence = report[max(sentence_start, window_start):line_start]
+    return _INSTRUCTION.search(sentence) is not None
 
 
 def _segment(report: str, positions: list[int], index: int) -> str:
@@ -434,6 +519,13 @@ _UTF8_ADDRESS_TYPE = re.compile(r"\s*utf-8\s*;\s*<?([^\s<>@]+@[^\s<>]+?)>?\s*$",
 _UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 
 
+def _field_address(value: str) -> str:
+    """The address of a Final-Recipient or Original-Recipient field (RFC 3464 §2.3.1, §2.3.2):
+    the value after its address type, read whole ('rfc822; a@mailhub0', 'rfc822; "a..b"@c'),
+    or else the first address written in it."""
+    return _plain_address(_strip_type(value)) or _clean_address(value)
+
+
 def _utf8_address(field_value: str) -> str:
     """'utf-8; ユーザー@example.jp' → 'ユーザー@example.jp'; '' for any other address type."""
     match = _UTF8_ADDRESS_TYPE.match(field_value)
@@ -452,8 +544,8 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
         recipient_field = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
         if not recipient_field:
             continue
-        original_recipient = _clean_address(_strip_type(_header(block, "Original-Recipient")))
-        recipient = (_utf8_address(recipient_field) or _clean_address(_strip_type(recipient_field))
+        original_recipient = _field_address(_header(block, "Original-Recipient"))
+        recipient = (_utf8_address(recipient_field) or _field_address(recipient_field)
                      or original_recipient)
         if not recipient:
             continue
@@ -551,7 +643,7 @@ _TRANSCRIPT_FAILURE = re.compile(r"^[ \t]*(?:(?:<<<|Out:)[ \t]*)?([45]\d\d)[ \-]
 def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[Evidence]:
     found = _text_recipients(report, excluded)
     if failed_header:
-        listed = [a.lower() for a in ADDRESS.findall(failed_header)]
+        listed = [a for a in map(_plain_address, ADDRESS.findall(failed_header)) if a]
         if listed:
             where = {address: position for address, position in found}
             found = [(a, where.get(a, -1)) for a in dict.fromkeys(listed)]
@@ -632,6 +724,9 @@ def _parse_bounce(data: bytes) -> Bounce:
         _walk(message, walk)
     except Exception as error:  # noqa: BLE001 - a pathological MIME tree
         walk.defects.append(f"walk: {type(error).__name__}")
+    if not walk.dsn_blocks and walk.inner_dsn_blocks:
+        walk.dsn_blocks = walk.inner_dsn_blocks
+        walk.dsn_message_fields = walk.inner_dsn_message_fields
     defects = tuple(walk.defects)
     subject = _header(message, "Subject")
     date = _header(message, "Date")
@@ -709,11 +804,12 @@ def _parse_bounce(data: bytes) -> Bounce:
                       text=report, defects=defects)
     if not looks_like_bounce and not evidence:
         return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
-    if not evidence and original is not None:
-        recipient = _clean_address(_header(original, "To"))
-        if recipient:
-            evidence = [Evidence(recipient=recipient, diagnostic=_diagnostic_line(report),
-                                 status=_status_in(report), date=date, context=report)]
+    if not evidence:
+        # A bounce that names no failed recipient: its words still say why, but the recipient is
+        # left unnamed. The returned message's To: is not taken instead: it lists whom the
+        # original was written to, not who failed (aliases, lists, other recipients, Bcc).
+        evidence = [Evidence(recipient="", diagnostic=_diagnostic_line(report),
+                             status=_status_in(report), date=date, context=report)]
     if not looks_like_bounce and kind == KIND_TEXT:
         return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
     return Bounce(kind, subject, date, sender, tuple(evidence), text=report, defects=defects,
