@@ -40,7 +40,11 @@ async def test_refused_login_defers_until_expiry_and_the_report_says_so(tmp_path
         relays=(RELAY,),
     )
     loop = asyncio.get_running_loop()
-    rig.store.on_queued = lambda items: loop.call_soon_threadsafe(rig.runner.enqueue, items)
+
+    def queued(items: list[tuple[str, float]]) -> None:
+        loop.call_soon_threadsafe(rig.runner.enqueue, items)
+
+    rig.store.on_queued = queued
     task = asyncio.create_task(rig.runner.run())
     try:
         start = rig.clock.now()
