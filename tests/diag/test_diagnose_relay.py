@@ -63,7 +63,7 @@ def test_diagnose_follows_the_relay_and_checks_the_login(
         status, report, _ = diagnose(good, "bob@remote.test")
         assert status == 0, report
         names = [s["name"] for s in report["steps"]]
-        assert names[:2] == ["route", "mx"] and names[-3:] == ["login", "mail", "rcpt"]
+        assert names[:2] == ["route", "relay"] and names[-3:] == ["login", "mail", "rcpt"]
         assert "relay[0]" in report["steps"][0]["detail"]
         assert "bob@remote.test" in report["steps"][-1]["detail"]
         assert relay.messages == []  # never DATA

@@ -66,7 +66,7 @@ async def _check(
     if routed.failure is not None:
         report.add(
             Step(
-                "mx",
+                "relay",
                 FAIL,
                 routed.failure.text,
                 text(lang, "relay_unresolved", **facts),
@@ -76,7 +76,7 @@ async def _check(
         )
         return
     hop = routed.hops[0]
-    report.add(Step("mx", OK, f"{relay.host} → {', '.join(h.ip for h in routed.hops)}"))
+    report.add(Step("relay", OK, f"{relay.host} → {', '.join(h.ip for h in routed.hops)}"))
     password = ""
     if relay.user is not None:
         try:

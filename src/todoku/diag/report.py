@@ -84,6 +84,7 @@ _STEP_LABELS = {
     "tls": ("TLS", "TLS"),
     "certificate": ("certificate", "証明書"),
     "route": ("route", "経路"),
+    "relay": ("relay host", "リレーホスト"),
     "auth": ("AUTH mechanisms", "AUTH 方式"),
     "login": ("login", "ログイン"),
     "mail": ("MAIL FROM", "MAIL FROM"),
