@@ -57,3 +57,18 @@ def test_our_delay_warning_says_nothing_to_do_yet() -> None:
     assert diagnosis.recipient == "bob@remote.test" and diagnosis.status == "4.4.1"
     assert diagnosis.permanent is False
     assert "Nothing to do yet" in diagnosis.remedy
+
+
+def test_our_expiry_bounce_is_returned_not_retried() -> None:
+    """After max_lifetime todoku returns the message with Action: failed and Status: 4.4.7 (the
+    last remote reply, a temporary one, stays the diagnostic): nothing retries it any more."""
+    data = our_report(ReportKind.FAILURE, RecipientReport(
+        final_recipient="bob@remote.test", original_recipient=None, action="failed",
+        status="4.4.7", remote_mta="mx1.remote.test",
+        diagnostic="smtp; 451 4.3.0 Temporary lookup failure",
+        detail="delivery time expired: could not deliver for 5 days; last error: 451 4.3.0 "
+        "Temporary lookup failure", reason="expired"))
+    [diagnosis] = analyze_bytes(data, explain=True)
+    assert (diagnosis.reason, diagnosis.action, diagnosis.permanent, diagnosis.hard) == (
+        "expired", "failed", True, False)
+    assert "still" not in diagnosis.remedy.lower() and "returned" in diagnosis.remedy

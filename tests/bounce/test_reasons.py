@@ -284,7 +284,7 @@ BOUNCES = [
         "expired",
         "4.4.1",
         None,
-        False,
+        True,  # returned: "I'm not going to try again" (issue 13 item 3)
     ),
 ]
 

@@ -1,12 +1,51 @@
-"""One bounce message in → one Diagnosis per recipient out (the whole pipeline, still pure)."""
+"""One bounce message in → one Diagnosis per recipient out (the whole pipeline, still pure).
+
+Three facts about the outcome are kept apart (issue 13 item 3):
+
+* ``action``, what became of the message for this recipient, in RFC 3464 §2.3.3's words:
+  failed (returned: nothing retries it), delayed (still being retried), delivered, relayed,
+  expanded. From the DSN's Action field; for a report without one, from its wording
+  (extract.report_action): a returned message is failed, a delay warning delayed. An auto-reply
+  or a complaint is about a delivered message; "" when the message is no report at all.
+* ``permanent``: the message will not be retried, ``action == "failed"``. The status class does
+  not decide it: a returned message is never "still being retried" (todoku's own give-up after
+  max_lifetime is "Action: failed" with "Status: 4.4.7"; a mailbox full is 4.2.2 or 5.2.2).
+* ``hard``: sending the same returned message again later would fail the same way, read from
+  the reason (HARD_REASONS): the address or domain does not exist or takes no mail, the sender or
+  the message itself was refused; False for any action but failed. A full mailbox, a rate limit, a block of the sending server, a network or remote
+  fault pass with time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from todoku.bounce.classify import classify_evidence
-from todoku.bounce.explain import REASONS, explain_reason
-from todoku.bounce.extract import Bounce, Evidence, parse_bounce
+from todoku.bounce.classify import judge_evidence
+from todoku.bounce.explain import explain_reason, retry_note
+from todoku.bounce.extract import (
+    ACTIONS,
+    KIND_FEEDBACK,
+    KIND_NOTBOUNCE,
+    KIND_VACATION,
+    Bounce,
+    Evidence,
+    parse_bounce,
+)
+
+# Reasons that say the same message would fail the same way again: the recipient's address or
+# domain is wrong or closed to mail, the sender is refused, or the message itself is (its size,
+# content, form, signature). Not here: what passes with time or is the sending server's state
+# (mailboxfull, systemfull, toomanyconn, speeding, blocked, requireptr, badreputation,
+# networkerror, systemerror, mailererror, failedstarttls, expired, delayed) and what is unknown
+# (onhold, undefined).
+HARD_REASONS = frozenset({
+    "userunknown", "hostunknown", "notaccept", "hasmoved", "suspend", "norelaying", "suppressed",
+    "rejected", "authfailure", "securityerror", "syntaxerror",
+    "mesgtoobig", "exceedlimit", "contenterror", "notcompliantrfc", "policyviolation",
+    "spamdetected", "virusdetected", "filtered",
+})
+# Reports about a message that arrived: an auto-reply, a complaint, a success notice.
+_ABOUT_DELIVERED = frozenset({"delivered", "vacation", "feedback"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,51 +56,65 @@ class Diagnosis:
     reply_code: int | None
     remote_mta: str
     diagnostic: str
-    permanent: bool
+    permanent: bool  # the message will not be retried: action == "failed"
     date: str
     cause: str = ""
     remedy: str = ""
+    action: str = ""  # failed, delayed, delivered, relayed, expanded; "" for no report
+    hard: bool = False  # sending the same message again would fail the same way
+    evidence: tuple[str, ...] = ()  # what decided the reason (the classifier's words)
 
     def to_json(self, file: str) -> dict[str, object]:
-        return {"file": file, "recipient": self.recipient, "reason": self.reason,
-                "status": self.status, "reply_code": self.reply_code,
-                "remote_mta": self.remote_mta, "diagnostic": self.diagnostic,
-                "permanent": self.permanent, "date": self.date, "cause": self.cause,
-                "remedy": self.remedy}
+        """The file, then every field in order (what ``--json`` writes)."""
+        return {"file": file, **asdict(self)}
 
 
-def _permanent(evidence: Evidence, reason: str) -> bool:
-    if evidence.action == "delayed":
-        return False
-    if evidence.status[:1] in ("4", "5"):
-        return evidence.status[0] == "5"
-    if evidence.reply_code is not None:
-        return evidence.reply_code >= 500
-    definition = REASONS.get(reason)
-    return definition.permanent if definition else True
+def outcome_action(kind: str, evidence: Evidence, reason: str) -> str:
+    """The action for one recipient (see the module's docstring)."""
+    if kind == KIND_NOTBOUNCE:
+        return ""
+    if kind in (KIND_VACATION, KIND_FEEDBACK) or reason in ("vacation", "feedback"):
+        return "delivered"
+    if evidence.action in ACTIONS:
+        return evidence.action
+    return "delivered" if reason == "delivered" else "failed"
+
+
+def _judge(bounce: Bounce, evidence: Evidence) -> tuple[str, tuple[str, ...]]:
+    """(reason, what decided it); a classifier failure reads as "undefined" rather than stopping
+    a run over many files."""
+    try:
+        verdict = judge_evidence(bounce.kind, evidence, bounce.subject, bounce.text,
+                                 bounce.filter_gateway)
+    except Exception as error:  # noqa: BLE001 - analyze never raises
+        return "undefined", (f"classification failed: {type(error).__name__}",)
+    return verdict.reason, tuple(verdict.evidence)
 
 
 def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Diagnosis]:
     if not bounce.evidence:
-        cause, remedy = explain_reason(bounce.kind if bounce.kind == "notbounce" else "undefined",
-                                       lang) if explain else ("", "")
-        reason = "notbounce" if bounce.kind == "notbounce" else "undefined"
-        return [Diagnosis("", reason, "", None, "", "", False, bounce.date, cause, remedy)]
+        reason = "notbounce" if bounce.kind == KIND_NOTBOUNCE else "undefined"
+        cause, remedy = explain_reason(reason, lang) if explain else ("", "")
+        return [Diagnosis("", reason, "", None, "", "", False, bounce.date, cause, remedy,
+                          evidence=bounce.defects)]
     out = []
     for evidence in bounce.evidence:
-        reason = classify_evidence(bounce.kind, evidence, bounce.subject, bounce.text,
-                                   bounce.filter_gateway)
+        reason, decided_by = _judge(bounce, evidence)
+        action = outcome_action(bounce.kind, evidence, reason)
+        hard = action == "failed" and reason in HARD_REASONS
         cause = remedy = ""
         if explain:
             facts = {"recipient": evidence.recipient, "remote_mta": evidence.remote_mta}
             cause, remedy = explain_reason(reason, lang, **facts)
-            if evidence.action == "delayed":
+            if action == "delayed":
                 # A warning, not a failure (RFC 3464 §2.3.3): the sender need do nothing yet;
                 # the reason says what is holding the message up.
                 waiting, nothing_yet = explain_reason("delayed", lang, **facts)
                 if reason not in ("expired", "undefined", "onhold"):
                     waiting = f"{waiting} {cause}"
                 cause, remedy = waiting, nothing_yet
+            elif reason not in _ABOUT_DELIVERED:
+                remedy += retry_note(reason, lang, action, hard)
         out.append(
             Diagnosis(
                 recipient=evidence.recipient,
@@ -70,11 +123,13 @@ def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Dia
                 reply_code=evidence.reply_code,
                 remote_mta=evidence.remote_mta,
                 diagnostic=evidence.diagnostic,
-                permanent=_permanent(evidence, reason) if reason not in (
-                    "delivered", "vacation", "feedback") else False,
+                permanent=action == "failed",
                 date=evidence.date,
                 cause=cause,
                 remedy=remedy,
+                action=action,
+                hard=hard,
+                evidence=decided_by,
             )
         )
     return out

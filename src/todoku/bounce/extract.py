@@ -812,8 +812,35 @@ def _parse_bounce(data: bytes) -> Bounce:
                              status=_status_in(report), date=date, context=report)]
     if not looks_like_bounce and kind == KIND_TEXT:
         return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
+    if any(e.action not in ACTIONS for e in evidence):
+        worded = report_action(subject, report)
+        evidence = [e if e.action in ACTIONS else replace(e, action=worded) for e in evidence]
     return Bounce(kind, subject, date, sender, tuple(evidence), text=report, defects=defects,
                   filter_gateway=_from_filter_gateway(message))
+
+
+# RFC 3464 §2.3.3: what became of the message for a recipient.
+ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
+# How a report without an Action field says the message is still queued: a delay warning
+# (sendmail "Warning: could not send message for past 4 hours ... THIS IS A WARNING MESSAGE
+# ONLY", Exim "has not yet been delivered ... No action is required on your part", Exchange
+# "Delivery Status Notification (Delay)", Gmail "Gmail will retry for 47 more hours").
+_DELAY_WORDING = re.compile(
+    r"warning message only|this is a warning only|do not need to resend|"
+    r"not yet been delivered|has been delayed|delivery (?:is |was )?delayed|"
+    r"will (?:continue to )?(?:retry|try again|keep trying)|will be retried|"
+    r"still (?:being retried|trying)|continue(?:s)? to (?:retry|try)|"
+    r"no action is required on your part|配送(?:が|を)?遅延|遅延しています",
+    re.IGNORECASE)
+_DELAY_SUBJECT = re.compile(r"\bdelay(?:ed)?\b|^warning:|遅延", re.IGNORECASE)
+
+
+def report_action(subject: str, report: str) -> str:
+    """The action a report without (valid) Action fields states in its words: "delayed" for a
+    warning that the message is still being retried, else "failed": a returned message."""
+    if _DELAY_SUBJECT.search(subject) or _DELAY_WORDING.search(report):
+        return "delayed"
+    return "failed"
 
 
 def _from_filter_gateway(message: Part) -> bool:
