@@ -23,24 +23,36 @@ def outcome(data: bytes) -> tuple[str, str, bool, bool]:
     return diagnosis.reason, diagnosis.action, diagnosis.permanent, diagnosis.hard
 
 
-@pytest.mark.parametrize(("status", "reply", "reason", "hard"), [
-    ("5.1.1", "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown",
-     "userunknown", True),
-    ("5.2.2", "552 5.2.2 <bob@example.org>: Mailbox full", "mailboxfull", False),
-    # A full mailbox answered with a temporary code, returned by the sender's server at last:
-    # returned all the same.
-    ("4.2.2", "452 4.2.2 <bob@example.org>: Mailbox full", "mailboxfull", False),
-    ("4.7.0", "421 4.7.0 Too many connections from your IP, try later", "toomanyconn", False),
-])
-def test_a_returned_message_is_failed_and_permanent(status: str, reply: str, reason: str,
-                                                    hard: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "reply", "reason", "hard"),
+    [
+        (
+            "5.1.1",
+            "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown",
+            "userunknown",
+            True,
+        ),
+        ("5.2.2", "552 5.2.2 <bob@example.org>: Mailbox full", "mailboxfull", False),
+        # A full mailbox answered with a temporary code, returned by the sender's server at last:
+        # returned all the same.
+        ("4.2.2", "452 4.2.2 <bob@example.org>: Mailbox full", "mailboxfull", False),
+        ("4.7.0", "421 4.7.0 Too many connections from your IP, try later", "toomanyconn", False),
+    ],
+)
+def test_a_returned_message_is_failed_and_permanent(
+    status: str, reply: str, reason: str, hard: bool
+) -> None:
     data = postfix_dsn("bob@example.org", status, reply)
     assert outcome(data) == (reason, "failed", True, hard)
 
 
 def test_a_delay_warning_is_delayed_not_permanent_not_hard() -> None:
-    data = postfix_dsn("bob@example.org", "4.1.1", "450 4.1.1 <bob@example.org>: Recipient "
-                       "address rejected: User unknown", action="delayed")
+    data = postfix_dsn(
+        "bob@example.org",
+        "4.1.1",
+        "450 4.1.1 <bob@example.org>: Recipient address rejected: User unknown",
+        action="delayed",
+    )
     _reason, action, permanent, hard = outcome(data)
     assert (action, permanent, hard) == ("delayed", False, False)
 
@@ -69,19 +81,24 @@ No action is required on your part. Delivery attempts will continue for some tim
 def test_reports_about_delivered_mail_are_not_failures() -> None:
     data = postfix_dsn("bob@example.org", "2.0.0", "250 2.0.0 Ok: queued", action="delivered")
     assert outcome(data) == ("delivered", "delivered", False, False)
-    auto_reply = (b"From: bob@example.org\nTo: sender@example.net\nSubject: Out of office\n"
-                  b"Auto-Submitted: auto-replied\n\nI am away until Monday.\n")
+    auto_reply = (
+        b"From: bob@example.org\nTo: sender@example.net\nSubject: Out of office\n"
+        b"Auto-Submitted: auto-replied\n\nI am away until Monday.\n"
+    )
     assert outcome(auto_reply)[1:] == ("delivered", False, False)
     plain = b"From: a@example.org\nTo: b@example.org\nSubject: hi\n\nhello\n"
     assert outcome(plain) == ("notbounce", "", False, False)
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("lhost-postfix-45.eml", "mailboxfull"),  # Action: failed, Status: 4.3.0
-    ("lhost-kddi-01.eml", "mailboxfull"),  # a carrier's text notice
-    ("lhost-notes-01.eml", "onhold"),
-    ("rfc3464-43.eml", "onhold"),  # Action: failed, Status: 4.3.0
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("lhost-postfix-45.eml", "mailboxfull"),  # Action: failed, Status: 4.3.0
+        ("lhost-kddi-01.eml", "mailboxfull"),  # a carrier's text notice
+        ("lhost-notes-01.eml", "onhold"),
+        ("rfc3464-43.eml", "onhold"),  # Action: failed, Status: 4.3.0
+    ],
+)
 def test_corpus_final_bounces_are_permanent(name: str, reason: str) -> None:
     path = CORPUS / "maildir" / "bsd" / name
     if not path.exists():

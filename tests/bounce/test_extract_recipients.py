@@ -21,33 +21,44 @@ def recipients(data: bytes) -> list[str]:
 def dsn_with_field(final_recipient: str) -> bytes:
     """A DSN whose Final-Recipient field is written ``final_recipient`` (after "rfc822;")."""
     data = postfix_dsn("placeholder@example.org", "5.1.1", "550 5.1.1 User unknown")
-    return data.replace(b"Final-Recipient: rfc822; placeholder@example.org",
-                        b"Final-Recipient: rfc822; " + final_recipient.encode()).replace(
-        b"Original-Recipient: rfc822;placeholder@example.org\r\n", b"").replace(
-        b"<placeholder@example.org>: ", b"").replace(b"To: placeholder@example.org",
-                                                    b"To: someone@example.org")
+    return (
+        data.replace(
+            b"Final-Recipient: rfc822; placeholder@example.org",
+            b"Final-Recipient: rfc822; " + final_recipient.encode(),
+        )
+        .replace(b"Original-Recipient: rfc822;placeholder@example.org\r\n", b"")
+        .replace(b"<placeholder@example.org>: ", b"")
+        .replace(b"To: placeholder@example.org", b"To: someone@example.org")
+    )
 
 
-@pytest.mark.parametrize(("written", "address"), [
-    ("smtp=bob@example.org", "bob@example.org"),
-    ('"bob@example.org"', "bob@example.org"),
-    ("'bob@example.org'", "bob@example.org"),
-    ("<Bob@Example.org>.", "bob@example.org"),
-    ("bob@mailhub", "bob@mailhub"),  # a host name without a dot, as a local delivery writes it
-    ('"bob..smith"@example.org', '"bob..smith"@example.org'),  # a quoted local part stays
-])
+@pytest.mark.parametrize(
+    ("written", "address"),
+    [
+        ("smtp=bob@example.org", "bob@example.org"),
+        ('"bob@example.org"', "bob@example.org"),
+        ("'bob@example.org'", "bob@example.org"),
+        ("<Bob@Example.org>.", "bob@example.org"),
+        ("bob@mailhub", "bob@mailhub"),  # a host name without a dot, as a local delivery writes it
+        ('"bob..smith"@example.org', '"bob..smith"@example.org'),  # a quoted local part stays
+    ],
+)
 def test_final_recipient_as_written(written: str, address: str) -> None:
     assert recipients(dsn_with_field(written)) == [address]
 
 
-@pytest.mark.parametrize(("line", "address"), [
-    ("smtp=bob@example.org", "bob@example.org"),
-    ("'bob@example.org'", "bob@example.org"),
-])
+@pytest.mark.parametrize(
+    ("line", "address"),
+    [
+        ("smtp=bob@example.org", "bob@example.org"),
+        ("'bob@example.org'", "bob@example.org"),
+    ],
+)
 def test_text_report_heading_as_written(line: str, address: str) -> None:
     data = qmail_text("placeholder@example.org", "Sorry, no mailbox here by that name. (#5.1.1)")
     data = data.replace(b"<placeholder@example.org>:", line.encode() + b":").replace(
-        b"To: placeholder@example.org", b"To: someone@example.org")
+        b"To: placeholder@example.org", b"To: someone@example.org"
+    )
     assert recipients(data) == [address]
 
 
@@ -143,14 +154,17 @@ def test_a_bounce_of_a_bounce_names_its_own_recipient() -> None:
     outer = postfix_dsn("sender@example.net", "5.1.1", "550 5.1.1 User unknown")
     head, _, _ = outer.rpartition(b"--B0UND\r\nContent-Type: message/rfc822\r\n\r\n")
     data = head.replace(b"B0UND", b"OUTER") + (
-        b"--OUTER\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--OUTER--\r\n")
+        b"--OUTER\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--OUTER--\r\n"
+    )
     assert recipients(data) == ["sender@example.net"]
 
 
 def test_a_forwarded_bounce_still_names_the_inner_recipient() -> None:
     inner = postfix_dsn("first@example.org", "5.1.1", "550 5.1.1 User unknown")
-    data = (b"From: alice@example.net\r\nTo: helpdesk@example.net\r\nSubject: Fwd: bounce\r\n"
-            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=FWD\r\n\r\n"
-            b"--FWD\r\nContent-Type: text/plain\r\n\r\nWhat does this mean?\r\n"
-            b"--FWD\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--FWD--\r\n")
+    data = (
+        b"From: alice@example.net\r\nTo: helpdesk@example.net\r\nSubject: Fwd: bounce\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=FWD\r\n\r\n"
+        b"--FWD\r\nContent-Type: text/plain\r\n\r\nWhat does this mean?\r\n"
+        b"--FWD\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--FWD--\r\n"
+    )
     assert recipients(data) == ["first@example.org"]

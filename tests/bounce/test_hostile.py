@@ -39,10 +39,16 @@ def within_guard(function: Callable[..., T], *args: object) -> list[T]:
     return result
 
 
-def text_bounce(body: bytes, *, subject: bytes = b"Undelivered Mail Returned to Sender",
-                content_type: bytes = b"text/plain; charset=us-ascii") -> bytes:
-    return (b"From: MAILER-DAEMON@mail.example.net\nTo: sender@example.net\n"
-            b"Subject: " + subject + b"\nContent-Type: " + content_type + b"\n\n" + body)
+def text_bounce(
+    body: bytes,
+    *,
+    subject: bytes = b"Undelivered Mail Returned to Sender",
+    content_type: bytes = b"text/plain; charset=us-ascii",
+) -> bytes:
+    return (
+        b"From: MAILER-DAEMON@mail.example.net\nTo: sender@example.net\n"
+        b"Subject: " + subject + b"\nContent-Type: " + content_type + b"\n\n" + body
+    )
 
 
 USER_UNKNOWN = b"<bob@example.org>: host mx.example.org said: 550 5.1.1 User unknown\n"
@@ -50,15 +56,18 @@ USER_UNKNOWN = b"<bob@example.org>: host mx.example.org said: 550 5.1.1 User unk
 
 # -- charsets ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("subject", [b"=?undefined?q?x?=", b"=?idna?q?=FF?=",
-                                     b"=?rot13?q?abc?=", b"=?zlib?b?eJwLAQ==?="])
+
+@pytest.mark.parametrize(
+    "subject", [b"=?undefined?q?x?=", b"=?idna?q?=FF?=", b"=?rot13?q?abc?=", b"=?zlib?b?eJwLAQ==?="]
+)
 def test_encoded_word_in_a_codec_that_is_no_charset(subject: bytes) -> None:
     [diagnosis] = analyze_bytes(text_bounce(USER_UNKNOWN, subject=subject))
     assert (diagnosis.recipient, diagnosis.reason) == ("bob@example.org", "userunknown")
 
 
-@pytest.mark.parametrize("charset", [b'"a\0b"', b"undefined", b"idna", b"rot13", b"zlib",
-                                     b"unicode_escape", b"x" * 5000])
+@pytest.mark.parametrize(
+    "charset", [b'"a\0b"', b"undefined", b"idna", b"rot13", b"zlib", b"unicode_escape", b"x" * 5000]
+)
 def test_body_in_a_charset_that_is_no_charset(charset: bytes) -> None:
     data = text_bounce(USER_UNKNOWN, content_type=b"text/plain; charset=" + charset)
     [diagnosis] = analyze_bytes(data)
@@ -71,8 +80,9 @@ def test_text_charsets_still_decode_and_others_fall_back_to_utf8() -> None:
     assert decode_text("Grüße".encode("cp1252"), "windows-1252") == "Grüße"
     assert decode_text(b"caf\xc3\xa9 \xff", "undefined") == "café \ufffd"
     assert decode_text(b"\\u0041", "unicode_escape") == "\\u0041"  # not read as an escape
-    assert [codec_for(label) for label in ("idna", "punycode", "zlib", "a\0b", "raw_unicode_escape")
-            ] == ["utf-8"] * 5
+    assert [
+        codec_for(label) for label in ("idna", "punycode", "zlib", "a\0b", "raw_unicode_escape")
+    ] == ["utf-8"] * 5
     assert decode_words("=?idna?q?=FF?= =?utf-8?q?ok?=") == "\ufffdok"
 
 
@@ -80,21 +90,33 @@ def test_a_hostile_file_does_not_stop_the_run(tmp_path: Path) -> None:
     files = []
     for index, charset in enumerate((b'"a\0b"', b"undefined")):
         hostile = tmp_path / f"{index}-hostile.eml"
-        hostile.write_bytes(text_bounce(USER_UNKNOWN, subject=b"=?idna?q?=FF?=",
-                                        content_type=b"text/plain; charset=" + charset))
+        hostile.write_bytes(
+            text_bounce(
+                USER_UNKNOWN,
+                subject=b"=?idna?q?=FF?=",
+                content_type=b"text/plain; charset=" + charset,
+            )
+        )
         files.append(str(hostile))
     after = tmp_path / "2-after.eml"
     after.write_bytes(postfix_dsn("carol@example.org", "5.2.2", "552 5.2.2 Mailbox full"))
     files.append(str(after))
     env = {k: v for k, v in os.environ.items() if k != "TODOKU_CONFIG"}
-    result = subprocess.run([sys.executable, "-m", "todoku", "explain", "--json", *files],
-                            cwd=tmp_path, env=env, capture_output=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "todoku", "explain", "--json", *files],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     assert out.count('"bob@example.org"') == 2 and '"carol@example.org"' in out
 
 
 # -- time that grows with the input, not with its square ---------------------------------------
+
 
 def test_address_pattern_on_long_runs_without_an_at_sign() -> None:
     for size in (1 << 20, 2 << 20):
@@ -126,11 +148,11 @@ def test_one_huge_line_is_read_in_linear_time(unit: bytes, shape: str) -> None:
         if shape == "text":
             data = text_bounce(USER_UNKNOWN + filler + b"\n")
         elif shape == "html":
-            data = text_bounce(b"<p>" + USER_UNKNOWN + filler + b"</p>\n",
-                               content_type=b"text/html; charset=utf-8")
+            data = text_bounce(
+                b"<p>" + USER_UNKNOWN + filler + b"</p>\n", content_type=b"text/html; charset=utf-8"
+            )
         else:
-            data = postfix_dsn("bob@example.org", "5.1.1",
-                               "550 5.1.1 " + filler.decode("ascii"))
+            data = postfix_dsn("bob@example.org", "5.1.1", "550 5.1.1 " + filler.decode("ascii"))
         assert within_guard(analyze_bytes, data, "en", True), (shape, size)
 
 

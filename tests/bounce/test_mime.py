@@ -79,15 +79,22 @@ def test_header_fields_unfolded_and_found_in_any_case() -> None:
 def test_crlf_and_bare_lf_read_the_same() -> None:
     with_crlf = mime.read(_message(REPORT))
     with_lf = mime.read(REPORT.encode("utf-8"))
-    assert [(p.content_type, p.fields, p.body) for p in with_crlf.walk()] == \
-        [(p.content_type, p.fields, p.body) for p in with_lf.walk()]
+    assert [(p.content_type, p.fields, p.body) for p in with_crlf.walk()] == [
+        (p.content_type, p.fields, p.body) for p in with_lf.walk()
+    ]
 
 
 def test_nested_multiparts_message_and_delivery_status() -> None:
     part = mime.read(_message(REPORT))
     assert [p.content_type for p in part.walk()] == [
-        "multipart/report", "multipart/alternative", "text/plain", "text/html",
-        "message/delivery-status", "message/rfc822", "text/plain"]
+        "multipart/report",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "message/delivery-status",
+        "message/rfc822",
+        "text/plain",
+    ]
     alternative, status, returned = part.parts
     # RFC 2046 §5.1.1: the line break before a delimiter belongs to the delimiter.
     assert alternative.parts[0].text() == "plain words"
@@ -100,7 +107,8 @@ def test_nested_multiparts_message_and_delivery_status() -> None:
     assert per_recipient.get("Status") == "5.1.1"
     # A reply written over two lines without folding stays one Diagnostic-Code.
     assert per_recipient.get("Diagnostic-Code") == (
-        "smtp; 550-5.1.1 The email account that you tried to reach 550 does not exist.")
+        "smtp; 550-5.1.1 The email account that you tried to reach 550 does not exist."
+    )
     assert returned.parts[0].get("To") == "nobody@example.com"
     assert returned.parts[0].text() == "the original body"
     assert part.defects == []
@@ -136,8 +144,10 @@ def test_a_line_without_a_colon_ends_the_header_block() -> None:
 
 
 def test_mbox_envelope_line_and_invalid_content_type() -> None:
-    part = mime.read(b"From sender@example.org Sat Nov 28 03:00:00 2026\n"
-                     b"Content-Type: nonsense\nSubject: s\n\nbody")
+    part = mime.read(
+        b"From sender@example.org Sat Nov 28 03:00:00 2026\n"
+        b"Content-Type: nonsense\nSubject: s\n\nbody"
+    )
     assert part.get("Subject") == "s"
     # RFC 2045 §5.2: an invalid Content-Type is read as text/plain.
     assert part.content_type == "text/plain"
@@ -146,12 +156,18 @@ def test_mbox_envelope_line_and_invalid_content_type() -> None:
 
 def test_transfer_encodings() -> None:
     encoded = base64.encodebytes("5.1.1 user unknown — ユーザー不明".encode()).decode()
-    part = mime.read(("Content-Type: text/plain; charset=utf-8\n"
-                      "Content-Transfer-Encoding: BASE64\n\n" + encoded).encode())
+    part = mime.read(
+        (
+            "Content-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: BASE64\n\n" + encoded
+        ).encode()
+    )
     assert part.text() == "5.1.1 user unknown — ユーザー不明"
-    part = mime.read(b"Content-Transfer-Encoding: quoted-printable\n"
-                     b"Content-Type: text/plain; charset=iso-8859-1\n\n"
-                     b"caf=E9 soft=\nbreak")
+    part = mime.read(
+        b"Content-Transfer-Encoding: quoted-printable\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\n\n"
+        b"caf=E9 soft=\nbreak"
+    )
     assert part.text() == "café softbreak"
 
 
@@ -165,8 +181,11 @@ def test_broken_base64_decodes_as_far_as_it_goes() -> None:
 
 def test_japanese_charsets_and_bad_bytes() -> None:
     text = "メールボックスが一杯です①"
-    for label, codec in (("ISO-2022-JP", "iso2022_jp_2"), ("Shift_JIS", "cp932"),
-                         ("EUC-JP", "euc_jis_2004")):
+    for label, codec in (
+        ("ISO-2022-JP", "iso2022_jp_2"),
+        ("Shift_JIS", "cp932"),
+        ("EUC-JP", "euc_jis_2004"),
+    ):
         body = text.encode(codec)
         part = mime.read(f"Content-Type: text/plain; charset={label}\n\n".encode() + body)
         assert part.text() == text, label
@@ -179,12 +198,13 @@ def test_japanese_charsets_and_bad_bytes() -> None:
 
 def test_encoded_words() -> None:
     # An ISO-2022-JP text split across two words in the middle of a kanji run (as encoders do).
-    subject = ("=?iso-2022-jp?B?GyRCJS0lOCVIJWkbKEIvGyRCJUsl=?=\n"
-               " =?iso-2022-jp?B?YyE8JXMbKEI=?=")
+    subject = "=?iso-2022-jp?B?GyRCJS0lOCVIJWkbKEIvGyRCJUsl=?=\n =?iso-2022-jp?B?YyE8JXMbKEI=?="
     part = mime.read(f"Subject: {subject}\n\n".encode())
     assert part.header("Subject") == "キジトラ/ニャーン"
-    assert mime.decode_words("=?utf-8?q?user_unknown=3A?= =?utf-8?b?w6k=?= plain") == \
-        "user unknown:é plain"
+    assert (
+        mime.decode_words("=?utf-8?q?user_unknown=3A?= =?utf-8?b?w6k=?= plain")
+        == "user unknown:é plain"
+    )
     assert mime.decode_words("=?utf-8?B?0JTQsA==?=. Mail failure.") == "Да. Mail failure."
     # Undecodable words stay as written.
     assert mime.decode_words("a =?utf-8?q?=ZZ?= b") in ("a =?utf-8?q?=ZZ?= b", "a =ZZ b")

@@ -38,12 +38,29 @@ from todoku.bounce.extract import (
 # (mailboxfull, systemfull, toomanyconn, speeding, blocked, requireptr, badreputation,
 # networkerror, systemerror, mailererror, failedstarttls, expired, delayed) and what is unknown
 # (onhold, undefined).
-HARD_REASONS = frozenset({
-    "userunknown", "hostunknown", "notaccept", "hasmoved", "suspend", "norelaying", "suppressed",
-    "rejected", "authfailure", "securityerror", "syntaxerror",
-    "mesgtoobig", "exceedlimit", "contenterror", "notcompliantrfc", "policyviolation",
-    "spamdetected", "virusdetected", "filtered",
-})
+HARD_REASONS = frozenset(
+    {
+        "userunknown",
+        "hostunknown",
+        "notaccept",
+        "hasmoved",
+        "suspend",
+        "norelaying",
+        "suppressed",
+        "rejected",
+        "authfailure",
+        "securityerror",
+        "syntaxerror",
+        "mesgtoobig",
+        "exceedlimit",
+        "contenterror",
+        "notcompliantrfc",
+        "policyviolation",
+        "spamdetected",
+        "virusdetected",
+        "filtered",
+    }
+)
 # Reports about a message that arrived: an auto-reply, a complaint, a success notice.
 _ABOUT_DELIVERED = frozenset({"delivered", "vacation", "feedback"})
 
@@ -84,8 +101,9 @@ def _judge(bounce: Bounce, evidence: Evidence) -> tuple[str, tuple[str, ...]]:
     """(reason, what decided it); a classifier failure reads as "undefined" rather than stopping
     a run over many files."""
     try:
-        verdict = judge_evidence(bounce.kind, evidence, bounce.subject, bounce.text,
-                                 bounce.filter_gateway)
+        verdict = judge_evidence(
+            bounce.kind, evidence, bounce.subject, bounce.text, bounce.filter_gateway
+        )
     except Exception as error:  # noqa: BLE001 - analyze never raises
         return "undefined", (f"classification failed: {type(error).__name__}",)
     return verdict.reason, tuple(verdict.evidence)
@@ -95,8 +113,21 @@ def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Dia
     if not bounce.evidence:
         reason = "notbounce" if bounce.kind == KIND_NOTBOUNCE else "undefined"
         cause, remedy = explain_reason(reason, lang) if explain else ("", "")
-        return [Diagnosis("", reason, "", None, "", "", False, bounce.date, cause, remedy,
-                          evidence=bounce.defects)]
+        return [
+            Diagnosis(
+                "",
+                reason,
+                "",
+                None,
+                "",
+                "",
+                False,
+                bounce.date,
+                cause,
+                remedy,
+                evidence=bounce.defects,
+            )
+        ]
     out = []
     for evidence in bounce.evidence:
         reason, decided_by = _judge(bounce, evidence)

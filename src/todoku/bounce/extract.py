@@ -74,16 +74,27 @@ REPLY_CODE = re.compile(r"(?<![\d.#\-:/])([245][0-5]\d)(?:[ \-]|$)(?![\d.]+\s*(?
 PHASE_PHRASE = re.compile(
     r"(?:in reply to|after|progress was|smtp command:?|>>>)\s*(?:the\s+)?"
     r"(RCPT\b|MAIL\b|end of data|end of message|DATA\b|HELO|EHLO|initial connection|"
-    r"connect)", re.IGNORECASE)
+    r"connect)",
+    re.IGNORECASE,
+)
 # The same, to search lower-cased text: several times faster than re.IGNORECASE, and the words
 # it needs ("rcpt", "mail", ...) can be looked for first (prefilter.might_match).
 _PHASE_PHRASE_LOWER = re.compile(
     r"(?:in reply to|after|progress was|smtp command:?|>>>)\s*(?:the\s+)?"
     r"(rcpt\b|mail\b|end of data|end of message|data\b|helo|ehlo|initial connection|"
-    r"connect)")
-PHASE_NAMES = {"rcpt": "rcpt", "mail": "mail", "data": "data", "end of data": "data",
-               "end of message": "data", "helo": "helo", "ehlo": "helo",
-               "initial connection": "connect", "connect": "connect"}
+    r"connect)"
+)
+PHASE_NAMES = {
+    "rcpt": "rcpt",
+    "mail": "mail",
+    "data": "data",
+    "end of data": "data",
+    "end of message": "data",
+    "helo": "helo",
+    "ehlo": "helo",
+    "initial connection": "connect",
+    "connect": "connect",
+}
 # Lines that start the copy of the returned message in a single-part bounce; everything below is
 # the original mail, whose addresses and words must not be read as the bounce's.
 ORIGINAL_MARKERS = re.compile(
@@ -102,10 +113,12 @@ HEADER_BLOCK = re.compile(
     re.MULTILINE,
 )
 # Lines that give an address to write to for help, not a failed recipient.
-CONTACT_LINE = re.compile(r"contact|assistance|send mail to|write to|questions|help desk|"
-                          r"問い?合わ?せ|ご連絡|場合は|"
-                          r"^\s*(from|sender|reply-to|return-path|original sender)\b",
-                          re.IGNORECASE)
+CONTACT_LINE = re.compile(
+    r"contact|assistance|send mail to|write to|questions|help desk|"
+    r"問い?合わ?せ|ご連絡|場合は|"
+    r"^\s*(from|sender|reply-to|return-path|original sender)\b",
+    re.IGNORECASE,
+)
 NOT_RECIPIENT_LOCALS = re.compile(
     r"^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|daemon|root|noreply|no-reply|abuse|"
     r"bounces?|hostmaster|webmaster|nobody)$",
@@ -113,14 +126,16 @@ NOT_RECIPIENT_LOCALS = re.compile(
 )
 AUTO_REPLY_SUBJECT = re.compile(
     r"out of (the )?office|auto(matic|matische)? ?(reply|response|antwort)|autoreply|"
-    r"^auto:|vacation|abwesend|absence|不在|自動(応答|返信)", re.IGNORECASE
+    r"^auto:|vacation|abwesend|absence|不在|自動(応答|返信)",
+    re.IGNORECASE,
 )
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|deliver(y|ed)? (status|failure|failed|report|notification|problem)|"
     r"returned mail|mail delivery|failure notice|could not be delivered|non.?delivery|"
     r"not delivered|delivery (has )?failed|rejected|bounce|warning|nondeliverable|"
     r"returning message|mail system error|failed mail|error|message (not|was not)|"
-    r"配信|送信|エラー|不能|届きません|失敗", re.IGNORECASE
+    r"配信|送信|エラー|不能|届きません|失敗",
+    re.IGNORECASE,
 )
 BOUNCE_TEXT = re.compile(
     r"could not be delivered|undeliverable|delivery (has )?failed|(wasn't|was not|were not) able "
@@ -128,11 +143,16 @@ BOUNCE_TEXT = re.compile(
     r"following (address|recipient)|not (be )?delivered|届きませんでした|配信できません|"
     # A mailing-list manager refusing a post (fml, Mailman, Majordomo)
     r"not a member of this (mailing )?list",
-    re.IGNORECASE)
-COMPLAINT_SUBJECT = re.compile(r"complaint about|abuse report|spam report|feedback report",
-                               re.IGNORECASE)
-DAEMON_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mail.?daemon|bounce|"
-                         r"mdaemon|mail administrator|nobody@|daemon@|\bsystem\b", re.IGNORECASE)
+    re.IGNORECASE,
+)
+COMPLAINT_SUBJECT = re.compile(
+    r"complaint about|abuse report|spam report|feedback report", re.IGNORECASE
+)
+DAEMON_FROM = re.compile(
+    r"mailer-daemon|postmaster|mail delivery|mail.?daemon|bounce|"
+    r"mdaemon|mail administrator|nobody@|daemon@|\bsystem\b",
+    re.IGNORECASE,
+)
 
 
 def _decode_part(part: Part) -> str:
@@ -142,13 +162,16 @@ def _decode_part(part: Part) -> str:
 # Patterns used inside loops are compiled once here: re.search(str, ...) looks its pattern up in
 # re's cache on every call, which showed in the profile.
 _STYLE_OR_SCRIPT_OPEN = re.compile(r"<(style|script)\b", re.IGNORECASE)
-_STYLE_OR_SCRIPT_CLOSE = {"style": re.compile(r"</style\s*>", re.IGNORECASE),
-                          "script": re.compile(r"</script\s*>", re.IGNORECASE)}
+_STYLE_OR_SCRIPT_CLOSE = {
+    "style": re.compile(r"</style\s*>", re.IGNORECASE),
+    "script": re.compile(r"</script\s*>", re.IGNORECASE),
+}
 _TYPE_NAME = re.compile(r"\s*[A-Za-z][\w\-]*\s*")
 _HEADING_LEAD = re.compile(r"\s*[<\"(]?$")
 _NOT_A_MAILBOX_BEFORE = re.compile(r"(message-id:?\s*<?|https?://\S*|=)$", re.IGNORECASE)
-_SAID_REPLY = re.compile(r"(?:said|says|reply|replied|error|reason):?\s*([245]\d\d[ \-].*)",
-                         re.IGNORECASE | re.DOTALL)
+_SAID_REPLY = re.compile(
+    r"(?:said|says|reply|replied|error|reason):?\s*([245]\d\d[ \-].*)", re.IGNORECASE | re.DOTALL
+)
 # A tag ends at the first ">" and cannot hold a "<": without the "<", a run of unclosed "<" made
 # each of them scan to the end of the text.
 _TAG = re.compile(r"<(?:br|p|div|tr|li|h\d)\b[^<>]*>", re.IGNORECASE)
@@ -174,7 +197,7 @@ def _without_style_and_script(html: str) -> str:
         end = _STYLE_OR_SCRIPT_CLOSE[start.group(1).lower()].search(html, start.end())
         if end is None:
             break
-        kept.append(html[at:start.start()])
+        kept.append(html[at : start.start()])
         at = end.end()
     kept.append(html[at:])
     return "".join(kept)
@@ -200,15 +223,15 @@ def _clean_address(text: str) -> str:
 
 # How reports write an address around the address itself: an address type before it
 # ("rfc822;a@b", "smtp=a@b", "SMTP:a@b"), quotes or brackets around it, punctuation after it.
-_ADDRESS_TYPE_PREFIX = re.compile(r"\A(?:rfc822|smtp|x400|utf-8|mailto)\s*[;=:]\s*",
-                                  re.IGNORECASE)
+_ADDRESS_TYPE_PREFIX = re.compile(r"\A(?:rfc822|smtp|x400|utf-8|mailto)\s*[;=:]\s*", re.IGNORECASE)
 _WRAPPING = "<>()[]{}'\"`"
 _TRAILING = ".,;:!?"
 # What is left must be one mailbox: a dot-atom or quoted local part (RFC 5321 §4.1.2), "@", and a
 # domain name or an address literal; the domain need not have a dot ("a@mailhub0" in a DSN).
 _MAILBOX = re.compile(
     rf"(?:[{_LOCAL_CHARS}]{{1,64}}|\"[^\"\\\s]{{1,64}}\")@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252}[A-Za-z0-9])?|\[[A-Za-z0-9.:]{1,45}\])")
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252}[A-Za-z0-9])?|\[[A-Za-z0-9.:]{1,45}\])"
+)
 _ANGLE_ADDRESS = re.compile(r"<([^<>\s]{1,320}@[^<>\s]{1,255})>")
 
 
@@ -272,8 +295,17 @@ def _phase_in(text: str) -> str:
 class _Walk:
     """What the walk over a report's parts has collected so far (filled in as it goes)."""
 
-    __slots__ = ("defects", "dsn_blocks", "dsn_message_fields", "feedback", "inner_dsn_blocks",
-                 "inner_dsn_message_fields", "original", "original_text", "texts")
+    __slots__ = (
+        "defects",
+        "dsn_blocks",
+        "dsn_message_fields",
+        "feedback",
+        "inner_dsn_blocks",
+        "inner_dsn_message_fields",
+        "original",
+        "original_text",
+        "texts",
+    )
 
     def __init__(self) -> None:
         self.texts: list[str] = []
@@ -327,7 +359,7 @@ def _walk(part: Part, walk: _Walk, inside_original: bool = False) -> None:
             fields_at = text.find("Original-Recipient:")
         if fields_at >= 0:
             start = text.rfind("\n\n", 0, fields_at)
-            blocks = _parse_dsn_text(text[max(start, 0):])
+            blocks = _parse_dsn_text(text[max(start, 0) :])
             walk.dsn_message_fields = walk.dsn_message_fields or (blocks[0] if blocks else None)
             walk.dsn_blocks.extend(blocks)
             text = text[: max(start, 0)]
@@ -347,11 +379,13 @@ def _is_report(message: Part) -> bool:
     """A returned message that is itself a delivery report: a forwarded bounce, whose DSN fields
     are the evidence."""
     return message.content_type == "multipart/report" or "mailer-daemon" in (
-        f"{message.get('From')} {message.get('Return-Path')}".lower())
+        f"{message.get('From')} {message.get('Return-Path')}".lower()
+    )
 
 
-_DSN_FIELDS_START = re.compile(r"^(?:Reporting-MTA|Final-Recipient|Original-Recipient):",
-                               re.MULTILINE | re.IGNORECASE)
+_DSN_FIELDS_START = re.compile(
+    r"^(?:Reporting-MTA|Final-Recipient|Original-Recipient):", re.MULTILINE | re.IGNORECASE
+)
 
 
 def _dsn_fields_in_text(walk: _Walk) -> None:
@@ -361,10 +395,13 @@ def _dsn_fields_in_text(walk: _Walk) -> None:
         if "final-recipient:" not in text.lower():
             continue  # the condition below, tested in one cheap pass before the regex
         start = _DSN_FIELDS_START.search(text)
-        if start is None or "Final-Recipient:" not in text[start.start():] and \
-                "final-recipient:" not in text[start.start():].lower():
+        if (
+            start is None
+            or "Final-Recipient:" not in text[start.start() :]
+            and "final-recipient:" not in text[start.start() :].lower()
+        ):
             continue
-        head, returned = _cut_original(text[start.start():])
+        head, returned = _cut_original(text[start.start() :])
         blocks = _parse_dsn_text(head)
         if any(b.get("Final-Recipient") or b.get("Original-Recipient") for b in blocks):
             walk.dsn_message_fields = blocks[0]
@@ -389,7 +426,7 @@ def _cut_original(text: str) -> tuple[str, str]:
         cut = marker.start()
     block = HEADER_BLOCK.search(text, 0, cut)
     if block and 0 < block.start() < cut:
-        return text[:block.start()], text[block.start():]
+        return text[: block.start()], text[block.start() :]
     # The marker line ("----- Unsent message follows -----") belongs to neither: the returned
     # message's header fields start after it.
     original_from = marker.end() if marker and cut == marker.start() else cut
@@ -399,7 +436,15 @@ def _cut_original(text: str) -> tuple[str, str]:
 def _excluded(message: Part, original: Part | None) -> set[str]:
     """Addresses that are not failed recipients: the bounce's own parties and the original sender."""
     names = set()
-    for name in ("From", "To", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
+    for name in (
+        "From",
+        "To",
+        "Return-Path",
+        "Reply-To",
+        "Sender",
+        "Delivered-To",
+        "X-Original-To",
+    ):
         value = _header(message, name)
         for address in ADDRESS.findall(value) if "@" in value else ():
             names.add(address.lower())
@@ -411,8 +456,11 @@ def _excluded(message: Part, original: Part | None) -> set[str]:
     return names
 
 
-_NAMED_AS_FAILED = re.compile(r"(?:error delivering your (?:mail|message) to|"
-                              r"could not be delivered to|delivery to) <?$", re.IGNORECASE)
+_NAMED_AS_FAILED = re.compile(
+    r"(?:error delivering your (?:mail|message) to|"
+    r"could not be delivered to|delivery to) <?$",
+    re.IGNORECASE,
+)
 
 
 # A header field of the returned message quoted in the report ("  To: a@b", "> Message-Id: <x@y>",
@@ -420,14 +468,18 @@ _NAMED_AS_FAILED = re.compile(r"(?:error delivering your (?:mail|message) to|"
 _QUOTED_FIELD = re.compile(
     r"[ \t>]*(?:to|cc|bcc|from|sender|reply-to|return-path|message-id|references|in-reply-to|"
     r"subject|date|received|delivered-to|envelope-to|x-original-to|resent-[a-z]+|list-[a-z]+)"
-    r"[ \t]*:", re.IGNORECASE)
+    r"[ \t]*:",
+    re.IGNORECASE,
+)
 # "a@b <c@d>": the first is the display name of the second, which is the address.
 _DISPLAY_NAME_OF = re.compile(r"[ \t]*<([^<>\s@]{1,70}@[^<>\s]{1,255})>")
 # An instruction to write somewhere ("please send mail with the body 'guide' to the address",
 # "for assistance contact"): the address it leads to is where to write, not who failed.
 _INSTRUCTION = re.compile(
     r"please send|send (?:a |an )?(?:mail|message|e-?mail|request) (?:with|to)|write to|"
-    r"contact|questions|assistance|help desk|問い?合わ?せ|ご連絡", re.IGNORECASE)
+    r"contact|questions|assistance|help desk|問い?合わ?せ|ご連絡",
+    re.IGNORECASE,
+)
 _SENTENCE_ENDS = (". ", ".\n", "! ", "!\n", "? ", "?\n", "。", ":\n")
 # RFC 3676 §4.3: a line "-- " starts the signature, whose addresses are the sender's own.
 _SIGNATURE_START = re.compile(r"^-- ?$", re.MULTILINE)
@@ -445,8 +497,9 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
     seen: set[str] = set()
     display_names: set[str] = set()
     signature = _SIGNATURE_START.search(report, 1)
-    for count, match in enumerate(ADDRESS.finditer(report, 0, signature.start() if signature
-                                                   else len(report))):
+    for count, match in enumerate(
+        ADDRESS.finditer(report, 0, signature.start() if signature else len(report))
+    ):
         if count >= _MAX_ADDRESSES_READ or len(found) >= MAX_RECIPIENTS:
             break
         start, end = match.span()
@@ -473,11 +526,14 @@ def _text_recipients(report: str, excluded: set[str]) -> list[tuple[str, int]]:
             display_names.add(address)  # and wherever else the report repeats it
             continue
         # Message-IDs and URLs are not mailboxes.
-        before = report[max(0, start - 12):start]
+        before = report[max(0, start - 12) : start]
         if _NOT_A_MAILBOX_BEFORE.search(before):
             continue
-        if heading and not report[end:line_end].strip(" \t>:") and _after_instruction(
-                report, window_start, line_start):
+        if (
+            heading
+            and not report[end:line_end].strip(" \t>:")
+            and _after_instruction(report, window_start, line_start)
+        ):
             continue
         if address not in seen:
             seen.add(address)
@@ -497,7 +553,7 @@ def _after_instruction(report: str, window_start: int, line_start: int) -> bool:
     instruction to write there (the sentence runs over blank lines: "please send mail with the
     mail body\n\n\tguide\n\nto the address\n\n\tlist-ctl@example.org")."""
     sentence_start = max(report.rfind(end, window_start, line_start) for end in _SENTENCE_ENDS)
-    sentence = report[max(sentence_start, window_start):line_start]
+    sentence = report[max(sentence_start, window_start) : line_start]
     return _INSTRUCTION.search(sentence) is not None
 
 
@@ -540,13 +596,14 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
     arrival = _header(message_fields, "Arrival-Date") if message_fields else ""
     out: list[Evidence] = []
     text_by_recipient: dict[str, Evidence] | None = None
-    for block in walk.dsn_blocks[:MAX_RECIPIENTS + 1]:  # the message's fields, then recipients
+    for block in walk.dsn_blocks[: MAX_RECIPIENTS + 1]:  # the message's fields, then recipients
         recipient_field = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
         if not recipient_field:
             continue
         original_recipient = _field_address(_header(block, "Original-Recipient"))
-        recipient = (_utf8_address(recipient_field) or _field_address(recipient_field)
-                     or original_recipient)
+        recipient = (
+            _utf8_address(recipient_field) or _field_address(recipient_field) or original_recipient
+        )
         if not recipient:
             continue
         diagnostic = _strip_type(_header(block, "Diagnostic-Code")[:MAX_DIAGNOSTIC])
@@ -555,7 +612,9 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
         if not diagnostic:
             if text_by_recipient is None:
                 text_by_recipient = {e.recipient: e for e in _text_evidence(report, excluded, "")}
-            from_text = text_by_recipient.get(recipient) or text_by_recipient.get(original_recipient)
+            from_text = text_by_recipient.get(recipient) or text_by_recipient.get(
+                original_recipient
+            )
         if from_text is not None:
             # Some MTAs (OpenSMTPD, ...) leave Diagnostic-Code out and say it in the text part.
             diagnostic = from_text.diagnostic
@@ -607,16 +666,18 @@ def _context_for(report: str, *addresses: str) -> str:
             start = report.rfind("\n\n", 0, at)
             end = report.find("\n\n", at + len(address))
             # A paragraph that is only the address ("<a@b>:") continues in the next one.
-            if end >= 0 and len(report[max(start, 0):end].strip()) < len(address) + 6:
+            if end >= 0 and len(report[max(start, 0) : end].strip()) < len(address) + 6:
                 following = report.find("\n\n", end + 2)
                 end = following if following >= 0 else len(report)
-            return report[max(start, 0):end if end >= 0 else len(report)]
+            return report[max(start, 0) : end if end >= 0 else len(report)]
     return report
 
 
 _REMOTE_HOST = re.compile(
     r"(?:host|server|remote host|mx)\s+\[?([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|"
-    r"\d{1,3}(?:\.\d{1,3}){3})\]?", re.IGNORECASE)
+    r"\d{1,3}(?:\.\d{1,3}){3})\]?",
+    re.IGNORECASE,
+)
 
 
 def _remote_host_in(text: str) -> re.Match[str] | None:
@@ -625,8 +686,12 @@ def _remote_host_in(text: str) -> re.Match[str] | None:
     case-insensitive, it cannot use the regex engine's fast literal scan, and most texts name
     none of them, so one lower() and a few substring tests turn those away first."""
     lowered = text.lower()
-    if "host" not in lowered and "server" not in lowered and "mx" not in lowered and \
-            "\u017f" not in lowered:
+    if (
+        "host" not in lowered
+        and "server" not in lowered
+        and "mx" not in lowered
+        and "\u017f" not in lowered
+    ):
         return None
     return _REMOTE_HOST.search(text)
 
@@ -636,8 +701,9 @@ def _remote_host_in(text: str) -> re.Match[str] | None:
 _TRANSCRIPT_REPLY = re.compile(r"^[ \t]*(?:<<<[ \t]*)?([245]\d\d)[ \-](.*)$", re.MULTILINE)
 # A refusal in a transcript: sendmail "<<< 550 ...", Postfix smtpd's notice to the postmaster
 # "Out: 451 4.3.0 Error: queue file write error".
-_TRANSCRIPT_FAILURE = re.compile(r"^[ \t]*(?:(?:<<<|Out:)[ \t]*)?([45]\d\d)[ \-](.*)$",
-                                 re.MULTILINE)
+_TRANSCRIPT_FAILURE = re.compile(
+    r"^[ \t]*(?:(?:<<<|Out:)[ \t]*)?([45]\d\d)[ \-](.*)$", re.MULTILINE
+)
 
 
 def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[Evidence]:
@@ -656,14 +722,18 @@ def _text_evidence(report: str, excluded: set[str], failed_header: str) -> list[
     for address, _position in found:
         segment = segments.get(address, "")
         paragraph = _context_for(report, address)
-        words = segment if _reply_code_in(segment) or len(segment.strip()) > len(address) + 8 \
+        words = (
+            segment
+            if _reply_code_in(segment) or len(segment.strip()) > len(address) + 8
             else paragraph
+        )
         diagnostic = _diagnostic_line(words) or _diagnostic_line(paragraph)
         host = _remote_host_in(words) or _remote_host_in(paragraph)
         out.append(
             Evidence(
                 recipient=address,
-                status=_status_in(diagnostic, last=True) or _status_in(words)
+                status=_status_in(diagnostic, last=True)
+                or _status_in(words)
                 or _status_in(paragraph),
                 reply_code=_reply_code_in(diagnostic) if diagnostic else None,
                 remote_mta=host.group(1) if host else "",
@@ -679,8 +749,9 @@ def _diagnostic_line(text: str) -> str:
     """The remote server's reply as written in a report: a '550 ...' line, joined with its
     continuation lines, or else the text with whitespace folded."""
     match = _TRANSCRIPT_REPLY.search(text)
-    failure = _TRANSCRIPT_FAILURE.search(text) if match is None or match.group(1)[0] == "2" \
-        else None
+    failure = (
+        _TRANSCRIPT_FAILURE.search(text) if match is None or match.group(1)[0] == "2" else None
+    )
     if failure is not None:
         # A session transcript: the first refusal, not the greeting or an earlier "250 Ok".
         match = failure
@@ -747,8 +818,11 @@ def _parse_bounce(data: bytes) -> Bounce:
     ctype = message.content_type
     report_type = message.params.get("report-type", "") if ctype == "multipart/report" else ""
 
-    if (walk.feedback is not None or str(report_type).lower() == "feedback-report"
-            or (COMPLAINT_SUBJECT.search(subject) and original is not None)):
+    if (
+        walk.feedback is not None
+        or str(report_type).lower() == "feedback-report"
+        or (COMPLAINT_SUBJECT.search(subject) and original is not None)
+    ):
         feedback = walk.feedback
         recipient = ""
         recipients: list[str] = []
@@ -760,17 +834,32 @@ def _parse_bounce(data: bytes) -> Bounce:
                         recipients.append(address)
         if len(recipients) > 1:
             ftype = _header(feedback, "Feedback-Type").lower() if feedback is not None else ""
-            return Bounce(KIND_FEEDBACK, subject, date, sender,
-                          tuple(Evidence(recipient=r, date=date) for r in recipients),
-                          feedback_type=ftype, text=report, defects=defects)
+            return Bounce(
+                KIND_FEEDBACK,
+                subject,
+                date,
+                sender,
+                tuple(Evidence(recipient=r, date=date) for r in recipients),
+                feedback_type=ftype,
+                text=report,
+                defects=defects,
+            )
         recipient = recipients[0] if recipients else ""
         if not recipient and original is not None:
             recipient = _clean_address(
-                _header(original, "X-HmXmrOriginalRecipient") or _header(original, "To"))
+                _header(original, "X-HmXmrOriginalRecipient") or _header(original, "To")
+            )
         ftype = _header(feedback, "Feedback-Type").lower() if feedback is not None else ""
-        return Bounce(KIND_FEEDBACK, subject, date, sender,
-                      (Evidence(recipient=recipient, date=date, context=report),),
-                      feedback_type=ftype, text=report, defects=defects)
+        return Bounce(
+            KIND_FEEDBACK,
+            subject,
+            date,
+            sender,
+            (Evidence(recipient=recipient, date=date, context=report),),
+            feedback_type=ftype,
+            text=report,
+            defects=defects,
+        )
 
     if "notificationType" in report or '"eventType"' in report:
         try:
@@ -778,8 +867,9 @@ def _parse_bounce(data: bytes) -> Bounce:
         except (AttributeError, TypeError):  # JSON of another shape than SES's: read as text
             from_json = None
         if from_json is not None:
-            return Bounce(from_json[0], subject, date, sender, from_json[1], text=report,
-                          defects=defects)
+            return Bounce(
+                from_json[0], subject, date, sender, from_json[1], text=report, defects=defects
+            )
     excluded = _excluded(message, original)
     evidence = _dsn_evidence(walk, report, excluded) if walk.dsn_blocks else []
     kind = KIND_DSN if evidence else KIND_TEXT
@@ -790,33 +880,60 @@ def _parse_bounce(data: bytes) -> Bounce:
 
     auto = _header(message, "Auto-Submitted").lower()
     looks_like_bounce = bool(
-        walk.dsn_blocks or BOUNCE_SUBJECT.search(subject) or BOUNCE_TEXT.search(report)
-        or DAEMON_FROM.search(_header(message, "From")) or _header(message, "X-Failed-Recipients")
+        walk.dsn_blocks
+        or BOUNCE_SUBJECT.search(subject)
+        or BOUNCE_TEXT.search(report)
+        or DAEMON_FROM.search(_header(message, "From"))
+        or _header(message, "X-Failed-Recipients")
     )
     if not walk.dsn_blocks and (
-        auto.startswith("auto-replied") and not DAEMON_FROM.search(_header(message, "From"))
-        or AUTO_REPLY_SUBJECT.search(subject) and not BOUNCE_SUBJECT.search(subject)
-        or _header(message, "X-Autoreply") or _header(message, "X-Autorespond")
+        auto.startswith("auto-replied")
+        and not DAEMON_FROM.search(_header(message, "From"))
+        or AUTO_REPLY_SUBJECT.search(subject)
+        and not BOUNCE_SUBJECT.search(subject)
+        or _header(message, "X-Autoreply")
+        or _header(message, "X-Autorespond")
     ):
         recipient = _clean_address(_header(message, "From"))
-        return Bounce(KIND_VACATION, subject, date, sender,
-                      (Evidence(recipient=recipient, date=date, context=report),),
-                      text=report, defects=defects)
+        return Bounce(
+            KIND_VACATION,
+            subject,
+            date,
+            sender,
+            (Evidence(recipient=recipient, date=date, context=report),),
+            text=report,
+            defects=defects,
+        )
     if not looks_like_bounce and not evidence:
         return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
     if not evidence:
         # A bounce that names no failed recipient: its words still say why, but the recipient is
         # left unnamed. The returned message's To: is not taken instead: it lists whom the
         # original was written to, not who failed (aliases, lists, other recipients, Bcc).
-        evidence = [Evidence(recipient="", diagnostic=_diagnostic_line(report),
-                             status=_status_in(report), date=date, context=report)]
+        evidence = [
+            Evidence(
+                recipient="",
+                diagnostic=_diagnostic_line(report),
+                status=_status_in(report),
+                date=date,
+                context=report,
+            )
+        ]
     if not looks_like_bounce and kind == KIND_TEXT:
         return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
     if any(e.action not in ACTIONS for e in evidence):
         worded = report_action(subject, report)
         evidence = [e if e.action in ACTIONS else replace(e, action=worded) for e in evidence]
-    return Bounce(kind, subject, date, sender, tuple(evidence), text=report, defects=defects,
-                  filter_gateway=_from_filter_gateway(message))
+    return Bounce(
+        kind,
+        subject,
+        date,
+        sender,
+        tuple(evidence),
+        text=report,
+        defects=defects,
+        filter_gateway=_from_filter_gateway(message),
+    )
 
 
 # RFC 3464 §2.3.3: what became of the message for a recipient.
@@ -831,7 +948,8 @@ _DELAY_WORDING = re.compile(
     r"will (?:continue to )?(?:retry|try again|keep trying)|will be retried|"
     r"still (?:being retried|trying)|continue(?:s)? to (?:retry|try)|"
     r"no action is required on your part|配送(?:が|を)?遅延|遅延しています",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _DELAY_SUBJECT = re.compile(r"\bdelay(?:ed)?\b|^warning:|遅延", re.IGNORECASE)
 
 
@@ -846,8 +964,11 @@ def report_action(subject: str, report: str) -> str:
 def _from_filter_gateway(message: Part) -> bool:
     from todoku.bounce.rules import FILTER_GATEWAY, FILTER_GATEWAY_HEADERS
 
-    lines = "\n".join(f"{name}: {value}" for name in FILTER_GATEWAY_HEADERS
-                       for value in (message.get_all(name) or ()))
+    lines = "\n".join(
+        f"{name}: {value}"
+        for name in FILTER_GATEWAY_HEADERS
+        for value in (message.get_all(name) or ())
+    )
     return bool(lines) and FILTER_GATEWAY.search(lines.lower()) is not None
 
 
@@ -869,7 +990,8 @@ def _ses_notification(text: str, date: str) -> tuple[str, tuple[Evidence, ...]] 
         # Mail gateways wrap long lines; a JSON text has no raw line breaks, so join them.
         try:
             document, _end = json.JSONDecoder().raw_decode(
-                candidate.replace("\r", "").replace("\n", ""))
+                candidate.replace("\r", "").replace("\n", "")
+            )
         except (ValueError, RecursionError):
             return None
     if not isinstance(document, dict):
@@ -885,13 +1007,18 @@ def _ses_notification(text: str, date: str) -> tuple[str, tuple[Evidence, ...]] 
         bounce = document.get("bounce") or {}
         for item in bounce.get("bouncedRecipients") or []:
             diagnostic = str(item.get("diagnosticCode") or "")
-            out.append(Evidence(
-                recipient=str(item.get("emailAddress", "")).lower(),
-                status=_status_in(str(item.get("status") or "")) or _status_in(diagnostic),
-                reply_code=_reply_code_in(diagnostic), diagnostic=diagnostic,
-                remote_mta=str(bounce.get("remoteMtaIp") or ""),
-                action=str(item.get("action") or "failed"),
-                date=str(bounce.get("timestamp") or date), context=diagnostic))
+            out.append(
+                Evidence(
+                    recipient=str(item.get("emailAddress", "")).lower(),
+                    status=_status_in(str(item.get("status") or "")) or _status_in(diagnostic),
+                    reply_code=_reply_code_in(diagnostic),
+                    diagnostic=diagnostic,
+                    remote_mta=str(bounce.get("remoteMtaIp") or ""),
+                    action=str(item.get("action") or "failed"),
+                    date=str(bounce.get("timestamp") or date),
+                    context=diagnostic,
+                )
+            )
         return KIND_DSN, tuple(out)
     if kind == "complaint":
         complaint = document.get("complaint") or {}
@@ -902,8 +1029,15 @@ def _ses_notification(text: str, date: str) -> tuple[str, tuple[Evidence, ...]] 
         delivery = document.get("delivery") or {}
         for address in delivery.get("recipients") or []:
             response = str(delivery.get("smtpResponse") or "")
-            out.append(Evidence(recipient=str(address).lower(), status=_status_in(response),
-                                reply_code=_reply_code_in(response), diagnostic=response,
-                                action="delivered", date=date))
+            out.append(
+                Evidence(
+                    recipient=str(address).lower(),
+                    status=_status_in(response),
+                    reply_code=_reply_code_in(response),
+                    diagnostic=response,
+                    action="delivered",
+                    date=date,
+                )
+            )
         return KIND_DSN, tuple(out)
     return None

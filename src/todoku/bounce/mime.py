@@ -86,7 +86,8 @@ _FIELD_TEXT = re.compile(r"([!-9;-~]+)[ \t]*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n"
 _TEXT_CODEC = re.compile(
     r"utf-(?:8(?:-sig)?|7|16(?:-[lb]e)?|32(?:-[lb]e)?)|ascii|iso8859-\d{1,2}|cp\d{3,5}|"
     r"mac-[a-z]+|koi8-[a-z]|kz1048|ptcp154|hp-roman8|tis-620|euc_[a-z0-9_]+|iso2022_[a-z0-9_]+|"
-    r"shift_jis(?:_2004|x0213)?|gb2312|gbk|gb18030|big5(?:hkscs)?|hz|johab")
+    r"shift_jis(?:_2004|x0213)?|gb2312|gbk|gb18030|big5(?:hkscs)?|hz|johab"
+)
 FALLBACK_CODEC = "utf-8"  # for labels that name no charset we can read; bad bytes become U+FFFD
 _MAX_LABEL = 40  # RFC 2978 §2.3: a registered charset name is at most 40 characters
 
@@ -135,7 +136,7 @@ def decode_words(value: str) -> str:
     last_end = 0
     after_word = False
     for match in _ENCODED_WORD.finditer(value):
-        between = value[last_end:match.start()]
+        between = value[last_end : match.start()]
         if not (after_word and not between.strip(" \t")):  # RFC 2047 §6.2
             if pending:
                 out.append(decode_text(b"".join(pending), pending_charset))
@@ -188,8 +189,19 @@ class Part:
     mail inside a bounce, and rarely anything below them.
     """
 
-    __slots__ = ("_all", "_blocks", "_first", "_parts", "_pending_depth", "body", "content_type",
-                 "defects", "fields", "params", "preamble_text")
+    __slots__ = (
+        "_all",
+        "_blocks",
+        "_first",
+        "_parts",
+        "_pending_depth",
+        "body",
+        "content_type",
+        "defects",
+        "fields",
+        "params",
+        "preamble_text",
+    )
 
     def __init__(self) -> None:
         self.fields: list[tuple[str, str]] = []
@@ -311,8 +323,9 @@ def _base64(body: bytes, defects: list[str]) -> bytes:
     return b"".join(out)
 
 
-def parse_fields(text: bytes, part: Part | None = None,
-                 unfolded_lines_continue: bool = False) -> tuple[Part, int]:
+def parse_fields(
+    text: bytes, part: Part | None = None, unfolded_lines_continue: bool = False
+) -> tuple[Part, int]:
     """Read a header block from the start of ``text`` (LF line ends) into ``part``.
 
     Returns the part and the offset where the body starts: after the blank line, or at the first
@@ -355,8 +368,10 @@ def parse_fields(text: bytes, part: Part | None = None,
                 match = _FIELD.match(raw + b"\n")
                 if match:
                     _continue_last_field(part, continued)
-                    part._add_field(match.group(1).decode("ascii"), _header_text(
-                        match.group(2).replace(b"\n", b"")))
+                    part._add_field(
+                        match.group(1).decode("ascii"),
+                        _header_text(match.group(2).replace(b"\n", b"")),
+                    )
                 elif raw.strip():
                     continued.append(_header_text(raw))
             _continue_last_field(part, continued)
@@ -398,8 +413,7 @@ def _content_type(part: Part, default: str) -> None:
                 if not quoted:
                     part.params[key] = bare
                 else:  # the substitution only where there is a quoted pair to undo
-                    part.params[key] = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted \
-                        else quoted
+                    part.params[key] = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
 
 
 def read(data: bytes) -> Part:
@@ -483,5 +497,6 @@ def _split_multipart(part: Part, depth: int) -> None:
     for (_, content_at, closes), (next_start, _, _) in pairwise(lines):
         if closes:
             break
-        part._parts.append(_read(body[content_at: max(next_start - 1, content_at)], default,
-                                 depth + 1))
+        part._parts.append(
+            _read(body[content_at : max(next_start - 1, content_at)], default, depth + 1)
+        )
