@@ -595,7 +595,9 @@ def _reply_behind_protocol_error(
 
 def _says_something(evidence: Evidence) -> bool:
     """True when the recipient's paragraph holds words besides the address itself."""
-    words = evidence.context.lower().replace(evidence.recipient, " ")
+    words = evidence.context.lower()
+    if evidence.recipient:  # "".replace("", " ") would put a space between every character
+        words = words.replace(evidence.recipient, " ")
     if NO_REPORT.search(words):
         return False
     return any(ch.isalpha() for ch in words)

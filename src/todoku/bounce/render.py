@@ -25,8 +25,9 @@ LABELS = {
         "diagnostic": "server said",
         "cause": "cause",
         "remedy": "what to do",
-        "permanent": "permanent failure",
-        "temporary": "temporary, still being retried",
+        "failed": "returned: nothing retries it",
+        "failed_hard": "returned: sending it again would fail the same way",
+        "delayed": "delayed: still being retried",
         "none": "(none named)",
         "notbounce": "not a bounce",
         "error": "error",
@@ -41,8 +42,9 @@ LABELS = {
         "diagnostic": "相手の応答",
         "cause": "原因",
         "remedy": "対処",
-        "permanent": "恒久的な失敗",
-        "temporary": "一時的な失敗（再送中）",
+        "failed": "返送済み（再送されません）",
+        "failed_hard": "返送済み（同じ内容で送り直しても同じ理由で失敗します）",
+        "delayed": "遅延中（サーバーが再送を続けています）",
         "none": "（記載なし）",
         "notbounce": "エラーメールではありません",
         "error": "エラー",
@@ -65,9 +67,14 @@ def as_text(file: str, diagnosis: Diagnosis, lang: str) -> str:
     if diagnosis.reason == "notbounce":
         lines.append(f"  {label['notbounce']}")
         return "\n".join(lines)
-    nature = label["permanent"] if diagnosis.permanent else label["temporary"]
-    if diagnosis.reason in ("delivered", "vacation", "feedback"):
-        nature = ""
+    # What happens to the message now, from the report's action (never from the status class):
+    # a returned message is not retried, whatever its code says (analyze.py).
+    nature = ""
+    if diagnosis.reason not in ("delivered", "vacation", "feedback"):
+        if diagnosis.action == "failed":
+            nature = label["failed_hard"] if diagnosis.hard else label["failed"]
+        elif diagnosis.action == "delayed":
+            nature = label["delayed"]
     lines.append(
         f"  {label['recipient']}: {diagnosis.recipient or label['none']}"
         + (f"  ({nature})" if nature else "")
