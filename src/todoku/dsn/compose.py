@@ -1,15 +1,39 @@
-"""Compose RFC 3464 / RFC 6522 delivery status notifications with the stdlib ``email`` package."""
+"""Compose RFC 3464 / RFC 6522 delivery status notifications with the stdlib ``email`` package.
+
+Nothing taken from outside reaches the ``email`` package's header machinery unbounded: its
+parser's time and memory grow faster than linearly with the number of encoded words in a
+value. The original message is copied as bytes, never parsed (its Subject is read by
+``todoku.dsn.subject`` in bounded, linear time); every other value from outside (ENVID, ORCPT,
+the remote's reply) is cut to a fixed length and stripped of control characters before it
+becomes a header field (``_cleaned``). ``compose_safely`` falls back to a plain report without
+anything copied when the full one cannot be composed.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import uuid
+from dataclasses import replace
 from email import policy
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser
 
 from todoku.dsn.model import RecipientReport, Report, ReportKind
+from todoku.dsn.subject import SUBJECT_LIMIT, original_subject
 from todoku.queue.schedule import describe_duration
+
+log = logging.getLogger("todoku.dsn")
+
+# Longest values a report copies from outside, in characters. The protocol limits (ENVID 100,
+# ORCPT 500: RFC 3461 §4; a path 256: RFC 5321 §4.5.3.1.3) with room to spare; a remote's reply
+# may be 200 lines of 4 KB, of which the first DIAGNOSTIC_LIMIT characters are kept.
+ENVID_LIMIT = 200
+ADDRESS_LIMIT = 600
+NAME_LIMIT = 300
+DIAGNOSTIC_LIMIT = 4000
+_CUT = " [...]"
+_CONTROL = {c: None for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+_CONTROL_AS_SPACE = dict.fromkeys(_CONTROL, " ")
 
 
 def _explain(reason: str, lang: str, **facts: str) -> tuple[str, str]:
@@ -74,7 +98,7 @@ def human_text(report: Report) -> str:
         intro = {
             ReportKind.FAILURE: f"メールサーバー {host} からのお知らせです。\n\n"
             f"あなたが送ったメール{subject}を、次の宛先に届けられませんでした。"
-            "メールは返送します（このメールに添付しています）。",
+            + ("" if report.plain else "メールは返送します（このメールに添付しています）。"),
             ReportKind.DELAY: f"メールサーバー {host} からのお知らせです。\n\n"
             f"あなたが送ったメール{subject}は、{elapsed}経っても次の宛先にまだ届いていません。"
             f"このサーバーはメールが{lifetime}経つまで自動で送信を試み続けます。"
@@ -86,7 +110,8 @@ def human_text(report: Report) -> str:
         intro = {
             ReportKind.FAILURE: f"This is the mail system at host {host}.\n\n"
             f"I'm sorry to have to inform you that your message{subject} could not be "
-            "delivered to one or more recipients. It is attached below.",
+            "delivered to one or more recipients."
+            + ("" if report.plain else " It is attached below."),
             ReportKind.DELAY: f"This is the mail system at host {host}.\n\n"
             f"Your message{subject} could not be delivered for {elapsed} to the recipients "
             f"below. This is only a warning: the server will keep trying until the message is "
@@ -95,6 +120,11 @@ def human_text(report: Report) -> str:
             f"Your message{subject} was successfully passed on to the recipients below.",
         }[report.kind]
     paragraphs = [intro] + [_recipient_paragraph(report, r) for r in report.recipients]
+    if report.plain:
+        paragraphs.append(
+            "元のメールとその詳細は、この通知に含められませんでした。" if lang == "ja"
+            else "The original message and its details could not be included in this report."
+        )
     return "\n\n".join(paragraphs) + "\n"
 
 
@@ -152,6 +182,80 @@ def _transfer_encoding(body: bytes) -> list[tuple[str, str]]:
     return [] if body.isascii() else [("Content-Transfer-Encoding", "8bit")]
 
 
+def _identifier(value: str, limit: int) -> str:
+    """An identifier from outside (ENVID, ORCPT, an address, a host name): control characters
+    dropped, cut to ``limit``. A CR or LF here would end the header field (issue 12)."""
+    return value[: limit * 2].translate(_CONTROL)[:limit]
+
+
+def _text(value: str, limit: int) -> str:
+    """Free text from outside (a remote's reply): control characters become spaces; cut to
+    ``limit``, saying so."""
+    value = value[: limit * 2].translate(_CONTROL_AS_SPACE)
+    return value if len(value) <= limit else value[: limit - len(_CUT)] + _CUT
+
+
+def _cleaned(report: Report) -> Report:
+    """``report`` with every value from outside bounded and free of control characters, so
+    that composing it costs time linear in fixed bounds and never raises on them (an ENVID
+    with CR LF from before they were refused at MAIL FROM)."""
+    return replace(
+        report,
+        to=_identifier(report.to, ADDRESS_LIMIT),
+        envid=_identifier(report.envid, ENVID_LIMIT) if report.envid else report.envid,
+        original_subject=_text(report.original_subject, SUBJECT_LIMIT),
+        recipients=tuple(
+            replace(
+                r,
+                final_recipient=_identifier(r.final_recipient, ADDRESS_LIMIT),
+                original_recipient=(
+                    _identifier(r.original_recipient, ADDRESS_LIMIT) if r.original_recipient
+                    else r.original_recipient
+                ),
+                action=_identifier(r.action, NAME_LIMIT),
+                status=_identifier(r.status, NAME_LIMIT),
+                remote_mta=_identifier(r.remote_mta, NAME_LIMIT),
+                diagnostic=_text(r.diagnostic, DIAGNOSTIC_LIMIT),
+                reason=_identifier(r.reason, NAME_LIMIT),
+                detail=_text(r.detail, DIAGNOSTIC_LIMIT),
+            )
+            for r in report.recipients
+        ),
+    )
+
+
+def plain(report: Report) -> Report:
+    """The report without anything copied from the original or from outside: no returned
+    message or headers, no Subject, ENVID, ORCPT or remote reply. What is left is our own:
+    who, what happened (the status and the analyzer's reason), where, when."""
+    return replace(
+        report,
+        original=b"",
+        headers_only=True,
+        envid=None,
+        original_subject="",
+        plain=True,
+        recipients=tuple(
+            replace(r, original_recipient=None, diagnostic="", detail="")
+            for r in report.recipients
+        ),
+    )
+
+
+def compose_safely(
+    report: Report, *, message_id_domain: str | None = None, now: float | None = None
+) -> bytes:
+    """``compose``; when that fails (whatever the original holds: MemoryError included), the
+    ``plain`` report instead, so that a report owed is written once rather than retried forever.
+    Raises only if even the plain report cannot be composed."""
+    try:
+        return compose(report, message_id_domain=message_id_domain, now=now)
+    except Exception:  # the plain report below is the answer to any failure
+        log.exception("%s: the %s report could not be composed; writing a plain one without "
+                      "the original message", report.queue_id, report.kind.value)
+    return compose(plain(report), message_id_domain=message_id_domain, now=now)
+
+
 def compose(report: Report, *, message_id_domain: str | None = None, now: float | None = None) -> bytes:
     """The whole report as bytes with CRLF line ends, ready to be stored and sent.
 
@@ -159,7 +263,11 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
     message must go back byte for byte: the generator re-encodes a payload it holds as text and
     fails on 8-bit content. RFC 6533: when a recipient address or the returned header block is
     UTF-8, the report is a global one (message/global-delivery-status, message/global,
-    message/global-headers)."""
+    message/global-headers). A report with no original (``plain``) has no third part.
+
+    Values from outside are bounded and cleaned first (``_cleaned``): this never raises on a
+    control character and never hands the ``email`` package an unbounded value to parse."""
+    report = _cleaned(report)
     original = report.original
     head, _, _ = original.partition(b"\r\n\r\n")
     utf8_addresses = any(_needs_utf8(r.final_recipient) for r in report.recipients) or _needs_utf8(report.to)
@@ -199,7 +307,9 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
         blocks,
     )
 
-    if report.headers_only or report.kind is not ReportKind.FAILURE:
+    if not original:
+        returned = b""  # RFC 6522 §3: the third part is optional
+    elif report.headers_only or report.kind is not ReportKind.FAILURE:
         # Only a returned message carries the content; warnings and successes show the headers.
         # RFC 6522 §4: text/rfc822-headers carries only the header block (RFC 6533 §6.3: the
         # UTF-8 one is message/global-headers).
@@ -217,13 +327,10 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
     header_block = message.as_bytes(policy=out_policy).partition(b"\r\n\r\n")[0]
     out = [header_block + b"\r\n\r\n",
            b"This is a MIME-encapsulated message.\r\n"]
-    for part in (notification, status, returned):
+    for part in (notification, status, returned) if returned else (notification, status):
         out += [b"\r\n", delimiter, b"\r\n", part if part.endswith(b"\r\n") else part + b"\r\n"]
     out += [delimiter, b"--\r\n"]
     return b"".join(out)
 
 
-def original_subject(original: bytes) -> str:
-    head = original.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(head)
-    return str(parsed.get("Subject", ""))[:200]
+__all__ = ["compose", "compose_safely", "original_subject", "plain"]

@@ -41,3 +41,6 @@ class Report:
     original_subject: str = ""
     elapsed: float = 0.0  # for delay reports: how long we have tried
     lifetime: float = 0.0  # max_lifetime, for "until the message is 5 days old"
+    # The fallback when the full report could not be composed (dsn.compose.plain): nothing
+    # copied from the original or from outside, and the text says the original is not attached.
+    plain: bool = False

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
-from todoku.dsn.compose import compose, original_subject
+from todoku.dsn.compose import compose_safely, original_subject
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.queue import routing
@@ -851,7 +851,11 @@ class QueueRunner:
     async def _send_report(
         self, entry: QueueEntry, kind: ReportKind, recipients: list[QueueRecipient], now: float
     ) -> None:
-        original = await asyncio.to_thread(self._original, entry)
+        def read() -> tuple[bytes, str]:
+            original = self._original(entry)
+            return original, original_subject(original)  # bounded and linear (dsn.subject)
+
+        original, subject = await asyncio.to_thread(read)
         headers_only = (entry.ret or "").upper() == "HDRS" or entry.size > MAX_RETURNED_SIZE
         action = {ReportKind.FAILURE: "failed", ReportKind.DELAY: "delayed",
                   ReportKind.SUCCESS: "relayed"}[kind]
@@ -881,11 +885,18 @@ class QueueRunner:
             headers_only=headers_only,
             lang=self.settings.lang,
             envid=entry.envid,
-            original_subject=original_subject(original),
+            original_subject=subject,
             elapsed=now - entry.received_at,
             lifetime=self.schedule.max_lifetime,
         )
-        data = compose(report, now=now)
+        try:
+            # Off the event loop (the original may be 10 MB); a report that cannot be composed
+            # becomes a plain one (dsn.compose.compose_safely) rather than an endless retry.
+            data = await asyncio.to_thread(compose_safely, report, now=now)
+        except Exception:
+            log.exception("%s: %s report to <%s> could not be composed; not sent", entry.id,
+                          kind.value, entry.sender)
+            return
         await self._commit_report(entry.sender, data, subject=str(kind.value), now=now)
         log.info("%s: %s report for %d recipient(s) sent to <%s>", entry.id, kind.value,
                  len(recipients), entry.sender)

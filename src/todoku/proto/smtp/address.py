@@ -277,11 +277,21 @@ def parse_path(arg: str, *, smtputf8: bool, allow_null: bool) -> PathArgs:
     return PathArgs(parse_mailbox(mailbox, smtputf8=utf8), path_text, params)
 
 
+def has_control_character(text: str) -> bool:
+    """A C0 or C1 control character, DEL, or a Unicode line or paragraph separator: none of
+    them belongs in an envelope identifier, and CR or LF would break a report's header field."""
+    return any(
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text
+    )
+
+
 def decode_xtext(text: str) -> str:
     """RFC 3461 §4: xtext with ``+HH`` escapes, as used in ENVID and ORCPT.
 
     The escaped octets are read as UTF-8 when they form it (what ``encode_xtext`` writes, and
     what RFC 6533 clients send), else one character per octet, so decoding never fails on them.
+    What they decode to must be printable (RFC 3461 §4.2, §4.4): a control character (``+0D``,
+    ``+0A``, ``+00``, ``+1B``...) is refused, since it would end up in a report's header fields.
     """
     out = bytearray()
     index = 0
@@ -299,9 +309,12 @@ def decode_xtext(text: str) -> str:
         out += char.encode("ascii")
         index += 1
     try:
-        return out.decode("utf-8")
+        decoded = out.decode("utf-8")
     except UnicodeDecodeError:
-        return out.decode("latin-1")
+        decoded = out.decode("latin-1")
+    if has_control_character(decoded):
+        raise AddressError("Control character in xtext")
+    return decoded
 
 
 def encode_xtext(text: str) -> str:

@@ -543,12 +543,15 @@ class ServerConnection:
                     return
                 ret = value.upper()
             elif name == "ENVID":  # RFC 3461 §4.4
+                why = ""
                 try:
                     envid = decode_xtext(value or "")
-                except AddressError:
-                    envid = None
+                except AddressError as exc:
+                    # A control character (CR, LF, NUL, ESC...) is refused with the rest: it
+                    # would reach the Original-Envelope-Id field of our reports.
+                    envid, why = None, f" ({exc})"
                 if not value or envid is None or len(value) > MAX_ENVID:
-                    self._error(codes.BAD_SYNTAX.with_text("Bad ENVID parameter syntax"))
+                    self._error(codes.BAD_SYNTAX.with_text(f"Bad ENVID parameter syntax{why}"))
                     return
             elif name == "AUTH":  # RFC 4954 §5: accepted, and trusted only from ourselves
                 continue
@@ -597,17 +600,19 @@ class ServerConnection:
                 notify = words
             elif name == "ORCPT":  # RFC 3461 §4.2
                 addr_type, semi, xtext = (value or "").partition(";")
+                why = ""
                 try:
                     decoded = decode_xtext(xtext)
-                except AddressError:
-                    decoded = ""
+                except AddressError as exc:
+                    # As ENVID: a control character would reach Original-Recipient.
+                    decoded, why = "", f" ({exc})"
                 if (
                     not semi
                     or not _ESMTP_KEYWORD.match(addr_type)
                     or not decoded
                     or len(value or "") > MAX_ORCPT
                 ):
-                    self._error(codes.BAD_SYNTAX.with_text("Bad ORCPT parameter syntax"))
+                    self._error(codes.BAD_SYNTAX.with_text(f"Bad ORCPT parameter syntax{why}"))
                     return
                 orcpt = f"{addr_type.lower()};{decoded}"
             else:
