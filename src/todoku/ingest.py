@@ -7,6 +7,7 @@ missing, RFC 6409 §8) come first and the rest of the content streams to disk un
 
 from __future__ import annotations
 
+import email.errors
 import email.header
 import email.utils
 import re
@@ -14,10 +15,18 @@ import time
 from dataclasses import dataclass
 
 HEADER_SCAN_LIMIT = 256 * 1024  # past this without an empty line, treat the content as body
+SUBJECT_LIMIT = 300  # characters of the decoded Subject kept in HeaderFacts
+# Octets of the unfolded Subject handed to the standard library's decoder: its time and memory
+# grow faster than linearly with the number of encoded words (issue 12). 300 characters sent
+# one per encoded word ("=?utf-8?q?=E5=AE=9B?= ", 22 octets each) fit in this.
+SUBJECT_SOURCE_LIMIT = 8192
 
 
 @dataclass(frozen=True, slots=True)
 class HeaderFacts:
+    """What the accept path needs from a header block. ``subject`` is display text: decoded
+    (RFC 2047), at most ``SUBJECT_LIMIT`` characters, and without control characters."""
+
     subject: str
     has_message_id: bool
     has_date: bool
@@ -26,20 +35,31 @@ class HeaderFacts:
 
 
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+_SUBJECT = re.compile(
+    rb"^subject:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE
+)
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belongs in a
+# one-line display (an encoded word can carry ESC, BEL or CR LF, RFC 2047 §5 forbids none of
+# them, and ``todoku mailbox list`` prints the Subject to a terminal).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def scan_headers(block: bytes) -> HeaderFacts:
+    """The facts of one header block (untrusted bytes). Never raises on any input."""
     names = [m.group(1).lower() for m in _FIELD.finditer(block)]
     subject = ""
-    match = re.search(rb"^subject:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", block, re.IGNORECASE | re.MULTILINE)
+    match = _SUBJECT.search(block)
     if match:
-        raw = re.sub(rb"\r?\n", b"", match.group(1)).strip().decode("utf-8", "replace")
+        unfolded = re.sub(rb"\r?\n", b"", match.group(1)).strip()[:SUBJECT_SOURCE_LIMIT]
+        raw = unfolded.decode("utf-8", "replace")
         try:
             subject = str(email.header.make_header(email.header.decode_header(raw)))
-        except (ValueError, LookupError, UnicodeError):
+        except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+            # A bad encoded word: decode_header raises HeaderParseError for bad base64
+            # (binascii.Error), LookupError for an unknown charset. Show the field as sent.
             subject = raw
     return HeaderFacts(
-        subject=subject[:300],
+        subject=_CONTROL.sub(" ", subject)[:SUBJECT_LIMIT],
         has_message_id=b"message-id" in names,
         has_date=b"date" in names,
         has_from=b"from" in names,

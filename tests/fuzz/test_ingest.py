@@ -12,7 +12,6 @@ block ends. Whatever the content and however it is cut into pieces:
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -98,11 +97,6 @@ def test_a_header_that_never_ends_is_bounded(unit: bytes, size: int) -> None:
     assert out == content and facts is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: a Subject with a bad base64 encoded word raises HeaderParseError from"
-    " scan_headers, which the SMTP adapter does not expect",
-)
 @fuzz_settings()
 @given(content=CONTENT)
 @example(content=b"Subject: =?utf-8?b?a?=\r\n\r\n")
