@@ -17,7 +17,6 @@ import base64
 import re
 from dataclasses import dataclass, field
 
-import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -271,11 +270,6 @@ def test_how_the_input_is_cut_into_reads_changes_nothing(
 _LONG_SASL = b"AUTH PLAIN\r\n" + b"A" * 12_289 + b"\r\nNOOP\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: a SASL response over 12288 octets is refused as too long only when it"
-    " arrives in several reads; in one read it is decoded",
-)
 @fuzz_settings(0.5)
 @given(lines=SESSION_LINES, cuts=st.lists(st.integers(0, 120_000), max_size=10))
 @example(lines=[_LONG_SASL], cuts=[len(_LONG_SASL) - 8])

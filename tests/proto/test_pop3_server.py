@@ -238,7 +238,8 @@ def test_stls_drops_pipelined_cleartext_and_resets() -> None:
     assert d.conn.next_event() is PAUSED
     d.conn.receive_data(b"NOOP\r\n")  # still clear text: ignored
     d.conn.tls_started()
-    assert d.conn.tls_active and d.conn.state is State.AUTHORIZATION
+    # `in`, not `is`: mypy still holds the state narrowed to TLS_PENDING above.
+    assert d.conn.tls_active and d.conn.state in (State.AUTHORIZATION,)
     assert d.cmd("PASS x").startswith("-ERR Send USER first")  # nothing carried over
     assert d.of(LoginRequest) == []
     assert "STLS" not in multiline(d.cmd("CAPA"))
@@ -515,6 +516,24 @@ def test_long_sasl_initial_response_is_allowed() -> None:
     assert d.cmd(f"AUTH PLAIN {token}").startswith("-ERR [AUTH] Authentication failed")
     [request] = d.of(LoginRequest)
     assert isinstance(request, LoginRequest) and len(request.password) == 600
+
+
+@pytest.mark.parametrize("cut", [None, -8, 1000])
+def test_over_long_sasl_response_is_refused_however_it_is_read(cut: int | None) -> None:
+    # Issue 12: in one read the line reached SASL and was decoded; in several it was refused.
+    # Either way now it is refused, the exchange ends (RFC 5034 §4), and CAPA is a command.
+    d = Driver(tls_active=True)
+    assert d.cmd("AUTH PLAIN") == "+ \r\n"
+    data = b"A" * (SASL_LINE_LIMIT + 1) + b"\r\nCAPA\r\n"
+    if cut is None:
+        reads = [data]
+    elif cut < 0:
+        reads = [data[:cut], data[cut:]]
+    else:
+        reads = [data[i : i + cut] for i in range(0, len(data), cut)]
+    out = b"".join(d.send(piece) for piece in reads).decode()
+    assert out.startswith("-ERR Command line too long (the limit is 255 octets)\r\n+OK")
+    assert d.conn.state is State.AUTHORIZATION and d.of(LoginRequest) == []
 
 
 def test_too_many_errors_close_the_session() -> None:

@@ -323,6 +323,13 @@ class ServerConnection:
     # ----------------------------------------------------------------- command lines
 
     def _read_line(self) -> bytes | None:
+        """The next complete line within its limit, or None when more input is needed.
+
+        The limit counts the line as sent, line end included, and is decided the same way
+        however the line is cut into reads (issue 12): an unfinished line that already reaches
+        it (its LF is still to come) is dropped as it arrives, a complete line over it is
+        dropped whole, and either way it is answered once, at its end.
+        """
         buf = self._buf
         while True:
             lf = buf.find(b"\n", self._pos)
@@ -332,30 +339,34 @@ class ServerConnection:
                 if self._pos:
                     del buf[: self._pos]
                     self._pos = 0
-                if len(buf) > self._partial_line_limit():
+                if self._discarding_long_line or len(buf) >= self._line_limit():
                     # Too long and no end in sight: drop what we have, answer at the line's end.
                     self._discarding_long_line = True
                     del buf[:]
                 return None
-            line = bytes(buf[self._pos : lf + 1])
+            start = self._pos
             self._pos = lf + 1
-            if self._discarding_long_line:
+            octets = lf + 1 - start
+            # No limit is below 255 octets: a short line (every hot command) is never measured.
+            too_long = octets > COMMAND_LINE_LIMIT and octets > self._line_limit(start)
+            if self._discarding_long_line or too_long:
                 self._discarding_long_line = False
                 if self.state is State.SASL:
-                    self._end_sasl()
+                    self._end_sasl()  # RFC 5034 §4: the exchange fails; commands follow
                 self._error(_TOO_LONG)
                 if self.state is State.CLOSED:
                     return None
                 continue
-            return line
+            return bytes(buf[start : lf + 1])
 
-    def _partial_line_limit(self) -> int:
-        """How long the unfinished line at the start of the buffer may grow: a command line is
-        at most 255 octets (RFC 2449 §4); a SASL response, or an AUTH command carrying an initial
-        response, up to SASL_LINE_LIMIT (RFC 5034 §4)."""
+    def _line_limit(self, start: int = 0) -> int:
+        """The longest line starting at ``start`` in the buffer, line end included: a command
+        line is at most 255 octets (RFC 2449 §4); a SASL response, or an AUTH command carrying an
+        initial response, up to SASL_LINE_LIMIT (RFC 5034 §4). Only the line's first 32 octets
+        decide, so a line too long for 255 octets gets the same limit complete or unfinished."""
         if self.state is State.SASL:
             return SASL_LINE_LIMIT
-        if self._buf[:32].lstrip(b" ")[:5].upper() == b"AUTH ":
+        if self._buf[start : start + 32].lstrip(b" ")[:5].upper() == b"AUTH ":
             return SASL_LINE_LIMIT
         return COMMAND_LINE_LIMIT
 
