@@ -324,7 +324,9 @@ def _since(text: str) -> float:
     try:
         return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
-        fail(f"--since {text}: not a date (use 2026-11-28, '2026-11-28 14:00' or 2h / 3d for 'ago')")
+        fail(
+            f"--since {text}: not a date (use 2026-11-28, '2026-11-28 14:00' or 2h / 3d for 'ago')"
+        )
         raise
 
 
@@ -372,7 +374,9 @@ def mailbox_deleted(config: Config, address: str, as_json: bool) -> None:
     for m in messages:
         deleted = _when(m.deleted_at) if m.deleted_at is not None else "-"
         sender = f"<{m.sender}>"
-        click.echo(f"{m.id:>6}  {_when(m.received_at):<16}  {deleted:<16}  {sender:<30}  {m.subject}")
+        click.echo(
+            f"{m.id:>6}  {_when(m.received_at):<16}  {deleted:<16}  {sender:<30}  {m.subject}"
+        )
     plural = "s" if len(messages) != 1 else ""
     click.echo(f"-- {len(messages)} deleted message{plural} in {key}{purge_note}")
 
@@ -401,7 +405,9 @@ def mailbox_undelete(
             deleted = {m.id for m in store.list_deleted(key)}
             unknown = [str(i) for i in ids if i not in deleted]
             if unknown:
-                fail(f"{key}: no deleted message with id {', '.join(unknown)} (see 'todoku mailbox deleted')")
+                fail(
+                    f"{key}: no deleted message with id {', '.join(unknown)} (see 'todoku mailbox deleted')"
+                )
         count = store.undelete(key, list(ids) if ids else None, since_time)
     finally:
         store.close()
@@ -421,7 +427,6 @@ def _register_queue_commands() -> None:
 
 
 _REGISTRATIONS.append(_register_queue_commands)
-
 
 
 # ---------------------------------------------------------------------- integrity and backups
@@ -448,7 +453,9 @@ def _progress_bar() -> Callable[[str, int, int], None]:
 
 
 @main.command()
-@click.option("--repair", is_flag=True, help="Fix what can be fixed; damaged files go to lost+found.")
+@click.option(
+    "--repair", is_flag=True, help="Fix what can be fixed; damaged files go to lost+found."
+)
 @with_config
 def fsck(config: Config, repair: bool) -> None:
     """Check every message file and index record; exit 0 clean, 1 repaired, 4 problems left."""
@@ -462,17 +469,24 @@ def fsck(config: Config, repair: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per recipient.")
-@click.option("--lang", type=click.Choice(["en", "ja"]), default=None,
-              help="Language of the explanations (default: the configuration's lang, else en).")
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "ja"]),
+    default=None,
+    help="Language of the explanations (default: the configuration's lang, else en).",
+)
 @config_option
 @click.argument("inputs", nargs=-1, required=True, metavar="FILE_OR_DIR...")
-def explain(config_path: str | None, as_json: bool, lang: str | None, inputs: tuple[str, ...]) -> None:
+def explain(
+    config_path: str | None, as_json: bool, lang: str | None, inputs: tuple[str, ...]
+) -> None:
     """Say why mail bounced and what to do: bounce files, mbox files, Maildir folders or - (stdin)."""
     from todoku.bounce.command import language_from_config, run_explain
 
     chosen = lang or language_from_config(find_config_path(config_path))
-    status = run_explain(list(inputs), chosen, as_json, click.echo,
-                         lambda line: click.echo(line, err=True))
+    status = run_explain(
+        list(inputs), chosen, as_json, click.echo, lambda line: click.echo(line, err=True)
+    )
     sys.exit(status)
 
 
@@ -504,7 +518,9 @@ def backup_command(config: Config, destination: Path) -> None:
 
 @main.command("restore")
 @click.argument("source", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--mailbox", "address", default=None, metavar="ADDR", help="Restore only this mailbox.")
+@click.option(
+    "--mailbox", "address", default=None, metavar="ADDR", help="Restore only this mailbox."
+)
 @with_config
 def restore_command(config: Config, source: Path, address: str | None) -> None:
     """Bring back messages from a backup; messages already present are not duplicated."""

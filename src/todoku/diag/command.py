@@ -23,7 +23,9 @@ def _bound_listeners(config: Config) -> list[tuple[str, int]]:
     return [(listen.host, listen.port) for listen in config.listen.values()]
 
 
-def run_address(config: Config, address: str, *, sender: str | None, lang: str, timeout: float) -> Report:
+def run_address(
+    config: Config, address: str, *, sender: str | None, lang: str, timeout: float
+) -> Report:
     from todoku.diag.delivery import diagnose_address
     from todoku.dns.dnspython import DnspythonResolver
     from todoku.queue.setup import self_matcher
@@ -35,18 +37,33 @@ def run_address(config: Config, address: str, *, sender: str | None, lang: str, 
         from todoku.diag.relay import diagnose_via_relay
 
         # The way the queue sends a new message: through the relay that matches first.
-        return asyncio.run(diagnose_via_relay(
-            address.strip(), choice, resolver=resolver, sender=sender, helo_name=config.hostname,
-            lang=lang, timeout=timeout,
-        ))
+        return asyncio.run(
+            diagnose_via_relay(
+                address.strip(),
+                choice,
+                resolver=resolver,
+                sender=sender,
+                helo_name=config.hostname,
+                lang=lang,
+                timeout=timeout,
+            )
+        )
     # The same test the queue uses to avoid delivering to itself: our name, or an address we
     # listen on at the delivery port.
     is_self = self_matcher(config, _bound_listeners(config))
-    return asyncio.run(diagnose_address(
-        address, resolver=resolver, is_self=is_self, port=config.delivery.port,
-        helo_name=config.hostname, sender=sender, lang=lang, timeout=timeout,
-        relays=len(config.relays),
-    ))
+    return asyncio.run(
+        diagnose_address(
+            address,
+            resolver=resolver,
+            is_self=is_self,
+            port=config.delivery.port,
+            helo_name=config.hostname,
+            sender=sender,
+            lang=lang,
+            timeout=timeout,
+            relays=len(config.relays),
+        )
+    )
 
 
 def _relay_choice(config: Config, address: str) -> RouteChoice | None:
@@ -63,14 +80,31 @@ def _relay_choice(config: Config, address: str) -> RouteChoice | None:
     return choose(config.relays, domain, 0)
 
 
-def run_submission(config: Config, target: str, *, user: str, password: str, sender: str | None,
-                   tls_mode: str, lang: str, timeout: float) -> Report:
+def run_submission(
+    config: Config,
+    target: str,
+    *,
+    user: str,
+    password: str,
+    sender: str | None,
+    tls_mode: str,
+    lang: str,
+    timeout: float,
+) -> Report:
     from todoku.diag.submission import diagnose_submission
 
-    return asyncio.run(diagnose_submission(
-        target, user=user, password=password, sender=sender or user, tls_mode=tls_mode,
-        helo_name=config.hostname, lang=lang, timeout=timeout,
-    ))
+    return asyncio.run(
+        diagnose_submission(
+            target,
+            user=user,
+            password=password,
+            sender=sender or user,
+            tls_mode=tls_mode,
+            helo_name=config.hostname,
+            lang=lang,
+            timeout=timeout,
+        )
+    )
 
 
 def emit(report: Report, as_json: bool, echo: Callable[[str], None]) -> int:

@@ -24,8 +24,14 @@ from todoku.queue.routing import route
 SMTP_PORT = 25  # RFC 5321 §4.5.4.2; the port home and mobile providers block outbound
 
 
-def connect_failure_step(lang: str, domain: str, port: int, timeout: float,
-                         outcomes: list[tuple[Hop, str, bool]], relays: int = 0) -> Step:
+def connect_failure_step(
+    lang: str,
+    domain: str,
+    port: int,
+    timeout: float,
+    outcomes: list[tuple[Hop, str, bool]],
+    relays: int = 0,
+) -> Step:
     """Explain why no hop could be connected to. ``outcomes``: (hop, error text, timed out).
     When port 25 times out the remedy is a smarthost: the [[relay]] block to add, or (with
     ``relays`` already configured, none matching) the domain to add to one."""
@@ -63,20 +69,42 @@ async def diagnose_address(
     if failed is not None:
         from todoku.diag.report import step_label
 
-        report.verdict = text(lang, "verdict_failed", step=step_label(lang, failed.name),
-                              reason=failed.reason or "-", remedy=failed.remedy)
+        report.verdict = text(
+            lang,
+            "verdict_failed",
+            step=step_label(lang, failed.name),
+            reason=failed.reason or "-",
+            remedy=failed.remedy,
+        )
     return report
 
 
-async def _run(report: Report, address: str, resolver: Resolver, is_self: Callable[[str, str], bool],
-               port: int, helo_name: str, sender: str, lang: str, timeout: float,
-               relays: int) -> None:
+async def _run(
+    report: Report,
+    address: str,
+    resolver: Resolver,
+    is_self: Callable[[str, str], bool],
+    port: int,
+    helo_name: str,
+    sender: str,
+    lang: str,
+    timeout: float,
+    relays: int,
+) -> None:
     # 1. syntax
     try:
         mailbox = parse_mailbox(address.strip())
     except AddressError as exc:
-        report.add(Step("syntax", FAIL, address, text(lang, "syntax_bad", address=address, why=exc),
-                        text(lang, "syntax_bad_fix"), "syntaxerror"))
+        report.add(
+            Step(
+                "syntax",
+                FAIL,
+                address,
+                text(lang, "syntax_bad", address=address, why=exc),
+                text(lang, "syntax_bad_fix"),
+                "syntaxerror",
+            )
+        )
         return
     recipient = str(mailbox)
     domain = mailbox.domain
@@ -89,9 +117,16 @@ async def _run(report: Report, address: str, resolver: Resolver, is_self: Callab
         report.add(Step("domain", FAIL, f"{domain}: NXDOMAIN", cause, remedy, "hostunknown"))
         return
     if mx_answer.status.is_temporary:
-        report.add(Step("domain", FAIL, mx_answer.detail or mx_answer.status.value,
-                        text(lang, "dns_temporary", domain=domain, detail=mx_answer.status.value),
-                        text(lang, "dns_temporary_fix"), "networkerror"))
+        report.add(
+            Step(
+                "domain",
+                FAIL,
+                mx_answer.detail or mx_answer.status.value,
+                text(lang, "dns_temporary", domain=domain, detail=mx_answer.status.value),
+                text(lang, "dns_temporary_fix"),
+                "networkerror",
+            )
+        )
         return
     report.add(Step("domain", OK, f"{domain} exists"))
     routed = await route(resolver, domain, is_self=is_self, shuffle=lambda hops: None)
@@ -100,25 +135,56 @@ async def _run(report: Report, address: str, resolver: Resolver, is_self: Callab
         failure = routed.failure
         if failure.enhanced == "5.1.10" or failure.text.endswith("(null MX)"):
             cause, remedy = explain_reason("notaccept", lang, recipient=recipient, domain=domain)
-            report.add(Step("mx", FAIL, f"null MX ({shown_mx}): RFC 7505", cause, remedy, "notaccept"))
+            report.add(
+                Step("mx", FAIL, f"null MX ({shown_mx}): RFC 7505", cause, remedy, "notaccept")
+            )
         elif "loops back" in failure.text:
             host = next((r.host for r in mx_answer.records if is_self(r.host, "")), "")
             host = host or (mx_answer.records[0].host if mx_answer.records else domain)
-            report.add(Step("mx", FAIL, shown_mx or f"implicit MX {domain}",
-                            text(lang, "mx_loop", domain=domain, host=host),
-                            text(lang, "mx_loop_fix", domain=domain), "networkerror"))
+            report.add(
+                Step(
+                    "mx",
+                    FAIL,
+                    shown_mx or f"implicit MX {domain}",
+                    text(lang, "mx_loop", domain=domain, host=host),
+                    text(lang, "mx_loop_fix", domain=domain),
+                    "networkerror",
+                )
+            )
         elif not mx_answer.records:
             cause, remedy = explain_reason("hostunknown", lang, recipient=recipient, domain=domain)
-            report.add(Step("mx", FAIL, f"no MX and no A/AAAA record for {domain}", cause, remedy,
-                            "hostunknown"))
+            report.add(
+                Step(
+                    "mx",
+                    FAIL,
+                    f"no MX and no A/AAAA record for {domain}",
+                    cause,
+                    remedy,
+                    "hostunknown",
+                )
+            )
         elif failure.verdict.name == "TEMPORARY":
-            report.add(Step("mx", FAIL, failure.text, text(lang, "dns_temporary", domain=domain,
-                                                           detail=failure.text),
-                            text(lang, "dns_temporary_fix"), "networkerror"))
+            report.add(
+                Step(
+                    "mx",
+                    FAIL,
+                    failure.text,
+                    text(lang, "dns_temporary", domain=domain, detail=failure.text),
+                    text(lang, "dns_temporary_fix"),
+                    "networkerror",
+                )
+            )
         else:
-            report.add(Step("mx", FAIL, failure.text,
-                            text(lang, "mx_unresolvable", domain=domain, hosts=shown_mx),
-                            text(lang, "mx_unresolvable_fix"), "hostunknown"))
+            report.add(
+                Step(
+                    "mx",
+                    FAIL,
+                    failure.text,
+                    text(lang, "mx_unresolvable", domain=domain, hosts=shown_mx),
+                    text(lang, "mx_unresolvable_fix"),
+                    "hostunknown",
+                )
+            )
         return
     hops_shown = ", ".join(remote_mta_name(h.host, h.ip) for h in routed.hops)
     if mx_answer.records:
@@ -152,8 +218,15 @@ async def _run(report: Report, address: str, resolver: Resolver, is_self: Callab
         await probe.finish(session)
 
 
-async def _dialogue(report: Report, session: SmtpSession, recipient: str, sender: str,
-                    helo_name: str, lang: str, timeout: float) -> None:
+async def _dialogue(
+    report: Report,
+    session: SmtpSession,
+    recipient: str,
+    sender: str,
+    helo_name: str,
+    lang: str,
+    timeout: float,
+) -> None:
     mta = session.remote_mta
     facts = {"recipient": recipient, "remote_mta": mta}
     try:
@@ -161,20 +234,40 @@ async def _dialogue(report: Report, session: SmtpSession, recipient: str, sender
         greeting = await probe.greeting(session)
     except probe.Failed as failed:
         key = "greeting_timeout" if failed.timed_out else "closed"
-        report.add(Step("greeting", FAIL, failed.text, text(lang, key, timeout=f"{timeout:g}",
-                                                            detail=failed.text),
-                        text(lang, key + "_fix"), "networkerror" if failed.timed_out else "blocked"))
+        report.add(
+            Step(
+                "greeting",
+                FAIL,
+                failed.text,
+                text(lang, key, timeout=f"{timeout:g}", detail=failed.text),
+                text(lang, key + "_fix"),
+                "networkerror" if failed.timed_out else "blocked",
+            )
+        )
         session.usable = False
         return
     if greeting.code != 220:  # RFC 5321 §3.1: 554 means "no SMTP service here" for us
-        report.add(reply_step("greeting", lang, greeting.code, greeting.enhanced, greeting.text,
-                              proto.GREETING, **facts))
+        report.add(
+            reply_step(
+                "greeting",
+                lang,
+                greeting.code,
+                greeting.enhanced,
+                greeting.text,
+                proto.GREETING,
+                **facts,
+            )
+        )
         return
     report.add(Step("greeting", OK, str(greeting)))
     try:
         hello = await probe.ehlo(session, helo_name)
         if hello.code != 250:
-            report.add(reply_step("ehlo", lang, hello.code, hello.enhanced, hello.text, proto.EHLO, **facts))
+            report.add(
+                reply_step(
+                    "ehlo", lang, hello.code, hello.enhanced, hello.text, proto.EHLO, **facts
+                )
+            )
             return
         offered = " ".join(sorted(session.conn.extensions)) or "HELO only"
         report.add(Step("ehlo", OK, offered))
@@ -185,37 +278,67 @@ async def _dialogue(report: Report, session: SmtpSession, recipient: str, sender
                 report.add(Step("starttls", WARN, str(reply), text(lang, "no_starttls")))
             else:
                 try:
-                    description = await probe.start_tls(session, opportunistic_tls_context(), session.host)
+                    description = await probe.start_tls(
+                        session, opportunistic_tls_context(), session.host
+                    )
                 except (ssl.SSLError, TimeoutError, OSError) as exc:
                     session.usable = False
-                    report.add(Step("starttls", FAIL, str(exc) or type(exc).__name__,
-                                    text(lang, "tls_failed", detail=str(exc) or type(exc).__name__),
-                                    text(lang, "tls_failed_fix"), "failedstarttls"))
+                    report.add(
+                        Step(
+                            "starttls",
+                            FAIL,
+                            str(exc) or type(exc).__name__,
+                            text(lang, "tls_failed", detail=str(exc) or type(exc).__name__),
+                            text(lang, "tls_failed_fix"),
+                            "failedstarttls",
+                        )
+                    )
                     return
                 report.add(Step("starttls", OK, description))
                 hello = await probe.ehlo(session, helo_name)  # RFC 3207 §4.2: EHLO again
                 if hello.code != 250:
-                    report.add(reply_step("ehlo", lang, hello.code, hello.enhanced, hello.text,
-                                          proto.EHLO, **facts))
+                    report.add(
+                        reply_step(
+                            "ehlo",
+                            lang,
+                            hello.code,
+                            hello.enhanced,
+                            hello.text,
+                            proto.EHLO,
+                            **facts,
+                        )
+                    )
                     return
-                report.add(Step("ehlo", OK, " ".join(sorted(session.conn.extensions)) or "HELO only"))
+                report.add(
+                    Step("ehlo", OK, " ".join(sorted(session.conn.extensions)) or "HELO only")
+                )
         else:
             report.add(Step("starttls", WARN, "not offered", text(lang, "no_starttls")))
         # 7. MAIL FROM and RCPT TO; never DATA.
         mail = await probe.command(session, session.conn.mail(sender), proto.MAIL)
         if mail.code != 250:
-            report.add(reply_step("mail", lang, mail.code, mail.enhanced, mail.text, proto.MAIL,
-                                  **facts))
+            report.add(
+                reply_step("mail", lang, mail.code, mail.enhanced, mail.text, proto.MAIL, **facts)
+            )
             return
         report.add(Step("mail", OK, f"<{sender}>: {mail}"))
         rcpt = await probe.command(session, session.conn.rcpt(recipient), proto.RCPT)
         if rcpt.code not in (250, 251):
-            report.add(reply_step("rcpt", lang, rcpt.code, rcpt.enhanced, rcpt.text, proto.RCPT, **facts))
+            report.add(
+                reply_step("rcpt", lang, rcpt.code, rcpt.enhanced, rcpt.text, proto.RCPT, **facts)
+            )
             return
         report.add(Step("rcpt", OK, f"<{recipient}>: {rcpt}"))
         report.verdict = text(lang, "verdict_address_ok", target=recipient, mx=mta)
     except probe.Failed as failed:
         session.usable = False
-        report.add(Step(failed.phase if failed.phase in ("ehlo", "starttls", "mail", "rcpt") else "ehlo",
-                        FAIL, failed.text, text(lang, "closed", detail=failed.text), text(lang, "closed_fix"),
-                        "networkerror"))
+        report.add(
+            Step(
+                failed.phase if failed.phase in ("ehlo", "starttls", "mail", "rcpt") else "ehlo",
+                FAIL,
+                failed.text,
+                text(lang, "closed", detail=failed.text),
+                text(lang, "closed_fix"),
+                "networkerror",
+            )
+        )

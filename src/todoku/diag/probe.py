@@ -28,18 +28,29 @@ class Failed(Exception):
         self.phase, self.text, self.timed_out = phase, text, timed_out
 
 
-async def dial(host: str, address: str, port: int, timeout: float, *,
-               implicit_tls: ssl.SSLContext | None = None) -> SmtpSession:
+async def dial(
+    host: str,
+    address: str,
+    port: int,
+    timeout: float,
+    *,
+    implicit_tls: ssl.SSLContext | None = None,
+) -> SmtpSession:
     """Open TCP (and TLS at once for implicit TLS). Raises TimeoutError, OSError or ssl.SSLError."""
     family = socket.AF_INET6 if ":" in address else (socket.AF_INET if address[:1].isdigit() else 0)
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
-            address, port, family=family, limit=1024 * 1024, ssl=implicit_tls,
+            address,
+            port,
+            family=family,
+            limit=1024 * 1024,
+            ssl=implicit_tls,
             server_hostname=host if implicit_tls is not None else None,
             ssl_handshake_timeout=timeout if implicit_tls is not None else None,
         )
-    timeouts = Timeouts(connect=timeout, greeting=timeout, command=timeout, data_block=timeout,
-                        end_of_data=timeout)
+    timeouts = Timeouts(
+        connect=timeout, greeting=timeout, command=timeout, data_block=timeout, end_of_data=timeout
+    )
     return SmtpSession(host, address, port, reader, writer, timeouts)
 
 

@@ -44,26 +44,51 @@ class _Stop(Exception):
 
 
 async def diagnose_submission(
-    target: str, *, user: str, password: str, sender: str, tls_mode: str, helo_name: str,
-    lang: str, timeout: float,
+    target: str,
+    *,
+    user: str,
+    password: str,
+    sender: str,
+    tls_mode: str,
+    helo_name: str,
+    lang: str,
+    timeout: float,
 ) -> Report:
     report = Report("submission", target, lang)
     parsed = parse_target(target)
     if parsed is None:
-        report.add(Step("connect", FAIL, target, text(lang, "sub_bad_target", target=target),
-                        text(lang, "sub_refused_fix")))
+        report.add(
+            Step(
+                "connect",
+                FAIL,
+                target,
+                text(lang, "sub_bad_target", target=target),
+                text(lang, "sub_refused_fix"),
+            )
+        )
     else:
         host, port = parsed
-        mode = tls_mode if tls_mode != "auto" else ("implicit" if port == IMPLICIT_TLS_PORT else "starttls")
-        checker = _Checker(report, host, port, user, password, sender, mode, helo_name, lang, timeout)
+        mode = (
+            tls_mode
+            if tls_mode != "auto"
+            else ("implicit" if port == IMPLICIT_TLS_PORT else "starttls")
+        )
+        checker = _Checker(
+            report, host, port, user, password, sender, mode, helo_name, lang, timeout
+        )
         try:
             await checker.run()
         except _Stop:
             pass
     failed = report.failed_step
     if failed is not None:
-        report.verdict = text(lang, "verdict_failed", step=step_label(lang, failed.name),
-                              reason=failed.reason or "-", remedy=failed.remedy)
+        report.verdict = text(
+            lang,
+            "verdict_failed",
+            step=step_label(lang, failed.name),
+            reason=failed.reason or "-",
+            remedy=failed.remedy,
+        )
     elif any(s.status == WARN for s in report.steps):
         warning = next(s for s in report.steps if s.status == WARN)
         report.verdict = text(lang, "verdict_submission_warn", cause=warning.cause)
@@ -73,10 +98,23 @@ async def diagnose_submission(
 
 
 class _Checker:
-    def __init__(self, report: Report, host: str, port: int, user: str, password: str, sender: str,
-                 mode: str, helo_name: str, lang: str, timeout: float, *,
-                 address: str | None = None, recipient: str | None = None,
-                 strict_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        report: Report,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        sender: str,
+        mode: str,
+        helo_name: str,
+        lang: str,
+        timeout: float,
+        *,
+        address: str | None = None,
+        recipient: str | None = None,
+        strict_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.report, self.host, self.port = report, host, port
         self.user, self.password, self.sender = user, password, sender
         self.mode, self.helo_name, self.lang, self.timeout = mode, helo_name, lang, timeout
@@ -86,15 +124,37 @@ class _Checker:
         self.strict_context = strict_context  # verify, and stop at a certificate problem
 
     def fail(self, name: str, detail: str, key: str, reason: str = "", **facts: object) -> _Stop:
-        facts = {"target": self.target, "host": self.host, "timeout": f"{self.timeout:g}",
-                 "detail": detail} | facts
-        self.report.add(Step(name, FAIL, detail, text(self.lang, key, **facts),
-                             text(self.lang, key + "_fix", **facts), reason))
+        facts = {
+            "target": self.target,
+            "host": self.host,
+            "timeout": f"{self.timeout:g}",
+            "detail": detail,
+        } | facts
+        self.report.add(
+            Step(
+                name,
+                FAIL,
+                detail,
+                text(self.lang, key, **facts),
+                text(self.lang, key + "_fix", **facts),
+                reason,
+            )
+        )
         return _Stop()
 
     def fail_reply(self, name: str, reply: proto.ServerReply, phase: str) -> _Stop:
-        self.report.add(reply_step(name, self.lang, reply.code, reply.enhanced, reply.text, phase,
-                                   recipient=self.sender, remote_mta=self.target))
+        self.report.add(
+            reply_step(
+                name,
+                self.lang,
+                reply.code,
+                reply.enhanced,
+                reply.text,
+                phase,
+                recipient=self.sender,
+                remote_mta=self.target,
+            )
+        )
         return _Stop()
 
     async def run(self) -> None:
@@ -103,8 +163,12 @@ class _Checker:
                 session = await self.open(self.strict_context)
             except ssl.SSLCertVerificationError as exc:
                 detail = exc.verify_message or str(exc)
-                raise self.fail("certificate", f"{detail} (name checked: {self.host})",
-                                "relay_cert_bad", "failedstarttls") from None
+                raise self.fail(
+                    "certificate",
+                    f"{detail} (name checked: {self.host})",
+                    "relay_cert_bad",
+                    "failedstarttls",
+                ) from None
             try:
                 await self.login_and_sender(session)
             finally:
@@ -117,11 +181,18 @@ class _Checker:
             detail = exc.verify_message or str(exc)
             self.report.steps.clear()
             session = await self.open(probe.trusting_context())
-            warning = Step("certificate", WARN, f"{detail} (name checked: {self.host})",
-                           text(self.lang, "cert_bad", detail=detail),
-                           text(self.lang, "cert_bad_fix", host=self.host), "securityerror")
+            warning = Step(
+                "certificate",
+                WARN,
+                f"{detail} (name checked: {self.host})",
+                text(self.lang, "cert_bad", detail=detail),
+                text(self.lang, "cert_bad_fix", host=self.host),
+                "securityerror",
+            )
             names = [s.name for s in self.report.steps]
-            where = next((i + 1 for i, n in enumerate(names) if n in ("tls", "starttls")), len(names))
+            where = next(
+                (i + 1 for i, n in enumerate(names) if n in ("tls", "starttls")), len(names)
+            )
             self.report.steps.insert(where, warning)
         try:
             await self.login_and_sender(session)
@@ -132,19 +203,31 @@ class _Checker:
         """Connect, TLS and EHLO; raises SSLCertVerificationError for the caller to retry."""
         implicit = self.mode == "implicit"
         try:
-            session = await probe.dial(self.host, self.address, self.port, self.timeout,
-                                       implicit_tls=context if implicit else None)
+            session = await probe.dial(
+                self.host,
+                self.address,
+                self.port,
+                self.timeout,
+                implicit_tls=context if implicit else None,
+            )
         except ssl.SSLCertVerificationError:
             raise
         except TimeoutError:
-            raise self.fail("connect", f"timed out after {self.timeout:g} s", "sub_timeout",
-                            "networkerror") from None
+            raise self.fail(
+                "connect", f"timed out after {self.timeout:g} s", "sub_timeout", "networkerror"
+            ) from None
         except ssl.SSLError as exc:
-            raise self.fail("tls", exc.reason or str(exc), "sub_not_implicit", "failedstarttls") from None
+            raise self.fail(
+                "tls", exc.reason or str(exc), "sub_not_implicit", "failedstarttls"
+            ) from None
         except socket.gaierror as exc:
-            raise self.fail("connect", exc.strerror or str(exc), "sub_unresolved", "hostunknown") from None
+            raise self.fail(
+                "connect", exc.strerror or str(exc), "sub_unresolved", "hostunknown"
+            ) from None
         except OSError as exc:
-            raise self.fail("connect", exc.strerror or str(exc), "sub_refused", "networkerror") from None
+            raise self.fail(
+                "connect", exc.strerror or str(exc), "sub_refused", "networkerror"
+            ) from None
         if not any(s.name == "connect" for s in self.report.steps):
             self.report.add(Step("connect", OK, self.target))
         try:
@@ -163,7 +246,9 @@ class _Checker:
             greeting = await probe.greeting(session)
         except probe.Failed as failed:
             if failed.timed_out and self.mode != "implicit":
-                raise self.fail("greeting", failed.text, "sub_expects_tls", "failedstarttls") from None
+                raise self.fail(
+                    "greeting", failed.text, "sub_expects_tls", "failedstarttls"
+                ) from None
             raise self.fail("greeting", failed.text, "closed", "networkerror") from None
         if greeting.code != 220:
             raise self.fail_reply("greeting", greeting, proto.GREETING)
@@ -181,8 +266,9 @@ class _Checker:
         except ssl.SSLCertVerificationError:
             raise
         except (ssl.SSLError, TimeoutError, OSError) as exc:
-            raise self.fail("starttls", str(exc) or type(exc).__name__, "tls_failed",
-                            "failedstarttls") from None
+            raise self.fail(
+                "starttls", str(exc) or type(exc).__name__, "tls_failed", "failedstarttls"
+            ) from None
         self.report.add(Step("starttls", OK, description))
         del hello
         await self.ehlo(session)  # RFC 3207 §4.2: EHLO again, the extensions may differ
@@ -193,8 +279,12 @@ class _Checker:
             return await probe.command(session, data, phase)
         except probe.Failed as failed:
             session.usable = False
-            raise self.fail(phase if phase in ("ehlo", "starttls", "mail", "rcpt") else "login",
-                            failed.text, "closed", "networkerror") from None
+            raise self.fail(
+                phase if phase in ("ehlo", "starttls", "mail", "rcpt") else "login",
+                failed.text,
+                "closed",
+                "networkerror",
+            ) from None
 
     async def ehlo(self, session: SmtpSession) -> proto.ServerReply:
         try:
@@ -232,7 +322,9 @@ class _Checker:
                     break
                 reply = await self.auth(session, base64.b64encode(secret.encode()).decode())
         else:
-            raise self.fail("login", f"offered: {' '.join(mechanisms)}", "auth_none", "securityerror")
+            raise self.fail(
+                "login", f"offered: {' '.join(mechanisms)}", "auth_none", "securityerror"
+            )
         if reply.code != 235:
             shown = str(reply)
             if reply.code in (530, 538):

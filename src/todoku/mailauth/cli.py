@@ -14,7 +14,9 @@ import click
 from todoku.config import Config
 
 
-def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callable[..., None]) -> None:
+def register(
+    main: click.Group, *, with_config: Callable[..., Any], fail: Callable[..., None]
+) -> None:
     from todoku.mailauth.dkim import DkimError
     from todoku.mailauth.setup import key_store
 
@@ -28,10 +30,16 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
 
     @main.command("dns-records")
     @click.argument("domain", required=False)
-    @click.option("--ipv4", "ipv4", multiple=True, metavar="ADDRESS", help="The server's public IPv4 address.")
-    @click.option("--ipv6", "ipv6", multiple=True, metavar="ADDRESS", help="The server's public IPv6 address.")
+    @click.option(
+        "--ipv4", "ipv4", multiple=True, metavar="ADDRESS", help="The server's public IPv4 address."
+    )
+    @click.option(
+        "--ipv6", "ipv6", multiple=True, metavar="ADDRESS", help="The server's public IPv6 address."
+    )
     @with_config
-    def dns_records(config: Config, domain: str | None, ipv4: tuple[str, ...], ipv6: tuple[str, ...]) -> None:
+    def dns_records(
+        config: Config, domain: str | None, ipv4: tuple[str, ...], ipv6: tuple[str, ...]
+    ) -> None:
         """Print every DNS record to publish for DOMAIN (default: all local domains), ready to paste."""
         import ipaddress
 
@@ -47,7 +55,9 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
             lookups = lookups_for(config.nameservers)
 
             async def addresses() -> tuple[tuple[str, ...], tuple[str, ...]]:
-                four, six = await asyncio.gather(lookups.ipv4(config.hostname), lookups.ipv6(config.hostname))
+                four, six = await asyncio.gather(
+                    lookups.ipv4(config.hostname), lookups.ipv6(config.hostname)
+                )
                 return four.records, six.records
 
             ipv4, ipv6 = asyncio.run(addresses())
@@ -57,31 +67,84 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
                 keys = store.load(name)
                 if index:
                     click.echo("")
-                click.echo(render(config, name, records_for(config, name, keys, ipv4, ipv6), bool(ipv4 or ipv6)), nl=False)
+                click.echo(
+                    render(
+                        config,
+                        name,
+                        records_for(config, name, keys, ipv4, ipv6),
+                        bool(ipv4 or ipv6),
+                    ),
+                    nl=False,
+                )
         except (DkimError, OSError) as exc:
             fail(f"dkim: {exc}")
 
     @main.command("diagnose")
     @click.argument("address", required=False)
-    @click.option("--self", "self_check", is_flag=True,
-                  help="Check this server's own DNS records (MX, A/AAAA, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV).")
-    @click.option("--submission", "submission", default=None, metavar="HOST:PORT",
-                  help="Check a mail program's sending settings against this submission server.")
-    @click.option("--user", "user", default=None, metavar="USER", help="Account name for --submission.")
-    @click.option("--password-stdin", "password_stdin", is_flag=True,
-                  help="Read the password for --submission from standard input (else it is asked for).")
-    @click.option("--from", "sender", default=None, metavar="ADDRESS",
-                  help="Sender address (--submission: default USER; ADDRESS: default postmaster@first domain).")
-    @click.option("--tls", "tls_mode", type=click.Choice(["auto", "implicit", "starttls", "none"]),
-                  default="auto", help="--submission: implicit TLS, STARTTLS or none (auto: implicit on 465).")
-    @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
-                  help="Seconds to wait for each connection, reply or DNS answer.")
+    @click.option(
+        "--self",
+        "self_check",
+        is_flag=True,
+        help="Check this server's own DNS records (MX, A/AAAA, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV).",
+    )
+    @click.option(
+        "--submission",
+        "submission",
+        default=None,
+        metavar="HOST:PORT",
+        help="Check a mail program's sending settings against this submission server.",
+    )
+    @click.option(
+        "--user", "user", default=None, metavar="USER", help="Account name for --submission."
+    )
+    @click.option(
+        "--password-stdin",
+        "password_stdin",
+        is_flag=True,
+        help="Read the password for --submission from standard input (else it is asked for).",
+    )
+    @click.option(
+        "--from",
+        "sender",
+        default=None,
+        metavar="ADDRESS",
+        help="Sender address (--submission: default USER; ADDRESS: default postmaster@first domain).",
+    )
+    @click.option(
+        "--tls",
+        "tls_mode",
+        type=click.Choice(["auto", "implicit", "starttls", "none"]),
+        default="auto",
+        help="--submission: implicit TLS, STARTTLS or none (auto: implicit on 465).",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(0.1, 300),
+        default=10.0,
+        show_default=True,
+        help="Seconds to wait for each connection, reply or DNS answer.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="One JSON object with every step.")
-    @click.option("--lang", type=click.Choice(["en", "ja"]), default=None, help="Language (default: the configuration's lang).")
+    @click.option(
+        "--lang",
+        type=click.Choice(["en", "ja"]),
+        default=None,
+        help="Language (default: the configuration's lang).",
+    )
     @with_config
-    def diagnose(config: Config, address: str | None, self_check: bool, submission: str | None,
-                 user: str | None, password_stdin: bool, sender: str | None, tls_mode: str,
-                 timeout: float, as_json: bool, lang: str | None) -> None:
+    def diagnose(
+        config: Config,
+        address: str | None,
+        self_check: bool,
+        submission: str | None,
+        user: str | None,
+        password_stdin: bool,
+        sender: str | None,
+        tls_mode: str,
+        timeout: float,
+        as_json: bool,
+        lang: str | None,
+    ) -> None:
         """Say why mail cannot be sent: ADDRESS (live delivery check), --submission (a mail program's
         settings) or --self (this server's DNS records)."""
         chosen = lang or config.lang
@@ -98,8 +161,16 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
                     password = sys.stdin.readline().rstrip("\r\n")
                 else:
                     password = click.prompt("Password", hide_input=True, err=True)
-                report = run_submission(config, submission, user=user, password=password, sender=sender,
-                                        tls_mode=tls_mode, lang=chosen, timeout=timeout)
+                report = run_submission(
+                    config,
+                    submission,
+                    user=user,
+                    password=password,
+                    sender=sender,
+                    tls_mode=tls_mode,
+                    lang=chosen,
+                    timeout=timeout,
+                )
             else:
                 assert address is not None
                 report = run_address(config, address, sender=sender, lang=chosen, timeout=timeout)
@@ -136,7 +207,9 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
                     click.echo(f"{name}\t{role}\t{key.selector}\t{key.algorithm}")
                 if keys.pending is not None:
                     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(keys.switch_after))
-                    click.echo(f"{name}\tsigning switches to {', '.join(keys.pending.selectors)} at {when}")
+                    click.echo(
+                        f"{name}\tsigning switches to {', '.join(keys.pending.selectors)} at {when}"
+                    )
         except (DkimError, OSError) as exc:
             fail(f"dkim: {exc}")
 
@@ -153,7 +226,11 @@ def register(main: click.Group, *, with_config: Callable[..., Any], fail: Callab
             return
         assert keys.pending is not None
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(keys.switch_after))
-        click.echo(f"{name}: new selectors {', '.join(keys.pending.selectors)}; publish these records now:")
+        click.echo(
+            f"{name}: new selectors {', '.join(keys.pending.selectors)}; publish these records now:"
+        )
         for key in keys.pending.keys:
-            click.echo(f"{key.record_name}.\tIN\tTXT\t\"{key.record_text}\"")
-        click.echo(f"signing switches to them at {when} (the running server picks this up by itself)")
+            click.echo(f'{key.record_name}.\tIN\tTXT\t"{key.record_text}"')
+        click.echo(
+            f"signing switches to them at {when} (the running server picks this up by itself)"
+        )

@@ -52,7 +52,9 @@ def prepare_dkim_keys(config: Config) -> None:
     try:
         dkim_signer(config)
     except Exception:
-        logging.getLogger("todoku.dkim").exception("cannot prepare DKIM keys in %s", config.data_dir / "dkim")
+        logging.getLogger("todoku.dkim").exception(
+            "cannot prepare DKIM keys in %s", config.data_dir / "dkim"
+        )
 
 
 def outbound_signer(config: Config) -> Callable[[bytes, str], bytes]:
