@@ -4,12 +4,24 @@ from pathlib import Path
 
 import pytest
 
-from todoku.config.load import ConfigError, config_from_dict, parse_duration, parse_listen, parse_size
+from todoku.config.load import (
+    ConfigError,
+    config_from_dict,
+    parse_duration,
+    parse_listen,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("25MiB", 25 * 1024 * 1024), ("10MB", 10_000_000), ("4096", 4096), (512, 512), ("1.5KiB", 1536)],
+    [
+        ("25MiB", 25 * 1024 * 1024),
+        ("10MB", 10_000_000),
+        ("4096", 4096),
+        (512, 512),
+        ("1.5KiB", 1536),
+    ],
 )
 def test_sizes(text: object, size: int) -> None:
     assert parse_size(text, "k") == size
@@ -21,7 +33,9 @@ def test_bad_sizes_name_the_key(text: object) -> None:
         parse_size(text, "limits.max_message_size")
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("4h", 14400), ("5d", 432000), ("1s", 1), ("0", 0), (30, 30)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("5m", 300), ("4h", 14400), ("5d", 432000), ("1s", 1), ("0", 0), (30, 30)]
+)
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text, "k") == seconds
 
@@ -50,11 +64,17 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     ("data", "message"),
     [
         ({"domains": ["a.test"], "listen": {"smtpd": "127.0.0.1:25"}}, "listen.smtpd: unknown key"),
-        ({"domains": ["a.test"], "limits": {"max_recipients": 0}}, "limits.max_recipients: expected a whole number"),
+        (
+            {"domains": ["a.test"], "limits": {"max_recipients": 0}},
+            "limits.max_recipients: expected a whole number",
+        ),
         ({"domains": ["a.test"], "hostname": "bad host"}, "hostname: not a valid host name"),
         ({"domains": []}, "domains: expected a list"),
         ({"domains": ["a.test"], "delivery": {"retry": "5m"}}, "delivery.retry: expected a list"),
-        ({"domains": ["a.test"], "auth": {"allow_plaintext_on_loopback": "yes"}}, "auth.allow_plaintext_on_loopback: expected true or false"),
+        (
+            {"domains": ["a.test"], "auth": {"allow_plaintext_on_loopback": "yes"}},
+            "auth.allow_plaintext_on_loopback: expected true or false",
+        ),
         ({"domains": ["a.test"], "tls": {"cert": "c.pem"}}, "tls.cert: no such file"),
     ],
 )
@@ -62,3 +82,47 @@ def test_errors_name_the_key(tmp_path: Path, data: dict[str, object], message: s
     with pytest.raises(ConfigError) as info:
         config_from_dict(data, tmp_path)
     assert str(info.value).startswith(message)
+
+
+def test_connection_limits(tmp_path: Path) -> None:
+    base = {"domains": ["example.test"]}
+    default = config_from_dict(base, tmp_path)
+    assert (default.max_connections, default.max_connections_per_ip) == (None, 50)
+    limits = {"max_connections": 300, "max_connections_per_ip": 0}
+    config = config_from_dict(base | {"limits": limits}, tmp_path)
+    assert (config.max_connections, config.max_connections_per_ip) == (300, 0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_connections", -1, "limits.max_connections: expected a whole number >= 1, got -1"),
+        ("max_connections", 0, "limits.max_connections: expected a whole number >= 1, got 0"),
+        (
+            "max_connections",
+            "many",
+            "limits.max_connections: expected a whole number >= 1, got 'many'",
+        ),
+        (
+            "max_connections_per_ip",
+            -3,
+            "limits.max_connections_per_ip: expected a whole number >= 0, got -3",
+        ),
+        (
+            "max_connections_per_ip",
+            2.5,
+            "limits.max_connections_per_ip: expected a whole number >= 0, got 2.5",
+        ),
+        (
+            "max_connections_per_ip",
+            True,
+            "limits.max_connections_per_ip: expected a whole number >= 0, got True",
+        ),
+    ],
+)
+def test_bad_connection_limits_name_the_key(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"domains": ["example.test"], "limits": {key: value}}, tmp_path)
+    assert str(caught.value) == message

@@ -401,6 +401,10 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
         ('domains = "example.test"\n[listen]\nsmtp = "127.0.0.1:0"\n', "domains: expected a list"),
         ('domains = ["example.test"]\nlang = "fr"\n[listen]\nsmtp = "127.0.0.1:0"\n', "lang: must be"),
         ('domains = ["example.test"\n', "not valid TOML"),
+        ('domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_connections = -5\n',
+         "limits.max_connections: expected a whole number >= 1, got -5"),
+        ('domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_connections_per_ip = "50"\n',
+         "limits.max_connections_per_ip: expected a whole number >= 0, got '50'"),
     ],
 )
 def test_configuration_errors_are_one_line_and_status_2(tmp_path: Path, toml: str, expected: str) -> None:

@@ -82,6 +82,12 @@ class Config:
     tls: TlsConfig
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 1000
+    # Connections held at once on all listeners together; None: from the open-file limit at
+    # start-up (app.connection_ceiling), which also caps a configured number.
+    max_connections: int | None = None
+    # ... and from one client address (IPv6: one /64); 0 = no such limit. 50 is Postfix's
+    # smtpd_client_connection_count_limit.
+    max_connections_per_ip: int = 50
     allow_plaintext_auth_on_loopback: bool = False
     deleted_retention: float = 30 * 86400.0
     nameservers: tuple[str, ...] = ()
@@ -274,6 +280,10 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     limits = top.table("limits")
     max_size = parse_size(limits.get("max_message_size", "25MiB"), "limits.max_message_size")
     max_recipients = limits.integer("max_recipients", 1000, minimum=1)
+    max_connections = (
+        limits.integer("max_connections", 1, minimum=1) if limits.has("max_connections") else None
+    )
+    max_connections_per_ip = limits.integer("max_connections_per_ip", 50, minimum=0)
     limits.check_unknown()
 
     auth = top.table("auth")
@@ -331,6 +341,8 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         tls=tls,
         max_message_size=max_size,
         max_recipients=max_recipients,
+        max_connections=max_connections,
+        max_connections_per_ip=max_connections_per_ip,
         allow_plaintext_auth_on_loopback=plaintext_loopback,
         deleted_retention=deleted,
         nameservers=tuple(nameservers),
