@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from todoku.config import Config, ConfigError, ListenAddress
 from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
-from todoku.net.link import HANDSHAKE_TIMEOUT
+from todoku.net.link import ConnectionLimits
 from todoku.net.pop3_server import Pop3Context, Pop3Link
 from todoku.net.pop3_server import settings_for as pop3_settings_for
 from todoku.net.smtp_server import SmtpContext, SmtpLink, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.server import SessionSettings
-from todoku.queue.runner import QueueRunner
+from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
 from todoku.queue.setup import build_runner
 from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
@@ -38,6 +38,13 @@ from todoku.store.sqlite import SqliteStore
 log = logging.getLogger("todoku.app")
 
 SHUTDOWN_GRACE = 30.0
+# Open files the server holds whatever its clients do: standard streams, listeners, SQLite (the
+# database, its WAL and shared memory), DNS sockets, the event loop's own, a few to spare ...
+RESERVED_FILES = 64
+# ... and the outbound queue's: a socket and a message file for each attempt it runs at once.
+QUEUE_FILES = 2 * MAX_PARALLEL_MESSAGES
+# A client connection: its socket, and the message file it writes (DATA) or reads (RETR).
+FILES_PER_CONNECTION = 2
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -56,6 +63,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
 SMTP_SERVICES = ("smtp", "submission", "submissions")
 POP3_SERVICES = ("pop3", "pop3s")
 
@@ -84,23 +93,78 @@ async def purge_deleted_mail(store: SqliteStore, retention: float) -> None:
         await asyncio.sleep(purge_interval(retention))
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit (logged); return the soft limit.
+
+    Each connection holds a file descriptor, so the limit decides how many connections the server
+    can hold at all; the usual soft limit (1024) is far below what the hard limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit is no number setrlimit takes for open files; 2^20 is Linux's nr_open.
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files: cannot raise the soft limit %d to %d: %s", soft, target, exc)
+        else:
+            log.info("open files: soft limit raised from %d to the hard limit %d", soft, target)
+            soft = target
+    return soft
+
+
+def connection_ceiling(open_files: int) -> int:
+    """The most connections ``open_files`` descriptors can carry next to what the server keeps."""
+    return max(1, (open_files - RESERVED_FILES - QUEUE_FILES) // FILES_PER_CONNECTION)
+
+
+def connection_limits(config: Config, open_files: int) -> ConnectionLimits:
+    """``[limits] max_connections`` (never more than the open-file limit can carry; that number
+    when unset) and ``max_connections_per_ip``, for every listener together (issue 12)."""
+    ceiling = connection_ceiling(open_files)
+    total = ceiling if config.max_connections is None else min(config.max_connections, ceiling)
+    if config.max_connections is not None and config.max_connections > ceiling:
+        log.warning(
+            "limits.max_connections = %d needs more open files than the limit of %d allows:"
+            " using %d (raise the limit: ulimit -n, or LimitNOFILE= in a systemd unit)",
+            config.max_connections,
+            open_files,
+            ceiling,
+        )
+    per_ip = config.max_connections_per_ip
+    log.info(
+        "connections: at most %d in all (open-file limit %d), %s",
+        total,
+        open_files,
+        f"{per_ip} per client address (IPv6: per /64)" if per_ip else "no limit per client address",
+    )
+    return ConnectionLimits(total, per_ip)
+
+
 def ensure_tls(config: Config) -> ssl.SSLContext:
     tls = config.tls
     if tls.self_signed and not (tls.cert.is_file() and tls.key.is_file()):
-        log.info("creating a self-signed certificate for %s in %s", config.hostname, tls.cert.parent)
+        log.info(
+            "creating a self-signed certificate for %s in %s", config.hostname, tls.cert.parent
+        )
         tls_util.make_self_signed(tls.cert, tls.key, config.hostname)
     try:
         return tls_util.server_context(tls.cert, tls.key)
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"tls.cert/tls.key: cannot load {tls.cert} and {tls.key}: {reason}") from None
+        raise ConfigError(
+            f"tls.cert/tls.key: cannot load {tls.cert} and {tls.key}: {reason}"
+        ) from None
 
 
 def bind_socket(service: str, address: ListenAddress) -> socket.socket:
     try:
         infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ConfigError(f"listen.{service}: cannot resolve {address.host}: {exc.strerror}") from None
+        raise ConfigError(
+            f"listen.{service}: cannot resolve {address.host}: {exc.strerror}"
+        ) from None
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -113,7 +177,9 @@ def bind_socket(service: str, address: ListenAddress) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"listen.{service}: {address}: address already in use") from None
         if exc.errno == errno.EACCES:
-            raise ConfigError(f"listen.{service}: {address}: permission denied (port below 1024?)") from None
+            raise ConfigError(
+                f"listen.{service}: {address}: permission denied (port below 1024?)"
+            ) from None
         raise ConfigError(f"listen.{service}: {address}: {exc.strerror}") from None
     sock.listen(512)
     sock.setblocking(False)
@@ -132,10 +198,9 @@ class Server:
     sockets: dict[str, socket.socket] = field(default_factory=dict)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     # Every listener makes an asyncio.Protocol per connection (net/smtp_server.SmtpLink,
-    # net/pop3_server.Pop3Link), with its implicit-TLS context if it has one.
-    listeners: dict[str, tuple[Callable[[], asyncio.Protocol], ssl.SSLContext | None]] = field(
-        default_factory=dict
-    )
+    # net/pop3_server.Pop3Link); the link itself starts implicit TLS (submissions, pop3s), so
+    # that the connection limits count a connection from accept on (net/link.py).
+    listeners: dict[str, Callable[[], asyncio.Protocol]] = field(default_factory=dict)
     pop3: Pop3Context | None = None
     purge_task: asyncio.Task[None] | None = None
     queue_runner: QueueRunner | None = None
@@ -147,12 +212,8 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for service, (make_link, link_tls) in self.listeners.items():
-            # asyncio refuses a handshake time-out without TLS.
-            handshake_timeout = HANDSHAKE_TIMEOUT if link_tls is not None else None
-            listener = await loop.create_server(
-                make_link, sock=self.sockets[service], ssl=link_tls, ssl_handshake_timeout=handshake_timeout
-            )
+        for service, make_link in self.listeners.items():
+            listener = await loop.create_server(make_link, sock=self.sockets[service])
             self.servers.append(listener)
             log.info("listening for %s on %s", service, self.config.listen[service])
         self.purge_task = asyncio.create_task(
@@ -168,7 +229,9 @@ class Server:
 
     def start_queue(self, loop: asyncio.AbstractEventLoop) -> None:
         """The outbound queue runner (issue 4); new mail wakes it through the store's hook."""
-        runner = build_runner(self.config, self.store, [self.bound_address(s) for s in self.sockets])
+        runner = build_runner(
+            self.config, self.store, [self.bound_address(s) for s in self.sockets]
+        )
 
         def wake(items: list[tuple[str, float]]) -> None:  # runs in the store's writer thread
             loop.call_soon_threadsafe(runner.enqueue, items)
@@ -249,7 +312,9 @@ class Server:
 def build_server(config: Config) -> Server:
     """Everything that can fail on a bad configuration happens here, before anything listens."""
     if not config.listen:
-        raise ConfigError("listen: no service configured (add smtp = \"127.0.0.1:10025\" under [listen])")
+        raise ConfigError(
+            'listen: no service configured (add smtp = "127.0.0.1:10025" under [listen])'
+        )
     check_data_dir(config)
     sockets: dict[str, socket.socket] = {}
     try:
@@ -262,6 +327,7 @@ def build_server(config: Config) -> Server:
             sock.close()
         raise
     store.blobs.sweep_tmp()
+    connections = connection_limits(config, raise_open_file_limit())
     throttle = AuthThrottle(
         delay_after=config.auth_fail_delay_after,
         lockout_after=config.auth_lockout_after,
@@ -274,6 +340,7 @@ def build_server(config: Config) -> Server:
         directory=Directory(store, config.domains),
         throttle=throttle,
         tls_context=tls_context,
+        connections=connections,
     )
     if "smtp" in sockets:
         smtp.inbound = inbound_policy(config)  # [policy] checks on the MX only
@@ -286,10 +353,15 @@ def build_server(config: Config) -> Server:
             def make_link(name: str = service, s: SessionSettings = settings) -> SmtpLink:
                 return SmtpLink(smtp, name, s)
 
-            implicit_tls = tls_context if service == "submissions" else None
-            server.listeners[service] = (make_link, implicit_tls)
+            server.listeners[service] = make_link
     if any(service in sockets for service in POP3_SERVICES):
-        pop3 = Pop3Context(config=config, store=store, throttle=throttle, tls_context=tls_context)
+        pop3 = Pop3Context(
+            config=config,
+            store=store,
+            throttle=throttle,
+            tls_context=tls_context,
+            connections=connections,
+        )
         server.pop3 = pop3
         for service in POP3_SERVICES:
             if service not in sockets:
@@ -301,8 +373,7 @@ def build_server(config: Config) -> Server:
                 return Pop3Link(pop3, name, s)
 
             # The same kind of listener as SMTP's: an asyncio.Protocol per connection.
-            implicit = tls_context if service == "pop3s" else None
-            server.listeners[service] = (make_pop3_link, implicit)
+            server.listeners[service] = make_pop3_link
     return server
 
 

@@ -33,7 +33,7 @@ from typing import BinaryIO, cast
 from todoku.config import Config
 from todoku.net import tls as tls_util
 from todoku.net.idle import Idle
-from todoku.net.link import SessionLink
+from todoku.net.link import ConnectionLimits, Refusal, SessionLink
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.proto.pop3 import replies
 from todoku.proto.pop3.content import EncodedMessage, encode_message
@@ -76,6 +76,7 @@ class Pop3Context:
     sessions: set[Pop3Session] = field(default_factory=set)
     locks: dict[str, Pop3Session] = field(default_factory=dict)  # mailbox → the session holding it
     next_session: int = 0
+    connections: ConnectionLimits | None = None  # [limits] on connections, shared with SMTP
 
     def session_id(self) -> str:
         self.next_session += 1
@@ -443,10 +444,23 @@ class Pop3Link(SessionLink):
     memory, because the session waits for ``writable`` whenever ``write`` says so."""
 
     def __init__(self, ctx: Pop3Context, service: str, settings: SessionSettings) -> None:
-        super().__init__(COMMAND_TIMEOUT, BUFFER_LIMIT)
+        implicit_tls = ctx.tls_context if settings.tls_active else None  # pop3s (RFC 8314)
+        super().__init__(COMMAND_TIMEOUT, BUFFER_LIMIT, ctx.connections, implicit_tls)
         self.ctx = ctx
         self.service = service
         self.settings = settings
 
     def start_session(self) -> Pop3Session:
         return Pop3Session(self.ctx, self.service, self.settings, self)
+
+    def refusal(self, refused: Refusal) -> bytes:
+        # RFC 3206 §4: [SYS/TEMP], a problem of the server's that goes away; then the close.
+        if refused.in_all:
+            return TOO_MANY_CONNECTIONS_IN_ALL.to_bytes()
+        text = f"too many connections from [{refused.client}]; try again later"
+        return replies.err(text, replies.CODE_SYS_TEMP).to_bytes()
+
+
+TOO_MANY_CONNECTIONS_IN_ALL = replies.err(
+    "too many connections; try again later", replies.CODE_SYS_TEMP
+)

@@ -28,7 +28,7 @@ from todoku.ingest import (
 from todoku.mailauth.inbound import HEADER_TOO_LARGE, InboundPolicy, hold, write_checked
 from todoku.net import tls as tls_util
 from todoku.net.idle import Idle
-from todoku.net.link import SessionLink
+from todoku.net.link import ConnectionLimits, Refusal, SessionLink
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory
 from todoku.policy.sender import check_from
@@ -82,6 +82,7 @@ class SmtpContext:
     sessions: set[SmtpSession] = field(default_factory=set)
     next_session: int = 0
     inbound: InboundPolicy | None = None  # [policy] checks for the MX (service "smtp") only
+    connections: ConnectionLimits | None = None  # [limits] on connections, shared with POP3
 
     def session_id(self) -> str:
         self.next_session += 1
@@ -512,13 +513,25 @@ class SmtpLink(SessionLink):
     """One SMTP connection (net/link.py)."""
 
     def __init__(self, ctx: SmtpContext, service: str, settings: SessionSettings) -> None:
-        super().__init__(COMMAND_TIMEOUT, BUFFER_LIMIT)
+        implicit_tls = ctx.tls_context if settings.tls_active else None  # submissions (RFC 8314)
+        super().__init__(COMMAND_TIMEOUT, BUFFER_LIMIT, ctx.connections, implicit_tls)
         self.ctx = ctx
         self.service = service
         self.settings = settings
 
     def start_session(self) -> SmtpSession:
         return SmtpSession(self.ctx, self.service, self.settings, self)
+
+    def refusal(self, refused: Refusal) -> bytes:
+        # RFC 5321 §3.1: instead of the 220 greeting, a 421 and the server closes. The wording
+        # for one client's connections is Postfix's (smtpd_client_connection_count_limit).
+        if refused.in_all:
+            return TOO_MANY_CONNECTIONS_IN_ALL.to_bytes()
+        text = f"Error: too many connections from [{refused.client}]"
+        return Reply(421, "4.7.0", text).to_bytes()
+
+
+TOO_MANY_CONNECTIONS_IN_ALL = Reply(421, "4.3.2", "Error: too many connections; try again later")
 
 
 def settings_for(service: str, config: Config, loopback: bool, tls_ready: bool) -> SessionSettings:
