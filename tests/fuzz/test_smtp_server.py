@@ -260,9 +260,6 @@ def _long_reply_lines(out: bytes) -> list[int]:
     return [len(line) + 2 for line in reply_lines(out) if len(line) + 2 > REPLY_LINE_LIMIT]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12: a refused MAIL/RCPT quotes the whole argument in its reply"
-)
 @fuzz_settings()
 @given(pieces=PIECES)
 @example(pieces=[b"EHLO c\r\nMAIL FROM:<" + b"a" * 600 + b">\r\n"])

@@ -912,3 +912,25 @@ def test_any_input_gets_well_formed_replies_and_never_raises(
         if code not in ("220", "250", "334", "354") or reply.startswith("250 2."):
             # RFC 2034 §3: every reply but the greeting, EHLO/HELO, 334 and 354 has one.
             assert re.match(r"^\d{3} [245]\.\d{1,3}\.\d{1,3} ", reply), reply
+
+
+# ------------------------------------------------------------------ reply lines (issue 12)
+
+
+def test_refused_address_is_quoted_shortened_within_512_octets() -> None:
+    # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; the argument is quoted in part.
+    driver = ready()
+    out = driver.feed(b"MAIL FROM:<" + b"a" * 600 + b">\r\n")
+    [line] = out.split(b"\r\n")[:-1]
+    assert len(line) + 2 <= 512
+    assert line.startswith(b"501 5.1.7 <" + b"a" * 50) and b"a..." in line
+
+
+def test_the_renderer_cuts_every_reply_line_to_512_octets() -> None:
+    reply = Reply(550, "5.1.1", "\n".join(["x" * 1000, "short", "\u00e9" * 600]))
+    lines = reply.to_bytes().split(b"\r\n")
+    assert lines[-1] == b""
+    assert [len(line) + 2 for line in lines[:-1]] == [512, 17, 511]
+    assert lines[0].endswith(b"x...") and lines[1] == b"550-5.1.1 short"
+    assert lines[2].decode("utf-8").endswith("\u00e9...")  # cut between characters, not inside
+    assert Reply(250, "", "y" * 510).to_bytes() == b"250 " + b"y" * 503 + b"...\r\n"

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+REPLY_LINE_LIMIT = 512  # RFC 5321 §4.5.3.1.5: reply code, text and CRLF
+_ELLIPSIS = b"..."
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -30,16 +33,25 @@ class Reply:
         return self.text.split("\n")
 
     def to_bytes(self) -> bytes:
-        """Render as reply lines (RFC 5321 §4.2.1: a hyphen after the code on all but the last)."""
+        """Render as reply lines (RFC 5321 §4.2.1: a hyphen after the code on all but the last).
+
+        Each line is at most ``REPLY_LINE_LIMIT`` octets, CRLF included (RFC 5321 §4.5.3.1.5):
+        a longer text is cut at a character boundary and ends in "...", whatever it quotes.
+        """
         parts = self.lines()
         out = []
         for index, line in enumerate(parts):
             sep = " " if index == len(parts) - 1 else "-"
             if self.enhanced:
-                out.append(f"{self.code}{sep}{self.enhanced} {line}\r\n")
+                rendered = f"{self.code}{sep}{self.enhanced} {line}".encode()
             else:
-                out.append(f"{self.code}{sep}{line}\r\n")
-        return "".join(out).encode("utf-8")
+                rendered = f"{self.code}{sep}{line}".encode()
+            if len(rendered) + 2 > REPLY_LINE_LIMIT:
+                # "ignore" drops a character the cut split in two, never a whole one.
+                kept = rendered[: REPLY_LINE_LIMIT - 2 - len(_ELLIPSIS)]
+                rendered = kept.decode("utf-8", "ignore").encode() + _ELLIPSIS
+            out.append(rendered + b"\r\n")
+        return b"".join(out)
 
     def __str__(self) -> str:
         return f"{self.code} {self.enhanced} {self.text}".replace("  ", " ")

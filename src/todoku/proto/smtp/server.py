@@ -59,12 +59,19 @@ COMMAND_LINE_LIMIT = 512  # RFC 5321 §4.5.3.1.4, CRLF included
 # ORCPT alone may be 500 octets) and AUTH carries an initial response (RFC 4954 §4: 12288 octets).
 EXTENDED_LINE_LIMIT = {"MAIL": 2048, "RCPT": 2048, "AUTH": 12288}
 SASL_LINE_LIMIT = 12288
+QUOTE_LIMIT = 100  # characters of client input a reply quotes back, then "..."
 MID_LINE_CHUNK = 65536  # a text line longer than this is passed on in pieces, never truncated
 MAX_ORCPT = 500  # RFC 3461 §4.2
 MAX_ENVID = 100  # RFC 3461 §4.4
 CR = 0x0D
 _BDAT_ARGS = re.compile(r"^([0-9]{1,18})(?: +(LAST))?$", re.IGNORECASE)
 _ESMTP_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # RFC 5321 §4.1.2 esmtp-keyword
+
+
+def _quoted(text: str) -> str:
+    """Client input as a reply quotes it: at most ``QUOTE_LIMIT`` characters, so that a reply
+    line stays within 512 octets (RFC 5321 §4.5.3.1.5) and names what was wrong."""
+    return text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "..."
 
 
 class State(enum.Enum):
@@ -556,7 +563,9 @@ class ServerConnection:
             elif name == "AUTH":  # RFC 4954 §5: accepted, and trusted only from ourselves
                 continue
             else:
-                self._error(codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {name}"))
+                self._error(
+                    codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {_quoted(name)}")
+                )
                 return
         sender = path.address
         if sender is not None and sender.needs_smtputf8 and not smtputf8:
@@ -568,9 +577,11 @@ class ServerConnection:
         if exc.needs_smtputf8:
             self._error(codes.NO_SMTPUTF8)  # RFC 6531 §3.5
         elif exc.bad_parameters:
-            self._error(codes.BAD_SYNTAX.with_text(f"Syntax error in parameters ({exc})"))
+            why = _quoted(str(exc))
+            self._error(codes.BAD_SYNTAX.with_text(f"Syntax error in parameters ({why})"))
         else:
-            self._error(reply.with_text(f"{arg.strip()}: {reply.text} ({exc})"))
+            quoted, why = _quoted(arg.strip()), _quoted(str(exc))
+            self._error(reply.with_text(f"{quoted}: {reply.text} ({why})"))
 
     def _cmd_rcpt(self, arg: str) -> None:
         gate = self._transaction_gate()
@@ -616,7 +627,9 @@ class ServerConnection:
                     return
                 orcpt = f"{addr_type.lower()};{decoded}"
             else:
-                self._error(codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {name}"))
+                self._error(
+                    codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {_quoted(name)}")
+                )
                 return
         if self.recipient_count >= self.settings.max_recipients:
             self._error(codes.TOO_MANY_RECIPIENTS)
