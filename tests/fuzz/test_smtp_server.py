@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -321,11 +320,6 @@ def test_how_the_input_is_cut_into_reads_changes_nothing(
 _LONG_SASL = b"EHLO c\r\nAUTH PLAIN\r\n" + b"A" * 12_289 + b"\r\nNOOP\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: a SASL response over 12288 octets is handled differently in one read and"
-    " in several, and after '500 line too long' the SASL exchange goes on",
-)
 @fuzz_settings(0.5)
 @given(pieces=PIECES, cuts=st.lists(st.integers(0, 200_000), max_size=8))
 @example(pieces=[_LONG_SASL], cuts=[len(_LONG_SASL) - 8])

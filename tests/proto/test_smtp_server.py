@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from todoku.proto.errors import LocalProtocolError
-from todoku.proto.smtp import codes
+from todoku.proto.smtp import codes, server
 from todoku.proto.smtp.codes import Reply
 from todoku.proto.smtp.events import (
     DECISIONS,
@@ -914,7 +914,49 @@ def test_any_input_gets_well_formed_replies_and_never_raises(
             assert re.match(r"^\d{3} [245]\.\d{1,3}\.\d{1,3} ", reply), reply
 
 
-# ------------------------------------------------------------------ reply lines (issue 12)
+# ------------------------------------------------------ line limits and reply lines (issue 12)
+
+_SASL_CAP = server.SASL_LINE_LIMIT
+
+
+def _cut_reads(data: bytes, how: str) -> list[bytes]:
+    """``data`` in one read, cut before its last 8 octets, or cut every 1000 octets."""
+    if how == "one read":
+        return [data]
+    if how == "last 8 apart":
+        return [data[:-8], data[-8:]]
+    return [data[i : i + 1000] for i in range(0, len(data), 1000)]
+
+
+READS = ["one read", "last 8 apart", "1000-octet reads"]
+
+
+@pytest.mark.parametrize("how", READS)
+def test_over_long_sasl_response_ends_the_exchange_however_it_is_read(how: str) -> None:
+    # RFC 4954 §4, §6: a response longer than the server takes ends AUTH with 500 5.5.6; the
+    # NOOP after it is a command again, not a SASL response.
+    driver = authing()
+    assert driver.feed(b"AUTH PLAIN\r\n") == b"334 \r\n"
+    out = driver.feed(*_cut_reads(b"A" * (_SASL_CAP + 1) + b"\r\nNOOP\r\n", how))
+    assert replies(out) == ["500 5.5.6 Authentication Exchange line is too long", "250 2.0.0 Ok"]
+    assert driver.conn.state is State.READY and driver.of(AuthRequest) == []
+
+
+@pytest.mark.parametrize("how", READS)
+def test_sasl_response_of_the_largest_size_is_read_however_it_arrives(how: str) -> None:
+    # RFC 4954 §4: a server MUST take responses of 12288 octets; the line adds its CRLF. This
+    # one decodes to NULs, which PLAIN refuses (501), rather than being cut as too long (500).
+    driver = authing()
+    driver.feed(b"AUTH PLAIN\r\n")
+    out = driver.feed(*_cut_reads(b"A" * _SASL_CAP + b"\r\nNOOP\r\n", how))
+    assert codes_of(out) == ["501 5.5.2", "250 2.0.0"]
+
+
+@pytest.mark.parametrize("how", READS)
+def test_over_long_command_line_is_answered_once_however_it_is_read(how: str) -> None:
+    driver = ready()
+    out = driver.feed(*_cut_reads(b"NOOP " + b"x" * 13_000 + b"\r\nNOOP\r\n", how))
+    assert replies(out) == ["500 5.5.2 Error: line too long", "250 2.0.0 Ok"]
 
 
 def test_refused_address_is_quoted_shortened_within_512_octets() -> None:

@@ -58,7 +58,8 @@ COMMAND_LINE_LIMIT = 512  # RFC 5321 §4.5.3.1.4, CRLF included
 # Extensions lengthen some commands: MAIL/RCPT carry parameters (RFC 1870 §3, RFC 3461 §5:
 # ORCPT alone may be 500 octets) and AUTH carries an initial response (RFC 4954 §4: 12288 octets).
 EXTENDED_LINE_LIMIT = {"MAIL": 2048, "RCPT": 2048, "AUTH": 12288}
-SASL_LINE_LIMIT = 12288
+_LONGEST_COMMAND = max(EXTENDED_LINE_LIMIT.values())
+SASL_LINE_LIMIT = 12288  # RFC 4954 §4: the longest response; the line adds its CRLF
 QUOTE_LIMIT = 100  # characters of client input a reply quotes back, then "..."
 MID_LINE_CHUNK = 65536  # a text line longer than this is passed on in pieces, never truncated
 MAX_ORCPT = 500  # RFC 3461 §4.2
@@ -66,6 +67,8 @@ MAX_ENVID = 100  # RFC 3461 §4.4
 CR = 0x0D
 _BDAT_ARGS = re.compile(r"^([0-9]{1,18})(?: +(LAST))?$", re.IGNORECASE)
 _ESMTP_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # RFC 5321 §4.1.2 esmtp-keyword
+# RFC 4954 §6: a SASL response longer than the server's buffer for it ends the exchange.
+_SASL_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication Exchange line is too long")
 
 
 def _quoted(text: str) -> str:
@@ -343,26 +346,50 @@ class ServerConnection:
     # ----------------------------------------------------------------- command lines
 
     def _read_line(self) -> bytes | None:
+        """The next complete line within the line limit, or None when more input is needed.
+
+        The limit applies to the line as sent, line end included, and gives the same answer
+        however the line is cut into reads: an unfinished part that already reaches the limit
+        (its LF is still to come) is dropped as it arrives, a complete line over it is dropped
+        whole, and either way the line is answered once, at its end, by ``_line_too_long``.
+        """
         buf = self._buf
-        limit = SASL_LINE_LIMIT if self.state is State.AUTH else max(EXTENDED_LINE_LIMIT.values())
         while True:
+            limit = self._line_limit()
             lf = buf.find(b"\n", self._pos)
             if lf < 0:
-                if len(buf) - self._pos > limit:
+                if self._discarding_long_line or len(buf) - self._pos >= limit:
                     # Too long and no end in sight: drop what we have, answer at the line's end.
                     self._discarding_long_line = True
                     del buf[:]
                     self._pos = 0
                 return None
-            line = bytes(buf[self._pos : lf + 1])
+            start = self._pos
             self._pos = lf + 1
-            if self._discarding_long_line:
+            if self._discarding_long_line or lf + 1 - start > limit:
                 self._discarding_long_line = False
-                self._error(codes.LINE_TOO_LONG)
+                self._line_too_long()
                 if self.state is State.CLOSED:
                     return None
                 continue
-            return line
+            return bytes(buf[start : lf + 1])
+
+    def _line_limit(self) -> int:
+        """The longest line, line end included, read in the current state: a SASL response
+        (RFC 4954 §4) and its CRLF, or the longest command line; ``_handle_line`` then holds
+        each command to its own limit (RFC 5321 §4.5.3.1.4)."""
+        if self.state is State.AUTH:
+            return SASL_LINE_LIMIT + 2
+        return _LONGEST_COMMAND
+
+    def _line_too_long(self) -> None:
+        if self.state is State.AUTH:
+            # RFC 4954 §4, §6: the exchange ends; the next line is a command again.
+            self._sasl = None
+            self.state = State.READY
+            self._error(_SASL_LINE_TOO_LONG)
+            return
+        self._error(codes.LINE_TOO_LONG)
 
     def _handle_line(self, raw: bytes) -> None:
         line_bytes = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
