@@ -35,13 +35,47 @@ DEFAULT_CONFIG_PATH = "todoku.toml"
 
 
 def find_config_path(explicit: str | None) -> Path:
-    """The configuration file: --config, else $TODOKU_CONFIG, else ./todoku.toml."""
+    """The configuration file: --config (after the subcommand, else before it), else
+    $TODOKU_CONFIG, else ./todoku.toml."""
+    if not explicit:
+        ctx = click.get_current_context(silent=True)
+        explicit = ctx.meta.get(_CONFIG_META) if ctx is not None else None
     if explicit:
         return Path(explicit)
     return Path(os.environ.get("TODOKU_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-class _LazyGroup(click.Group):
+_CONFIG_META = "todoku.config_path"
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--config`` given to a group (``todoku --config PATH queue list``): kept in the context's
+    shared ``meta`` for the command; an inner group's value replaces an outer one's."""
+    if value is not None:
+        ctx.meta[_CONFIG_META] = value
+
+
+class _Group(click.Group):
+    """A group that accepts ``--config`` too, so the global option works before or after the
+    subcommand (the README promises it on every command); its subgroups are the same kind."""
+
+    group_class = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(
+            click.Option(
+                ["--config"],
+                default=None,
+                metavar="PATH",
+                expose_value=False,
+                callback=_remember_config,
+                help="Configuration file (default: $TODOKU_CONFIG, then ./todoku.toml).",
+            )
+        )
+
+
+class _LazyGroup(_Group):
     """A click group whose commands registered by other packages are added on first use.
 
     ``todoku queue ...``, ``todoku sendmail`` and the mailauth commands live in modules that import
@@ -174,6 +208,20 @@ def config_check(config: Config) -> None:
         click.echo(f"  listen    {service:<12} {address}")
 
 
+UNKNOWN = 1  # an address that names nothing here: an answer, not a usage error (that is 2)
+
+
+def _require_known(store: Any, key: str) -> None:
+    """A command on an address with no user and no stored mail is an error (exit 1, one line),
+    not an empty answer (``mailbox deleted nosuch@...`` used to say "0 deleted messages")."""
+    if store.get_user(key) is not None or store.list_messages(key) or store.list_deleted(key):
+        return
+    targets = store.alias_targets(key)
+    if targets:
+        fail(f"{key}: an alias (of {', '.join(targets)}), not a mailbox", UNKNOWN)
+    fail(f"{key}: no such user or mailbox (see 'todoku user list')", UNKNOWN)
+
+
 def _store(config: Config) -> Any:
     from todoku.store.datadir import open_store
 
@@ -224,7 +272,7 @@ def user_passwd(config: Config, address: str, password_stdin: bool) -> None:
     store = _store(config)
     try:
         if store.get_user(key) is None:
-            fail(f"{key}: no such user")
+            fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
         store.set_password(key, hash_password(_read_password(password_stdin)))
     finally:
         store.close()
@@ -240,7 +288,7 @@ def user_del(config: Config, address: str) -> None:
     store = _store(config)
     try:
         if not store.delete_user(key):
-            fail(f"{key}: no such user")
+            fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
     finally:
         store.close()
     click.echo(f"deleted {key} (stored mail is kept)")
@@ -272,6 +320,14 @@ def alias_add(config: Config, source: str, target: str) -> None:
     target_key = any_address(target)
     store = _store(config)
     try:
+        local_target = target_key.rpartition("@")[2] in config.domains
+        if (
+            local_target
+            and store.get_user(target_key) is None
+            and not store.alias_targets(target_key)
+        ):
+            # Mail to it would bounce: a local target must be a user or another alias.
+            fail(f"{target_key}: no such user or alias here (add the user first)", UNKNOWN)
         store.add_alias(source_key, target_key)
     finally:
         store.close()
@@ -290,7 +346,8 @@ def alias_del(config: Config, source: str, target: str | None) -> None:
     finally:
         store.close()
     if not count:
-        fail(f"{source_key}: no such alias")
+        shown = f"{source_key} -> {any_address(target)}" if target else source_key
+        fail(f"{shown}: no such alias (see 'todoku alias list')", UNKNOWN)
     click.echo(f"removed {count} alias entr{'y' if count == 1 else 'ies'} for {source_key}")
 
 
@@ -351,6 +408,7 @@ def mailbox_deleted(config: Config, address: str, as_json: bool) -> None:
     key = local_address(config, address)
     store = _store(config)
     try:
+        _require_known(store, key)
         messages = store.list_deleted(key)
     finally:
         store.close()
@@ -401,6 +459,7 @@ def mailbox_undelete(
     since_time = _since(since) if since is not None else None
     store = _store(config)
     try:
+        _require_known(store, key)
         if ids:
             deleted = {m.id for m in store.list_deleted(key)}
             unknown = [str(i) for i in ids if i not in deleted]
