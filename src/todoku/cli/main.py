@@ -123,6 +123,17 @@ def config_option(func: F) -> F:
     )(func)
 
 
+def _load(config_path: str | None) -> Config:
+    """The configuration, or one line and exit status 2."""
+    from todoku.config import ConfigError, load_config
+
+    try:
+        return load_config(find_config_path(config_path))
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}")
+        raise
+
+
 def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
     @config_option
     @wraps(func)
@@ -561,11 +572,25 @@ _REGISTRATIONS.append(_register_mailauth_commands)
 
 @main.command("backup")
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
-@with_config
-def backup_command(config: Config, destination: Path) -> None:
-    """Copy the index and every message file to DESTINATION, online; again later = incremental."""
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the backup in DESTINATION against its manifest instead (exit 1 on any problem).",
+)
+@config_option
+def backup_command(config_path: str | None, destination: Path, verify: bool) -> None:
+    """Copy the index, every message file, the DKIM keys and the self-signed TLS files to
+    DESTINATION, online; again later = incremental. --verify checks a backup (no configuration
+    needed): every file's size and SHA-256, and the index's integrity."""
     from todoku.store.backup import BackupError, backup
+    from todoku.store.backup import verify as verify_backup
 
+    if verify:
+        checked = verify_backup(destination, progress=_progress_bar())
+        for line in checked.lines():
+            click.echo(line if checked.ok else f"todoku: {line}", err=not checked.ok)
+        sys.exit(0 if checked.ok else 1)
+    config = _load(config_path)
     try:
         result = backup(config.data_dir, destination, progress=_progress_bar())
     except BackupError as exc:

@@ -5,7 +5,13 @@ A backup directory holds::
     todoku.db         a snapshot of the index (SQLite's online backup API: one consistent moment,
                       taken while the server keeps writing)
     messages/B/ID     a copy of every message file the snapshot refers to
-    manifest.json     when, from where, and the size and SHA-256 of every message file
+    dkim/DOMAIN/      the DKIM signing keys (``state.json`` and the ``SELECTOR.key`` files it names):
+                      without them a restored server would make new keys that the published DNS
+                      records do not match, and every signed message would fail DKIM
+    tls/              the self-signed certificate and key the server made (``tls/cert.pem``,
+                      ``tls/key.pem``), when it made them; certificates from elsewhere ([tls]) are
+                      the ACME client's to keep
+    manifest.json     when, from where, and the size and SHA-256 of every file above
 
 Consistency: the snapshot is taken first; then the files it names are copied. Content is
 immutable, so a file copied later is still the one the snapshot meant; each copy is checked
@@ -20,12 +26,21 @@ duplicating what is there: a message already in its mailbox (same content file, 
 is skipped. A mailbox that does not exist yet comes back with its UIDVALIDITY and UIDs, so POP3
 clients do not fetch everything again; into an existing mailbox messages get new UIDs.
 
-A backup holds mail and password hashes: it is written 0700/0600 whatever the umask, as the data
-directory is. Restore trusts nothing in the backup to name a path: before it writes anything it
+Restore puts the DKIM keys and the TLS files back where the data directory has none. Where it
+already has keys of its own for a domain (the server was started there first), those are kept,
+since they may be the ones in DNS now, and one line names the selectors to publish. ``backup
+--verify`` (``verify``) reads a backup the way restore would and lists every file whose size or
+SHA-256 differs from the manifest, and what SQLite's integrity_check says of the index.
+
+A backup holds mail, password hashes and private keys: it is written 0700/0600 whatever the umask,
+as the data directory is. Restore trusts nothing in the backup to name a path: before it writes anything it
 checks that every content id in the backup's index has the exact shape ``blobs.py`` makes (16
 upper-case hex digits, so ``messages/<first five>/<id>`` stays inside both directories) and that
 the database, ``messages/``, its buckets and the message files it will read are real
-directories and regular files, not symbolic links that could point anywhere. A backup that
+directories and regular files, not symbolic links that could point anywhere. The key and
+certificate files the manifest lists must have the exact names backup writes
+(``dkim/<domain>/<selector>.key``, ``dkim/<domain>/state.json``, ``tls/cert.pem``, ``tls/key.pem``)
+and be regular files in real directories too. A backup that
 fails either check is refused whole with one line; nothing is restored from it. (Hard links
 cannot point outside what their maker could read, and snapshot tools such as rsnapshot use them,
 so they are accepted.)
@@ -36,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -56,7 +72,15 @@ from todoku.store.datadir import (
 
 Progress = Callable[[str, int, int], None]
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 1  # a manifest without "files" (made before keys were backed up) still restores
+KEY_DIR = "dkim"
+KEY_STATE = "state.json"
+TLS_FILES = ("tls/cert.pem", "tls/key.pem")
+# The names backup writes, and the only ones restore accepts from a manifest: an ASCII domain as
+# the configuration allows it (no "..", no "/") and a selector of letters and digits.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
+_SELECTOR_FILE = re.compile(r"[A-Za-z0-9]{1,64}\.key\Z")
 
 
 class BackupError(Exception):
@@ -121,6 +145,8 @@ class BackupResult:
     reused: int = 0
     purged_meanwhile: list[str] = field(default_factory=list)
     damaged_in_source: list[str] = field(default_factory=list)
+    dkim_domains: list[str] = field(default_factory=list)
+    tls: bool = False
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -131,6 +157,13 @@ class BackupResult:
                 f" {self.reused} already there; {self.seconds:.1f}s"
             ),
         ]
+        kept = []
+        if self.dkim_domains:
+            kept.append(f"DKIM keys of {', '.join(self.dkim_domains)}")
+        if self.tls:
+            kept.append("the TLS certificate and key")
+        if kept:
+            out.append(f"included {' and '.join(kept)}")
         if self.purged_meanwhile:
             out.append(
                 f"{len(self.purged_meanwhile)} deleted message(s) were purged meanwhile and left out"
@@ -239,6 +272,7 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
         os.fchmod(handle.fileno(), FILE_MODE)
     os.replace(snapshot, destination / "todoku.db")
     result.files = len(manifest_blobs)
+    server_files = _backup_server_files(data_dir, destination, result)
 
     # 3. The manifest last: until it is replaced, the previous one describes a complete backup.
     db_size, db_sha = _sha_of(destination / "todoku.db")
@@ -251,6 +285,7 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
             "database": {"size": db_size, "sha256": db_sha},
             "messages": result.messages,
             "blobs": manifest_blobs,
+            "files": server_files,
             "left_out": result.purged_meanwhile,
         },
     )
@@ -258,10 +293,96 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
     return result
 
 
+def _is_dir(path: Path) -> bool:
+    """A real directory (not a symbolic link to one)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    """A regular file (not a symbolic link to one)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _named_selectors(state: bytes) -> set[str] | None:
+    """The selectors a DKIM ``state.json`` names (active, pending, retired); None if unreadable."""
+    try:
+        data = json.loads(state)
+        sets = [data["active"], data.get("pending")] + [r["set"] for r in data.get("retired", [])]
+        return {str(name) for entry in sets if entry for name in entry["selectors"]}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _backup_server_files(
+    data_dir: Path, destination: Path, result: BackupResult
+) -> dict[str, dict[str, object]]:
+    """Copy the DKIM keys and the server-made TLS files; returns their manifest entries.
+
+    A domain's ``state.json`` is read first and exactly the key files it names are copied: a
+    rotation (new keys written, then the state; retired keys deleted, then the state) that runs
+    meanwhile shows up as a named key that is missing, and the domain is read again."""
+    entries: dict[str, dict[str, object]] = {}
+
+    def copy(relative: str, data: bytes | None = None) -> None:
+        target = destination / relative
+        make_private_dir(target.parent)
+        if data is None:
+            size, sha = _copy_checked(data_dir / relative, target)
+        else:
+            temp = target.with_name(target.name + ".tmp")
+            with open_private(temp, exclusive=False) as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+            size, sha = len(data), hashlib.sha256(data).hexdigest()
+        entries[relative] = {"size": size, "sha256": sha}
+
+    keys = data_dir / KEY_DIR
+    domains = (
+        sorted(p.name for p in keys.iterdir() if _DOMAIN.match(p.name)) if _is_dir(keys) else []
+    )
+    for domain in domains:
+        if not _is_dir(keys / domain) or not _is_file(keys / domain / KEY_STATE):
+            continue
+        for _ in range(5):
+            with _open_source(keys / domain / KEY_STATE) as handle:
+                state = handle.read(1 << 20)
+            selectors = _named_selectors(state)
+            if selectors is None or not all(_SELECTOR_FILE.match(f"{n}.key") for n in selectors):
+                raise BackupError(f"{keys / domain / KEY_STATE}: unreadable DKIM state")
+            names = [f"{KEY_DIR}/{domain}/{selector}.key" for selector in sorted(selectors)]
+            try:
+                for relative in names:
+                    copy(relative)
+            except FileNotFoundError:
+                for relative in names:  # rotated meanwhile: read the state again
+                    entries.pop(relative, None)
+                continue
+            copy(f"{KEY_DIR}/{domain}/{KEY_STATE}", state)
+            break
+        else:
+            raise BackupError(f"{keys / domain}: DKIM keys kept changing; try the backup again")
+        result.dkim_domains.append(domain)
+    if all(_is_file(data_dir / name) for name in TLS_FILES):
+        for name in TLS_FILES:
+            copy(name)
+        result.tls = True
+    for directory in {destination / name.rpartition("/")[0] for name in entries}:
+        fsync_dir(directory)
+    return entries
+
+
 def _sha_of(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
+    with _open_source(path) as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
@@ -280,6 +401,9 @@ class RestoreResult:
     users: int = 0
     queue_entries: int = 0
     damaged: list[str] = field(default_factory=list)
+    dkim_restored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # keys or certificates kept, damaged copies
+    tls_restored: bool = False
 
     def lines(self) -> list[str]:
         out = [
@@ -288,6 +412,14 @@ class RestoreResult:
                 f" {self.skipped} already present; {self.users} user(s), {self.queue_entries} queue entries"
             ),
         ]
+        if self.dkim_restored:
+            out.append(
+                f"restored the DKIM keys of {', '.join(self.dkim_restored)}:"
+                " the DNS records published for them match again"
+            )
+        if self.tls_restored:
+            out.append("restored the TLS certificate and key the server had made")
+        out += self.notes
         for blob_id in self.damaged:
             out.append(
                 f"WARNING: {blob_id} in the backup does not match its checksum (or is missing):"
@@ -315,6 +447,7 @@ def restore(
     _require_regular(saved_db)
     if _sha_of(saved_db) != (database.get("size"), database.get("sha256")):
         raise BackupError(f"{saved_db}: does not match the manifest's checksum")
+    server_files = _check_files(backup_dir, manifest) if mailbox is None else {}
     saved = sqlite3.connect(f"file:{saved_db}?mode=ro", uri=True)
     try:
         _check_saved(backup_dir, saved)  # before anything is written
@@ -413,7 +546,139 @@ def restore(
     finally:
         saved.close()
         live.close()
+    if server_files:
+        _restore_server_files(backup_dir, data_dir, server_files, result)
     return result
+
+
+def _check_files(backup_dir: Path, manifest: dict[str, object]) -> dict[str, tuple[int, str]]:
+    """The key and certificate files the manifest lists, refused whole (nothing written yet) when
+    one has a name backup does not write or is not a regular file in real directories."""
+    listed = manifest.get("files", {})
+    if not isinstance(listed, dict):
+        raise BackupError(f"{backup_dir / MANIFEST}: 'files' is not a table: a damaged backup")
+    out: dict[str, tuple[int, str]] = {}
+    for relative, entry in listed.items():
+        parts = str(relative).split("/")
+        named = (
+            len(parts) == 3
+            and parts[0] == KEY_DIR
+            and bool(_DOMAIN.match(parts[1]))
+            and (parts[2] == KEY_STATE or bool(_SELECTOR_FILE.match(parts[2])))
+        ) or relative in TLS_FILES
+        if not named or not isinstance(entry, dict):
+            raise BackupError(
+                f"{backup_dir / MANIFEST}: lists {str(relative)[:80]!a}, not a file todoku"
+                " backs up: a damaged or crafted backup; nothing was restored"
+            )
+        path = backup_dir / relative
+        for directory in [backup_dir / "/".join(parts[:n]) for n in range(1, len(parts))]:
+            if (directory.exists() or directory.is_symlink()) and not _is_dir(directory):
+                raise BackupError(
+                    f"{directory}: not a directory (a symbolic link?): refusing this backup;"
+                    " nothing was restored"
+                )
+        if path.exists() or path.is_symlink():
+            _require_regular(path)
+        out[relative] = (entry.get("size"), entry.get("sha256"))  # type: ignore[assignment]
+    return out
+
+
+def _matches(path: Path, expected: tuple[int, str]) -> bool:
+    try:
+        return _sha_of(path) == expected
+    except OSError:
+        return False
+
+
+def _install(source: Path, target: Path, expected: tuple[int, str]) -> bool:
+    """Copy one key or certificate file in (0600, through a temporary name); False (and nothing
+    left behind) when the backup's copy does not match its checksum."""
+    make_private_dir(target.parent)
+    temp = target.with_name(target.name + ".restore")
+    try:
+        copied = _copy_checked(source, temp)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        return False
+    if copied != expected:
+        temp.unlink()
+        return False
+    os.replace(temp, target)
+    return True
+
+
+def _active(state: Path) -> dict[str, bytes] | None:
+    """The active selectors of a DKIM state file and their key files' bytes; None if unreadable."""
+    try:
+        data = json.loads(state.read_bytes())
+        names = [str(n) for n in data["active"]["selectors"]]
+        return {n: (state.parent / f"{n}.key").read_bytes() for n in names}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _restore_server_files(
+    backup_dir: Path, data_dir: Path, listed: dict[str, tuple[int, str]], result: RestoreResult
+) -> None:
+    """DKIM keys and TLS files back where the data directory has none; where it has its own,
+    they are kept (they may be what DNS publishes now) and a line says what to publish."""
+    by_domain: dict[str, list[str]] = {}
+    for relative in listed:
+        if relative.startswith(KEY_DIR + "/"):
+            by_domain.setdefault(relative.split("/")[1], []).append(relative)
+    for domain, names in sorted(by_domain.items()):
+        state = f"{KEY_DIR}/{domain}/{KEY_STATE}"
+        damaged = [n for n in names if not _matches(backup_dir / n, listed[n])]
+        if state not in names or damaged:
+            result.notes.append(
+                f"WARNING: the DKIM keys of {domain} in the backup are damaged or incomplete"
+                f" ({', '.join(damaged) or state + ' missing'}): not restored"
+            )
+            continue
+        live_state = data_dir / state
+        if live_state.exists() or live_state.is_symlink():
+            theirs = _active(backup_dir / state)
+            ours = _active(live_state)
+            if ours is None or theirs != ours:
+                shown = ", ".join(sorted(ours)) if ours else "unreadable"
+                if ours and theirs and sorted(ours) == sorted(theirs):
+                    detail = f"selectors {shown}, the same names as the backup's but other keys"
+                else:
+                    saved = ", ".join(sorted(theirs)) if theirs else "unreadable"
+                    detail = f"selectors {shown}; the backup's are {saved}"
+                result.notes.append(
+                    f"dkim: {domain} already has its own keys here ({detail}): kept them;"
+                    f" publish the records 'todoku dns-records {domain}' prints"
+                )
+            continue
+        make_private_dir(data_dir / KEY_DIR / domain)
+        # The key files first, the state that names them last: a server loading keys meanwhile
+        # sees either no keys yet or a complete set.
+        for relative in sorted(names, key=lambda n: n == state):
+            if not _install(backup_dir / relative, data_dir / relative, listed[relative]):
+                raise BackupError(f"{backup_dir / relative}: changed while being restored")
+        fsync_dir(data_dir / KEY_DIR / domain)
+        result.dkim_restored.append(domain)
+    if all(name in listed for name in TLS_FILES):
+        present = [name for name in TLS_FILES if (data_dir / name).exists()]
+        if not present:
+            if all(_matches(backup_dir / n, listed[n]) for n in TLS_FILES):
+                for name in TLS_FILES:
+                    if not _install(backup_dir / name, data_dir / name, listed[name]):
+                        raise BackupError(f"{backup_dir / name}: changed while being restored")
+                fsync_dir(data_dir / "tls")
+                result.tls_restored = True
+            else:
+                result.notes.append(
+                    "WARNING: the TLS certificate or key in the backup does not match its checksum:"
+                    " not restored (the server makes a new self-signed one)"
+                )
+        elif not all(_matches(data_dir / n, listed[n]) for n in TLS_FILES):
+            result.notes.append(
+                f"tls: {data_dir / 'tls'} already has a certificate and key, kept;"
+                " the backup's were not restored"
+            )
 
 
 def _require_regular(path: Path) -> None:
@@ -578,4 +843,141 @@ def _restore_queue(
     return restored
 
 
-__all__ = ["BackupError", "BackupResult", "RestoreResult", "backup", "read_manifest", "restore"]
+# ---------------------------------------------------------------------- verify
+
+
+@dataclass
+class VerifyResult:
+    destination: Path
+    message_files: int = 0
+    other_files: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        if self.problems:
+            return self.problems
+        verified = (
+            f"backup in {self.destination} verified: the index passes integrity_check;"
+            f" {self.message_files} message files and {self.other_files} key and certificate"
+            " files match the manifest"
+        )
+        return [verified]
+
+
+MAX_INTEGRITY_LINES = 20  # what integrity_check may say about a badly damaged index
+
+
+def verify(destination: Path, progress: Progress | None = None) -> VerifyResult:
+    """Check a backup against its manifest: every file's size and SHA-256, and the index with
+    SQLite's integrity_check. Reads only; one line per problem (``VerifyResult.problems``)."""
+    progress = progress or _quiet
+    result = VerifyResult(destination)
+    try:
+        manifest = read_manifest(destination)
+    except BackupError as exc:
+        result.problems.append(str(exc))
+        return result
+    if manifest is None:
+        result.problems.append(
+            f"{destination}: no {MANIFEST} here: not a todoku backup, or an unfinished one"
+        )
+        return result
+
+    def check(path: Path, entry: object) -> None:
+        if not isinstance(entry, dict):
+            result.problems.append(f"{path}: the manifest's entry for it is damaged")
+            return
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            result.problems.append(f"{path}: missing")
+            return
+        if not stat.S_ISREG(info.st_mode):
+            result.problems.append(f"{path}: not a regular file (a symbolic link?)")
+            return
+        if info.st_size != entry.get("size"):
+            result.problems.append(
+                f"{path}: {info.st_size} bytes, the manifest says {entry.get('size')}"
+            )
+            return
+        try:
+            _, sha = _sha_of(path)
+        except OSError as exc:
+            result.problems.append(f"{path}: unreadable ({exc.strerror})")
+            return
+        if sha != entry.get("sha256"):
+            result.problems.append(
+                f"{path}: SHA-256 differs from the manifest's (changed or damaged)"
+            )
+
+    database = destination / "todoku.db"
+    check(database, manifest.get("database"))
+    blobs = manifest.get("blobs", {})
+    listed = manifest.get("files", {})
+    if not isinstance(blobs, dict) or not isinstance(listed, dict):
+        result.problems.append(f"{destination / MANIFEST}: 'blobs' or 'files' is not a table")
+        return result
+    for done, (blob_id, entry) in enumerate(sorted(blobs.items()), 1):
+        progress("verifying message files", done, len(blobs))
+        if not is_blob_id(blob_id):
+            result.problems.append(
+                f"{destination / MANIFEST}: content id {blob_id[:40]!a} is not one todoku makes"
+            )
+            continue
+        check(destination / "messages" / blob_id[:5] / blob_id, entry)
+        result.message_files += 1
+    for relative, entry in sorted(listed.items()):
+        parts = relative.split("/")
+        if ".." in parts or relative.startswith("/"):
+            result.problems.append(f"{destination / MANIFEST}: lists {relative[:80]!a}")
+            continue
+        check(destination / relative, entry)
+        result.other_files += 1
+    if _is_file(database):
+        result.problems += _check_index(database, set(blobs))
+    return result
+
+
+def _check_index(database: Path, listed: set[str]) -> list[str]:
+    """integrity_check's findings, and content the index names that the manifest does not list."""
+    problems = []
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            found = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+            if found != ["ok"]:
+                problems += [
+                    f"{database}: integrity_check: {line}" for line in found[:MAX_INTEGRITY_LINES]
+                ]
+                return problems
+            named = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT blob_id FROM messages UNION SELECT blob_id FROM queue"
+                )
+            }
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [f"{database}: not a readable SQLite database ({exc})"]
+    for blob_id in sorted(str(b) for b in named - listed):
+        problems.append(
+            f"{database}: names message file {blob_id[:40]!a}, which the manifest does not list"
+        )
+    return problems
+
+
+__all__ = [
+    "BackupError",
+    "BackupResult",
+    "RestoreResult",
+    "VerifyResult",
+    "backup",
+    "read_manifest",
+    "restore",
+    "verify",
+]
