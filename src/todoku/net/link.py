@@ -114,7 +114,7 @@ class ConnectionLimits:
         more = last[1] if last is not None else 0
         self._logged[key] = (now, 0)
         said = f"; {more} more refused since the last line about it" if more else ""
-        log.warning("%s%s (logged once a minute)", text, said)
+        log.warning("%s%s; logged at most once a minute", text, said)
         if len(self._logged) > self._forget_at:
             quiet = [k for k, (when, _) in self._logged.items() if now - when >= LOG_EVERY]
             for k in quiet:
