@@ -14,11 +14,25 @@ from tests.conftest import PASSWORD, TodokuServer
 USER = "alice@example.test"
 
 
-def diagnose(srv: TodokuServer, port: int, *args: str, password: str = PASSWORD,
-             lang: str = "en") -> tuple[int, dict[str, Any]]:
-    result = srv.cli("diagnose", "--submission", f"127.0.0.1:{port}", "--user", USER,
-                     "--password-stdin", "--json", "--timeout", "5", "--lang", lang, *args,
-                     input=password + "\n", check=False)
+def diagnose(
+    srv: TodokuServer, port: int, *args: str, password: str = PASSWORD, lang: str = "en"
+) -> tuple[int, dict[str, Any]]:
+    result = srv.cli(
+        "diagnose",
+        "--submission",
+        f"127.0.0.1:{port}",
+        "--user",
+        USER,
+        "--password-stdin",
+        "--json",
+        "--timeout",
+        "5",
+        "--lang",
+        lang,
+        *args,
+        input=password + "\n",
+        check=False,
+    )
     assert result.returncode in (0, 1), result.stderr
     assert "Traceback" not in result.stderr
     assert password not in result.stdout  # the password is never shown
@@ -33,16 +47,34 @@ def test_good_login_with_starttls_and_with_implicit_tls(server: TodokuServer) ->
     status, report = diagnose(server, server.ports["submission"])
     assert status == 0 and report["ok"] is True, report
     names = [s["name"] for s in report["steps"]]
-    assert names == ["connect", "greeting", "ehlo", "starttls", "certificate", "ehlo", "auth",
-                     "login", "mail", "rcpt"]
+    assert names == [
+        "connect",
+        "greeting",
+        "ehlo",
+        "starttls",
+        "certificate",
+        "ehlo",
+        "auth",
+        "login",
+        "mail",
+        "rcpt",
+    ]
     certificate = step(report, "certificate")
     assert certificate["status"] == "warn" and "self-signed" in certificate["detail"]
     assert "PLAIN" in step(report, "auth")["detail"]
     assert step(report, "login")["detail"].startswith(f"{USER}: 235")
     assert "fix the warning" in report["verdict"]
 
-    # The test's submissions port is not 465, so auto mode tries STARTTLS and says TLS is expected.
-    status, report = diagnose(server, server.ports["submissions"], "--timeout", "2")
+    # The test's submissions port is not 465: auto mode waits for a plain greeting, gets none,
+    # and tries TLS from the first byte (issue 16: it used to time out and stop there).
+    status, report = diagnose(server, server.ports["submissions"])
+    assert status == 0, report
+    assert [s["name"] for s in report["steps"]][:4] == ["connect", "tls", "certificate", "greeting"]
+    assert "tried after no plain-text greeting" in step(report, "tls")["detail"]
+    # Told STARTTLS, it says the port expects TLS from the start.
+    status, report = diagnose(
+        server, server.ports["submissions"], "--timeout", "2", "--tls", "starttls"
+    )
     assert status == 1 and report["failed_step"] == "greeting"
     assert "SSL/TLS" in step(report, "greeting")["remedy"]
 
@@ -53,14 +85,26 @@ def test_good_login_with_starttls_and_with_implicit_tls(server: TodokuServer) ->
 
 
 def test_wrong_password(server: TodokuServer) -> None:
-    status, report = diagnose(server, server.ports["submissions"], "--tls", "implicit",
-                              password="not the password")
+    status, report = diagnose(
+        server, server.ports["submissions"], "--tls", "implicit", password="not the password"
+    )
     assert status == 1 and report["failed_step"] == "login"
     login = step(report, "login")
     assert "535" in login["detail"] and "password" in login["cause"]
-    text = server.cli("diagnose", "--submission", f"127.0.0.1:{server.ports['submissions']}",
-                      "--user", USER, "--password-stdin", "--lang", "ja", "--tls", "implicit",
-                      input="not the password\n", check=False)
+    text = server.cli(
+        "diagnose",
+        "--submission",
+        f"127.0.0.1:{server.ports['submissions']}",
+        "--user",
+        USER,
+        "--password-stdin",
+        "--lang",
+        "ja",
+        "--tls",
+        "implicit",
+        input="not the password\n",
+        check=False,
+    )
     assert text.returncode == 1 and "[FAIL] ログイン" in text.stdout and "パスワード" in text.stdout
 
 
@@ -87,8 +131,11 @@ def test_sender_not_owned(server: TodokuServer) -> None:
 
 
 def test_wrong_port(server: TodokuServer) -> None:
-    status, report = diagnose(server, server.ports["pop3"], "--timeout", "2")
-    assert status == 1
-    failed = step(report, report["failed_step"])
-    assert failed["name"] in ("greeting", "starttls", "ehlo")
-    assert failed["cause"]
+    # The incoming ports: POP3 greets at once, POP3S after the TLS that auto mode tries.
+    for service in ("pop3", "pop3s"):
+        status, report = diagnose(server, server.ports[service])
+        assert status == 1 and report["failed_step"] == "greeting", report
+        failed = step(report, "greeting")
+        assert "is a POP3 server, for reading mail" in failed["cause"]
+        assert failed["detail"].startswith("+OK")
+        assert "block list" not in failed["cause"] + failed["remedy"]

@@ -232,6 +232,21 @@ async def _dialogue(
     try:
         # 5. greeting and EHLO
         greeting = await probe.greeting(session)
+    except probe.OtherService as other:
+        report.add(
+            Step(
+                "greeting",
+                FAIL,
+                other.text,
+                text(
+                    lang, "other_service", remote_mta=mta, service=other.service, detail=other.text
+                ),
+                text(lang, "other_service_fix"),
+                "networkerror",
+            )
+        )
+        session.usable = False
+        return
     except probe.Failed as failed:
         key = "greeting_timeout" if failed.timed_out else "closed"
         report.add(

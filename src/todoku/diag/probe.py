@@ -54,13 +54,62 @@ async def dial(
     return SmtpSession(host, address, port, reader, writer, timeouts)
 
 
+class OtherService(Failed):
+    """The server greeted in another mail protocol: ``service`` is "POP3" or "IMAP"."""
+
+    def __init__(self, service: str, line: str) -> None:
+        super().__init__(proto.GREETING, line, False)
+        self.service = service
+
+
+# Enough for any greeting line's start; more is never read before the line is classified.
+GREETING_PEEK = 512
+
+
+def other_service(first: bytes) -> str | None:
+    """The mail protocol a greeting belongs to when it is not SMTP's: POP3 greets with "+OK"
+    (RFC 1939 §4), IMAP with "* OK", "* PREAUTH" or "* BYE" (RFC 9051 §7.1). An SMTP greeting
+    starts with three digits (RFC 5321 §4.2), so neither can be mistaken for one."""
+    if first.startswith(b"+OK"):
+        return "POP3"
+    if first.startswith((b"* OK", b"* PREAUTH", b"* BYE")):
+        return "IMAP"
+    return None
+
+
 def _failed(failure: SessionFailed) -> Failed:
     return Failed(failure.phase, failure.text, "timed out" in failure.text)
 
 
-async def greeting(session: SmtpSession) -> ServerReply:
+async def greeting(session: SmtpSession, timeout: float | None = None) -> ServerReply:
+    """The server's greeting; raises OtherService when a POP3 or IMAP server answered, Failed
+    when none came within ``timeout`` (default: the session's greeting timeout)."""
+    wait = session.timeouts.greeting if timeout is None else timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    first = b""
     try:
-        return (await session._read_reply(proto.GREETING, session.timeouts.greeting)).reply
+        async with asyncio.timeout(wait):
+            while b"\n" not in first and len(first) < GREETING_PEEK:
+                data = await session.reader.read(GREETING_PEEK - len(first))
+                if not data:
+                    break
+                first += data
+    except TimeoutError:
+        raise Failed(
+            proto.GREETING, f"timed out after {wait:g} s waiting for the greeting", True
+        ) from None
+    except (ConnectionError, OSError) as exc:
+        raise Failed(proto.GREETING, f"lost connection during the greeting: {exc}", False) from None
+    service = other_service(first)
+    if service is not None:
+        line = first.split(b"\n", 1)[0].rstrip(b"\r")
+        raise OtherService(service, line.decode("utf-8", "replace")[:200])
+    if first:
+        session.conn.receive_data(first)
+    try:
+        remaining = max(deadline - loop.time(), 0.001)
+        return (await session._read_reply(proto.GREETING, remaining)).reply
     except SessionFailed as failure:
         raise _failed(failure) from None
 

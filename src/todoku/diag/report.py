@@ -257,6 +257,26 @@ TEXTS: dict[str, tuple[str, str]] = {
             "ポート 587 のサブミッションサーバー経由で送ってください。"
         ),
     ),
+    "other_service": (
+        (
+            '{remote_mta} greeted as a {service} server ("{detail}"), not as an SMTP '
+            "server: this address and port are for reading mail."
+        ),
+        (
+            '{remote_mta} は SMTP ではなく {service} サーバーとして応答しました（"{detail}"）。'
+            "このアドレスとポートはメールを読むためのものです。"
+        ),
+    ),
+    "other_service_fix": (
+        (
+            "The MX record or the configured port points at the wrong service: it must name "
+            "the SMTP server (port 25)."
+        ),
+        (
+            "MX レコードか設定したポートが別のサービスを指しています。SMTP サーバー"
+            "（ポート 25）を指す必要があります。"
+        ),
+    ),
     "closed": (
         "The server closed the connection ({detail}).",
         "サーバーが接続を切りました（{detail}）。",
@@ -384,6 +404,47 @@ TEXTS: dict[str, tuple[str, str]] = {
     "sub_expects_tls_fix": (
         "Set the connection security to SSL/TLS for this port (or use port 587 with STARTTLS).",
         "このポートでは接続の保護を SSL/TLS にしてください（またはポート 587 で STARTTLS）。",
+    ),
+    "sub_other_service": (
+        (
+            "The server on {target} is a {service} server, for reading mail (it greeted "
+            'with "{detail}"), not an SMTP server for sending it.'
+        ),
+        (
+            "{target} のサーバーはメールを読むための {service} サーバーです（挨拶: "
+            '"{detail}"）。送信用の SMTP サーバーではありません。'
+        ),
+    ),
+    "sub_other_service_fix": (
+        (
+            "In the mail program's outgoing (SMTP) server settings use the submission "
+            "port, 587 (STARTTLS) or 465 (SSL/TLS); the {service} port belongs in the "
+            "incoming server settings."
+        ),
+        (
+            "メールソフトの送信 (SMTP) サーバー設定ではサブミッションポート 587（STARTTLS）"
+            "か 465（SSL/TLS）を使ってください。{service} のポートは受信サーバーの設定用です。"
+        ),
+    ),
+    "sub_silent": (
+        (
+            "The server on {target} accepted the connection but neither greeted nor answered a TLS "
+            "hello ({detail})."
+        ),
+        (
+            "{target} のサーバーは接続を受け付けましたが、グリーティングも TLS の応答も返しません"
+            "でした（{detail}）。"
+        ),
+    ),
+    "sub_silent_fix": (
+        (
+            "Check the port: mail programs send on 587 (STARTTLS) or 465 (SSL/TLS). If it is "
+            "right, the server is overloaded or stuck; try again later."
+        ),
+        (
+            "ポート番号を確認してください。メールソフトからの送信は 587（STARTTLS）か 465（SSL/TLS）"
+            "です。正しければサーバーが過負荷か停止しています。時間をおいて再度試してください。"
+        ),
     ),
     "sub_no_starttls": (
         "The server does not offer STARTTLS, so the password would travel unencrypted.",

@@ -1,11 +1,14 @@
 """``todoku diagnose --submission HOST:PORT --user USER``: do a mail program's sending settings work?
 
 The check does what a mail program does: connect, TLS (implicit on 465, else STARTTLS unless
-told otherwise), EHLO, the AUTH mechanisms offered, login, then MAIL FROM:<from> and a RCPT TO
+told otherwise; with ``--tls auto`` on another port, a server that stays silent for
+``AUTO_TLS_WAIT`` seconds is tried again with TLS from the first byte, as 465-style ports on other
+numbers wait for the client's TLS hello), EHLO, the AUTH mechanisms offered, login, then MAIL FROM:<from> and a RCPT TO
 the From address itself (never DATA; RSET, QUIT). Certificates are verified against the
 system's CAs and the server name, like a mail program; a bad certificate is reported as a
 warning and the remaining steps go on over an unverified connection, so one run shows every
-problem.
+problem. A POP3 or IMAP greeting is named as such: the user put the incoming server's port in the
+outgoing server's settings.
 
 The same checker follows a ``[[relay]]`` for ``todoku diagnose ADDRESS`` (``diag.relay``): then it
 dials the address the queue would, verifies with the relay's CA file and never goes on after a
@@ -24,6 +27,9 @@ from todoku.net.smtp_client import SmtpSession
 from todoku.proto.smtp import client as proto
 
 IMPLICIT_TLS_PORT = 465  # RFC 8314 §3.3: submissions, TLS from the first byte
+# --tls auto elsewhere: an SMTP server greets at once (RFC 5321 §3.1); a server silent this long
+# waits for our TLS hello. Short, so the whole check stays well inside --timeout.
+AUTO_TLS_WAIT = 3.0
 TLS_MODES = ("auto", "implicit", "starttls", "none")
 
 
@@ -41,6 +47,10 @@ def parse_target(target: str) -> tuple[str, int] | None:
 
 class _Stop(Exception):
     """A failing step was recorded; the run ends."""
+
+
+class _TryImplicit(Exception):
+    """No plain-text greeting in AUTO_TLS_WAIT seconds: dial again with implicit TLS."""
 
 
 async def diagnose_submission(
@@ -76,6 +86,7 @@ async def diagnose_submission(
         checker = _Checker(
             report, host, port, user, password, sender, mode, helo_name, lang, timeout
         )
+        checker.try_implicit = tls_mode == "auto" and mode == "starttls"
         try:
             await checker.run()
         except _Stop:
@@ -122,6 +133,8 @@ class _Checker:
         self.address = address or host  # what to dial (the relay: an address the queue found)
         self.recipient = recipient or sender  # RCPT TO
         self.strict_context = strict_context  # verify, and stop at a certificate problem
+        self.try_implicit = False  # --tls auto off 465: silence → implicit TLS (module docstring)
+        self.silent_for = 0.0  # how long the plain-text attempt waited, once it fell back
 
     def fail(self, name: str, detail: str, key: str, reason: str = "", **facts: object) -> _Stop:
         facts = {
@@ -213,10 +226,24 @@ class _Checker:
         except ssl.SSLCertVerificationError:
             raise
         except TimeoutError:
+            if self.silent_for:  # the TCP connection worked a moment ago: the TLS hello timed out
+                raise self.fail(
+                    "greeting",
+                    f"no greeting in {self.silent_for:g} s; no TLS answer in {self.timeout:g} s",
+                    "sub_silent",
+                    "networkerror",
+                ) from None
             raise self.fail(
                 "connect", f"timed out after {self.timeout:g} s", "sub_timeout", "networkerror"
             ) from None
         except ssl.SSLError as exc:
+            if self.silent_for:
+                raise self.fail(
+                    "greeting",
+                    f"no greeting in {self.silent_for:g} s; TLS: {exc.reason or exc}",
+                    "sub_silent",
+                    "networkerror",
+                ) from None
             raise self.fail(
                 "tls", exc.reason or str(exc), "sub_not_implicit", "failedstarttls"
             ) from None
@@ -238,17 +265,34 @@ class _Checker:
         except _Stop:
             await probe.abort(session)
             raise
+        except _TryImplicit:
+            await probe.abort(session)
+        self.mode, self.try_implicit = "implicit", False
+        return await self.open(context)
 
     async def greet(self, session: SmtpSession, context: ssl.SSLContext) -> SmtpSession:
         if self.mode == "implicit":
-            self.report.add(Step("tls", OK, f"{probe.tls_description(session)} (implicit TLS)"))
+            how = "implicit TLS"
+            if self.silent_for:
+                how += f", tried after no plain-text greeting in {self.silent_for:g} s"
+            self.report.add(Step("tls", OK, f"{probe.tls_description(session)} ({how})"))
+        wait = min(self.timeout, AUTO_TLS_WAIT) if self.try_implicit else None
         try:
-            greeting = await probe.greeting(session)
+            greeting = await probe.greeting(session, wait)
+        except probe.OtherService as other:
+            raise self.fail(
+                "greeting", other.text, "sub_other_service", "", service=other.service
+            ) from None
         except probe.Failed as failed:
+            if failed.timed_out and wait is not None:
+                self.silent_for = wait
+                raise _TryImplicit() from None
             if failed.timed_out and self.mode != "implicit":
                 raise self.fail(
                     "greeting", failed.text, "sub_expects_tls", "failedstarttls"
                 ) from None
+            if failed.timed_out and self.silent_for:
+                raise self.fail("greeting", failed.text, "sub_silent", "networkerror") from None
             raise self.fail("greeting", failed.text, "closed", "networkerror") from None
         if greeting.code != 220:
             raise self.fail_reply("greeting", greeting, proto.GREETING)
