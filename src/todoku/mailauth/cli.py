@@ -115,7 +115,7 @@ def register(
         "tls_mode",
         type=click.Choice(["auto", "implicit", "starttls", "none"]),
         default="auto",
-        help="--submission: implicit TLS, STARTTLS or none (auto: implicit on 465).",
+        help="--submission: implicit TLS, STARTTLS or none (auto: implicit on 465; elsewhere STARTTLS, or TLS when the server stays silent).",
     )
     @click.option(
         "--timeout",
@@ -188,7 +188,25 @@ def register(
             return
         findings = asyncio.run(run_diagnose(config, lookups_for(config.nameservers), keys, chosen))
         text, status = records_report(findings, config, chosen)
-        click.echo(text, nl=False)
+        if as_json:
+            # The same shape as the other diagnoses' --json: one object, the verdict in words.
+            import dataclasses
+            import json
+
+            click.echo(
+                json.dumps(
+                    {
+                        "kind": "self",
+                        "target": config.hostname,
+                        "ok": status == 0,
+                        "verdict": text.rstrip("\n").rpartition("\n")[2],
+                        "findings": [dataclasses.asdict(f) for f in findings],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            click.echo(text, nl=False)
         sys.exit(status)
 
     @main.group("dkim")

@@ -39,9 +39,25 @@ def key_store(config: Config) -> KeyStore:
 
 def dkim_signer(config: Config) -> Signer:
     """The signer for the queue, with every local domain's keys made now if missing (so the
-    first start creates them, and ``todoku dns-records`` can print them right away)."""
-    signer = Signer(key_store(config), config.domains)
+    first start creates them, and ``todoku dns-records`` can print them right away).
+
+    Keys made here are logged in one line that names the command printing their DNS records:
+    until they are published, receivers cannot check the signatures (a backup restored into a
+    new data directory makes them too, when the backup had none)."""
+    store = key_store(config)
+    # KeyStore makes a domain's keys when its state file is missing (mailauth.dkim docstring).
+    new = [d for d in config.domains if not (store.root / d / "state.json").exists()]
+    signer = Signer(store, config.domains)
     signer.ensure_all()
+    if new:
+        selectors = [s for d in new for s in signer.keys(d).active.selectors]
+        logging.getLogger("todoku.dkim").info(
+            "made DKIM keys for %s (selectors %s) in %s: publish them, run 'todoku dns-records'"
+            " for the DNS records",
+            ", ".join(new),
+            ", ".join(dict.fromkeys(selectors)),
+            store.root,
+        )
     return signer
 
 
