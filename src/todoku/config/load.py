@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from todoku.config.relay import RelayConfig
 
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+# The web side (todoku.web): https serves autoconfiguration, the MTA-STS policy and metrics with
+# the mail services' certificate; http only redirects to it and answers autoconfiguration.
+WEB_SERVICES = ("https", "http")
+MTA_STS_MODES = ("testing", "enforce", "none")
 LANGS = ("en", "ja")
 DEFAULT_PATHS = ("todoku.toml",)
 
@@ -72,6 +76,15 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """``[mta_sts]`` and ``[web]``: what the https listener serves (todoku.web)."""
+
+    mta_sts_mode: str = "testing"  # RFC 8461 §5: testing, enforce or none
+    mta_sts_max_age: int = 604800  # seconds; RFC 8461 §3.2 allows up to 31557600
+    metrics_token: str | None = None  # bearer token for /metrics; None: loopback clients only
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
     hostname: str
@@ -99,6 +112,15 @@ class Config:
     log_level: str = "info"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     relays: tuple[RelayConfig, ...] = ()  # [[relay]] tables, in order (config.relay)
+    web: WebConfig = field(default_factory=WebConfig)
+    # The account (and group) the server switches to once its listeners are bound (app.py);
+    # None: it keeps the user it was started as.
+    user: str | None = None
+    group: str | None = None
+    log_file: Path | None = None  # [log] file; None: standard error
+    log_format: str = "text"  # [log] format: "text" or "json" (one object per line)
+    # [limits] send_timeout: a client that reads none of what we send for this long is dropped.
+    send_timeout: float = 600.0
 
     @property
     def primary_domain(self) -> str:
@@ -116,7 +138,9 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|[KMGT]|B)?\s*$", re.IGNORE
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+)
 
 
 def parse_size(value: object, key: str) -> int:
@@ -125,7 +149,7 @@ def parse_size(value: object, key: str) -> int:
         return value
     match = _SIZE.match(str(value)) if isinstance(value, str) else None
     if not match:
-        raise ConfigError(f"{key}: not a size: {value!r} (write it like \"25MiB\")")
+        raise ConfigError(f'{key}: not a size: {value!r} (write it like "25MiB")')
     number, unit = match.group(1), (match.group(2) or "").upper()
     if unit.endswith("IB"):
         factor = 1024 ** ("KMGT".index(unit[0]) + 1)
@@ -143,20 +167,24 @@ def parse_duration(value: object, key: str) -> float:
         return float(value)
     match = _DURATION.match(value) if isinstance(value, str) else None
     if not match:
-        raise ConfigError(f"{key}: not a duration: {value!r} (write it like \"30s\", \"5m\", \"4h\", \"5d\")")
+        raise ConfigError(
+            f'{key}: not a duration: {value!r} (write it like "30s", "5m", "4h", "5d")'
+        )
     return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 
 def parse_listen(value: object, key: str) -> ListenAddress:
     if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected \"address:port\", got {value!r}")
+        raise ConfigError(f'{key}: expected "address:port", got {value!r}')
     text = value.strip()
     if text.startswith("["):
         host, sep, port_text = text[1:].partition("]:")
     else:
         host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not host:
-        raise ConfigError(f"{key}: expected \"address:port\" such as \"127.0.0.1:10025\", got {value!r}")
+        raise ConfigError(
+            f'{key}: expected "address:port" such as "127.0.0.1:10025", got {value!r}'
+        )
     port = int(port_text)
     if not 0 <= port <= 65535:
         raise ConfigError(f"{key}: port out of range: {port}")
@@ -197,7 +225,9 @@ class _Table:
     def integer(self, name: str, default: int, minimum: int = 0) -> int:
         value = self.get(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ConfigError(f"{self.key(name)}: expected a whole number >= {minimum}, got {value!r}")
+            raise ConfigError(
+                f"{self.key(name)}: expected a whole number >= {minimum}, got {value!r}"
+            )
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -254,11 +284,11 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     data_dir = (base / top.string("data_dir", "./todoku-data")).resolve()
     lang = top.string("lang", "en")
     if lang not in LANGS:
-        raise ConfigError(f"lang: must be \"en\" or \"ja\", got {lang!r}")
+        raise ConfigError(f'lang: must be "en" or "ja", got {lang!r}')
 
     listen_table = top.table("listen")
     listen = {}
-    for service in SERVICES:
+    for service in SERVICES + WEB_SERVICES:
         if listen_table.has(service):
             listen[service] = parse_listen(listen_table.get(service), listen_table.key(service))
     listen_table.check_unknown()
@@ -269,7 +299,9 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         key = base / tls_table.string("key", "")
         for name, file in (("cert", cert), ("key", key)):
             if not tls_table.has(name):
-                raise ConfigError(f"tls.{name}: missing (or remove [tls] to use a self-signed certificate)")
+                raise ConfigError(
+                    f"tls.{name}: missing (or remove [tls] to use a self-signed certificate)"
+                )
             if not file.is_file():
                 raise ConfigError(f"tls.{name}: no such file: {file}")
         tls_table.check_unknown()
@@ -284,6 +316,9 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         limits.integer("max_connections", 1, minimum=1) if limits.has("max_connections") else None
     )
     max_connections_per_ip = limits.integer("max_connections_per_ip", 50, minimum=0)
+    send_timeout = parse_duration(limits.get("send_timeout", "10m"), "limits.send_timeout")
+    if send_timeout <= 0:
+        raise ConfigError("limits.send_timeout: must be more than 0")
     limits.check_unknown()
 
     auth = top.table("auth")
@@ -311,9 +346,15 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     delivery = DeliveryConfig(
         port=delivery_table.integer("port", 25, minimum=1),
         retry=tuple(parse_duration(v, "delivery.retry") for v in retry_value),
-        delay_warning=parse_duration(delivery_table.get("delay_warning", "4h"), "delivery.delay_warning"),
-        max_lifetime=parse_duration(delivery_table.get("max_lifetime", "5d"), "delivery.max_lifetime"),
-        max_connections_per_domain=delivery_table.integer("max_connections_per_domain", 20, minimum=1),
+        delay_warning=parse_duration(
+            delivery_table.get("delay_warning", "4h"), "delivery.delay_warning"
+        ),
+        max_lifetime=parse_duration(
+            delivery_table.get("max_lifetime", "5d"), "delivery.max_lifetime"
+        ),
+        max_connections_per_domain=delivery_table.integer(
+            "max_connections_per_domain", 20, minimum=1
+        ),
         max_hops=delivery_table.integer("max_hops", 50, minimum=1),
     )
     delivery_table.check_unknown()
@@ -322,9 +363,22 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     log_level = log.string("level", "info").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: must be debug, info, warning or error, got {log_level!r}")
+    log_file_name = log.string("file", "")
+    log_file = (base / log_file_name).resolve() if log_file_name else None
+    if log_file is not None and not log_file.parent.is_dir():
+        raise ConfigError(f"log.file: no such directory: {log_file.parent}")
+    log_format = log.string("format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError(f'log.format: must be "text" or "json", got {log_format!r}')
     log.check_unknown()
 
+    user = _account(top, "user")
+    group = _account(top, "group")
+    if group is not None and user is None:
+        raise ConfigError('group: set only together with user (user = "todoku")')
+
     policy = _policy(top.table("policy"))
+    web = _web(top.table("mta_sts"), top.table("web"))
 
     from todoku.config.relay import parse_relays  # it builds on this module's _Table
 
@@ -354,10 +408,27 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         log_level=log_level,
         policy=policy,
         relays=relays,
+        user=user,
+        group=group,
+        log_file=log_file,
+        log_format=log_format,
+        send_timeout=send_timeout,
     )
 
 
-def _string_list(table: _Table, name: str, default: tuple[str, ...], example: str) -> tuple[str, ...]:
+def _account(top: _Table, name: str) -> str | None:
+    """``user`` or ``group``: a name, checked to exist when the server starts (app.py)."""
+    if not top.has(name):
+        return None
+    value = top.string(name, "")
+    if not value.strip() or value != value.strip():
+        raise ConfigError(f'{name}: expected an account name like "todoku", got {value!r}')
+    return value
+
+
+def _string_list(
+    table: _Table, name: str, default: tuple[str, ...], example: str
+) -> tuple[str, ...]:
     value = table.get(name, list(default))
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{table.key(name)}: expected a list like {example}")
@@ -368,12 +439,16 @@ def _policy(table: _Table) -> PolicyConfig:
     import ipaddress
 
     defaults = PolicyConfig()
-    trusted = _string_list(table, "trusted_networks", defaults.trusted_networks, '["127.0.0.0/8", "::1/128"]')
+    trusted = _string_list(
+        table, "trusted_networks", defaults.trusted_networks, '["127.0.0.0/8", "::1/128"]'
+    )
     for network in trusted:
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
-            raise ConfigError(f"{table.key('trusted_networks')}: not a network: {network!r}") from None
+            raise ConfigError(
+                f"{table.key('trusted_networks')}: not a network: {network!r}"
+            ) from None
     zones = _string_list(table, "dnsbl", (), '["zen.spamhaus.org"]')
     for zone in zones:
         if not _HOSTNAME.match(zone.lower().rstrip(".")):
@@ -386,10 +461,27 @@ def _policy(table: _Table) -> PolicyConfig:
         max_connections_per_minute=table.integer("max_connections_per_minute", 0),
         max_messages_per_minute=table.integer("max_messages_per_minute", 0),
         greylist=table.boolean("greylist", False),
-        greylist_delay=parse_duration(table.get("greylist_delay", "5m"), table.key("greylist_delay")),
+        greylist_delay=parse_duration(
+            table.get("greylist_delay", "5m"), table.key("greylist_delay")
+        ),
         dkim_rotation_grace=parse_duration(
             table.get("dkim_rotation_grace", "3d"), table.key("dkim_rotation_grace")
         ),
     )
     table.check_unknown()
     return policy
+
+
+def _web(mta_sts: _Table, web: _Table) -> WebConfig:
+    mode = mta_sts.string("mode", "testing")
+    if mode not in MTA_STS_MODES:
+        raise ConfigError(f'mta_sts.mode: must be "testing", "enforce" or "none", got {mode!r}')
+    max_age = parse_duration(mta_sts.get("max_age", "1w"), "mta_sts.max_age")
+    if not 0 <= max_age <= 31557600:  # RFC 8461 §3.2: at most about a year
+        raise ConfigError(f"mta_sts.max_age: at most 31557600 seconds (a year), got {max_age:g}")
+    mta_sts.check_unknown()
+    token = web.get("metrics_token")
+    if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 256):
+        raise ConfigError("web.metrics_token: expected a non-empty string of at most 256 characters")
+    web.check_unknown()
+    return WebConfig(mode, int(max_age), token.strip() if token else None)

@@ -18,6 +18,13 @@ starts. So that a connection is counted from accept on, implicit TLS (ports 465 
 started here, on the accepted connection, not by the listener: asyncio's listener would make the
 link only after the handshake, leaving connections that never finish one (up to
 ``HANDSHAKE_TIMEOUT`` each) uncounted.
+
+Send time-out (``send_timeout``): a client that stops reading what we send would otherwise hold
+its connection, and its place in those limits, for ever: the session waits in ``writable`` and
+the command time-out never runs. Past ``send_timeout`` without the transport draining, the
+connection is aborted (not closed: closing waits to send what is buffered) and the session gets
+``SendTimeout``. ``close`` is bounded the same way: a connection still holding unsent bytes that
+long after it was closed is aborted.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ log = logging.getLogger("todoku.net")
 HANDSHAKE_TIMEOUT = 60.0
 LOG_EVERY = 60.0  # a client's refusals are logged at most once in this many seconds
 LOGGED_CLIENTS = 10_000  # past this many clients remembered for that, forget the quiet ones
+
+
+class SendTimeout(TimeoutError):
+    """The client read nothing of what we sent for ``send_timeout`` seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +152,10 @@ class SessionLink(asyncio.Protocol):
         buffer_limit: int,
         limits: ConnectionLimits | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         self.command_timeout = command_timeout
+        self.send_timeout = send_timeout  # None: the session bounds its own sends
         self.buffer_limit = buffer_limit
         self.limits = limits
         self.implicit_tls = implicit_tls  # TLS from the first byte (RFC 8314): started here
@@ -162,6 +175,7 @@ class SessionLink(asyncio.Protocol):
         self._waiting_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._handshake: asyncio.Task[None] | None = None  # implicit TLS being started
+        self._close_timer: asyncio.TimerHandle | None = None  # bounds a close with unsent bytes
 
     def start_session(self) -> LinkedSession:
         raise NotImplementedError
@@ -264,6 +278,9 @@ class SessionLink(asyncio.Protocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         self._wake_reader()
         writable = self._writable
         if writable is not None:
@@ -365,7 +382,16 @@ class SessionLink(asyncio.Protocol):
         if self._writing_paused:
             if self._writable is None:
                 self._writable = self.loop.create_future()
-            await self._writable
+            if self.send_timeout is None:
+                await self._writable
+                return
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await self._writable
+            except TimeoutError:
+                self._writable = None
+                self.abort()
+                raise SendTimeout(f"nothing read for {self.send_timeout:g}s") from None
 
     async def send(self, data: bytes) -> None:
         """Write, and wait while the client is not reading what we sent."""
@@ -407,3 +433,24 @@ class SessionLink(asyncio.Protocol):
             self._idle_timer = None
         if self.transport is not None:
             self.transport.close()
+            if (
+                self.send_timeout is not None
+                and not self._lost
+                and self._close_timer is None
+                and self.transport.get_write_buffer_size() > 0
+            ):
+                # Closing waits until the buffered bytes are sent: bounded like a send.
+                self._close_timer = self.loop.call_later(self.send_timeout, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        self._close_timer = None
+        if not self._lost:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now, throwing away whatever is not sent yet."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.transport is not None and not self._lost:
+            self.transport.abort()

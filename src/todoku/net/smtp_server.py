@@ -28,7 +28,7 @@ from todoku.ingest import (
 from todoku.mailauth.inbound import HEADER_TOO_LARGE, InboundPolicy, hold, write_checked
 from todoku.net import tls as tls_util
 from todoku.net.idle import Idle
-from todoku.net.link import ConnectionLimits, Refusal, SessionLink
+from todoku.net.link import ConnectionLimits, Refusal, SendTimeout, SessionLink
 from todoku.policy.auth import AuthThrottle, verify_password
 from todoku.policy.directory import Directory
 from todoku.policy.sender import check_from
@@ -129,7 +129,9 @@ class SmtpSession:
         self.task: asyncio.Task[None] | None = None
         # The MX's checks apply to this session at all: service smtp, [policy] set, client not trusted.
         inbound = ctx.inbound if service == "smtp" else None
-        self.inbound = inbound if inbound is not None and not inbound.trusted(self.client_ip) else None
+        self.inbound = (
+            inbound if inbound is not None and not inbound.trusted(self.client_ip) else None
+        )
         self.refusal: Reply | None = None  # a DNSBL listing, answered at RCPT as Postfix does
 
     def _log(self, message: str) -> None:
@@ -152,13 +154,18 @@ class SmtpSession:
             if self.inbound is not None:
                 await self._on_connect(self.inbound)
             await self._loop()
+        except SendTimeout as exc:
+            # The link has dropped the connection: its slot in the limits is free again.
+            self._log(f"dropped [{self.client_ip}]: {exc} (limits.send_timeout)")
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
             self._log(f"lost connection from [{self.client_ip}]: {type(exc).__name__}")
         except Exception:
             # A bug of ours must not look like a network fault to the client: say 421 and why.
             log.exception("%s[%s]: internal error", self.service, self.cid)
             try:
-                self.conn.shutdown(Reply(421, "4.3.0", "Internal error, closing connection; try again later"))
+                self.conn.shutdown(
+                    Reply(421, "4.3.0", "Internal error, closing connection; try again later")
+                )
                 await self._flush()
             except (ConnectionError, ssl.SSLError, RuntimeError):
                 pass
@@ -245,7 +252,9 @@ class SmtpSession:
         recipient = event.recipient
         directory = self.ctx.directory
         if self.inbound is not None and self.conn.authenticated_user is None:
-            refusal = self.refusal or self.inbound.on_rcpt(self.client_ip, str(self.tx.sender or ""), str(recipient))
+            refusal = self.refusal or self.inbound.on_rcpt(
+                self.client_ip, str(self.tx.sender or ""), str(recipient)
+            )
             if refusal is not None:
                 self._log_reject("RCPT", self.tx.sender, recipient, refusal)
                 return refusal
@@ -256,7 +265,9 @@ class SmtpSession:
                 self._log_reject("RCPT", self.tx.sender, recipient, reply)
                 return reply
             self.tx.mailboxes += resolution.mailboxes
-            self.tx.remote += [RemoteRecipient(r, event.orcpt, event.notify) for r in resolution.remote]
+            self.tx.remote += [
+                RemoteRecipient(r, event.orcpt, event.notify) for r in resolution.remote
+            ]
         elif self.conn.authenticated_user is None:
             # Never an open relay: mail for other domains only from authenticated users.
             reply = codes.relay_denied(str(recipient))
@@ -276,7 +287,11 @@ class SmtpSession:
             log.exception("%s[%s]: cannot create a queue file", self.service, self.cid)
             return codes.LOCAL_ERROR
         self.tx.scan = HeaderScan()
-        if self.inbound is not None and self.inbound.checks_content and self.conn.authenticated_user is None:
+        if (
+            self.inbound is not None
+            and self.inbound.checks_content
+            and self.conn.authenticated_user is None
+        ):
             # Closed at the end of DATA or in _abort_transaction.
             self.tx.held = tempfile.SpooledTemporaryFile(  # noqa: SIM115
                 max_size=HELD_IN_MEMORY, dir=str(self.ctx.config.data_dir)
@@ -487,7 +502,9 @@ class SmtpSession:
 
     # ----------------------------------------------------------------- logging
 
-    def _log_reject(self, stage: str, sender: Address | None, rcpt: Address | None, reply: Reply) -> None:
+    def _log_reject(
+        self, stage: str, sender: Address | None, rcpt: Address | None, reply: Reply
+    ) -> None:
         user = self.conn.authenticated_user
         parts = [f"NOQUEUE: reject: {stage} from [{self.client_ip}]: {reply}"]
         parts.append(f"from=<{sender or ''}>")
@@ -514,7 +531,13 @@ class SmtpLink(SessionLink):
 
     def __init__(self, ctx: SmtpContext, service: str, settings: SessionSettings) -> None:
         implicit_tls = ctx.tls_context if settings.tls_active else None  # submissions (RFC 8314)
-        super().__init__(COMMAND_TIMEOUT, BUFFER_LIMIT, ctx.connections, implicit_tls)
+        super().__init__(
+            COMMAND_TIMEOUT,
+            BUFFER_LIMIT,
+            ctx.connections,
+            implicit_tls,
+            send_timeout=ctx.config.send_timeout,  # a client that stops reading is dropped
+        )
         self.ctx = ctx
         self.service = service
         self.settings = settings
@@ -555,6 +578,9 @@ def settings_for(service: str, config: Config, loopback: bool, tls_ready: bool) 
         )
     if service == "submissions":
         return SessionSettings(
-            tls_active=True, auth_enabled=True, require_auth=True, **common  # type: ignore[arg-type]
+            tls_active=True,
+            auth_enabled=True,
+            require_auth=True,
+            **common,  # type: ignore[arg-type]
         )
     raise ValueError(service)
