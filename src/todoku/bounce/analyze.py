@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from todoku.bounce.classify import judge_evidence
-from todoku.bounce.explain import explain_reason, retry_note
+from todoku.bounce.explain import REASONS, explain_reason, retry_note
 from todoku.bounce.extract import (
     ACTIONS,
     KIND_FEEDBACK,
@@ -97,9 +97,31 @@ def outcome_action(kind: str, evidence: Evidence, reason: str) -> str:
     return "delivered" if reason == "delivered" else "failed"
 
 
+def explanation(reason: str, lang: str, action: str, **facts: str) -> tuple[str, str]:
+    """(cause, remedy) for one recipient, agreeing with the report's ``action``: a delay warning
+    says that the message is still being retried and what holds it up; a returned message says
+    that nothing retries it and whether sending it again would fail the same way (``hard``).
+    The same words for ``todoku explain`` and for the reports todoku writes (dsn.compose)."""
+    cause, remedy = explain_reason(reason, lang, **facts)
+    if action == "delayed":
+        # A warning, not a failure (RFC 3464 §2.3.3): the sender need do nothing yet;
+        # the reason says what is holding the message up.
+        waiting, nothing_yet = explain_reason("delayed", lang, **facts)
+        if reason not in ("expired", "undefined", "onhold", "delayed"):
+            waiting = f"{waiting} {cause}"
+        return waiting, nothing_yet
+    if reason not in _ABOUT_DELIVERED:
+        remedy += retry_note(reason, lang, action, action == "failed" and reason in HARD_REASONS)
+    return cause, remedy
+
+
 def _judge(bounce: Bounce, evidence: Evidence) -> tuple[str, tuple[str, ...]]:
     """(reason, what decided it); a classifier failure reads as "undefined" rather than stopping
     a run over many files."""
+    if evidence.stated_reason in REASONS:
+        # todoku's own report: the word its text explains, decided when it knew (the reply and
+        # its SMTP phase, the DNS answer, the expiry, the administrator's command).
+        return evidence.stated_reason, (f"stated by the report: {evidence.stated_reason}",)
     try:
         verdict = judge_evidence(
             bounce.kind, evidence, bounce.subject, bounce.text, bounce.filter_gateway
@@ -136,16 +158,7 @@ def diagnose(bounce: Bounce, lang: str = "en", explain: bool = True) -> list[Dia
         cause = remedy = ""
         if explain:
             facts = {"recipient": evidence.recipient, "remote_mta": evidence.remote_mta}
-            cause, remedy = explain_reason(reason, lang, **facts)
-            if action == "delayed":
-                # A warning, not a failure (RFC 3464 §2.3.3): the sender need do nothing yet;
-                # the reason says what is holding the message up.
-                waiting, nothing_yet = explain_reason("delayed", lang, **facts)
-                if reason not in ("expired", "undefined", "onhold"):
-                    waiting = f"{waiting} {cause}"
-                cause, remedy = waiting, nothing_yet
-            elif reason not in _ABOUT_DELIVERED:
-                remedy += retry_note(reason, lang, action, hard)
+            cause, remedy = explanation(reason, lang, action, **facts)
         out.append(
             Diagnosis(
                 recipient=evidence.recipient,

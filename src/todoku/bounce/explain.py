@@ -1,7 +1,7 @@
 """Each reason of the taxonomy, defined once, with its plain-words explanation in English and Japanese.
 
 A reason's texts are templates over *facts* the caller knows (recipient, domain, local,
-suggestion, lifetime, elapsed, remote_mta, diagnostic). A sentence that needs a fact the caller
+suggestion, lifetime, elapsed, remote_mta, diagnostic, last_error, reporting_mta). A sentence that needs a fact the caller
 does not have is left out rather than printed with a hole, so the same definition serves the
 outbound queue (which knows everything) and ``todoku explain`` on a pasted bounce (which may know
 only a reply line).
@@ -392,14 +392,38 @@ _ALL: tuple[Reason, ...] = (
             "destination did not answer or kept refusing temporarily.",
             "Check the address; if it is right, the destination's server was down or "
             "unreachable all that time, so contact the recipient another way.",
-            extra_cause={"lifetime": " It kept trying for {lifetime} before giving up."},
+            extra_cause={
+                "lifetime": " It kept trying for {lifetime} before giving up.",
+                "last_error": " The last attempt failed: {last_error}",
+            },
         ),
         Text(
             "長い間配送できなかったため、送信サーバーが配送をあきらめました。相手のサーバーが応答"
             "しないか、一時的な拒否を続けました。",
             "アドレスを確認してください。正しければ、相手のサーバーがその間ずっと停止または到達"
             "不能だったので、別の手段で相手に連絡してください。",
-            extra_cause={"lifetime": "{lifetime} の間再送を続けた後にあきらめました。"},
+            extra_cause={
+                "lifetime": "{lifetime} の間再送を続けた後にあきらめました。",
+                "last_error": "最後の試みの失敗: {last_error}",
+            },
+        ),
+    ),
+    _r(
+        "cancelled",
+        True,
+        "removed by the administrator",
+        Text(
+            "The message was removed by the administrator of the sending server before it was "
+            "delivered: it was taken out of the queue and returned to you.",
+            "If you did not expect this, ask the administrator (postmaster) of your mail server "
+            "why the message was stopped.",
+            extra_cause={"reporting_mta": " The sending server was {reporting_mta}."},
+        ),
+        Text(
+            "送信サーバーの管理者が、配送前にメールを送信キューから取り除き、あなたに返送しました。",
+            "心当たりがない場合は、メールサーバーの管理者（ポストマスター）に、送信を止めた理由を"
+            "問い合わせてください。",
+            extra_cause={"reporting_mta": "送信サーバーは {reporting_mta} です。"},
         ),
     ),
     _r(

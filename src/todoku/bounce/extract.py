@@ -28,6 +28,8 @@ KIND_TEXT = "text"
 KIND_FEEDBACK = "feedback"
 KIND_VACATION = "vacation"
 KIND_NOTBOUNCE = "notbounce"
+# The per-recipient field in which todoku's reports state their reason word (dsn.compose).
+STATED_REASON_FIELD = "X-Todoku-Reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,9 @@ class Evidence:
     phase: str = ""  # SMTP command the failure answered: connect, helo, mail, rcpt, data
     date: str = ""
     context: str = ""  # the surrounding human-readable text, for classification
+    # The reason the reporting MTA states for itself: todoku's reports carry the word their own
+    # text explains (X-Todoku-Reason), so reading one back gives the same answer (issue 13).
+    stated_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,6 +613,27 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
             continue
         diagnostic = _strip_type(_header(block, "Diagnostic-Code")[:MAX_DIAGNOSTIC])
         remote_mta = _strip_type(_header(block, "Remote-MTA")) or ""
+        action = _header(block, "Action").lower().split(" ")[0] if _header(block, "Action") else ""
+        stated = _header(block, STATED_REASON_FIELD).strip().lower()[:40]
+        if stated:
+            # One of todoku's own reports (dsn.compose): its fields are the whole truth. A
+            # Diagnostic-Code and a Remote-MTA are there only when a remote server replied;
+            # Status is what todoku decided (4.4.7 at expiry, over the last reply's 4.3.0);
+            # the human-readable part is todoku's own explanation, never "the server said".
+            out.append(
+                Evidence(
+                    recipient=recipient,
+                    status=_status_in(_header(block, "Status")) or _status_in(diagnostic),
+                    reply_code=_reply_code_in(diagnostic) if diagnostic else None,
+                    remote_mta=remote_mta,
+                    diagnostic=diagnostic,
+                    action=action,
+                    phase=_phase_in(diagnostic) if diagnostic else "",
+                    date=_header(block, "Last-Attempt-Date") or arrival,
+                    stated_reason=stated,
+                )
+            )
+            continue
         from_text = None
         if not diagnostic:
             if text_by_recipient is None:
@@ -628,7 +654,6 @@ def _dsn_evidence(walk: _Walk, report: str, excluded: set[str]) -> list[Evidence
         # The remote server's own code is more precise than the reporting MTA's summary in
         # Status ("5.0.0" for everything, or its own "4.4.7" for a 4.7.1 refusal).
         status = _status_in(diagnostic, last=True) or _status_in(_header(block, "Status"))
-        action = _header(block, "Action").lower().split(" ")[0] if _header(block, "Action") else ""
         out.append(
             Evidence(
                 recipient=recipient,
