@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import uuid
 from dataclasses import replace
 from email import policy
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.dsn.subject import SUBJECT_LIMIT, original_subject
@@ -32,15 +33,28 @@ ADDRESS_LIMIT = 600
 NAME_LIMIT = 300
 DIAGNOSTIC_LIMIT = 4000
 _CUT = " [...]"
+# Field lines: folded before FOLD_AT characters where a space allows (RFC 5322 §2.1.1), and a
+# single word is cut to fit LINE_LIMIT.
+FOLD_AT = 78
+LINE_LIMIT = 998
+_CHUNKS = re.compile(r" *[^ ]+| +$")
 _CONTROL = {c: None for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 _CONTROL_AS_SPACE = dict.fromkeys(_CONTROL, " ")
 
 
-def _explain(reason: str, lang: str, **facts: str) -> tuple[str, str]:
-    """The bounce analyzer's plain-words cause and remedy (issue 5); imported lazily."""
-    from todoku.bounce import explain_reason
+def _explain(reason: str, lang: str, action: str, **facts: str) -> tuple[str, str]:
+    """The bounce analyzer's plain-words cause and remedy with what the report's action means
+    (issue 13): a returned message says that nothing retries it, as ``todoku explain`` does on
+    this report. A delay warning's introduction already says that the server keeps trying, so
+    its paragraphs add only the reason and retry_note's one sentence."""
+    from todoku.bounce.analyze import explanation
+    from todoku.bounce.explain import explain_reason, retry_note
 
-    return explain_reason(reason or "undefined", lang, **facts)
+    reason = reason or "undefined"
+    if action == "delayed":
+        cause, remedy = explain_reason(reason, lang, **facts)
+        return cause, remedy + retry_note(reason, lang, action)
+    return explanation(reason, lang, action, **facts)
 
 
 _SUBJECTS = {
@@ -63,26 +77,34 @@ def subject_for(report: Report) -> str:
 
 def _recipient_paragraph(report: Report, r: RecipientReport) -> str:
     lang = report.lang
+    # What the remote server replied, when one did; else our own words about the failure.
+    said = r.diagnostic.partition(";")[2].strip() if r.diagnostic else ""
     facts = {
         "recipient": r.final_recipient,
-        "remote_mta": r.remote_mta,
-        "diagnostic": r.diagnostic,
+        "remote_mta": r.remote_mta if said else "",
         "lifetime": describe_duration(report.lifetime, lang),
         "elapsed": describe_duration(report.elapsed, lang),
+        "reporting_mta": report.reporting_mta,
     }
-    cause, remedy = _explain(r.reason, lang, **facts)
-    said = r.diagnostic.partition(";")[2].strip() if r.diagnostic else r.detail
+    detail = "" if said else r.detail
+    if r.reason == "expired" and detail:
+        # Given up with no reply to show: "What happened" says how the last attempt failed
+        # (the relay refused our login, the connection was refused, ...).
+        facts["last_error"] = detail
+        detail = ""
+    cause, remedy = _explain(r.reason, lang, r.action, **facts)
+    lines = [f"<{r.final_recipient}>:"]
     if lang == "ja":
-        lines = [f"<{r.final_recipient}>:"]
         if said:
-            who = f"{r.remote_mta} の応答" if r.remote_mta and r.diagnostic else "詳細"
-            lines.append(f"    {who}: {said}")
+            lines.append(f"    {r.remote_mta or '相手サーバー'} の応答: {said}")
+        elif detail:
+            lines.append(f"    詳細: {detail}")
         lines += [f"    原因: {cause}", f"    対処: {remedy}"]
     else:
-        lines = [f"<{r.final_recipient}>:"]
         if said:
-            who = f"{r.remote_mta} said" if r.remote_mta and r.diagnostic else "Details"
-            lines.append(f"    {who}: {said}")
+            lines.append(f"    {r.remote_mta or 'The remote server'} said: {said}")
+        elif detail:
+            lines.append(f"    Details: {detail}")
         lines += [f"    What happened: {cause}", f"    What you can do: {remedy}"]
     return "\n".join(lines)
 
@@ -92,7 +114,7 @@ def human_text(report: Report) -> str:
     host = report.reporting_mta
     lifetime = describe_duration(report.lifetime, lang)
     elapsed = describe_duration(report.elapsed, lang)
-    subject = f" \"{report.original_subject}\"" if report.original_subject else ""
+    subject = f' "{report.original_subject}"' if report.original_subject else ""
     if lang == "ja":
         subject = f"「{report.original_subject}」" if report.original_subject else ""
         intro = {
@@ -122,7 +144,8 @@ def human_text(report: Report) -> str:
     paragraphs = [intro] + [_recipient_paragraph(report, r) for r in report.recipients]
     if report.plain:
         paragraphs.append(
-            "元のメールとその詳細は、この通知に含められませんでした。" if lang == "ja"
+            "元のメールとその詳細は、この通知に含められませんでした。"
+            if lang == "ja"
             else "The original message and its details could not be included in this report."
         )
     return "\n\n".join(paragraphs) + "\n"
@@ -136,36 +159,69 @@ def _needs_utf8(address: str) -> bool:
     return not address.isascii()
 
 
-def delivery_status(report: Report, utf8: bool = False) -> list[Message]:
-    """The per-message and per-recipient field blocks of RFC 3464 §2.2 and §2.3.
+def _fold(name: str, value: str) -> str:
+    """One field as written: ``name: value`` and CRLF, folded before a space so that lines stay
+    under FOLD_AT characters where the value allows and never pass RFC 5322's 998 octets (a
+    word too long for that is cut: values are bounded and free of control characters by
+    then). Unfolding gives the value back. Never encoded: RFC 3464 and RFC 6533 fields carry
+    their text as is, and no encoded word is written for a reader to decode."""
+    lines: list[str] = []
+    line = f"{name}:"
+    for chunk in _CHUNKS.findall(" " + value):
+        spaces = len(chunk) - len(chunk.lstrip(" "))
+        chunk = chunk[: spaces + LINE_LIMIT - 2]
+        if spaces and len(line) + len(chunk) > FOLD_AT and len(line) > len(name) + 1:
+            lines.append(line)
+            line = ""
+        line += chunk
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
 
-    ``utf8``: the blocks go into a message/global-delivery-status part (RFC 6533 §6.2), where a
-    non-ASCII address is written as is under the ``utf-8`` address type (RFC 6533 §3)."""
-    per_message = Message(policy=policy.SMTP)
+
+def _block(fields: list[tuple[str, str]]) -> str:
+    return "".join(_fold(name, value) for name, value in fields)
+
+
+def delivery_status(report: Report, utf8: bool = False) -> list[str]:
+    """The per-message and per-recipient field blocks of RFC 3464 §2.2 and §2.3, as text.
+
+    Written here rather than by a header policy, which would fold long values into RFC 2047
+    encoded words and decode encoded words given to it (issue 12). ``utf8``: the blocks go into
+    a message/global-delivery-status part (RFC 6533 §6.2), where a non-ASCII address is written
+    as is under the ``utf-8`` address type (RFC 6533 §3).
+
+    Per recipient, what todoku decided itself is told apart from what a remote server said: a
+    Remote-MTA and a Diagnostic-Code only when a remote server replied or was dialled, and
+    ``X-Todoku-Reason`` the analyzer's word the text explains (bounce.extract reads it back)."""
+    from todoku.bounce.extract import STATED_REASON_FIELD  # lazily, as _explain
+
+    per_message: list[tuple[str, str]] = []
     if report.envid:
-        per_message["Original-Envelope-Id"] = report.envid  # RFC 3464 §2.2.1
-    per_message["Reporting-MTA"] = f"dns; {report.reporting_mta}"  # RFC 3464 §2.2.2 (required)
-    per_message["X-Todoku-Queue-ID"] = report.queue_id
-    per_message["Arrival-Date"] = _date(report.arrival_date)  # RFC 3464 §2.2.5
-    blocks: list[Message] = [per_message]
+        per_message.append(("Original-Envelope-Id", report.envid))  # RFC 3464 §2.2.1
+    per_message.append(("Reporting-MTA", f"dns; {report.reporting_mta}"))  # §2.2.2 (required)
+    per_message.append(("X-Todoku-Queue-ID", report.queue_id))
+    per_message.append(("Arrival-Date", _date(report.arrival_date)))  # RFC 3464 §2.2.5
+    blocks = [_block(per_message)]
     for r in report.recipients:
-        block = Message(policy=policy.SMTP)
+        fields: list[tuple[str, str]] = []
         if r.original_recipient:
-            block["Original-Recipient"] = r.original_recipient  # RFC 3464 §2.3.1
+            fields.append(("Original-Recipient", r.original_recipient))  # RFC 3464 §2.3.1
         address_type = "utf-8" if utf8 and _needs_utf8(r.final_recipient) else "rfc822"
-        block["Final-Recipient"] = f"{address_type}; {r.final_recipient}"  # §2.3.2 (required)
-        block["Action"] = r.action  # §2.3.3 (required)
-        block["Status"] = r.status  # §2.3.4 (required)
+        fields.append(("Final-Recipient", f"{address_type}; {r.final_recipient}"))  # §2.3.2
+        fields.append(("Action", r.action))  # §2.3.3 (required)
+        fields.append(("Status", r.status))  # §2.3.4 (required)
         if r.remote_mta:
             name = r.remote_mta.split(" [")[0].strip("[]")
-            block["Remote-MTA"] = f"dns; {name}"  # §2.3.5
+            fields.append(("Remote-MTA", f"dns; {name}"))  # §2.3.5
         if r.diagnostic:
-            block["Diagnostic-Code"] = r.diagnostic  # §2.3.6: the remote's reply as received
+            fields.append(("Diagnostic-Code", r.diagnostic))  # §2.3.6: the remote's reply
         if r.last_attempt:
-            block["Last-Attempt-Date"] = _date(r.last_attempt)  # §2.3.7
+            fields.append(("Last-Attempt-Date", _date(r.last_attempt)))  # §2.3.7
         if r.will_retry_until:
-            block["Will-Retry-Until"] = _date(r.will_retry_until)  # §2.3.8 (delayed only)
-        blocks.append(block)
+            fields.append(("Will-Retry-Until", _date(r.will_retry_until)))  # §2.3.8
+        if r.reason:
+            fields.append((STATED_REASON_FIELD, r.reason))  # an extension field (§3)
+        blocks.append(_block(fields))
     return blocks
 
 
@@ -209,7 +265,8 @@ def _cleaned(report: Report) -> Report:
                 r,
                 final_recipient=_identifier(r.final_recipient, ADDRESS_LIMIT),
                 original_recipient=(
-                    _identifier(r.original_recipient, ADDRESS_LIMIT) if r.original_recipient
+                    _identifier(r.original_recipient, ADDRESS_LIMIT)
+                    if r.original_recipient
                     else r.original_recipient
                 ),
                 action=_identifier(r.action, NAME_LIMIT),
@@ -236,8 +293,7 @@ def plain(report: Report) -> Report:
         original_subject="",
         plain=True,
         recipients=tuple(
-            replace(r, original_recipient=None, diagnostic="", detail="")
-            for r in report.recipients
+            replace(r, original_recipient=None, diagnostic="", detail="") for r in report.recipients
         ),
     )
 
@@ -251,12 +307,18 @@ def compose_safely(
     try:
         return compose(report, message_id_domain=message_id_domain, now=now)
     except Exception:  # the plain report below is the answer to any failure
-        log.exception("%s: the %s report could not be composed; writing a plain one without "
-                      "the original message", report.queue_id, report.kind.value)
+        log.exception(
+            "%s: the %s report could not be composed; writing a plain one without "
+            "the original message",
+            report.queue_id,
+            report.kind.value,
+        )
     return compose(plain(report), message_id_domain=message_id_domain, now=now)
 
 
-def compose(report: Report, *, message_id_domain: str | None = None, now: float | None = None) -> bytes:
+def compose(
+    report: Report, *, message_id_domain: str | None = None, now: float | None = None
+) -> bytes:
     """The whole report as bytes with CRLF line ends, ready to be stored and sent.
 
     The parts are joined here rather than by the ``email`` generator because the returned
@@ -270,9 +332,21 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
     report = _cleaned(report)
     original = report.original
     head, _, _ = original.partition(b"\r\n\r\n")
-    utf8_addresses = any(_needs_utf8(r.final_recipient) for r in report.recipients) or _needs_utf8(report.to)
+    utf8_addresses = any(_needs_utf8(r.final_recipient) for r in report.recipients) or _needs_utf8(
+        report.to
+    )
     utf8_headers = not head.isascii()
-    global_report = utf8_addresses or utf8_headers
+    # A remote's reply in UTF-8 (RFC 6533 §3 allows it in a global report's Diagnostic-Code).
+    utf8_fields = (
+        not all(
+            r.diagnostic.isascii()
+            and (r.original_recipient or "").isascii()
+            and r.remote_mta.isascii()
+            for r in report.recipients
+        )
+        or not (report.envid or "").isascii()
+    )
+    global_report = utf8_addresses or utf8_headers or utf8_fields
     out_policy = policy.SMTPUTF8 if utf8_addresses else policy.SMTP
 
     boundary = f"{report.queue_id}.{uuid.uuid4().hex}/{report.reporting_mta}"
@@ -299,8 +373,8 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
     text["Content-Description"] = "Notification"
     notification = text.as_bytes(policy=out_policy)
 
-    blocks = b"".join(block.as_bytes(policy=out_policy) for block in delivery_status(report, global_report))
-    blocks = blocks[:-2]  # each block ends with a blank line; after the last one it would be an empty block
+    # RFC 3464 §2.1: the blocks are separated by blank lines.
+    blocks = "\r\n".join(delivery_status(report, global_report)).encode("utf-8")
     status = _part(
         [("Content-Description", "Delivery report"), ("Content-Type", f"message/{report_type}")]
         + _transfer_encoding(blocks),
@@ -315,18 +389,23 @@ def compose(report: Report, *, message_id_domain: str | None = None, now: float 
         # UTF-8 one is message/global-headers).
         content_type = "message/global-headers" if utf8_headers else "text/rfc822-headers"
         body = head + b"\r\n"
-        returned = _part([("Content-Description", "Undelivered Message Headers"),
-                          ("Content-Type", content_type)] + _transfer_encoding(body), body)
+        returned = _part(
+            [("Content-Description", "Undelivered Message Headers"), ("Content-Type", content_type)]
+            + _transfer_encoding(body),
+            body,
+        )
     else:
         content_type = "message/global" if utf8_headers else "message/rfc822"  # RFC 6533 §6.1
         body = original if original.endswith(b"\r\n") else original + b"\r\n"
-        returned = _part([("Content-Description", "Undelivered Message"),
-                          ("Content-Type", content_type)] + _transfer_encoding(body), body)
+        returned = _part(
+            [("Content-Description", "Undelivered Message"), ("Content-Type", content_type)]
+            + _transfer_encoding(body),
+            body,
+        )
 
     delimiter = b"--" + boundary.encode()
     header_block = message.as_bytes(policy=out_policy).partition(b"\r\n\r\n")[0]
-    out = [header_block + b"\r\n\r\n",
-           b"This is a MIME-encapsulated message.\r\n"]
+    out = [header_block + b"\r\n\r\n", b"This is a MIME-encapsulated message.\r\n"]
     for part in (notification, status, returned) if returned else (notification, status):
         out += [b"\r\n", delimiter, b"\r\n", part if part.endswith(b"\r\n") else part + b"\r\n"]
     out += [delimiter, b"--\r\n"]
