@@ -68,6 +68,32 @@ def _entry_json(entry: QueueEntry) -> dict[str, Any]:
     }
 
 
+# The reason word of a message the administrator took out of the queue (bounce.explain).
+ADMINISTRATOR_REASON = "cancelled"
+
+
+def administrator_results(entry: QueueEntry, hostname: str) -> list[RecipientResult]:
+    """Every recipient not yet delivered, failed by the administrator (``queue bounce``,
+    ``queue delete --bounce``): decided here, so no remote server and no reply code, and the
+    reason that says so in the report the runner then sends."""
+    return [
+        RecipientResult(
+            r.address,
+            "failed",
+            "admin",
+            None,
+            "",
+            f"removed from the queue and returned to the sender by the administrator of {hostname}",
+            "",
+            ADMINISTRATOR_REASON,
+            "5.0.0",
+            r.address.rpartition("@")[2],
+        )
+        for r in entry.recipients
+        if r.state == "pending"
+    ]
+
+
 def _print_entry(entry: QueueEntry) -> None:
     held = " (held)" if entry.held else ""
     click.echo(f"{entry.id}{held}  {entry.size:>8}  {_when(entry.received_at)}  <{entry.sender}>")
@@ -83,6 +109,7 @@ def _print_entry(entry: QueueEntry) -> None:
 
 def _routes(config: Config, entry: QueueEntry) -> list[dict[str, Any]]:
     """Which way each pending recipient domain goes at the next attempt (queue.routing.choose)."""
+    from todoku.queue.mtasts import cache_directory, describe_cached
     from todoku.queue.routing import choose
 
     domains = dict.fromkeys(
@@ -92,12 +119,18 @@ def _routes(config: Config, entry: QueueEntry) -> list[dict[str, Any]]:
     for domain in domains:
         choice = choose(config.relays, domain, entry.attempts)
         relay = choice.relay
-        routes.append({
-            "domain": domain,
-            "route": "relay" if relay is not None else "mx",
-            "relay": relay.key if relay is not None else None,
-            "why": choice.why,
-        })
+        why = choice.why
+        if relay is None and config.delivery.mta_sts:
+            policy = describe_cached(cache_directory(config.data_dir), domain, time.time())
+            why += f"; {policy}" if policy else ""
+        routes.append(
+            {
+                "domain": domain,
+                "route": "relay" if relay is not None else "mx",
+                "relay": relay.key if relay is not None else None,
+                "why": why,
+            }
+        )
     return routes
 
 
@@ -220,15 +253,7 @@ def register(
         try:
             entry = find(store, queue_id)
             now = time.time()
-            results = [
-                RecipientResult(
-                    r.address, "failed", "admin", None, "",
-                    "returned to the sender by the postmaster of " + config.hostname,
-                    "", "undefined", "5.0.0", r.address.rpartition("@")[2],
-                )
-                for r in entry.recipients
-                if r.state == "pending"
-            ]
+            results = administrator_results(entry, config.hostname)
             store.record_results(queue_id, results, now)
             store.set_queue_held(queue_id, False, now)
             store.flush_queue(queue_id, None, now)
@@ -247,8 +272,12 @@ def register(
 
     @queue_group.command("delete")
     @click.argument("queue_id")
-    @click.option("--bounce", "with_bounce", is_flag=True,
-                  help="Tell the sender (a bounce) instead of deleting silently.")
+    @click.option(
+        "--bounce",
+        "with_bounce",
+        is_flag=True,
+        help="Tell the sender (a bounce) instead of deleting silently.",
+    )
     @with_config
     def queue_delete(config: Config, queue_id: str, with_bounce: bool) -> None:
         """Remove a message from the queue, silently or with a bounce to its sender."""
@@ -272,18 +301,32 @@ def register(
     @click.option("-t", "extract", is_flag=True, help="Take recipients from To:, Cc: and Bcc:.")
     @click.option("-f", "-r", "sender", default=None, metavar="SENDER", help="Envelope sender.")
     @click.option("-F", "full_name", default=None, help="Full name for a From: that is added.")
-    @click.option("-i", "ignore_dots", is_flag=True, help="A lone '.' line does not end the message.")
-    @click.option("-o", "options", multiple=True, metavar="OPT",
-                  help="sendmail -o options: -oi is -i, others are accepted and ignored.")
+    @click.option(
+        "-i", "ignore_dots", is_flag=True, help="A lone '.' line does not end the message."
+    )
+    @click.option(
+        "-o",
+        "options",
+        multiple=True,
+        metavar="OPT",
+        help="sendmail -o options: -oi is -i, others are accepted and ignored.",
+    )
     @click.option("-B", "body_type", default=None, hidden=True)
     @click.option("-N", "notify", default=None, help="DSN NOTIFY: never, or failure,delay,success.")
     @click.option("-v", "verbose", is_flag=True, hidden=True)
     @click.argument("recipients", nargs=-1)
     @with_config
     def sendmail(
-        config: Config, extract: bool, sender: str | None, full_name: str | None,
-        ignore_dots: bool, options: tuple[str, ...], body_type: str | None, notify: str | None,
-        verbose: bool, recipients: tuple[str, ...],
+        config: Config,
+        extract: bool,
+        sender: str | None,
+        full_name: str | None,
+        ignore_dots: bool,
+        options: tuple[str, ...],
+        body_type: str | None,
+        notify: str | None,
+        verbose: bool,
+        recipients: tuple[str, ...],
     ) -> None:
         """The sendmail command line of cron, PHP mail() and scripts: queue stdin durably.
 
@@ -301,10 +344,15 @@ def register(
         if not wanted:
             fail("no recipients (give them as arguments, or use -t)", EX_USAGE)
         if len(message) > config.max_message_size:
-            fail(f"message too big: {len(message)} bytes, limit {config.max_message_size}", EX_DATAERR)
+            fail(
+                f"message too big: {len(message)} bytes, limit {config.max_message_size}",
+                EX_DATAERR,
+            )
         if facts.received_count > config.delivery.max_hops:
             fail("too many Received: header fields (a mail loop?)", EX_DATAERR)
-        envelope_sender = sender if sender is not None else f"{getpass.getuser()}@{config.primary_domain}"
+        envelope_sender = (
+            sender if sender is not None else f"{getpass.getuser()}@{config.primary_domain}"
+        )
         if envelope_sender and envelope_sender != "<>":
             try:
                 envelope_sender = str(parse_mailbox(envelope_sender.strip("<>")))
@@ -352,7 +400,9 @@ def register(
                     mailboxes=tuple(mailboxes),
                     remote=tuple(remote),
                     subject=facts.subject,
-                    smtputf8=not (envelope_sender.isascii() and all(r.address.isascii() for r in remote)),
+                    smtputf8=not (
+                        envelope_sender.isascii() and all(r.address.isascii() for r in remote)
+                    ),
                     received_at=now,
                 )
             )
@@ -375,12 +425,16 @@ def _normalise(raw: bytes, ignore_dots: bool) -> bytes:
     return body + b"\r\n" if body else b""
 
 
-_ADDRESS_FIELDS = re.compile(rb"^(to|cc|bcc)[ \t]*:(.*(?:\r\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_ADDRESS_FIELDS = re.compile(
+    rb"^(to|cc|bcc)[ \t]*:(.*(?:\r\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
+)
 
 
 def _header_recipients(header_block: bytes) -> list[str]:
-    values = [m.group(2).replace(b"\r\n", b" ").decode("utf-8", "replace")
-              for m in _ADDRESS_FIELDS.finditer(header_block + b"\r\n")]
+    values = [
+        m.group(2).replace(b"\r\n", b" ").decode("utf-8", "replace")
+        for m in _ADDRESS_FIELDS.finditer(header_block + b"\r\n")
+    ]
     return [address for _, address in email.utils.getaddresses(values) if address]
 
 

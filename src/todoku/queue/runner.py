@@ -54,6 +54,7 @@ from todoku.queue.model import (
     Route,
     Verdict,
 )
+from todoku.queue.mtasts import MtaSts
 from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
 from todoku.queue.transport import Channel, OutboundMessage, Transport
 from todoku.queue.wake import touch_wake_file
@@ -84,12 +85,22 @@ _GREYLIST_TEXT = re.compile(r"gr[ae]y[\s-]?list", re.IGNORECASE)
 def is_greylisting(attempt: Attempt) -> bool:
     """The remote asked us to come back soon with the same message (RFC 6647)."""
     return attempt.reason in GREYLIST_REASONS or bool(_GREYLIST_TEXT.search(attempt.text))
+
+
 # Reasons that are permanent by nature: a temporary reply with one of these is retried only a
 # few times, since waiting will not change the remote's policy.
-POLICY_BLOCK_REASONS = frozenset({
-    "rejected", "policyviolation", "authfailure", "requireptr", "norelaying", "notaccept",
-    "userunknown", "hostunknown",
-})
+POLICY_BLOCK_REASONS = frozenset(
+    {
+        "rejected",
+        "policyviolation",
+        "authfailure",
+        "requireptr",
+        "norelaying",
+        "notaccept",
+        "userunknown",
+        "hostunknown",
+    }
+)
 STOP_EARLY_AFTER = 3
 MAX_BACKOFF = 3600.0
 MAX_RETURNED_SIZE = 10 * 1024 * 1024  # larger originals come back as headers only
@@ -100,15 +111,42 @@ PHASE_THROTTLED = "throttled"
 MAX_ROUTE_REUSE = 3600.0  # seconds, whatever the TTL says
 
 
-def classify(code: int | None, enhanced: str, text: str) -> str:
-    """The bounce analyzer's reason word (issue 5)."""
+def classify(code: int | None, enhanced: str, text: str, phase: str = "") -> str:
+    """The bounce analyzer's reason word for a remote's reply, read with the SMTP command it
+    answered (issue 13: "452 4.5.3" at RCPT is a recipient-count limit, not a rate limit)."""
     from todoku.bounce import classify_reply
 
     try:
-        return classify_reply(code, enhanced or None, text)
+        return classify_reply(code, enhanced or None, text, phase.replace("-", " "))
     except Exception:
         log.exception("bounce classifier failed on %r %r %r", code, enhanced, text)
         return "undefined"
+
+
+def reason_for(attempt: Attempt) -> str:
+    """The reason word of a failed attempt. A reason the attempt already carries wins (the
+    relay-login failure, DNS and routing answers, expiry: decided here, with no reply to read).
+    Without any reply the remote never spoke: refused, timed out or closed is a network problem
+    (RFC 3463 X.4.x), never a policy such as a blocklist, whatever our own words say; a failed
+    TLS handshake is STARTTLS trouble. A reply is read by the analyzer with its phase."""
+    if attempt.reason:
+        return attempt.reason
+    if attempt.code is None:
+        return "failedstarttls" if attempt.phase in ("tls", "starttls") else "networkerror"
+    return classify(attempt.code, attempt.enhanced, attempt.text, attempt.phase)
+
+
+def is_recipient_limit(attempt: Attempt) -> bool:
+    """RFC 5321 §4.5.3.1.10: "452 Too many recipients" (RFC 3463 4.5.3) at RCPT limits one
+    transaction; the recipients it refused go in the next one, without waiting."""
+    return (
+        attempt.verdict is Verdict.TEMPORARY
+        and attempt.phase == "rcpt"
+        and (
+            attempt.enhanced == "4.5.3"
+            or (attempt.code == 452 and not attempt.enhanced and attempt.reason == "exceedlimit")
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +212,7 @@ class QueueRunner:
         signer: Callable[[bytes, str], bytes] | None = None,
         relays: tuple[RelayConfig, ...] = (),
         relay_transport: Callable[[RelayConfig], Transport] | None = None,
+        mta_sts: MtaSts | None = None,
     ) -> None:
         self.store = store
         self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
@@ -191,6 +230,7 @@ class QueueRunner:
         self.relays = relays
         self.relay_transport = relay_transport  # None: ``transport`` carries relay hops too
         self._relay_transports: dict[int, Transport] = {}
+        self.mta_sts = mta_sts  # MTA-STS policies for direct delivery (None: off)
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -369,11 +409,24 @@ class QueueRunner:
         if hops > self.settings.max_hops:
             # RFC 5321 §6.3: a message that has passed this many relays is looping.
             text = f"mail forwarding loop: too many hops ({hops} Received: header fields)"
-            await self._finish(entry, [
-                Attempt(r.address, Verdict.PERMANENT, PHASE_LOOP, None, "", text, "",
-                        "networkerror", "5.4.6")
-                for r in pending
-            ], now)
+            await self._finish(
+                entry,
+                [
+                    Attempt(
+                        r.address,
+                        Verdict.PERMANENT,
+                        PHASE_LOOP,
+                        None,
+                        "",
+                        text,
+                        "",
+                        "networkerror",
+                        "5.4.6",
+                    )
+                    for r in pending
+                ],
+                now,
+            )
             await self._settle(entry)
             return
         attempt_number = entry.attempts + 1
@@ -393,8 +446,9 @@ class QueueRunner:
         loop = asyncio.get_running_loop()
         jobs: list[_Job] = []
         for domain, recipients in by_domain.items():
-            job = _Job(entry, tuple(recipients), loop.create_future(), loaded.content,
-                       loaded.signature)
+            job = _Job(
+                entry, tuple(recipients), loop.create_future(), loaded.content, loaded.signature
+            )
             self._submit(domain, job, relay_of.get(domain))
             jobs.append(job)
         results = [a for job in jobs for a in await job.future]
@@ -413,7 +467,12 @@ class QueueRunner:
                 destination = self._destinations.get(attempt.recipient.rpartition("@")[2].lower())
                 if destination is not None and destination.paused_until > now:
                     minimum_wait = max(minimum_wait, destination.paused_until - now)
-            if all(is_greylisting(a) for a in temporary):
+            accepted = any(a.verdict is not Verdict.TEMPORARY for a in results)
+            if accepted and all(is_recipient_limit(a) for a in temporary):
+                # The remote took some recipients and limits how many one transaction
+                # carries: the rest go now, in a transaction of their own.
+                next_attempt = now
+            elif all(is_greylisting(a) for a in temporary):
                 # Greylisting: the remote wants to see the same message again soon.
                 next_attempt = min(
                     now + max(self.schedule.retry[0], minimum_wait),
@@ -427,7 +486,9 @@ class QueueRunner:
             await self.state.run(lambda: self.store.end_attempt(entry.id, next_attempt, last_error))
             log.info(
                 "%s: deferred %d recipient(s); next attempt in %s",
-                entry.id, len(temporary), describe_duration(next_attempt - now),
+                entry.id,
+                len(temporary),
+                describe_duration(next_attempt - now),
             )
         fresh = await asyncio.to_thread(self.store.get_queue_entry, entry.id)
         if fresh is None:
@@ -443,9 +504,15 @@ class QueueRunner:
             # RFC 3463 4.4.7: delivery time expired. The last remote reply stays the diagnostic.
             attempts.append(
                 Attempt(
-                    r.address, Verdict.PERMANENT, PHASE_EXPIRED, r.code, r.enhanced,
+                    r.address,
+                    Verdict.PERMANENT,
+                    PHASE_EXPIRED,
+                    r.code,
+                    r.enhanced,
                     f"delivery time expired: could not deliver for {lifetime}{last}",
-                    r.remote_mta, "expired", "4.4.7",
+                    r.remote_mta,
+                    "expired",
+                    "4.4.7",
                 )
             )
         log.info("%s: expired after %s; returning to <%s>", entry.id, lifetime, entry.sender)
@@ -453,22 +520,36 @@ class QueueRunner:
         await self._settle(entry)
 
     async def _finish(
-        self, entry: QueueEntry, attempts: list[Attempt], when: float, keep_reply: bool = False,
+        self,
+        entry: QueueEntry,
+        attempts: list[Attempt],
+        when: float,
+        keep_reply: bool = False,
         retire: bool = False,
     ) -> bool:
         """Record the results; with ``retire`` (see ``_retire_with``) also mark them reported
         and remove the entry, in the same transaction. True when the entry was removed."""
         results = []
         for a in attempts:
-            state = {Verdict.DELIVERED: DELIVERED, Verdict.PERMANENT: FAILED}.get(a.verdict, PENDING)
+            state = {Verdict.DELIVERED: DELIVERED, Verdict.PERMANENT: FAILED}.get(
+                a.verdict, PENDING
+            )
             text = a.text
             if keep_reply:
                 previous = next((r for r in entry.recipients if r.address == a.recipient), None)
                 text = previous.last_reply if previous and previous.last_reply else a.text
             results.append(
                 RecipientResult(
-                    a.recipient, state, a.phase, a.code, a.enhanced, text, a.remote_mta,
-                    a.reason, a.status, a.recipient.rpartition("@")[2].lower(),
+                    a.recipient,
+                    state,
+                    a.phase,
+                    a.code,
+                    a.enhanced,
+                    text,
+                    a.remote_mta,
+                    a.reason,
+                    a.status,
+                    a.recipient.rpartition("@")[2].lower(),
                 )
             )
         handed_over = [
@@ -539,11 +620,22 @@ class QueueRunner:
             while destination.jobs:
                 job = destination.jobs.popleft()
                 if not job.future.done():
-                    job.future.set_result([
-                        Attempt(r.address, Verdict.TEMPORARY, "internal", None, "",
-                                "internal error in the delivery worker", "", "systemerror", "4.3.0")
-                        for r in job.recipients
-                    ])
+                    job.future.set_result(
+                        [
+                            Attempt(
+                                r.address,
+                                Verdict.TEMPORARY,
+                                "internal",
+                                None,
+                                "",
+                                "internal error in the delivery worker",
+                                "",
+                                "systemerror",
+                                "4.3.0",
+                            )
+                            for r in job.recipients
+                        ]
+                    )
 
     async def _work(self, destination: Destination) -> None:
         channel: Channel | None = None
@@ -566,9 +658,9 @@ class QueueRunner:
                     return
                 job = destination.jobs.popleft()
                 if route.failure is not None:
-                    await self._complete(job, [
-                        replace(route.failure, recipient=r.address) for r in job.recipients
-                    ])
+                    await self._complete(
+                        job, [replace(route.failure, recipient=r.address) for r in job.recipients]
+                    )
                     continue
                 if channel is None or not channel.usable:
                     if channel is not None:
@@ -581,9 +673,10 @@ class QueueRunner:
                         waiting = [job, *destination.jobs]
                         destination.jobs.clear()
                         for each in waiting:
-                            await self._complete(each, [
-                                replace(failure, recipient=r.address) for r in each.recipients
-                            ])
+                            await self._complete(
+                                each,
+                                [replace(failure, recipient=r.address) for r in each.recipients],
+                            )
                         continue
                 await self._deliver(destination, channel, job)
         except Exception:
@@ -610,10 +703,15 @@ class QueueRunner:
         asking = self._route_lookups.get(domain)
         if asking is not None:
             return await asyncio.shield(asking)
-        asking = asyncio.ensure_future(routing.route(
-            self.resolver, domain, is_self=self.is_self,
-            **({"shuffle": self.shuffle} if self.shuffle else {}),
-        ))
+        asking = asyncio.ensure_future(
+            routing.route(
+                self.resolver,
+                domain,
+                is_self=self.is_self,
+                mta_sts=self.mta_sts,
+                **({"shuffle": self.shuffle} if self.shuffle else {}),
+            )
+        )
         self._route_lookups[domain] = asking
         try:
             route = await asyncio.shield(asking)
@@ -654,9 +752,17 @@ class QueueRunner:
                 # Refused or unreachable: fewer parallel connections to this destination.
                 destination.limit = max(1, destination.limit // 2)
         if failure is None:
-            failure = Attempt("", Verdict.TEMPORARY, "routing", None, "",
-                              f"no mail exchanger to try for {route.domain}", "", "networkerror",
-                              "4.4.4")
+            failure = Attempt(
+                "",
+                Verdict.TEMPORARY,
+                "routing",
+                None,
+                "",
+                f"no mail exchanger to try for {route.domain}",
+                "",
+                "networkerror",
+                "4.4.4",
+            )
         # Every hop refused: a 5xx greeting everywhere is permanent; anything else is retried.
         return None, failure
 
@@ -672,7 +778,7 @@ class QueueRunner:
     def _classified(self, attempt: Attempt, attempts_so_far: int = 0) -> Attempt:
         if attempt.verdict is Verdict.DELIVERED:
             return replace(attempt, reason="delivered")
-        reason = attempt.reason or classify(attempt.code, attempt.enhanced, attempt.text)
+        reason = reason_for(attempt)
         attempt = replace(attempt, reason=reason)
         if (
             attempt.verdict is Verdict.TEMPORARY
@@ -681,8 +787,11 @@ class QueueRunner:
             and attempts_so_far >= STOP_EARLY_AFTER
         ):
             # The remote keeps refusing on policy grounds that waiting will not change.
-            attempt = replace(attempt, verdict=Verdict.PERMANENT,
-                              text=f"{attempt.text} (given up after {attempts_so_far} attempts)")
+            attempt = replace(
+                attempt,
+                verdict=Verdict.PERMANENT,
+                text=f"{attempt.text} (given up after {attempts_so_far} attempts)",
+            )
         return attempt
 
     async def _deliver(self, destination: Destination, channel: Channel, job: _Job) -> None:
@@ -702,7 +811,8 @@ class QueueRunner:
             recipients=tuple((r.address, r.notify, r.orcpt) for r in job.recipients),
             size=entry.size + len(prefix),
             open_content=(
-                (lambda: (prefix, content)) if content is not None
+                (lambda: (prefix, content))
+                if content is not None
                 else (lambda: self._content(entry.blob_id, prefix))
             ),
             smtputf8=entry.smtputf8,
@@ -718,7 +828,9 @@ class QueueRunner:
         self._tasks.add(completion)
         completion.add_done_callback(self._tasks.discard)
         if any(a.reason in RATE_LIMIT_REASONS and a.verdict is Verdict.TEMPORARY for a in attempts):
-            self._slow_down(destination, next(a for a in attempts if a.reason in RATE_LIMIT_REASONS))
+            self._slow_down(
+                destination, next(a for a in attempts if a.reason in RATE_LIMIT_REASONS)
+            )
         elif any(a.verdict is Verdict.DELIVERED for a in attempts):
             self._speed_up(destination)
 
@@ -762,11 +874,22 @@ class QueueRunner:
             # The results could not be written (disk full): the message is tried again later.
             log.exception("%s: recording the delivery results failed", job.entry.id)
             if not job.future.done():
-                job.future.set_result([
-                    Attempt(r.address, Verdict.TEMPORARY, "internal", None, "",
-                            "internal error recording the delivery", "", "systemerror", "4.3.0")
-                    for r in job.recipients
-                ])
+                job.future.set_result(
+                    [
+                        Attempt(
+                            r.address,
+                            Verdict.TEMPORARY,
+                            "internal",
+                            None,
+                            "",
+                            "internal error recording the delivery",
+                            "",
+                            "systemerror",
+                            "4.3.0",
+                        )
+                        for r in job.recipients
+                    ]
+                )
 
     async def _complete(self, job: _Job, attempts: list[Attempt], retire: bool = False) -> None:
         for a in attempts:
@@ -775,8 +898,14 @@ class QueueRunner:
                 Verdict.PERMANENT: "bounced",
                 Verdict.TEMPORARY: "deferred",
             }[a.verdict]
-            log.info("%s: to=<%s> %s reason=%s => %s", job.entry.id, a.recipient, a.describe(),
-                     a.reason or "-", decision)
+            log.info(
+                "%s: to=<%s> %s reason=%s => %s",
+                job.entry.id,
+                a.recipient,
+                a.describe(),
+                a.reason or "-",
+                decision,
+            )
         job.retired = await self._finish(job.entry, attempts, self.clock.now(), retire=retire)
         if not job.future.done():
             job.future.set_result(attempts)
@@ -791,8 +920,10 @@ class QueueRunner:
         destination.limit = 1
         destination.last_limit_reply = attempt.describe()
         log.warning(
-            "%s limits us (%s): one connection, pausing %s", destination.domain,
-            destination.last_limit_reply, describe_duration(destination.backoff),
+            "%s limits us (%s): one connection, pausing %s",
+            destination.domain,
+            destination.last_limit_reply,
+            describe_duration(destination.backoff),
         )
 
     def _speed_up(self, destination: Destination) -> None:
@@ -804,20 +935,36 @@ class QueueRunner:
         wait = describe_duration(destination.paused_until - self.clock.now())
         while destination.jobs:
             job = destination.jobs.popleft()
-            text = (f"delivery to {destination.domain} paused for {wait}: the remote limits our "
-                    f"sending ({destination.last_limit_reply})")
-            await self._complete(job, [
-                Attempt(r.address, Verdict.TEMPORARY, PHASE_THROTTLED, None, "", text, "",
-                        "toomanyconn", "4.7.0")
-                for r in job.recipients
-            ])
+            text = (
+                f"delivery to {destination.domain} paused for {wait}: the remote limits our "
+                f"sending ({destination.last_limit_reply})"
+            )
+            await self._complete(
+                job,
+                [
+                    Attempt(
+                        r.address,
+                        Verdict.TEMPORARY,
+                        PHASE_THROTTLED,
+                        None,
+                        "",
+                        text,
+                        "",
+                        "toomanyconn",
+                        "4.7.0",
+                    )
+                    for r in job.recipients
+                ],
+            )
 
     # ------------------------------------------------------------------ reports
 
     async def _settle(self, entry: QueueEntry, just_read: bool = False) -> bool:
         """Send the reports owed for final recipients, then retire the entry if it is done.
         True when the entry is gone. ``just_read``: ``entry`` is fresh from the store."""
-        fresh = entry if just_read else await asyncio.to_thread(self.store.get_queue_entry, entry.id)
+        fresh = (
+            entry if just_read else await asyncio.to_thread(self.store.get_queue_entry, entry.id)
+        )
         if fresh is None:
             return True
         unreported = [r for r in fresh.recipients if r.state != PENDING and not r.reported]
@@ -842,7 +989,9 @@ class QueueRunner:
 
         return await self.state.run(mark_and_retire)
 
-    async def _report_delay(self, entry: QueueEntry, pending: list[QueueRecipient], now: float) -> None:
+    async def _report_delay(
+        self, entry: QueueEntry, pending: list[QueueRecipient], now: float
+    ) -> None:
         wanted = [r for r in pending if _wants(r, "DELAY")]
         if entry.sender and wanted:
             await self._send_report(entry, ReportKind.DELAY, wanted, now)
@@ -857,8 +1006,11 @@ class QueueRunner:
 
         original, subject = await asyncio.to_thread(read)
         headers_only = (entry.ret or "").upper() == "HDRS" or entry.size > MAX_RETURNED_SIZE
-        action = {ReportKind.FAILURE: "failed", ReportKind.DELAY: "delayed",
-                  ReportKind.SUCCESS: "relayed"}[kind]
+        action = {
+            ReportKind.FAILURE: "failed",
+            ReportKind.DELAY: "delayed",
+            ReportKind.SUCCESS: "relayed",
+        }[kind]
         expires = self.schedule.expires_at(entry.received_at)
         report = Report(
             kind=kind,
@@ -894,12 +1046,21 @@ class QueueRunner:
             # becomes a plain one (dsn.compose.compose_safely) rather than an endless retry.
             data = await asyncio.to_thread(compose_safely, report, now=now)
         except Exception:
-            log.exception("%s: %s report to <%s> could not be composed; not sent", entry.id,
-                          kind.value, entry.sender)
+            log.exception(
+                "%s: %s report to <%s> could not be composed; not sent",
+                entry.id,
+                kind.value,
+                entry.sender,
+            )
             return
         await self._commit_report(entry.sender, data, subject=str(kind.value), now=now)
-        log.info("%s: %s report for %d recipient(s) sent to <%s>", entry.id, kind.value,
-                 len(recipients), entry.sender)
+        log.info(
+            "%s: %s report for %d recipient(s) sent to <%s>",
+            entry.id,
+            kind.value,
+            len(recipients),
+            entry.sender,
+        )
 
     def _original(self, entry: QueueEntry) -> bytes:
         limit = MAX_RETURNED_SIZE if entry.size <= MAX_RETURNED_SIZE else HEADER_SCAN_LIMIT
