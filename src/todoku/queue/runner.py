@@ -54,7 +54,6 @@ from todoku.queue.model import (
     Route,
     Verdict,
 )
-from todoku.queue.mtasts import MtaSts
 from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
 from todoku.queue.transport import Channel, OutboundMessage, Transport
 from todoku.queue.wake import touch_wake_file
@@ -212,7 +211,6 @@ class QueueRunner:
         signer: Callable[[bytes, str], bytes] | None = None,
         relays: tuple[RelayConfig, ...] = (),
         relay_transport: Callable[[RelayConfig], Transport] | None = None,
-        mta_sts: MtaSts | None = None,
     ) -> None:
         self.store = store
         self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
@@ -230,7 +228,6 @@ class QueueRunner:
         self.relays = relays
         self.relay_transport = relay_transport  # None: ``transport`` carries relay hops too
         self._relay_transports: dict[int, Transport] = {}
-        self.mta_sts = mta_sts  # MTA-STS policies for direct delivery (None: off)
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -708,7 +705,6 @@ class QueueRunner:
                 self.resolver,
                 domain,
                 is_self=self.is_self,
-                mta_sts=self.mta_sts,
                 **({"shuffle": self.shuffle} if self.shuffle else {}),
             )
         )
