@@ -7,6 +7,6 @@ implicit MX), and the two temporary failures (SERVFAIL, TIMEOUT). Callers never 
 library exceptions.
 """
 
-from todoku.dns.resolver import Answer, DnsStatus, MxRecord, Resolver
+from todoku.dns.resolver import Answer, DnsStatus, MxRecord, Resolver, TxtResolver
 
-__all__ = ["Answer", "DnsStatus", "MxRecord", "Resolver"]
+__all__ = ["Answer", "DnsStatus", "MxRecord", "Resolver", "TxtResolver"]

@@ -37,7 +37,9 @@ def _host(text: str) -> str:
 
 
 class DnspythonResolver:
-    def __init__(self, nameservers: tuple[str, ...] = (), lifetime: float = DEFAULT_LIFETIME) -> None:
+    def __init__(
+        self, nameservers: tuple[str, ...] = (), lifetime: float = DEFAULT_LIFETIME
+    ) -> None:
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = [
@@ -82,13 +84,23 @@ class DnspythonResolver:
         )
         return Answer(status, mx, detail, ttl)
 
+    async def txt(self, name: str) -> Answer[str]:
+        status, records, detail, ttl = await self._resolve(name, "TXT")
+        texts = tuple(
+            b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
+            for r in records
+        )
+        return Answer(status, texts, detail, ttl)
+
     async def addresses(self, host: str) -> Answer[str]:
         """AAAA then A. NXDOMAIN only when the name does not exist; one family failing
         temporarily is temporary only if the other family gave nothing either."""
         results = [await self._resolve(host, rdtype) for rdtype in ("AAAA", "A")]
         found = tuple(r.to_text() for _, records, _, _ in results for r in records)  # type: ignore[attr-defined]
         if found:
-            return Answer(DnsStatus.OK, found, "", min(t for s, _, _, t in results if s is DnsStatus.OK))
+            return Answer(
+                DnsStatus.OK, found, "", min(t for s, _, _, t in results if s is DnsStatus.OK)
+            )
         statuses = [status for status, _, _, _ in results]
         detail = "; ".join(d for _, _, d, _ in results if d)
         for status in (DnsStatus.NXDOMAIN, DnsStatus.SERVFAIL, DnsStatus.TIMEOUT):

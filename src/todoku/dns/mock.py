@@ -12,16 +12,27 @@ class MockResolver:
     mx_records: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     hosts: dict[str, list[str]] = field(default_factory=dict)
     fail: dict[str, DnsStatus] = field(default_factory=dict)  # name → SERVFAIL/TIMEOUT/NXDOMAIN
+    txt_records: dict[str, list[str]] = field(default_factory=dict)
 
     def _exists(self, name: str) -> bool:
-        return name in self.mx_records or name in self.hosts
+        return name in self.mx_records or name in self.hosts or name in self.txt_records
+
+    async def txt(self, name: str) -> Answer[str]:
+        if name in self.fail:
+            return Answer(self.fail[name], (), f"{name}: {self.fail[name].value}")
+        if name in self.txt_records:
+            return Answer(DnsStatus.OK, tuple(self.txt_records[name]))
+        if self._exists(name):
+            return Answer(DnsStatus.NODATA)
+        return Answer(DnsStatus.NXDOMAIN, (), f"{name}: no such domain (NXDOMAIN)")
 
     async def mx(self, domain: str) -> Answer[MxRecord]:
         if domain in self.fail:
             return Answer(self.fail[domain], (), f"{domain}: {self.fail[domain].value}")
         if domain in self.mx_records:
             return Answer(
-                DnsStatus.OK, tuple(MxRecord(p, h.rstrip(".").lower()) for p, h in self.mx_records[domain])
+                DnsStatus.OK,
+                tuple(MxRecord(p, h.rstrip(".").lower()) for p, h in self.mx_records[domain]),
             )
         if self._exists(domain):
             return Answer(DnsStatus.NODATA)

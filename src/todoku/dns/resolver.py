@@ -47,3 +47,12 @@ class Resolver(Protocol):
     async def addresses(self, host: str) -> Answer[str]:
         """IPv6 and IPv4 addresses of ``host`` (AAAA first, then A), as text."""
         ...
+
+
+class TxtResolver(Protocol):
+    """TXT lookups (MTA-STS's ``_mta-sts`` record, RFC 8461 §3.1)."""
+
+    async def txt(self, name: str) -> Answer[str]:
+        """Each TXT record of ``name`` as one string: its character-strings joined, decoded as
+        UTF-8 with undecodable bytes replaced."""
+        ...
