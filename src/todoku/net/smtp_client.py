@@ -15,6 +15,10 @@ temporary), never a plain-text retry. The login (RFC 4954) follows TLS: PLAIN, o
 relay offers no PLAIN. A login the relay refuses (535 and other 5xx), or a relay that offers no
 AUTH, is reported as phase ``auth`` without a reply code: that reply is about our credentials,
 not about the message, so it is quoted in the text rather than becoming a DSN's Diagnostic-Code.
+
+An MX whose domain publishes an MTA-STS policy in enforce mode (RFC 8461) is dialled like the
+relay: ``open_session(..., require_tls=WHY)`` needs STARTTLS and a certificate verified for the
+MX host name, and ends the attempt (phase ``starttls``/``tls``) instead of retrying in clear.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ CONTENT_PIECE = 256 * 1024
 CONNECT = "connect"
 TLS = "tls"
 AUTH = proto.AUTH
+
+RELAY_NEEDS_TLS = "mail to the relay is never sent without TLS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,21 +247,26 @@ class SmtpSession:
         await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
 
     async def greet_relay(
-        self, helo_name: str, tls_context: ssl.SSLContext, login: Login | None
+        self,
+        helo_name: str,
+        tls_context: ssl.SSLContext,
+        login: Login | None,
+        why: str = RELAY_NEEDS_TLS,
     ) -> None:
-        """Greeting, EHLO, STARTTLS (unless already encrypted), EHLO, AUTH: never in clear."""
+        """Greeting, EHLO, STARTTLS (unless already encrypted), EHLO, AUTH: never in clear.
+        ``why`` ends the sentence that explains a missing or refused STARTTLS."""
         event = await self._read_reply(proto.GREETING, self.timeouts.greeting)
         if event.reply.code != 220:
             raise _Failed(proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text)
         await self._hello(helo_name)
         if not self.conn.tls_active:
             if not self.conn.supports("STARTTLS"):
+                hint = ' (use tls = "implicit" for port 465)' if why == RELAY_NEEDS_TLS else ""
                 raise _Failed(
                     proto.STARTTLS,
                     None,
                     "",
-                    f"{self.remote_mta} does not offer STARTTLS; mail to the relay is "
-                    'never sent without TLS (use tls = "implicit" for port 465)',
+                    f"{self.remote_mta} does not offer STARTTLS; {why}{hint}",
                 )
             event = await self._command(self.conn.starttls(), proto.STARTTLS, self.timeouts.command)
             if event.reply.code != 220:
@@ -263,8 +274,7 @@ class SmtpSession:
                     proto.STARTTLS,
                     None,
                     "",
-                    f"{self.remote_mta} refused STARTTLS ({event.reply}); mail to the "
-                    "relay is never sent without TLS",
+                    f"{self.remote_mta} refused STARTTLS ({event.reply}); {why}",
                 )
             try:
                 async with asyncio.timeout(self.timeouts.command):
@@ -527,6 +537,7 @@ async def _dial(
     tls_context: ssl.SSLContext | None,
     timeouts: Timeouts,
     local_address: str | None,
+    require_tls: str | None = None,
 ) -> SmtpSession | SessionFailure:
     remote = remote_mta_name(host, ip)
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -546,9 +557,12 @@ async def _dial(
         return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: {reason}", remote)
     session = SmtpSession(host, ip, port, reader, writer, timeouts)
     try:
-        await session.greet(helo_name, tls_context)
+        if require_tls is not None and tls_context is not None:
+            await session.greet_relay(helo_name, tls_context, None, require_tls)
+        else:
+            await session.greet(helo_name, tls_context)
     except _Failed as failure:
-        session.usable = failure.code is not None and failure.code != 421
+        session.usable = failure.code is not None and failure.code != 421 and failure.phase != TLS
         await session.close()
         return SessionFailure(failure.phase, failure.code, failure.enhanced, failure.text, remote)
     except _TlsHandshakeFailed:
@@ -567,8 +581,19 @@ async def open_session(
     tls_context: ssl.SSLContext | None,
     timeouts: Timeouts = Timeouts(),
     local_address: str | None = None,
+    require_tls: str | None = None,
 ) -> SmtpSession | SessionFailure:
-    """Dial ``ip`` (IPv4 or IPv6), read the greeting, EHLO, STARTTLS when offered."""
+    """Dial ``ip`` (IPv4 or IPv6), read the greeting, EHLO, STARTTLS when offered.
+
+    ``require_tls`` (a reason, "the MTA-STS policy of example.com requires TLS") makes STARTTLS
+    with ``tls_context`` (which must verify certificates) mandatory, checked against ``host``:
+    any failure ends the attempt and nothing is sent in clear."""
+    if require_tls is not None:
+        if tls_context is None or tls_context.verify_mode != ssl.CERT_REQUIRED:
+            raise ValueError("require_tls needs a verifying TLS context")
+        return await _dial(
+            host, ip, port, helo_name, tls_context, timeouts, local_address, require_tls
+        )
     try:
         return await _dial(host, ip, port, helo_name, tls_context, timeouts, local_address)
     except _TlsHandshakeFailed as exc:
