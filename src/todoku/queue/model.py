@@ -62,12 +62,27 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsPolicy:
+    """What the destination domain asks of TLS on one hop: an MTA-STS policy (RFC 8461).
+
+    ``enforce``: STARTTLS with a certificate valid for the MX host name, or nothing is sent.
+    ``testing``: delivered as usual; what enforce would have refused is logged.
+    """
+
+    mode: str  # "enforce" or "testing"
+    domain: str  # the policy domain (the recipient domain)
+    summary: str  # "MTA-STS policy of example.com (mode enforce, mx: mx1.example.com)"
+    listed: bool = True  # the hop's host matches one of the policy's mx patterns (§4.1)
+
+
+@dataclass(frozen=True, slots=True)
 class Hop:
     """One address to dial for a domain, in order of preference."""
 
     host: str  # the MX host name ("" for an address literal)
     ip: str
     preference: int
+    tls_policy: TlsPolicy | None = None  # None: opportunistic STARTTLS (RFC 7435)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,28 @@ A ``[[relay]]`` (config.relay) replaces all of this for the domains it matches: 
 which way a recipient domain goes and why (shown by ``todoku queue show``), and ``relay_route``
 turns the relay's host into hops. Whatever goes wrong in finding the relay is temporary: it is
 our configuration or our network, never a reason to bounce the sender's mail.
+
+MTA-STS (RFC 8461, ``queue.mtasts``) narrows a domain's route after the MX lookup: in
+``enforce`` mode only the MX hosts the policy lists stay, each marked to need TLS with a
+certificate valid for its name (the transport sends nothing otherwise); no listed host left
+means a temporary failure that says why. ``testing`` marks every hop so the transport logs
+what enforce would have refused, and delivers anyway; ``none`` changes nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import DnsStatus, Resolver
-from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, Verdict
+from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, TlsPolicy, Verdict
+from todoku.queue.mtasts import ENFORCE, TESTING, MtaSts, PolicyLookup
+
+log = logging.getLogger("todoku.delivery")
 
 Shuffle = Callable[[list[Hop]], None]
 
@@ -74,8 +84,69 @@ async def route(
     *,
     is_self: Callable[[str, str], bool],
     shuffle: Shuffle = random.shuffle,
+    mta_sts: MtaSts | None = None,
 ) -> Route:
-    """Resolve ``domain`` to hops. ``is_self(host, ip)`` says whether a hop is this server."""
+    """Resolve ``domain`` to hops. ``is_self(host, ip)`` says whether a hop is this server;
+    ``mta_sts`` (None: off) applies the domain's MTA-STS policy to them."""
+    found = await _mx_route(resolver, domain, is_self=is_self, shuffle=shuffle)
+    if mta_sts is None or found.failure is not None or _literal(domain) is not None:
+        return found
+    return with_mta_sts(found, await mta_sts.lookup(domain))
+
+
+def with_mta_sts(route: Route, lookup: PolicyLookup) -> Route:
+    """The hops ``route`` keeps under the policy ``lookup`` found (RFC 8461 §4, §5)."""
+    cached = lookup.policy
+    if cached is None or cached.policy.mode not in (ENFORCE, TESTING):
+        return route  # no policy, or mode none (RFC 8461 §5): as without MTA-STS
+    policy = cached.policy
+    summary = cached.describe()
+    if policy.mode == TESTING:
+        # RFC 8461 §5: testing delivers as if there were no policy; the transport logs failures.
+        return replace(
+            route,
+            hops=tuple(
+                replace(
+                    h, tls_policy=TlsPolicy(TESTING, cached.domain, summary, policy.matches(h.host))
+                )
+                for h in route.hops
+            ),
+        )
+    listed = [h for h in route.hops if policy.matches(h.host)]
+    refused = sorted({h.host for h in route.hops if not policy.matches(h.host)})
+    if refused:
+        log.info(
+            "%s: MX host(s) %s not allowed by the %s; not used",
+            route.domain,
+            ", ".join(refused),
+            summary,
+        )
+    if not listed:
+        # RFC 8461 §5 (enforce): MUST NOT deliver to an MX host the policy does not list.
+        # Temporary: the policy or the MX records may be corrected before the mail expires.
+        text = (
+            f"the destination publishes an MTA-STS policy (RFC 8461) in enforce mode: "
+            f"{summary}; none of its MX hosts ({', '.join(refused)}) is allowed by it, so "
+            f"nothing was sent. The recipient domain's administrators must make the policy "
+            f"and the MX records agree"
+        )
+        return Route(
+            route.domain,
+            failure=Attempt(
+                "", Verdict.TEMPORARY, PHASE_ROUTING, None, "", text, "", "failedstarttls", "4.7.5"
+            ),
+        )
+    enforce = TlsPolicy(ENFORCE, cached.domain, summary)
+    return replace(route, hops=tuple(replace(h, tls_policy=enforce) for h in listed))
+
+
+async def _mx_route(
+    resolver: Resolver,
+    domain: str,
+    *,
+    is_self: Callable[[str, str], bool],
+    shuffle: Shuffle,
+) -> Route:
     literal = _literal(domain)
     if literal is not None:
         if is_self("", literal):

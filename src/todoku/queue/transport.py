@@ -10,6 +10,11 @@ Failure taxonomy an Attempt can carry (phase → meaning):
 
 ``RelayTransport`` carries mail to one ``[[relay]]`` smarthost: verified TLS, then the login,
 with the password file read for every new connection (fix it, flush, and the queue drains).
+
+``SmtpTransport`` honours a hop's MTA-STS policy (``Hop.tls_policy``, RFC 8461 §4.2, §5): in
+enforce mode the MX must offer STARTTLS and a certificate valid for its name, else the attempt
+is a temporary failure (phase ``starttls``/``tls``, 4.7.5) that says so and nothing is sent; in
+testing mode the same check runs, its failure is logged, and the mail goes as usual.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from todoku.net.smtp_client import (
     open_relay_session,
     verified_tls_context,
 )
+from todoku.net.smtp_client import TLS as PHASE_TLS
 from todoku.net.smtp_client import open_session as smtp_open_session
-from todoku.queue.model import Attempt, Hop, Verdict, status_for
+from todoku.queue.model import Attempt, Hop, TlsPolicy, Verdict, status_for
 
 log = logging.getLogger("todoku.delivery")
 
@@ -129,14 +135,85 @@ class _SmtpChannel:
         await self.session.close()
 
 
+def _policy_failure(policy: TlsPolicy, hop: Hop, result: SessionFailure) -> Attempt:
+    """An MX that failed what an enforced MTA-STS policy asks: said in words, temporary."""
+    if result.phase == PHASE_TLS:
+        problem = (
+            f"its server {result.remote_mta} did not present a valid certificate for {hop.host}"
+        )
+    else:
+        problem = f"its server {result.remote_mta} did not accept STARTTLS"
+    text = (
+        f"the destination publishes an MTA-STS policy (RFC 8461) in enforce mode ({policy.summary}) "
+        f"and {problem}: {result.text}"
+    )
+    if "nothing was sent" not in text:
+        text += "; nothing was sent without TLS"
+    return Attempt(
+        "",
+        Verdict.TEMPORARY,
+        result.phase,
+        None,
+        "",
+        text,
+        result.remote_mta,
+        "failedstarttls",
+        "4.7.5",
+    )
+
+
 @dataclass
 class SmtpTransport:
+    """Direct delivery to MX hosts: opportunistic STARTTLS, or what the hop's MTA-STS policy
+    asks. ``verified_context`` checks MX certificates for MTA-STS (default: the system's CAs;
+    tests pass one that trusts their test CA)."""
+
     helo_name: str
     port: int = 25
     tls_context: ssl.SSLContext | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    verified_context: ssl.SSLContext | None = None
+
+    def _verified(self) -> ssl.SSLContext:
+        if self.verified_context is None:
+            self.verified_context = verified_tls_context()
+        return self.verified_context
 
     async def connect(self, hop: Hop) -> Channel | Attempt:
+        policy = hop.tls_policy
+        if policy is not None and (policy.mode == "enforce" or policy.listed):
+            why = f"the {policy.summary} requires TLS with a valid certificate"
+            secured = await smtp_open_session(
+                hop.host,
+                hop.ip,
+                self.port,
+                helo_name=self.helo_name,
+                tls_context=self._verified(),
+                timeouts=self.timeouts,
+                require_tls=why,
+            )
+            if not isinstance(secured, SessionFailure):
+                return _SmtpChannel(secured)
+            if policy.mode == "enforce":
+                if secured.phase not in (PHASE_TLS, "starttls"):
+                    return attempt_from(secured, "")  # not about TLS: unreachable, 4xx greeting
+                return _policy_failure(policy, hop, secured)
+            log.warning(
+                "%s: MTA-STS testing: enforce mode would defer this: %s (%s); delivering anyway",
+                policy.domain,
+                secured.text,
+                policy.summary,
+            )
+        elif policy is not None:
+            log.warning(
+                "MTA-STS testing: %s is not an MX host the %s allows; enforce mode would not "
+                "use it; delivering anyway",
+                hop.host,
+                policy.summary,
+            )
+        return await self._connect_opportunistic(hop)
+
+    async def _connect_opportunistic(self, hop: Hop) -> Channel | Attempt:
         result = await smtp_open_session(
             hop.host,
             hop.ip,
