@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from todoku.config.relay import RelayConfig
 from todoku.dns.dnspython import DnspythonResolver
 from todoku.net.smtp_client import Timeouts, opportunistic_tls_context
+from todoku.queue.mtasts import MtaSts
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
 from todoku.queue.transport import RelayTransport, SmtpTransport
@@ -80,6 +82,8 @@ async def running_queue(
     self_addresses: tuple[str, ...] = ("127.0.0.1",),
     tls: bool = True,
     relays: tuple[RelayConfig, ...] = (),
+    mta_sts: MtaSts | None = None,
+    verified_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Queue]:
     store = SqliteStore(data_dir)
     settings = RunnerSettings(
@@ -98,12 +102,16 @@ async def running_queue(
     runner = QueueRunner(
         store,
         DnspythonResolver((nameserver,), lifetime=2.0),
-        SmtpTransport(HOSTNAME, port, opportunistic_tls_context() if tls else None, timeouts),
+        SmtpTransport(
+            HOSTNAME, port, opportunistic_tls_context() if tls else None, timeouts,
+            verified_context,
+        ),
         settings,
         is_self=lambda host, ip: host == HOSTNAME or ip in self_addresses,
         local_mailboxes=local_mailboxes,
         relays=relays,
         relay_transport=lambda relay: RelayTransport(relay, HOSTNAME, timeouts),
+        mta_sts=mta_sts,
     )
     loop = asyncio.get_running_loop()
     store.on_queued = lambda items: loop.call_soon_threadsafe(runner.enqueue, items)

@@ -58,6 +58,7 @@ class DeliveryConfig:
     max_lifetime: float = 5 * 86400.0
     max_connections_per_domain: int = 20  # Postfix's default_destination_concurrency_limit
     max_hops: int = 50
+    mta_sts: bool = True  # honour the destinations' MTA-STS policies (RFC 8461)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,10 @@ class PolicyConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebConfig:
-    """``[mta_sts]`` and ``[web]``: what the https listener serves (todoku.web)."""
+    """``[listen] https/http``, ``[mta_sts]`` and ``[web]``: the web side (todoku.web)."""
 
+    https: ListenAddress | None = None
+    http: ListenAddress | None = None
     mta_sts_mode: str = "testing"  # RFC 8461 §5: testing, enforce or none
     mta_sts_max_age: int = 604800  # seconds; RFC 8461 §3.2 allows up to 31557600
     metrics_token: str | None = None  # bearer token for /metrics; None: loopback clients only
@@ -288,9 +291,14 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
 
     listen_table = top.table("listen")
     listen = {}
-    for service in SERVICES + WEB_SERVICES:
+    for service in SERVICES:
         if listen_table.has(service):
             listen[service] = parse_listen(listen_table.get(service), listen_table.key(service))
+    web_listen = {  # kept apart from the mail listeners: todoku.web serves them
+        service: parse_listen(listen_table.get(service), listen_table.key(service))
+        for service in WEB_SERVICES
+        if listen_table.has(service)
+    }
     listen_table.check_unknown()
 
     if top.has("tls"):
@@ -356,6 +364,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
             "max_connections_per_domain", 20, minimum=1
         ),
         max_hops=delivery_table.integer("max_hops", 50, minimum=1),
+        mta_sts=delivery_table.boolean("mta_sts", True),
     )
     delivery_table.check_unknown()
 
@@ -378,7 +387,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         raise ConfigError('group: set only together with user (user = "todoku")')
 
     policy = _policy(top.table("policy"))
-    web = _web(top.table("mta_sts"), top.table("web"))
+    web = _web(top.table("mta_sts"), top.table("web"), web_listen)
 
     from todoku.config.relay import parse_relays  # it builds on this module's _Table
 
@@ -408,6 +417,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         log_level=log_level,
         policy=policy,
         relays=relays,
+        web=web,
         user=user,
         group=group,
         log_file=log_file,
@@ -472,7 +482,7 @@ def _policy(table: _Table) -> PolicyConfig:
     return policy
 
 
-def _web(mta_sts: _Table, web: _Table) -> WebConfig:
+def _web(mta_sts: _Table, web: _Table, listen: dict[str, ListenAddress]) -> WebConfig:
     mode = mta_sts.string("mode", "testing")
     if mode not in MTA_STS_MODES:
         raise ConfigError(f'mta_sts.mode: must be "testing", "enforce" or "none", got {mode!r}')
@@ -482,6 +492,10 @@ def _web(mta_sts: _Table, web: _Table) -> WebConfig:
     mta_sts.check_unknown()
     token = web.get("metrics_token")
     if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 256):
-        raise ConfigError("web.metrics_token: expected a non-empty string of at most 256 characters")
+        raise ConfigError("web.metrics_token: expected a non-empty string of at most 256 chars")
     web.check_unknown()
-    return WebConfig(mode, int(max_age), token.strip() if token else None)
+    if "http" in listen and "https" not in listen:
+        raise ConfigError("listen.http: set listen.https too (http only redirects to it)")
+    return WebConfig(
+        listen.get("https"), listen.get("http"), mode, int(max_age), token.strip() if token else None
+    )

@@ -54,6 +54,7 @@ from todoku.queue.model import (
     Route,
     Verdict,
 )
+from todoku.queue.mtasts import MtaSts
 from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
 from todoku.queue.transport import Channel, OutboundMessage, Transport
 from todoku.queue.wake import touch_wake_file
@@ -211,6 +212,7 @@ class QueueRunner:
         signer: Callable[[bytes, str], bytes] | None = None,
         relays: tuple[RelayConfig, ...] = (),
         relay_transport: Callable[[RelayConfig], Transport] | None = None,
+        mta_sts: MtaSts | None = None,
     ) -> None:
         self.store = store
         self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
@@ -228,6 +230,7 @@ class QueueRunner:
         self.relays = relays
         self.relay_transport = relay_transport  # None: ``transport`` carries relay hops too
         self._relay_transports: dict[int, Transport] = {}
+        self.mta_sts = mta_sts  # MTA-STS policies for direct delivery (None: off)
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -241,6 +244,7 @@ class QueueRunner:
         self._slots = asyncio.Semaphore(MAX_PARALLEL_MESSAGES)
         self._wake_mtime: float = 0.0
         self.idle = asyncio.Event()  # set whenever nothing is in flight (tests wait on it)
+        self.on_attempt: Callable[[Attempt], None] | None = None  # each result (/metrics)
 
     # ------------------------------------------------------------------ scheduling
 
@@ -705,6 +709,7 @@ class QueueRunner:
                 self.resolver,
                 domain,
                 is_self=self.is_self,
+                mta_sts=self.mta_sts,
                 **({"shuffle": self.shuffle} if self.shuffle else {}),
             )
         )
@@ -902,6 +907,8 @@ class QueueRunner:
                 a.reason or "-",
                 decision,
             )
+            if self.on_attempt is not None:
+                self.on_attempt(a)
         job.retired = await self._finish(job.entry, attempts, self.clock.now(), retire=retire)
         if not job.future.done():
             job.future.set_result(attempts)

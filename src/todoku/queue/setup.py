@@ -12,6 +12,7 @@ from todoku.dns.dnspython import DnspythonResolver
 from todoku.net.smtp_client import opportunistic_tls_context
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
+from todoku.queue.mtasts import HttpsPolicyFetcher, MtaSts, PolicyCache, cache_directory
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
 from todoku.queue.transport import RelayTransport, SmtpTransport
@@ -97,9 +98,14 @@ def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]])
         max_hops=delivery.max_hops,
         wake_path=wake_path(config),
     )
+    resolver = DnspythonResolver(config.nameservers)
+    mta_sts = None
+    if delivery.mta_sts:
+        fetcher = HttpsPolicyFetcher(resolver)
+        mta_sts = MtaSts(resolver, fetcher, PolicyCache(cache_directory(config.data_dir)))
     return QueueRunner(
         store,
-        DnspythonResolver(config.nameservers),
+        resolver,
         SmtpTransport(config.hostname, delivery.port, opportunistic_tls_context()),
         settings,
         is_self=self_matcher(config, bound),
@@ -107,4 +113,5 @@ def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]])
         signer=_dkim_signer(config),
         relays=config.relays,
         relay_transport=lambda relay: RelayTransport(relay, config.hostname),
+        mta_sts=mta_sts,
     )
