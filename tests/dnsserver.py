@@ -36,12 +36,8 @@ class DnsServer:
         self._timeout: set[str] = set()
         self._lock = threading.Lock()
         self.queries: list[tuple[str, str]] = []
-        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind((host, 0))
+        self._udp, self._tcp = self._bind_pair(host)
         self.port = self._udp.getsockname()[1]
-        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind((host, self.port))
         self._tcp.listen(16)
         self._udp.settimeout(0.2)
         self._tcp.settimeout(0.2)
@@ -51,6 +47,24 @@ class DnsServer:
             threading.Thread(target=self._serve_udp, daemon=True),
             threading.Thread(target=self._serve_tcp, daemon=True),
         ]
+
+    @staticmethod
+    def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket on the same free port. The kernel picks the UDP port; that
+        port may already be taken for TCP by another test's connection, so try again."""
+        for _ in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind((host, 0))
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind((host, udp.getsockname()[1]))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            return udp, tcp
+        raise OSError("no port free for both UDP and TCP")
 
     # ------------------------------------------------------------------ zone data
 
