@@ -56,3 +56,13 @@ def test_a_delayed_message_is_still_being_retried(lang: str) -> None:
 def test_a_hard_failure_says_sending_again_fails_the_same_way() -> None:
     out = render("failed", "5.1.1", 550, "User unknown")
     assert "would fail the same way" in out
+
+
+def test_an_address_literal_recipient_is_named() -> None:
+    """todoku's own report for bob@[192.0.2.9] (queue bounce of an address-literal recipient)
+    names that recipient; the closing bracket belongs to the address (RFC 5321 §4.1.3)."""
+    data = DSN.replace("bob@remote.test", "bob@[192.0.2.9]").format(
+        action="failed", status="5.1.1", code=550, text="User unknown"
+    )
+    (diagnosis,) = analyze_bytes(data.encode(), "en", True)
+    assert diagnosis.recipient == "bob@[192.0.2.9]"

@@ -255,7 +255,10 @@ def _plain_address(text: str) -> str:
         text = _ADDRESS_TYPE_PREFIX.sub("", text.strip().rstrip(_TRAILING), count=1)
         if text.startswith('"') and text.find('"', 1) == text.find("@") - 1 > 0:
             break  # a quoted local part: its quotes belong to the address
-        text = text.strip(_WRAPPING)
+        if "@[" in text and text.endswith("]") and text.count("]") == 1:
+            text = text.lstrip(_WRAPPING)  # an address literal ends the address: a@[192.0.2.1]
+        else:
+            text = text.strip(_WRAPPING)
         if text == before:
             break
     text = text.rstrip(_TRAILING)
