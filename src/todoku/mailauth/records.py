@@ -13,23 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import time
 from dataclasses import dataclass
 
 from todoku.config import Config
 from todoku.mailauth import spf
 from todoku.mailauth.dkim import DomainKeys
 from todoku.mailauth.lookup import Lookups
+from todoku.mailauth.mta_sts import policy_id, policy_text
 
 TTL = 3600
 STANDARD_PORTS = {"submission": 587, "submissions": 465, "pop3": 110, "pop3s": 995}
 SRV_NAMES = {"submission": "_submission._tcp", "submissions": "_submissions._tcp", "pop3": "_pop3._tcp", "pop3s": "_pop3s._tcp"}
+WEB_NAMES = {
+    "mta-sts": "the MTA-STS policy",
+    "autoconfig": "Thunderbird's autoconfiguration",
+    "autodiscover": "Outlook's Autodiscover",
+}
 REQUIRED = ("mx", "a", "ptr", "spf", "dkim", "dmarc")  # the rest improve delivery but are optional
 
 
 @dataclass(frozen=True, slots=True)
 class DnsRecord:
-    purpose: str  # mx, a, aaaa, spf, spf-helo, dkim, dmarc, mta-sts, tls-rpt, srv, ptr
+    purpose: str  # mx, a, aaaa, spf, spf-helo, dkim, dmarc, mta-sts, tls-rpt, web, srv, ptr
     name: str  # absolute, without the final dot
     rdtype: str
     value: str  # TXT: the text itself (unquoted); others: presentation format
@@ -44,8 +49,9 @@ class DnsRecord:
         return f"{self.name}.\t{TTL}\tIN\t{self.rdtype}\t{value}"
 
 
-def mta_sts_id(now: float) -> str:
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
+def mta_sts_id(config: Config) -> str:
+    """Changes only when the served policy does (a hash of its text, mailauth/mta_sts.py)."""
+    return policy_id(policy_text(config))
 
 
 def records_for(
@@ -54,7 +60,6 @@ def records_for(
     keys: DomainKeys,
     ipv4: tuple[str, ...],
     ipv6: tuple[str, ...],
-    now: float | None = None,
 ) -> list[DnsRecord]:
     host = config.hostname
     rua = f"mailto:postmaster@{domain}"
@@ -82,13 +87,18 @@ def records_for(
             "DMARC: receivers junk mail failing SPF and DKIM, and send reports to postmaster",
         )
     )
+    served = "todoku serves" if config.web.https is not None else "serve (add [listen] https)"
+    policy = " / ".join(policy_text(config).splitlines())
     out.append(
         DnsRecord(
-            "mta-sts", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={mta_sts_id(now or time.time())}",
-            f"MTA-STS (RFC 8461); also serve https://mta-sts.{domain}/.well-known/mta-sts.txt with:"
-            f" version: STSv1 / mode: testing / mx: {host} / max_age: 86400",
+            "mta-sts", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={mta_sts_id(config)}",
+            f"MTA-STS (RFC 8461); {served} https://mta-sts.{domain}/.well-known/mta-sts.txt:"
+            f" {policy}",
         )
     )
+    if config.web.https is not None:  # todoku.web answers these names; the certificate must too
+        for name, what in WEB_NAMES.items():
+            out.append(DnsRecord("web", f"{name}.{domain}", "CNAME", f"{host}.", f"{what} (https)"))
     out.append(
         DnsRecord("tls-rpt", f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua={rua}", "TLS reports (RFC 8460)")
     )
