@@ -34,6 +34,8 @@ from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
 from todoku.queue.setup import build_runner
 from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
+from todoku.web.metrics import Metrics
+from todoku.web.server import WebServer, build_web
 
 log = logging.getLogger("todoku.app")
 
@@ -205,6 +207,11 @@ class Server:
     purge_task: asyncio.Task[None] | None = None
     queue_runner: QueueRunner | None = None
     queue_task: asyncio.Task[None] | None = None
+    # The web side (todoku.web): counters for /metrics, and the https/http sockets (bound with
+    # the mail listeners, before any privilege drop; its settings are read at start-up).
+    metrics: Metrics = field(default_factory=Metrics)
+    web_sockets: dict[str, socket.socket] = field(default_factory=dict)
+    web: WebServer | None = None
 
     def bound_address(self, service: str) -> tuple[str, int]:
         name = self.sockets[service].getsockname()
@@ -220,6 +227,7 @@ class Server:
             purge_deleted_mail(self.store, self.config.deleted_retention), name="purge-deleted"
         )
         self.start_queue(loop)
+        await self.start_web()
         self.write_listeners_file()
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -237,8 +245,21 @@ class Server:
             loop.call_soon_threadsafe(runner.enqueue, items)
 
         self.store.on_queued = wake
+        runner.on_attempt = self.metrics.delivered
         self.queue_runner = runner
         self.queue_task = asyncio.create_task(runner.run(), name="outbound-queue")
+
+    async def start_web(self) -> None:
+        def sessions() -> list[str]:  # the listener of every open session, for /metrics
+            pop3 = self.pop3.sessions if self.pop3 is not None else set()
+            return [s.service for s in self.smtp.sessions] + [s.service for s in pop3]
+
+        sockets = self.sockets | self.web_sockets
+        self.web = build_web(
+            self.config, self.store, self.metrics, sockets, self.tls_context, sessions
+        )
+        if self.web is not None:
+            await self.web.start()
 
     async def stop_queue(self) -> None:
         if self.queue_runner is None or self.queue_task is None:
@@ -258,6 +279,7 @@ class Server:
         run_dir = self.config.data_dir / "run"
         run_dir.mkdir(exist_ok=True)
         bound = {service: list(self.bound_address(service)) for service in self.sockets}
+        bound |= {name: list(sock.getsockname()[:2]) for name, sock in self.web_sockets.items()}
         bound["pid"] = os.getpid()  # type: ignore[assignment]
         temp = run_dir / "listeners.json.tmp"
         temp.write_text(json.dumps(bound))
@@ -273,6 +295,8 @@ class Server:
         self.smtp.stopping = True
         for server in self.servers:
             server.close()
+        if self.web is not None:
+            await self.web.stop()  # requests in flight get web/server.SHUTDOWN_GRACE
         if self.purge_task is not None:
             self.purge_task.cancel()
         if self.pop3 is not None:
@@ -317,13 +341,17 @@ def build_server(config: Config) -> Server:
         )
     check_data_dir(config)
     sockets: dict[str, socket.socket] = {}
+    web_sockets: dict[str, socket.socket] = {}
     try:
         for service, address in config.listen.items():
             sockets[service] = bind_socket(service, address)
+        for service, web_address in (("https", config.web.https), ("http", config.web.http)):
+            if web_address is not None:
+                web_sockets[service] = bind_socket(service, web_address)
         tls_context = ensure_tls(config)
         store = open_store(config)
     except ConfigError:
-        for sock in sockets.values():
+        for sock in [*sockets.values(), *web_sockets.values()]:
             sock.close()
         raise
     store.blobs.sweep_tmp()
@@ -334,6 +362,7 @@ def build_server(config: Config) -> Server:
         lockout_seconds=config.auth_lockout_seconds,
         base_delay=config.auth_fail_delay,
     )
+    metrics = Metrics()
     smtp = SmtpContext(
         config=config,
         store=store,
@@ -341,10 +370,19 @@ def build_server(config: Config) -> Server:
         throttle=throttle,
         tls_context=tls_context,
         connections=connections,
+        metrics=metrics,
     )
     if "smtp" in sockets:
         smtp.inbound = inbound_policy(config)  # [policy] checks on the MX only
-    server = Server(config=config, store=store, tls_context=tls_context, smtp=smtp, sockets=sockets)
+    server = Server(
+        config=config,
+        store=store,
+        tls_context=tls_context,
+        smtp=smtp,
+        sockets=sockets,
+        metrics=metrics,
+        web_sockets=web_sockets,
+    )
     for service in SMTP_SERVICES:
         if service in sockets:
             address = config.listen[service]
@@ -361,6 +399,7 @@ def build_server(config: Config) -> Server:
             throttle=throttle,
             tls_context=tls_context,
             connections=connections,
+            metrics=metrics,
         )
         server.pop3 = pop3
         for service in POP3_SERVICES:

@@ -28,7 +28,7 @@ import ssl
 import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from todoku.config import Config
 from todoku.net import tls as tls_util
@@ -49,6 +49,9 @@ from todoku.proto.pop3.events import (
 )
 from todoku.proto.pop3.server import ServerConnection, SessionSettings
 from todoku.store.api import Store
+
+if TYPE_CHECKING:
+    from todoku.web.metrics import Metrics
 
 log = logging.getLogger("todoku.pop3")
 
@@ -77,6 +80,7 @@ class Pop3Context:
     locks: dict[str, Pop3Session] = field(default_factory=dict)  # mailbox → the session holding it
     next_session: int = 0
     connections: ConnectionLimits | None = None  # [limits] on connections, shared with SMTP
+    metrics: Metrics | None = None  # counters for /metrics (todoku.web), made by app.py
 
     def session_id(self) -> str:
         self.next_session += 1
@@ -325,6 +329,8 @@ class Pop3Session:
         if not good:
             delay = throttle.failure(self.client_ip)
             self._log(f"login {event.mechanism} user={username} failed")
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.auth_failed(self.service)
             if throttle.locked(self.client_ip):
                 self.conn.refuse(replies.LOCKED_OUT, close=True)
                 return

@@ -14,7 +14,7 @@ import ssl
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from todoku.config import Config
 from todoku.ingest import (
@@ -60,6 +60,9 @@ from todoku.store.api import (
     Store,
 )
 
+if TYPE_CHECKING:
+    from todoku.web.metrics import Metrics
+
 log = logging.getLogger("todoku.smtp")
 
 # Unread bytes past which the connection stops reading until the session catches up.
@@ -83,6 +86,7 @@ class SmtpContext:
     next_session: int = 0
     inbound: InboundPolicy | None = None  # [policy] checks for the MX (service "smtp") only
     connections: ConnectionLimits | None = None  # [limits] on connections, shared with POP3
+    metrics: Metrics | None = None  # counters for /metrics (todoku.web), made by app.py
 
     def session_id(self) -> str:
         self.next_session += 1
@@ -494,6 +498,8 @@ class SmtpSession:
             return codes.AUTH_OK
         delay = throttle.failure(self.client_ip)
         self._log(f"AUTH {event.mechanism} user={username} failed")
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.auth_failed(self.service)
         if throttle.locked(self.client_ip):
             return codes.AUTH_LOCKED_OUT
         if delay:
@@ -514,6 +520,8 @@ class SmtpSession:
             parts.append(f"user={user}")
         parts.append(f"helo=<{self.conn.helo_name or ''}>")
         self._log("; ".join(parts))
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.refused(self.service, stage, reply)
 
     def _log_done(self, event: EndOfData, reply: Reply, queue_id: str) -> None:
         tx = self.tx
@@ -524,6 +532,8 @@ class SmtpSession:
             f"{queue_id}: client=[{self.client_ip}] user={user or '-'} from=<{tx.sender or ''}>"
             f" to={rcpts} size={event.size}{extra} status={reply}"
         )
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.message(self.service, reply)
 
 
 class SmtpLink(SessionLink):

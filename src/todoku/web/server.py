@@ -1,0 +1,82 @@
+"""The https and http listeners, run by aiohttp inside todoku's own event loop.
+
+app.py binds the sockets together with the mail listeners (before any privilege drop) and
+hands them here; ``WebServer.start`` serves them, ``stop`` closes them first and gives requests
+in flight a few seconds.
+
+Limits: a request line or header field at most ``MAX_LINE`` octets, at most ``MAX_HEADERS``
+fields, bodies at most routes.MAX_BODY; an idle keep-alive connection is closed after
+``KEEPALIVE`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from todoku.config import Config
+from todoku.store.api import Store
+from todoku.web.metrics import Metrics
+from todoku.web.routes import SessionSource, http_app, https_app
+
+log = logging.getLogger("todoku.web")
+
+KEEPALIVE = 15.0
+MAX_LINE = 8190  # aiohttp's default, said here so that it is a decision
+MAX_HEADERS = 64
+SHUTDOWN_GRACE = 5.0
+
+
+@dataclass
+class WebServer:
+    sites: list[tuple[str, web.Application, socket.socket, ssl.SSLContext | None]]
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for name, app, sock, context in self.sites:
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                keepalive_timeout=KEEPALIVE,
+                max_line_size=MAX_LINE,
+                max_field_size=MAX_LINE,
+                max_headers=MAX_HEADERS,
+                shutdown_timeout=SHUTDOWN_GRACE,
+            )
+            await runner.setup()
+            self.runners.append(runner)
+            await web.SockSite(runner, sock, ssl_context=context).start()
+            host, port = sock.getsockname()[:2]
+            log.info("listening for %s on %s:%d", name, host, port)
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()
+
+
+def build_web(
+    config: Config,
+    store: Store,
+    metrics: Metrics,
+    sockets: Mapping[str, socket.socket],
+    tls_context: ssl.SSLContext,
+    sessions: SessionSource,
+) -> WebServer | None:
+    """The web listeners among ``sockets`` (bound by app.py), or None when none is configured."""
+    if "https" not in sockets and "http" not in sockets:
+        return None
+    ports = {name: int(sock.getsockname()[1]) for name, sock in sockets.items()}
+    sites: list[tuple[str, web.Application, socket.socket, ssl.SSLContext | None]] = []
+    if "https" in sockets:
+        app = https_app(config, store, metrics, ports, sessions)
+        sites.append(("https", app, sockets["https"], tls_context))
+    if "http" in sockets:
+        sites.append(("http", http_app(config, ports), sockets["http"], None))
+    return WebServer(sites)
