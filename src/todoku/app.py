@@ -4,6 +4,16 @@ process, and stops them cleanly.
 Shutdown (SIGTERM, SIGINT): listeners close first, so no new session starts; sessions waiting
 for a command get ``421 4.3.2``; a session that is storing a message finishes that (its client
 gets the 250 it is owed) and is then told 421. Storage closes last.
+
+Start-up as root with ``user`` (``privileges.py``): the listeners are bound and a configured TLS
+key is read, then the server becomes that account before it opens the store or accepts anyone.
+
+Reload (SIGHUP): the log file is reopened, then the configuration file is read again. Nothing
+changes unless all of the new configuration is usable (it parses, its TLS files load, its new
+listeners bind); otherwise one line says why and the running configuration stays. When it is,
+new sessions get the new TLS context, limits and settings, listeners are opened and closed, and
+one line per changed key says what changed (``config/reload.py``); sessions in progress keep
+what they started with, and keys only a restart can change keep their running values.
 """
 
 from __future__ import annotations
@@ -19,8 +29,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
-from todoku.config import Config, ConfigError, ListenAddress
+from todoku import log as logs
+from todoku import privileges
+from todoku.config import Config, ConfigError, ListenAddress, load_config
+from todoku.config import reload as reloading
 from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
 from todoku.net.link import ConnectionLimits
@@ -29,6 +44,7 @@ from todoku.net.pop3_server import settings_for as pop3_settings_for
 from todoku.net.smtp_server import SmtpContext, SmtpLink, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
+from todoku.proto.pop3.server import SessionSettings as Pop3Settings
 from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
 from todoku.queue.setup import build_runner
@@ -145,6 +161,7 @@ def connection_limits(config: Config, open_files: int) -> ConnectionLimits:
 
 
 def ensure_tls(config: Config) -> ssl.SSLContext:
+    """The TLS server context from the configured files (made first when self-signed)."""
     tls = config.tls
     if tls.self_signed and not (tls.cert.is_file() and tls.key.is_file()):
         log.info(
@@ -188,6 +205,16 @@ def bind_socket(service: str, address: ListenAddress) -> socket.socket:
     return sock
 
 
+def file_digest(path: Path) -> bytes:
+    """What identifies a certificate file's content, to log a renewed one."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return b""
+
+
 @dataclass
 class Server:
     """A running todoku: listeners, shared contexts and background tasks."""
@@ -196,17 +223,24 @@ class Server:
     store: SqliteStore
     tls_context: ssl.SSLContext
     smtp: SmtpContext
-    servers: list[asyncio.base_events.Server] = field(default_factory=list)
+    pop3: Pop3Context
+    throttle: AuthThrottle
+    servers: dict[str, asyncio.base_events.Server] = field(default_factory=dict)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
-    # Every listener makes an asyncio.Protocol per connection (net/smtp_server.SmtpLink,
-    # net/pop3_server.Pop3Link); the link itself starts implicit TLS (submissions, pop3s), so
-    # that the connection limits count a connection from accept on (net/link.py).
-    listeners: dict[str, Callable[[], asyncio.Protocol]] = field(default_factory=dict)
-    pop3: Pop3Context | None = None
+    # The session settings of each listener, read when a connection is accepted: a reload
+    # replaces them for new sessions only. Every listener makes an asyncio.Protocol per
+    # connection (net/smtp_server.SmtpLink, net/pop3_server.Pop3Link); the link itself starts
+    # implicit TLS (submissions, pop3s), so that the connection limits count a connection from
+    # accept on (net/link.py).
+    settings: dict[str, SessionSettings | Pop3Settings] = field(default_factory=dict)
+    open_files: int = 0
+    cert_digest: bytes = b""
     purge_task: asyncio.Task[None] | None = None
     queue_runner: QueueRunner | None = None
     queue_task: asyncio.Task[None] | None = None
+    reload_task: asyncio.Task[None] | None = None
+    reload_again: bool = False  # a SIGHUP came while a reload was running
     # The web side (todoku.web): counters for /metrics, and the https/http sockets (bound with
     # the mail listeners, before any privilege drop; its settings are read at start-up).
     metrics: Metrics = field(default_factory=Metrics)
@@ -217,15 +251,30 @@ class Server:
         name = self.sockets[service].getsockname()
         return str(name[0]), int(name[1])
 
+    def make_link(self, service: str) -> Callable[[], asyncio.Protocol]:
+        if service in SMTP_SERVICES:
+
+            def smtp_link() -> SmtpLink:
+                return SmtpLink(self.smtp, service, cast(SessionSettings, self.settings[service]))
+
+            return smtp_link
+
+        def pop3_link() -> Pop3Link:
+            return Pop3Link(self.pop3, service, cast(Pop3Settings, self.settings[service]))
+
+        return pop3_link
+
+    async def open_listener(self, service: str) -> None:
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(self.make_link(service), sock=self.sockets[service])
+        self.servers[service] = listener
+        log.info("listening for %s on %s", service, self.config.listen[service])
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for service, make_link in self.listeners.items():
-            listener = await loop.create_server(make_link, sock=self.sockets[service])
-            self.servers.append(listener)
-            log.info("listening for %s on %s", service, self.config.listen[service])
-        self.purge_task = asyncio.create_task(
-            purge_deleted_mail(self.store, self.config.deleted_retention), name="purge-deleted"
-        )
+        for service in self.sockets:
+            await self.open_listener(service)
+        self.start_purge()
         self.start_queue(loop)
         await self.start_web()
         self.write_listeners_file()
@@ -234,6 +283,17 @@ class Server:
                 loop.add_signal_handler(signum, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    def start_purge(self) -> None:
+        if self.purge_task is not None:
+            self.purge_task.cancel()
+        self.purge_task = asyncio.create_task(
+            purge_deleted_mail(self.store, self.config.deleted_retention), name="purge-deleted"
+        )
 
     def start_queue(self, loop: asyncio.AbstractEventLoop) -> None:
         """The outbound queue runner (issue 4); new mail wakes it through the store's hook."""
@@ -251,8 +311,7 @@ class Server:
 
     async def start_web(self) -> None:
         def sessions() -> list[str]:  # the listener of every open session, for /metrics
-            pop3 = self.pop3.sessions if self.pop3 is not None else set()
-            return [s.service for s in self.smtp.sessions] + [s.service for s in pop3]
+            return [s.service for s in self.smtp.sessions] + [s.service for s in self.pop3.sessions]
 
         sockets = self.sockets | self.web_sockets
         self.web = build_web(
@@ -291,34 +350,142 @@ class Server:
             self.smtp.stopping = True
             self.stopped.set()
 
+    # ------------------------------------------------------------------ reload (SIGHUP)
+
+    def request_reload(self) -> None:
+        if self.smtp.stopping:
+            return
+        if self.reload_task is not None and not self.reload_task.done():
+            self.reload_again = True  # once more when this one is done: the file may be newer
+            return
+        self.reload_task = asyncio.create_task(self.reload(), name="reload")
+
+    async def reload(self) -> None:
+        while True:
+            self.reload_again = False
+            try:
+                await self.reload_once()
+            except Exception:
+                log.exception("reload failed; keeping the running configuration")
+            if not self.reload_again or self.smtp.stopping:
+                return
+
+    async def reload_once(self) -> None:
+        """Reopen the log file, then read and apply the configuration file (module docstring)."""
+        try:
+            logs.reopen()
+        except OSError as exc:
+            log.error(
+                "log.file: cannot reopen %s: %s; still writing to the file opened before",
+                logs.log_file_path(),
+                exc.strerror or exc,
+            )
+        old = self.config
+        path = old.path
+        if path is None:
+            log.warning("SIGHUP: no configuration file to reload")
+            return
+        new_sockets: dict[str, socket.socket] = {}
+        try:
+            read = await asyncio.to_thread(load_config, path)
+            changes = reloading.changes(old, read)
+            new = reloading.keep_restart_keys(old, read)
+            tls_context = await asyncio.to_thread(ensure_tls, new)
+            for service, address in new.listen.items():
+                if old.listen.get(service) != address:
+                    new_sockets[service] = bind_socket(service, address)
+            if (new.log_file, new.log_format) != (old.log_file, old.log_format):
+                try:
+                    logs.setup_logging(new.log_level, new.log_file, new.log_format)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"log.file: cannot open {new.log_file}: {exc.strerror}"
+                    ) from None
+        except ConfigError as exc:
+            for sock in new_sockets.values():
+                sock.close()
+            log.error("reload: %s; keeping the running configuration", exc)
+            return
+        await self.apply(new, tls_context, new_sockets)
+        digest = file_digest(new.tls.cert)
+        renewed = digest != self.cert_digest and not any(c.key == "tls.cert" for c in changes)
+        self.cert_digest = digest
+        if renewed:
+            log.info("tls.cert: loaded the new certificate in %s", new.tls.cert)
+        for change in changes:
+            (log.warning if change.needs_restart else log.info)("reload: %s", change)
+        count = len(changes) + renewed
+        log.info("reloaded %s: %d change%s", path, count, "" if count == 1 else "s")
+
+    async def apply(
+        self, new: Config, tls_context: ssl.SSLContext, new_sockets: dict[str, socket.socket]
+    ) -> None:
+        """Swap in ``new``: from here on nothing can fail on the configuration's account."""
+        old = self.config
+        self.config = self.smtp.config = self.pop3.config = new
+        logging.getLogger("todoku").setLevel(new.log_level.upper())
+        self.tls_context = self.smtp.tls_context = self.pop3.tls_context = tls_context
+        self.settings = listener_settings(new)
+        limits = self.smtp.connections
+        if limits is not None and (
+            (old.max_connections, old.max_connections_per_ip)
+            != (new.max_connections, new.max_connections_per_ip)
+        ):
+            wanted = connection_limits(new, self.open_files)
+            limits.max_connections = wanted.max_connections
+            limits.max_per_client = wanted.max_per_client
+        throttle = self.throttle
+        throttle.delay_after = new.auth_fail_delay_after
+        throttle.lockout_after = new.auth_lockout_after
+        throttle.lockout_seconds = new.auth_lockout_seconds
+        throttle.base_delay = new.auth_fail_delay
+        if "smtp" not in new.listen:
+            self.smtp.inbound = None
+        elif self.smtp.inbound is None or old.policy != new.policy:
+            self.smtp.inbound = inbound_policy(new)
+        if old.deleted_retention != new.deleted_retention:
+            self.start_purge()
+        # Listeners: a removed or moved one stops accepting (its sessions go on), a new one opens.
+        for service in list(self.sockets):
+            if service not in new.listen or service in new_sockets:
+                listener = self.servers.pop(service, None)
+                if listener is not None:
+                    listener.close()  # closes the listening socket; sessions are not touched
+                self.sockets.pop(service).close()
+                log.info("stopped listening for %s on %s", service, old.listen[service])
+        for service, sock in new_sockets.items():
+            self.sockets[service] = sock
+            await self.open_listener(service)
+        self.write_listeners_file()
+
     async def stop(self) -> None:
         self.smtp.stopping = True
-        for server in self.servers:
+        for server in self.servers.values():
             server.close()
         if self.web is not None:
             await self.web.stop()  # requests in flight get web/server.SHUTDOWN_GRACE
+        if self.reload_task is not None:
+            self.reload_task.cancel()
         if self.purge_task is not None:
             self.purge_task.cancel()
-        if self.pop3 is not None:
-            # POP3 sessions idle at a command get -ERR and close without UPDATE: only a
-            # client's own QUIT deletes anything (RFC 1939 §6).
-            self.pop3.stopping = True
-            for pop3_session in list(self.pop3.sessions):
-                if pop3_session.waiting_for_command and pop3_session.task is not None:
-                    pop3_session.task.cancel()
+        # POP3 sessions idle at a command get -ERR and close without UPDATE: only a
+        # client's own QUIT deletes anything (RFC 1939 §6).
+        self.pop3.stopping = True
+        for pop3_session in list(self.pop3.sessions):
+            if pop3_session.waiting_for_command and pop3_session.task is not None:
+                pop3_session.task.cancel()
         for session in list(self.smtp.sessions):
             if session.waiting_for_command and session.task is not None:
                 session.task.cancel()
         pending = [s.task for s in self.smtp.sessions if s.task is not None]
-        if self.pop3 is not None:
-            pending += [s.task for s in self.pop3.sessions if s.task is not None]
+        pending += [s.task for s in self.pop3.sessions if s.task is not None]
         if self.purge_task is not None:
             pending.append(self.purge_task)
         if pending:
             _, still = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
             for task in still:
                 task.cancel()
-        for server in self.servers:
+        for server in self.servers.values():
             try:
                 async with asyncio.timeout(5):
                     await server.wait_closed()
@@ -333,13 +500,33 @@ class Server:
         log.info("stopped")
 
 
+def listener_settings(config: Config) -> dict[str, SessionSettings | Pop3Settings]:
+    """The session settings of every configured listener."""
+    settings: dict[str, SessionSettings | Pop3Settings] = {}
+    for service, address in config.listen.items():
+        if service in SMTP_SERVICES:
+            settings[service] = settings_for(service, config, address.is_loopback, tls_ready=True)
+        else:
+            settings[service] = pop3_settings_for(
+                service, config, address.is_loopback, tls_ready=True
+            )
+    return settings
+
+
 def build_server(config: Config) -> Server:
-    """Everything that can fail on a bad configuration happens here, before anything listens."""
+    """Everything that can fail on a bad configuration happens here, before anything listens.
+
+    As root with ``user``: bind, read a configured TLS key, become the account (privileges.py),
+    then open everything else as the account."""
     if not config.listen:
         raise ConfigError(
             'listen: no service configured (add smtp = "127.0.0.1:10025" under [listen])'
         )
-    check_data_dir(config)
+    account = privileges.account_for(config)
+    if account is not None:
+        privileges.prepare_data_dir(config, account)
+    else:
+        check_data_dir(config)
     sockets: dict[str, socket.socket] = {}
     web_sockets: dict[str, socket.socket] = {}
     try:
@@ -348,14 +535,22 @@ def build_server(config: Config) -> Server:
         for service, web_address in (("https", config.web.https), ("http", config.web.http)):
             if web_address is not None:
                 web_sockets[service] = bind_socket(service, web_address)
-        tls_context = ensure_tls(config)
+        tls_context = None if config.tls.self_signed else ensure_tls(config)
+        if account is not None:
+            privileges.hand_over(config.log_file, account)
+            privileges.drop(account)
+            check_data_dir(config)  # now as the account: files in it that root made
+        privileges.check_later_reads(config)
+        if tls_context is None:
+            tls_context = ensure_tls(config)  # self-signed: made in data_dir by its owner
         store = open_store(config)
     except ConfigError:
         for sock in [*sockets.values(), *web_sockets.values()]:
             sock.close()
         raise
     store.blobs.sweep_tmp()
-    connections = connection_limits(config, raise_open_file_limit())
+    open_files = raise_open_file_limit()
+    connections = connection_limits(config, open_files)
     throttle = AuthThrottle(
         delay_after=config.auth_fail_delay_after,
         lockout_after=config.auth_lockout_after,
@@ -374,49 +569,35 @@ def build_server(config: Config) -> Server:
     )
     if "smtp" in sockets:
         smtp.inbound = inbound_policy(config)  # [policy] checks on the MX only
-    server = Server(
+    pop3 = Pop3Context(
+        config=config,
+        store=store,
+        throttle=throttle,
+        tls_context=tls_context,
+        connections=connections,
+        metrics=metrics,
+    )
+    return Server(
         config=config,
         store=store,
         tls_context=tls_context,
         smtp=smtp,
+        pop3=pop3,
+        throttle=throttle,
         sockets=sockets,
+        settings=listener_settings(config),
+        open_files=open_files,
+        cert_digest=file_digest(config.tls.cert),
         metrics=metrics,
         web_sockets=web_sockets,
     )
-    for service in SMTP_SERVICES:
-        if service in sockets:
-            address = config.listen[service]
-            settings = settings_for(service, config, address.is_loopback, tls_ready=True)
-
-            def make_link(name: str = service, s: SessionSettings = settings) -> SmtpLink:
-                return SmtpLink(smtp, name, s)
-
-            server.listeners[service] = make_link
-    if any(service in sockets for service in POP3_SERVICES):
-        pop3 = Pop3Context(
-            config=config,
-            store=store,
-            throttle=throttle,
-            tls_context=tls_context,
-            connections=connections,
-            metrics=metrics,
-        )
-        server.pop3 = pop3
-        for service in POP3_SERVICES:
-            if service not in sockets:
-                continue
-            address = config.listen[service]
-            pop3_settings = pop3_settings_for(service, config, address.is_loopback, tls_ready=True)
-
-            def make_pop3_link(name: str = service, s=pop3_settings) -> Pop3Link:  # type: ignore[no-untyped-def]
-                return Pop3Link(pop3, name, s)
-
-            # The same kind of listener as SMTP's: an asyncio.Protocol per connection.
-            server.listeners[service] = make_pop3_link
-    return server
 
 
 async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
+    try:
+        logs.setup_logging(config.log_level, config.log_file, config.log_format)
+    except OSError as exc:
+        raise ConfigError(f"log.file: cannot open {config.log_file}: {exc.strerror}") from None
     server = build_server(config)
     await server.start()
     if ready is not None:
