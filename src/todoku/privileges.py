@@ -58,7 +58,8 @@ def account_for(config: Config) -> Account | None:
     euid = os.geteuid()
     if config.user is None:
         if euid == 0:
-            public = [str(a) for a in config.listen.values() if not a.is_loopback]
+            addresses = [*config.listen.values(), config.web.https, config.web.http]
+            public = [str(a) for a in addresses if a is not None and not a.is_loopback]
             if public:
                 raise ConfigError(
                     f'user: refusing to serve {public[0]} as root; set user = "todoku" (an'
