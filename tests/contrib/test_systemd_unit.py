@@ -53,7 +53,7 @@ def test_verify_would_catch_a_misspelt_setting(tmp_path: Path) -> None:
     assert "Unknown key 'ProtectSytem'" in result.stderr
 
 
-def test_the_unit_runs_unprivileged_hardened_and_has_no_reload() -> None:
+def test_the_unit_runs_unprivileged_hardened_and_reloads_with_sighup() -> None:
     found = settings(UNIT.read_text())
     assert found["User"] == ["todoku"]
     assert found["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
@@ -67,5 +67,5 @@ def test_the_unit_runs_unprivileged_hardened_and_has_no_reload() -> None:
         "Restart": "on-failure",
     }.items():
         assert found[key] == [value], key
-    # todoku does not handle SIGHUP yet: a reload would stop the server.
-    assert "ExecReload" not in found
+    # SIGHUP reloads the configuration and certificates (tests/net/test_reload.py).
+    assert found["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
