@@ -33,6 +33,10 @@ class Answer(Generic[T]):
     records: tuple[T, ...] = ()
     detail: str = ""  # what the resolver said, for logs and reports
     ttl: float = 0.0  # seconds a positive answer may be reused; 0: do not keep it
+    # DNSSEC (RFC 4035 §3.2.3): the resolver set the AD bit, and it is declared to validate
+    # ([dns] dnssec = "validating"). Always False otherwise: an AD bit from a resolver nobody
+    # vouched for proves nothing.
+    authenticated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -47,6 +51,25 @@ class Resolver(Protocol):
     async def addresses(self, host: str) -> Answer[str]:
         """IPv6 and IPv4 addresses of ``host`` (AAAA first, then A), as text."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """One TLSA record (RFC 6698 §2.1): certificate usage, selector, matching type, data."""
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    def __str__(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+
+class TlsaResolver(Protocol):
+    """TLSA lookups for DANE (RFC 7672 §2.2: ``_25._tcp.<mx-host>``)."""
+
+    async def tlsa(self, name: str) -> Answer[TlsaRecord]: ...
 
 
 class TxtResolver(Protocol):
