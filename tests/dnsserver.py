@@ -6,10 +6,14 @@ Zones are plain tables set by the test::
         dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
         dns_server.add("mx1.remote.test", "A", "127.0.0.2")
         dns_server.servfail("broken.test"); dns_server.timeout("slow.test")
+        dns_server.add("_25._tcp.mx1.remote.test", "TLSA", "3 1 1 <sha-256 hex>")
+        dns_server.authenticate("remote.test")   # answers for it carry the AD bit (DNSSEC)
         config: nameservers = [dns_server.address]   # "127.0.0.1:PORT"
 
 A name that is not in the table gets NXDOMAIN; a name that is, but without the asked type, gets
-an empty NOERROR answer (NODATA). Both threads stop when the context exits.
+an empty NOERROR answer (NODATA). Answers for names marked with ``authenticate`` (records or
+NODATA, never errors) carry the AD bit, as a validating resolver's would; no other answer does.
+Both threads stop when the context exits.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class DnsServer:
         self._records: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self._servfail: set[str] = set()
         self._timeout: set[str] = set()
+        self._authenticated: set[str] = set()
         self._lock = threading.Lock()
         self.queries: list[tuple[str, str]] = []
         self._udp, self._tcp = self._bind_pair(host)
@@ -89,12 +94,18 @@ class DnsServer:
         with self._lock:
             self._timeout.add(self._key(name))
 
+    def authenticate(self, *names: str) -> None:
+        """Answers for ``names`` say they are DNSSEC-validated (AD bit, RFC 4035 §3.2.3)."""
+        with self._lock:
+            self._authenticated.update(self._key(n) for n in names)
+
     def clear(self, name: str) -> None:
         with self._lock:
             key = self._key(name)
             self._records.pop(key, None)
             self._servfail.discard(key)
             self._timeout.discard(key)
+            self._authenticated.discard(key)
 
     # ------------------------------------------------------------------ serving
 
@@ -119,6 +130,8 @@ class DnsServer:
                 response.set_rcode(dns.rcode.NXDOMAIN)
                 return response.to_wire()
             texts = list(self._records[name].get(rdtype, []))
+            if name in self._authenticated:
+                response.flags |= dns.flags.AD
         if texts:
             rrset = dns.rrset.from_text_list(question.name, 60, dns.rdataclass.IN, rdtype, texts)
             response.answer.append(rrset)
