@@ -19,6 +19,9 @@ not about the message, so it is quoted in the text rather than becoming a DSN's 
 An MX whose domain publishes an MTA-STS policy in enforce mode (RFC 8461) is dialled like the
 relay: ``open_session(..., require_tls=WHY)`` needs STARTTLS and a certificate verified for the
 MX host name, and ends the attempt (phase ``starttls``/``tls``) instead of retrying in clear.
+An MX with DANE TLSA records (RFC 7672) is dialled the same way with ``peer_check``: the context
+need not verify (DANE-EE ignores names and dates), and ``peer_check(ssl_object)`` decides right
+after the handshake, before EHLO; a refusal ends the attempt (phase ``tls``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ TLS = "tls"
 AUTH = proto.AUTH
 
 RELAY_NEEDS_TLS = "mail to the relay is never sent without TLS"
+
+# Called once TLS is up: None to go on, else why the server's certificates are not acceptable.
+PeerCheck = Callable[[ssl.SSLObject], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +258,11 @@ class SmtpSession:
         tls_context: ssl.SSLContext,
         login: Login | None,
         why: str = RELAY_NEEDS_TLS,
+        peer_check: PeerCheck | None = None,
     ) -> None:
         """Greeting, EHLO, STARTTLS (unless already encrypted), EHLO, AUTH: never in clear.
-        ``why`` ends the sentence that explains a missing or refused STARTTLS."""
+        ``why`` ends the sentence that explains a missing or refused STARTTLS; ``peer_check``
+        judges the server's certificates after the handshake."""
         event = await self._read_reply(proto.GREETING, self.timeouts.greeting)
         if event.reply.code != 220:
             raise _Failed(proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text)
@@ -281,6 +289,11 @@ class SmtpSession:
                     await self.writer.start_tls(tls_context, server_hostname=self.host)
             except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as exc:
                 raise _Failed(TLS, None, "", _tls_failure(self.remote_mta, exc)) from None
+            if peer_check is not None:
+                ssl_object = self.writer.get_extra_info("ssl_object")
+                problem = peer_check(ssl_object) if ssl_object is not None else "no TLS session"
+                if problem is not None:
+                    raise _Failed(TLS, None, "", f"{self.remote_mta}: {problem}; nothing was sent")
             self.conn.tls_started()
             await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
         self._note_tls()
@@ -538,6 +551,7 @@ async def _dial(
     timeouts: Timeouts,
     local_address: str | None,
     require_tls: str | None = None,
+    peer_check: PeerCheck | None = None,
 ) -> SmtpSession | SessionFailure:
     remote = remote_mta_name(host, ip)
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -558,7 +572,7 @@ async def _dial(
     session = SmtpSession(host, ip, port, reader, writer, timeouts)
     try:
         if require_tls is not None and tls_context is not None:
-            await session.greet_relay(helo_name, tls_context, None, require_tls)
+            await session.greet_relay(helo_name, tls_context, None, require_tls, peer_check)
         else:
             await session.greet(helo_name, tls_context)
     except _Failed as failure:
@@ -582,18 +596,32 @@ async def open_session(
     timeouts: Timeouts = Timeouts(),
     local_address: str | None = None,
     require_tls: str | None = None,
+    peer_check: PeerCheck | None = None,
 ) -> SmtpSession | SessionFailure:
     """Dial ``ip`` (IPv4 or IPv6), read the greeting, EHLO, STARTTLS when offered.
 
     ``require_tls`` (a reason, "the MTA-STS policy of example.com requires TLS") makes STARTTLS
-    with ``tls_context`` (which must verify certificates) mandatory, checked against ``host``:
-    any failure ends the attempt and nothing is sent in clear."""
+    with ``tls_context`` mandatory, its certificates checked by the context (which must then
+    verify them against ``host``) or by ``peer_check`` (DANE): any failure ends the attempt and
+    nothing is sent in clear."""
     if require_tls is not None:
-        if tls_context is None or tls_context.verify_mode != ssl.CERT_REQUIRED:
-            raise ValueError("require_tls needs a verifying TLS context")
+        if tls_context is None or (
+            peer_check is None and tls_context.verify_mode != ssl.CERT_REQUIRED
+        ):
+            raise ValueError("require_tls needs a verifying TLS context or a peer_check")
         return await _dial(
-            host, ip, port, helo_name, tls_context, timeouts, local_address, require_tls
+            host,
+            ip,
+            port,
+            helo_name,
+            tls_context,
+            timeouts,
+            local_address,
+            require_tls,
+            peer_check,
         )
+    if peer_check is not None:
+        raise ValueError("peer_check needs require_tls")
     try:
         return await _dial(host, ip, port, helo_name, tls_context, timeouts, local_address)
     except _TlsHandshakeFailed as exc:
