@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from todoku.dns.resolver import TlsaRecord
+
 PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -63,16 +65,21 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:
-    """What the destination domain asks of TLS on one hop: an MTA-STS policy (RFC 8461).
+    """What the destination domain asks of TLS on one hop: an MTA-STS policy (RFC 8461), or
+    DNSSEC-authenticated TLSA records of the MX host (DANE, RFC 7672; ``queue.dane``).
 
     ``enforce``: STARTTLS with a certificate valid for the MX host name, or nothing is sent.
     ``testing``: delivered as usual; what enforce would have refused is logged.
+    ``dane``: STARTTLS with a certificate chain that matches ``tlsa``, or nothing is sent;
+    with ``dane_error`` set (the TLSA lookup failed in a signed zone) the hop is not dialled.
     """
 
-    mode: str  # "enforce" or "testing"
+    mode: str  # "enforce" or "testing" (MTA-STS), "dane"
     domain: str  # the policy domain (the recipient domain)
     summary: str  # "MTA-STS policy of example.com (mode enforce, mx: mx1.example.com)"
     listed: bool = True  # the hop's host matches one of the policy's mx patterns (§4.1)
+    tlsa: tuple[TlsaRecord, ...] = ()  # mode dane: the usable records (none: TLS, any cert)
+    dane_error: str = ""  # mode dane: why the TLSA records could not be had
 
 
 @dataclass(frozen=True, slots=True)

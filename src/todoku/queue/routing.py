@@ -15,6 +15,12 @@ MTA-STS (RFC 8461, ``queue.mtasts``) narrows a domain's route after the MX looku
 certificate valid for its name (the transport sends nothing otherwise); no listed host left
 means a temporary failure that says why. ``testing`` marks every hop so the transport logs
 what enforce would have refused, and delivers anyway; ``none`` changes nothing.
+
+DANE (RFC 7672, ``queue.dane``) comes first: with a validating resolver, MX hosts whose MX and
+address answers are DNSSEC-authenticated get their TLSA records looked up, and a hop with
+authenticated TLSA records is marked to need TLS that matches them. DANE takes precedence over
+MTA-STS (RFC 8461 §2): such hops keep their DANE mark whatever the MTA-STS policy says, and
+the policy decides only the other hops.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import DnsStatus, Resolver
+from todoku.queue.dane import Dane, is_dane
 from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, TlsPolicy, Verdict
 from todoku.queue.mtasts import ENFORCE, TESTING, MtaSts, PolicyLookup
 
@@ -85,13 +92,34 @@ async def route(
     is_self: Callable[[str, str], bool],
     shuffle: Shuffle = random.shuffle,
     mta_sts: MtaSts | None = None,
+    dane: Dane | None = None,
 ) -> Route:
     """Resolve ``domain`` to hops. ``is_self(host, ip)`` says whether a hop is this server;
-    ``mta_sts`` (None: off) applies the domain's MTA-STS policy to them."""
-    found = await _mx_route(resolver, domain, is_self=is_self, shuffle=shuffle)
-    if mta_sts is None or found.failure is not None or _literal(domain) is not None:
+    ``dane`` (None: off) marks hops with authenticated TLSA records; ``mta_sts`` (None: off)
+    applies the domain's MTA-STS policy to the others."""
+    secure: set[str] = set()
+    found = await _mx_route(resolver, domain, is_self=is_self, shuffle=shuffle, secure=secure)
+    if found.failure is not None or _literal(domain) is not None:
         return found
-    return with_mta_sts(found, await mta_sts.lookup(domain))
+    if dane is not None:
+        found = await dane.apply(found, secure)
+    if mta_sts is None:
+        return found
+    # RFC 8461 §2: where DANE TLSA records apply, DANE takes precedence over MTA-STS.
+    protected = [h for h in found.hops if is_dane(h)]
+    if not protected:
+        return with_mta_sts(found, await mta_sts.lookup(domain))
+    others = [h for h in found.hops if not is_dane(h)]
+    if not others:
+        return found
+    narrowed = with_mta_sts(replace(found, hops=tuple(others)), await mta_sts.lookup(domain))
+    kept = {(h.host, h.ip): h for h in narrowed.hops}
+    hops = tuple(
+        h if is_dane(h) else kept[(h.host, h.ip)]
+        for h in found.hops
+        if is_dane(h) or (h.host, h.ip) in kept
+    )
+    return replace(found, hops=hops)
 
 
 def with_mta_sts(route: Route, lookup: PolicyLookup) -> Route:
@@ -146,7 +174,11 @@ async def _mx_route(
     *,
     is_self: Callable[[str, str], bool],
     shuffle: Shuffle,
+    secure: set[str] | None = None,
 ) -> Route:
+    """``secure`` (when given) receives the MX hosts whose MX answer (or its authenticated
+    absence: implicit MX) and address answers are all DNSSEC-authenticated (RFC 7672 §2.2.1,
+    §2.2.2): the hosts DANE may look up TLSA records for."""
     literal = _literal(domain)
     if literal is not None:
         if is_self("", literal):
@@ -195,6 +227,8 @@ async def _mx_route(
             break
         addresses = await resolver.addresses(host)
         ttl = min(ttl, addresses.ttl)
+        if secure is not None and answer.authenticated and addresses.authenticated:
+            secure.add(host)
         if addresses.status.is_temporary:
             temporary = addresses.detail
             continue

@@ -43,6 +43,7 @@ from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.queue import routing
 from todoku.queue.batch import ReadBatcher, StateWriter
+from todoku.queue.dane import Dane
 from todoku.queue.model import (
     DELIVERED,
     FAILED,
@@ -213,6 +214,7 @@ class QueueRunner:
         relays: tuple[RelayConfig, ...] = (),
         relay_transport: Callable[[RelayConfig], Transport] | None = None,
         mta_sts: MtaSts | None = None,
+        dane: Dane | None = None,
     ) -> None:
         self.store = store
         self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
@@ -231,6 +233,7 @@ class QueueRunner:
         self.relay_transport = relay_transport  # None: ``transport`` carries relay hops too
         self._relay_transports: dict[int, Transport] = {}
         self.mta_sts = mta_sts  # MTA-STS policies for direct delivery (None: off)
+        self.dane = dane  # DANE TLSA checks for direct delivery (None: off)
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -710,6 +713,7 @@ class QueueRunner:
                 domain,
                 is_self=self.is_self,
                 mta_sts=self.mta_sts,
+                dane=self.dane,
                 **({"shuffle": self.shuffle} if self.shuffle else {}),
             )
         )

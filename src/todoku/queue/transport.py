@@ -15,6 +15,12 @@ with the password file read for every new connection (fix it, flush, and the que
 enforce mode the MX must offer STARTTLS and a certificate valid for its name, else the attempt
 is a temporary failure (phase ``starttls``/``tls``, 4.7.5) that says so and nothing is sent; in
 testing mode the same check runs, its failure is logged, and the mail goes as usual.
+
+A hop marked for DANE (``TlsPolicy`` mode ``dane``, RFC 7672, ``queue.dane``) needs STARTTLS and
+certificates that match its TLSA records, judged by ``dane.peer_check`` right after the
+handshake; otherwise the attempt is a temporary failure (4.7.5) that names the records, and
+nothing is sent (RFC 7672 §2.2: no fallback to clear text). A hop whose TLSA lookup failed is
+not dialled at all.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ from todoku.net.smtp_client import (
     SmtpSession,
     Timeouts,
     open_relay_session,
+    opportunistic_tls_context,
     verified_tls_context,
 )
 from todoku.net.smtp_client import TLS as PHASE_TLS
 from todoku.net.smtp_client import open_session as smtp_open_session
-from todoku.queue.model import Attempt, Hop, TlsPolicy, Verdict, status_for
+from todoku.queue import dane
+from todoku.queue.model import PHASE_DNS, Attempt, Hop, TlsPolicy, Verdict, status_for
 
 log = logging.getLogger("todoku.delivery")
 
@@ -181,6 +189,8 @@ class SmtpTransport:
 
     async def connect(self, hop: Hop) -> Channel | Attempt:
         policy = hop.tls_policy
+        if policy is not None and policy.mode == dane.DANE:
+            return await self._connect_dane(hop, policy)
         if policy is not None and (policy.mode == "enforce" or policy.listed):
             why = f"the {policy.summary} requires TLS with a valid certificate"
             secured = await smtp_open_session(
@@ -212,6 +222,47 @@ class SmtpTransport:
                 policy.summary,
             )
         return await self._connect_opportunistic(hop)
+
+    async def _connect_dane(self, hop: Hop, policy: TlsPolicy) -> Channel | Attempt:
+        if policy.dane_error:
+            text = f"{policy.dane_error}; nothing was sent"
+            return Attempt(
+                "", Verdict.TEMPORARY, PHASE_DNS, None, "", text, "", "networkerror", "4.4.3"
+            )
+        # DANE-EE checks no name and no dates (RFC 7672 §3.1.1), so the handshake must not
+        # either: the context only encrypts, and dane.peer_check decides.
+        context = self.tls_context or opportunistic_tls_context()
+        result = await smtp_open_session(
+            hop.host,
+            hop.ip,
+            self.port,
+            helo_name=self.helo_name,
+            tls_context=context,
+            timeouts=self.timeouts,
+            require_tls="its DNSSEC-signed TLSA records require TLS (RFC 7672 §2.2)",
+            peer_check=dane.peer_check(policy, hop.host),
+        )
+        if not isinstance(result, SessionFailure):
+            return _SmtpChannel(result)
+        if result.phase not in (PHASE_TLS, "starttls"):
+            return attempt_from(result, "")  # not about TLS: unreachable, 4xx greeting
+        text = (
+            f"DANE (RFC 7672): the {policy.summary} require TLS with a matching certificate, "
+            f"and {result.text}"
+        )
+        if "nothing was sent" not in text:
+            text += "; nothing was sent without TLS"
+        return Attempt(
+            "",
+            Verdict.TEMPORARY,
+            result.phase,
+            None,
+            "",
+            text,
+            result.remote_mta,
+            "failedstarttls",
+            "4.7.5",
+        )
 
     async def _connect_opportunistic(self, hop: Hop) -> Channel | Attempt:
         result = await smtp_open_session(
