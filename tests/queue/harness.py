@@ -14,6 +14,7 @@ from pathlib import Path
 from todoku.config.relay import RelayConfig
 from todoku.dns.dnspython import DnspythonResolver
 from todoku.net.smtp_client import Timeouts, opportunistic_tls_context
+from todoku.queue.dane import Dane
 from todoku.queue.mtasts import MtaSts
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
@@ -84,6 +85,7 @@ async def running_queue(
     relays: tuple[RelayConfig, ...] = (),
     mta_sts: MtaSts | None = None,
     verified_context: ssl.SSLContext | None = None,
+    dnssec: bool = False,
 ) -> AsyncIterator[Queue]:
     store = SqliteStore(data_dir)
     settings = RunnerSettings(
@@ -99,9 +101,10 @@ async def running_queue(
         domain = address.rpartition("@")[2].lower()
         return (address.lower(),) if domain in LOCAL_DOMAINS else None
 
+    resolver = DnspythonResolver((nameserver,), lifetime=2.0, dnssec=dnssec)
     runner = QueueRunner(
         store,
-        DnspythonResolver((nameserver,), lifetime=2.0),
+        resolver,
         SmtpTransport(
             HOSTNAME, port, opportunistic_tls_context() if tls else None, timeouts,
             verified_context,
@@ -112,6 +115,7 @@ async def running_queue(
         relays=relays,
         relay_transport=lambda relay: RelayTransport(relay, HOSTNAME, timeouts),
         mta_sts=mta_sts,
+        dane=Dane(resolver) if dnssec else None,
     )
     loop = asyncio.get_running_loop()
     store.on_queued = lambda items: loop.call_soon_threadsafe(runner.enqueue, items)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from pathlib import Path
 
 import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from todoku.config.load import ConfigError, config_from_dict
 from todoku.dns.mock import MockResolver
 from todoku.dns.resolver import DnsStatus, TlsaRecord
 from todoku.queue.dane import DANE, Dane, check_chain, matches, peer_certificates, usable
@@ -204,3 +206,12 @@ def test_without_a_chain_dane_ta_is_refused_not_skipped(intermediate: trustme.CA
     assert leaf == chain[0] and got is None
     refused = check_chain([record(2, 1, 1, chain[1])], got, leaf, MX)
     assert refused is not None and "cannot be checked" in refused
+
+
+def test_dns_dnssec_setting(tmp_path: Path) -> None:
+    base: dict[str, object] = {"domains": ["example.test"], "data_dir": "data"}
+    assert config_from_dict(base, tmp_path).dnssec == "off"
+    validating = config_from_dict(base | {"dns": {"dnssec": "validating"}}, tmp_path)
+    assert validating.dnssec == "validating"
+    with pytest.raises(ConfigError, match=r'^dns\.dnssec: must be "off" or "validating"'):
+        config_from_dict(base | {"dns": {"dnssec": "yes"}}, tmp_path)

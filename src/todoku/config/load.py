@@ -107,6 +107,9 @@ class Config:
     allow_plaintext_auth_on_loopback: bool = False
     deleted_retention: float = 30 * 86400.0
     nameservers: tuple[str, ...] = ()
+    # [dns] dnssec: "validating" declares that the resolver validates DNSSEC, so its AD bit is
+    # trusted and DANE (RFC 7672) is on; "off" (default): no answer counts as authenticated.
+    dnssec: str = "off"
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     auth_fail_delay_after: int = 3
     auth_fail_delay: float = 1.0
@@ -345,6 +348,9 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     nameservers = dns.get("nameservers", [])
     if not isinstance(nameservers, list) or not all(isinstance(n, str) for n in nameservers):
         raise ConfigError('dns.nameservers: expected a list like ["127.0.0.1:5353"]')
+    dnssec = dns.string("dnssec", "off")
+    if dnssec not in ("off", "validating"):
+        raise ConfigError(f'dns.dnssec: must be "off" or "validating", got {dnssec!r}')
     dns.check_unknown()
 
     delivery_table = top.table("delivery")
@@ -409,6 +415,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         allow_plaintext_auth_on_loopback=plaintext_loopback,
         deleted_retention=deleted,
         nameservers=tuple(nameservers),
+        dnssec=dnssec,
         delivery=delivery,
         auth_fail_delay_after=fail_delay_after,
         auth_fail_delay=fail_delay,

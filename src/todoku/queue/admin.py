@@ -123,6 +123,11 @@ def _routes(config: Config, entry: QueueEntry) -> list[dict[str, Any]]:
         if relay is None and config.delivery.mta_sts:
             policy = describe_cached(cache_directory(config.data_dir), domain, time.time())
             why += f"; {policy}" if policy else ""
+        if relay is None and config.dnssec == "validating":
+            why += (
+                "; DANE (RFC 7672) on: MX hosts with DNSSEC-signed TLSA records get only TLS "
+                "that matches them"
+            )
         routes.append(
             {
                 "domain": domain,

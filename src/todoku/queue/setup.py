@@ -12,6 +12,7 @@ from todoku.dns.dnspython import DnspythonResolver
 from todoku.net.smtp_client import opportunistic_tls_context
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
+from todoku.queue.dane import Dane
 from todoku.queue.mtasts import HttpsPolicyFetcher, MtaSts, PolicyCache, cache_directory
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
@@ -98,7 +99,9 @@ def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]])
         max_hops=delivery.max_hops,
         wake_path=wake_path(config),
     )
-    resolver = DnspythonResolver(config.nameservers)
+    # RFC 7672 §2.1.1: DNSSEC results only from a resolver declared validating; DANE needs them.
+    dnssec = config.dnssec == "validating"
+    resolver = DnspythonResolver(config.nameservers, dnssec=dnssec)
     mta_sts = None
     if delivery.mta_sts:
         fetcher = HttpsPolicyFetcher(resolver)
@@ -114,4 +117,5 @@ def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]])
         relays=config.relays,
         relay_transport=lambda relay: RelayTransport(relay, config.hostname),
         mta_sts=mta_sts,
+        dane=Dane(resolver) if dnssec else None,
     )
