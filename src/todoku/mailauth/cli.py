@@ -188,6 +188,9 @@ def register(
             return
         findings = asyncio.run(run_diagnose(config, lookups_for(config.nameservers), keys, chosen))
         text, status = records_report(findings, config, chosen)
+        from todoku.diag.dane import dane_line
+
+        text = dane_line(config, chosen) + text  # the verdict stays the last line
         if as_json:
             # The same shape as the other diagnoses' --json: one object, the verdict in words.
             import dataclasses
