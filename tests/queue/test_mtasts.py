@@ -258,3 +258,35 @@ async def test_fetch_without_an_address(dns_server: DnsServer, ca: RelayCa) -> N
     fetcher = HttpsPolicyFetcher(resolver, ca_file=ca.ca_file, port=1)
     with pytest.raises(FetchError, match="mta-sts.nowhere.test has no address"):
         await fetcher.fetch("nowhere.test")
+
+
+async def test_a_silent_policy_server_does_not_hold_the_default_executor(
+    dns_server: DnsServer, ca: RelayCa
+) -> None:
+    """Issue 12 attack pass: an unauthenticated client can make the server fetch policies from
+    hosts of its choosing (a report to a@dN.attacker.test). Fetches that ran in the event loop's
+    default executor held its few threads for the whole timeout, so POP3 logins, message
+    acceptance and queue reads waited behind them (27 s for a POP3 login with 6 domains)."""
+    import asyncio
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # completes TCP handshakes, never answers the TLS one
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    fetcher = fetcher_for(dns_server, ca, silent.getsockname()[1])
+    fetcher.timeout = 3.0
+    try:
+        fetch = asyncio.ensure_future(fetcher.fetch("remote.test"))
+        await asyncio.sleep(0.5)  # the fetch is now waiting on the silent server
+        start = time.monotonic()
+        await loop.run_in_executor(None, time.sleep, 0)
+        waited = time.monotonic() - start
+        with pytest.raises(FetchError, match="no complete answer"):
+            await fetch
+    finally:
+        silent.close()
+    assert waited < 1.0

@@ -35,6 +35,7 @@ import re
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +55,11 @@ MAX_MAX_AGE = 31_557_600  # RFC 8461 §3.2: max_age is at most 31557600 seconds 
 FETCH_TIMEOUT = 30.0  # seconds for the whole HTTPS fetch (RFC 8461 §3.3 suggests about a minute)
 RETRY_FETCH_AFTER = 300.0  # after a failed fetch, no new attempt for this long (per domain)
 MAX_ADDRESSES = 4  # addresses of mta-sts.<domain> tried per fetch
+# Fetches run on threads of their own, never the event loop's default executor: the hosts are
+# chosen by whoever can make us send mail (a report to a sender at any domain), and a silent one
+# holds a thread for FETCH_TIMEOUT; the default executor (cpu_count + 4 threads) also serves
+# POP3 logins, message acceptance and queue reads, which must not wait behind them.
+FETCH_THREADS = 16
 WELL_KNOWN_PATH = "/.well-known/mta-sts.txt"
 
 _RECORD_ID = re.compile(r"[A-Za-z0-9]{1,32}")  # RFC 8461 §3.1: sts-id = 1*32(ALPHA / DIGIT)
@@ -265,7 +271,8 @@ class HttpsPolicyFetcher:
     thread, the host's addresses asked of our resolver (the one delivery uses).
 
     ``ca_file`` adds a trusted CA and ``port`` replaces 443: both exist for tests against a
-    loopback server with a test CA; production uses neither.
+    loopback server with a test CA; production uses neither. The threads are the fetcher's own
+    (``FETCH_THREADS``), so slow policy servers only ever delay other policy fetches.
     """
 
     def __init__(
@@ -286,6 +293,7 @@ class HttpsPolicyFetcher:
         if ca_file:
             self._context.load_verify_locations(cafile=ca_file)
         self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._threads = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="todoku-mta-sts")
 
     async def fetch(self, domain: str) -> str:
         host = f"mta-sts.{domain}"
@@ -297,7 +305,9 @@ class HttpsPolicyFetcher:
             sockets: list[socket.socket] = []
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await asyncio.to_thread(self._get, host, ip, sockets)
+                    return await asyncio.get_running_loop().run_in_executor(
+                        self._threads, self._get, host, ip, sockets
+                    )
             except TimeoutError:
                 problems.append(f"{ip}: no complete answer in {self.timeout:g} s")
             except FetchError as exc:
