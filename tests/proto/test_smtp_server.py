@@ -209,6 +209,31 @@ def test_endless_line_is_dropped_while_it_arrives_and_answered_once() -> None:
     assert len(driver.conn._buf) < 20_000  # the core did not keep the 80 kB line
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"c\x1b[31m.test",  # ESC: terminal sequences in the Received field and its readers
+        b"c\x07.test",
+        b"c\x7f.test",
+        b"c\x0b.test",  # VT and FF end a line for str.splitlines()
+        b"c\x0c.test",
+        "c\u0085.test".encode(),  # NEL, U+2028, U+2029: line ends for Unicode readers
+        "c\u2028.test".encode(),
+        "c\u2029.test".encode(),
+        "c\u202e.test".encode(),  # a bidirectional override reorders what is shown
+    ],
+)
+def test_hello_names_with_control_characters_are_refused(name: bytes) -> None:
+    """Issue 12 attack pass: the EHLO name is copied into the Received field of every message
+    the client sends; control characters there reached header readers and terminals verbatim."""
+    driver = session()
+    for verb in (b"EHLO ", b"HELO "):
+        out = driver.feed(verb + name + b"\r\n")
+        assert codes_of(out) == ["501 5.5.4"]
+        assert driver.conn.helo_name is None
+    assert codes_of(driver.feed(b"EHLO c.test\r\n"))[0] == "250"
+
+
 def test_syntax_errors_get_501_5_5_4() -> None:
     driver = session()
     out = driver.feed(b"EHLO\r\n", b"HELO a b\r\n")

@@ -66,6 +66,10 @@ MAX_ORCPT = 500  # RFC 3461 §4.2
 MAX_ENVID = 100  # RFC 3461 §4.4
 CR = 0x0D
 _BDAT_ARGS = re.compile(r"^([0-9]{1,18})(?: +(LAST))?$", re.IGNORECASE)
+# Refused in an EHLO/HELO name, which every Received field of the session repeats: C0 and C1
+# controls and DEL, the Unicode line and paragraph separators, and the bidirectional marks,
+# overrides and isolates (issue 12 attack pass: ESC, BEL and U+2028 reached the header).
+_NOT_IN_HELLO = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _ESMTP_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # RFC 5321 §4.1.2 esmtp-keyword
 # RFC 4954 §6: a SASL response longer than the server's buffer for it ends the exchange.
 _SASL_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication Exchange line is too long")
@@ -437,7 +441,7 @@ class ServerConnection:
 
     def _hello(self, arg: str, *, extended: bool) -> None:
         verb = "EHLO" if extended else "HELO"
-        if not arg or " " in arg:
+        if not arg or " " in arg or _NOT_IN_HELLO.search(arg):
             self._error(codes.BAD_SYNTAX.with_text(f"Syntax: {verb} hostname"))
             return
         # RFC 5321 §4.1.4: EHLO/HELO clears the transaction and the buffers, as RSET does.
