@@ -861,6 +861,13 @@ def test_invalid_mail_dsn_parameters_are_refused(command: bytes) -> None:
         b"ORCPT=rfc822;",
         b"ORCPT=rfc822;bad+G1",
         b"ORCPT=rfc822;" + b"x" * 500,
+        # RFC 6533 §3: utf-8-addr-xtext escapes \\x{HEX} that name a control character
+        # (issue 12 attack pass: ESC, NUL, CR and LF reached Original-Recipient this way)
+        b"ORCPT=utf-8;a\\x{1B}[31m@example.test",
+        b"ORCPT=utf-8;a\\x{0}@example.test",
+        b"ORCPT=utf-8;a\\x{D}\\x{A}X-Injected:\\x{20}yes@example.test",
+        b"ORCPT=utf-8;a\\x{2028}@example.test",
+        b"ORCPT=UTF-8;a\\x{9b}@example.test",
     ],
 )
 def test_invalid_rcpt_dsn_parameters_are_refused(params: bytes) -> None:
@@ -868,6 +875,14 @@ def test_invalid_rcpt_dsn_parameters_are_refused(params: bytes) -> None:
     driver.feed(b"MAIL FROM:<a@example.test>\r\n")
     assert codes_of(driver.feed(b"RCPT TO:<b@example.test> " + params + b"\r\n")) == ["501 5.5.4"]
     assert driver.of(RcptTo) == []
+
+
+def test_utf8_orcpt_with_printable_escapes_is_kept() -> None:
+    driver = ready()
+    driver.feed(b"MAIL FROM:<a@example.test>\r\n")
+    out = driver.feed(b"RCPT TO:<b@example.test> ORCPT=utf-8;j\\x{E9}r\\x{F4}me@example.test\r\n")
+    assert codes_of(out) == ["250 2.1.5"]
+    assert driver.of(RcptTo)[0].orcpt == "utf-8;j\\x{E9}r\\x{F4}me@example.test"
 
 
 def test_too_many_recipients_gets_452() -> None:

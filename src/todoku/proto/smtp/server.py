@@ -33,7 +33,12 @@ from dataclasses import dataclass
 from todoku.proto import sasl
 from todoku.proto.errors import LocalProtocolError
 from todoku.proto.smtp import codes
-from todoku.proto.smtp.address import AddressError, decode_xtext, parse_path
+from todoku.proto.smtp.address import (
+    AddressError,
+    decode_xtext,
+    has_control_character,
+    parse_path,
+)
 from todoku.proto.smtp.codes import Reply
 from todoku.proto.smtp.events import (
     DECISIONS,
@@ -71,6 +76,9 @@ _BDAT_ARGS = re.compile(r"^([0-9]{1,18})(?: +(LAST))?$", re.IGNORECASE)
 # overrides and isolates (issue 12 attack pass: ESC, BEL and U+2028 reached the header).
 _NOT_IN_HELLO = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _ESMTP_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # RFC 5321 §4.1.2 esmtp-keyword
+# RFC 6533 §3: a utf-8 ORCPT escapes characters as \x{HEX}; those are kept as sent, but one that
+# names a control character is refused like +HH xtext that decodes to one (RFC 3461 §4.2).
+_UNITEXT_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 # RFC 4954 §6: a SASL response longer than the server's buffer for it ends the exchange.
 _SASL_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication Exchange line is too long")
 
@@ -648,6 +656,11 @@ class ServerConnection:
                 except AddressError as exc:
                     # As ENVID: a control character would reach Original-Recipient.
                     decoded, why = "", f" ({exc})"
+                if addr_type.lower() == "utf-8" and any(
+                    int(hexpoint, 16) > 0x10FFFF or has_control_character(chr(int(hexpoint, 16)))
+                    for hexpoint in _UNITEXT_ESCAPE.findall(decoded)
+                ):
+                    decoded, why = "", " (Control character in xtext)"
                 if (
                     not semi
                     or not _ESMTP_KEYWORD.match(addr_type)
