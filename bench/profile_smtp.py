@@ -52,7 +52,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--idle", action="store_true", help="include idle (waiting) samples")
-    parser.add_argument("--gil", action="store_true", help="only samples of the thread holding the GIL")
+    parser.add_argument(
+        "--gil", action="store_true", help="only samples of the thread holding the GIL"
+    )
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--top", type=int, default=45)
     args = parser.parse_args()
@@ -83,7 +85,10 @@ def main() -> int:
     finally:
         peers.stop()
     rate = args.messages / elapsed
-    lines = [f"# py-spy, {args.messages} x {args.size} B, {args.sessions} sessions: {elapsed:.2f}s ({rate:.0f}/s)", ""]
+    lines = [
+        f"# py-spy, {args.messages} x {args.size} B, {args.sessions} sessions: {elapsed:.2f}s ({rate:.0f}/s)",
+        "",
+    ]
     lines += summarize(raw, args.top)
     report = raw.with_suffix(".txt")
     report.write_text("\n".join(lines) + "\n")

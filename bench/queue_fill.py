@@ -30,7 +30,9 @@ def message_bytes(number: int, size: int) -> bytes:
     return head + line * max(1, (size - len(head)) // len(line))
 
 
-async def fill(data_dir: Path, count: int, size: int, domain: str, sender: str, defer: float) -> None:
+async def fill(
+    data_dir: Path, count: int, size: int, domain: str, sender: str, defer: float
+) -> None:
     import sqlite3
 
     from todoku.store import sqlite as sqlite_store
@@ -56,10 +58,16 @@ async def fill(data_dir: Path, count: int, size: int, domain: str, sender: str, 
                 writer = store.new_blob()
                 writer.write(message_bytes(number, size))
                 blob = writer.finish()
-                batch.append(store.commit(IncomingMessage(
-                    blob=blob, sender=sender,
-                    remote=(RemoteRecipient(f"rcpt{number}@{domain}"),), subject=f"bench {number}",
-                )))
+                batch.append(
+                    store.commit(
+                        IncomingMessage(
+                            blob=blob,
+                            sender=sender,
+                            remote=(RemoteRecipient(f"rcpt{number}@{domain}"),),
+                            subject=f"bench {number}",
+                        )
+                    )
+                )
             await asyncio.gather(*batch)
             done += len(batch)
         if defer:

@@ -52,13 +52,19 @@ RESULTS_DIR = BENCH_DIR / "results"
 PEERS_SCRIPT = Path(os.environ.get("TODOKU_PEERS_SCRIPT", "/work/shared/peers/setup-peers.sh"))
 
 PF_PORT = int(os.environ.get("PF_PORT", "2525"))
-POSTFIX_MAILDIR = Path(os.environ.get("VMAIL_BASE", "/var/spool/bench-vmail")) / "example.test" / "b"
+POSTFIX_MAILDIR = (
+    Path(os.environ.get("VMAIL_BASE", "/var/spool/bench-vmail")) / "example.test" / "b"
+)
 POSTFIX_QUEUE = Path("/var/spool/postfix")
 # todoku's data lives next to Postfix's queue: the same file system, so the same fsync cost.
 TODOKU_BASE = Path(os.environ.get("TODOKU_BENCH_DIR", "/var/spool/bench-todoku"))
 
 # The repository's virtualenv when there is one, so that ``python3 bench/run.py`` works as is.
-TODOKU_PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+TODOKU_PYTHON = (
+    str(REPO / ".venv" / "bin" / "python")
+    if (REPO / ".venv" / "bin" / "python").exists()
+    else sys.executable
+)
 POP3_PORT = int(os.environ.get("POP3_PORT", "2110"))
 DOVECOT_MAILDIR = Path(os.environ.get("POP_BASE", "/var/spool/bench-pop")) / "bench" / "Maildir"
 DOVECOT_PASSWORD = "bench"  # setup-peers.sh
@@ -79,7 +85,12 @@ BOUNCE_CORPUS = Path(os.environ.get("TODOKU_BOUNCE_CORPUS", "/work/shared/corpus
 
 
 def find_tool(name: str) -> str | None:
-    for directory in ("/usr/sbin", "/usr/lib/postfix", "/usr/lib/postfix/sbin", "/usr/libexec/postfix"):
+    for directory in (
+        "/usr/sbin",
+        "/usr/lib/postfix",
+        "/usr/lib/postfix/sbin",
+        "/usr/libexec/postfix",
+    ):
         candidate = Path(directory) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
@@ -145,7 +156,11 @@ class Peers:
         RESULTS_DIR.mkdir(exist_ok=True)
         with open(log_path, "ab") as log:
             code = subprocess.run(
-                ["bash", str(PEERS_SCRIPT), action], stdout=log, stderr=subprocess.STDOUT, timeout=900, check=False
+                ["bash", str(PEERS_SCRIPT), action],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+                check=False,
             ).returncode
         if code != 0:
             tail = log_path.read_text(errors="replace")[-2000:]
@@ -186,7 +201,9 @@ class Todoku:
         if result.returncode != 0:
             sys.exit(f"bench: todoku {' '.join(args)}: {result.stderr.strip()}")
 
-    def start(self, extra_config: str = "", before_serve: Callable[[Todoku], None] | None = None) -> None:
+    def start(
+        self, extra_config: str = "", before_serve: Callable[[Todoku], None] | None = None
+    ) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
             'hostname = "mx.todoku.test"\n'
@@ -209,17 +226,23 @@ class Todoku:
         )
         log.close()
         listeners = self.data_dir / "run" / "listeners.json"
-        if not wait_until(lambda: listeners.exists() or self.process.poll() is not None, START_TIMEOUT):
+        if not wait_until(
+            lambda: listeners.exists() or self.process.poll() is not None, START_TIMEOUT
+        ):
             self.stop()
             sys.exit("bench: todoku serve did not start in time")
         if self.process.poll() is not None:
-            sys.exit(f"bench: todoku serve exited: {(self.root / 'server.log').read_text()[-2000:]}")
+            sys.exit(
+                f"bench: todoku serve exited: {(self.root / 'server.log').read_text()[-2000:]}"
+            )
         bound = json.loads(listeners.read_text())
         self.port = int(bound["smtp"][1])
         self.pop3_port = int(bound["pop3"][1])
 
     def queue_count(self) -> int:
-        with sqlite3.connect(f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10) as db:
+        with sqlite3.connect(
+            f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10
+        ) as db:
             return int(db.execute("SELECT count(*) FROM queue").fetchone()[0])
 
     def read_rss(self) -> int:
@@ -233,8 +256,14 @@ class Todoku:
         return 0
 
     def mailbox_count(self) -> int:
-        with sqlite3.connect(f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10) as db:
-            return int(db.execute("SELECT count(*) FROM messages WHERE mailbox = ?", (RECIPIENT,)).fetchone()[0])
+        with sqlite3.connect(
+            f"file:{self.data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=10
+        ) as db:
+            return int(
+                db.execute(
+                    "SELECT count(*) FROM messages WHERE mailbox = ?", (RECIPIENT,)
+                ).fetchone()[0]
+            )
 
     def read_peak_rss(self) -> int:
         if self.process is None:
@@ -338,7 +367,9 @@ def smtp_source(workload: SmtpWorkload, port: int, recipient: str = RECIPIENT) -
         f"127.0.0.1:{port}",
     ]  # fmt: skip
     started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False
+    )
     elapsed = time.monotonic() - started
     if result.returncode != 0 or result.stderr.strip():
         raise RuntimeError(f"smtp-source against port {port} failed: {result.stderr.strip()[:500]}")
@@ -387,7 +418,9 @@ def run_todoku_smtp(workload: SmtpWorkload) -> Sample:
         cpu_before = server.read_cpu()
         started = time.monotonic()
         client = smtp_source(workload, server.port)
-        if not wait_until(lambda: server.mailbox_count() >= workload.messages, DELIVERY_TIMEOUT, 0.01):
+        if not wait_until(
+            lambda: server.mailbox_count() >= workload.messages, DELIVERY_TIMEOUT, 0.01
+        ):
             raise RuntimeError(f"todoku stored only {server.mailbox_count()}/{workload.messages}")
         delivered = time.monotonic() - started
         count = server.mailbox_count()
@@ -455,7 +488,9 @@ def fill_dovecot(messages: int, size: int) -> None:
             f"From: a@example.test\r\nTo: bench@example.test\r\nSubject: bench {number}\r\n"
             f"Message-ID: <{number}@bench.test>\r\n\r\n"
         ).encode() + body
-        (DOVECOT_MAILDIR / "new" / f"{1700000000 + number}.M{number}P1.bench").write_bytes(content.replace(b"\r\n", b"\n"))
+        (DOVECOT_MAILDIR / "new" / f"{1700000000 + number}.M{number}P1.bench").write_bytes(
+            content.replace(b"\r\n", b"\n")
+        )
     for root, dirs, files in os.walk(DOVECOT_MAILDIR.parent):
         for name in dirs + files:
             os.chown(os.path.join(root, name), owner.pw_uid, owner.pw_gid)
@@ -466,7 +501,9 @@ def run_pop3(messages: int, size: int, rounds: int, result: Result) -> None:
     """One filled mailbox per server; then alternate the timed fetches. The first fetch of each
     (indexing, cold caches) is not counted."""
     fill_dovecot(messages, size)
-    pop3_fetch_all(POP3_PORT, "bench", DOVECOT_PASSWORD, messages)  # warm-up: Dovecot builds its index
+    pop3_fetch_all(
+        POP3_PORT, "bench", DOVECOT_PASSWORD, messages
+    )  # warm-up: Dovecot builds its index
     with todoku_instance(TODOKU_BASE) as server:
         smtp_source(SmtpWorkload("fill", 20, messages, size), server.port)
         if not wait_until(lambda: server.mailbox_count() >= messages, DELIVERY_TIMEOUT):
@@ -478,7 +515,9 @@ def run_pop3(messages: int, size: int, rounds: int, result: Result) -> None:
                 if who == "todoku":
                     cpu_before = server.read_cpu()
                     elapsed = pop3_fetch_all(server.pop3_port, RECIPIENT, POP3_PASSWORD, messages)
-                    sample = Sample(elapsed, elapsed, server.read_peak_rss(), server.read_cpu() - cpu_before)
+                    sample = Sample(
+                        elapsed, elapsed, server.read_peak_rss(), server.read_cpu() - cpu_before
+                    )
                     result.todoku.append(sample)
                 else:
                     elapsed = pop3_fetch_all(POP3_PORT, "bench", DOVECOT_PASSWORD, messages)
@@ -497,7 +536,9 @@ def loopback_dns(*records: str) -> Iterator[str]:
 
     process = subprocess.Popen(
         [TODOKU_PYTHON, str(BENCH_DIR / "loopback_dns.py"), *records],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO,
     )
     try:
         assert process.stdout is not None and process.stdin is not None
@@ -520,9 +561,21 @@ def loopback_dns(*records: str) -> Iterator[str]:
 def fill_todoku_queue(server: Todoku, count: int, defer: float) -> None:
     """COUNT messages to REMOTE_DOMAIN in a stopped server's queue, due in DEFER seconds."""
     subprocess.run(
-        [TODOKU_PYTHON, str(BENCH_DIR / "queue_fill.py"), str(server.data_dir), str(count),
-         str(OUTBOUND_SIZE), REMOTE_DOMAIN, "--sender", RECIPIENT, "--defer", str(defer)],
-        check=True, timeout=CLIENT_TIMEOUT * 2, cwd=REPO,
+        [
+            TODOKU_PYTHON,
+            str(BENCH_DIR / "queue_fill.py"),
+            str(server.data_dir),
+            str(count),
+            str(OUTBOUND_SIZE),
+            REMOTE_DOMAIN,
+            "--sender",
+            RECIPIENT,
+            "--defer",
+            str(defer),
+        ],
+        check=True,
+        timeout=CLIENT_TIMEOUT * 2,
+        cwd=REPO,
     )
 
 
@@ -594,8 +647,9 @@ def postfix_bounces(since: float) -> int:
 
 
 def run_outbound(count: int, rounds: int, result: Result) -> None:
-    with loopback_dns(REMOTE_DOMAIN, "MX", f"10 mx.{REMOTE_DOMAIN}.", f"mx.{REMOTE_DOMAIN}", "A",
-                      "127.0.0.1") as dns_address:
+    with loopback_dns(
+        REMOTE_DOMAIN, "MX", f"10 mx.{REMOTE_DOMAIN}.", f"mx.{REMOTE_DOMAIN}", "A", "127.0.0.1"
+    ) as dns_address:
         for round_number in range(rounds):
             order = ("todoku", "peer") if round_number % 2 == 0 else ("peer", "todoku")
             for who in order:
@@ -605,8 +659,11 @@ def run_outbound(count: int, rounds: int, result: Result) -> None:
                 else:
                     sample = run_postfix_outbound(count)
                     result.other.append(sample)
-                print(f"outbound round {round_number + 1} {who}: queue empty after {sample.delivered_s:.2f}s"
-                      + (f", server CPU {sample.cpu_s:.2f}s" if who == "todoku" else ""), flush=True)
+                print(
+                    f"outbound round {round_number + 1} {who}: queue empty after {sample.delivered_s:.2f}s"
+                    + (f", server CPU {sample.cpu_s:.2f}s" if who == "todoku" else ""),
+                    flush=True,
+                )
 
 
 # --------------------------------------------------------------------------- workload 4: bounces
@@ -620,14 +677,24 @@ def run_bounce(rounds: int, result: Result) -> int:
 
     # The same Sisimai program as bench/explain_accuracy.py (which imports todoku: read it there).
     SISIMAI_SCRIPT = subprocess.run(
-        [TODOKU_PYTHON, "-c", "import explain_accuracy, sys; sys.stdout.write(explain_accuracy.SISIMAI_SCRIPT)"],
-        capture_output=True, text=True, check=True, timeout=60, cwd=BENCH_DIR,
+        [
+            TODOKU_PYTHON,
+            "-c",
+            "import explain_accuracy, sys; sys.stdout.write(explain_accuracy.SISIMAI_SCRIPT)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=BENCH_DIR,
     ).stdout
 
     files = sorted(p for p in (BOUNCE_CORPUS / "maildir").rglob("*") if p.is_file())
     if not files:
         raise RuntimeError(f"no bounce corpus under {BOUNCE_CORPUS}")
-    if subprocess.run(["perl", "-MSisimai", "-e", "1"], capture_output=True, check=False).returncode:
+    if subprocess.run(
+        ["perl", "-MSisimai", "-e", "1"], capture_output=True, check=False
+    ).returncode:
         raise RuntimeError("Sisimai is missing: apt-get install -y libsisimai-perl")
     with tempfile.TemporaryDirectory(dir=TODOKU_BASE) as tmp:
         folder = Path(tmp) / "cur"
@@ -643,13 +710,20 @@ def run_bounce(rounds: int, result: Result) -> int:
             for who in order:
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 started = time.monotonic()
-                subprocess.run(commands[who], capture_output=True, check=True, timeout=CLIENT_TIMEOUT, cwd=REPO)
+                subprocess.run(
+                    commands[who], capture_output=True, check=True, timeout=CLIENT_TIMEOUT, cwd=REPO
+                )
                 elapsed = time.monotonic() - started
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                (result.todoku if who == "todoku" else result.other).append(Sample(elapsed, elapsed, 0, cpu))
-                print(f"bounce round {round_number + 1} {who}: {len(files)} messages in {elapsed:.2f}s"
-                      f" (CPU {cpu:.2f}s)", flush=True)
+                (result.todoku if who == "todoku" else result.other).append(
+                    Sample(elapsed, elapsed, 0, cpu)
+                )
+                print(
+                    f"bounce round {round_number + 1} {who}: {len(files)} messages in {elapsed:.2f}s"
+                    f" (CPU {cpu:.2f}s)",
+                    flush=True,
+                )
     return len(files)
 
 
@@ -696,7 +770,10 @@ def run_memory(sizes: list[int], dns_address: str) -> list[MemoryPoint]:
             if server.queue_count() != count:
                 raise RuntimeError(f"todoku: {server.queue_count()} queued, expected {count}")
         points.append(MemoryPoint(count, rss, fill_s))
-        print(f"memory: {count} queued (filled in {fill_s:.0f}s): RSS {rss / 1024:.1f} MiB", flush=True)
+        print(
+            f"memory: {count} queued (filled in {fill_s:.0f}s): RSS {rss / 1024:.1f} MiB",
+            flush=True,
+        )
     return points
 
 
@@ -704,8 +781,10 @@ def memory_lines(points: list[MemoryPoint], outbound: Result | None) -> list[str
     if not points:
         return []
     base = points[0]
-    lines = ["| messages in the queue (deferred) | todoku serve RSS | bytes per queued message (vs empty) |",
-             "|---:|---:|---:|"]
+    lines = [
+        "| messages in the queue (deferred) | todoku serve RSS | bytes per queued message (vs empty) |",
+        "|---:|---:|---:|",
+    ]
     for point in points:
         per = f"{(point.rss_kib - base.rss_kib) * 1024 / point.queued:.0f}" if point.queued else "-"
         lines.append(f"| {point.queued:,} | {point.rss_kib / 1024:.1f} MiB | {per} |")
@@ -772,7 +851,10 @@ def table(results: list[Result]) -> list[str]:
 
 
 def write_report(
-    results: list[Result], facts: dict[str, str], args: argparse.Namespace, started: str,
+    results: list[Result],
+    facts: dict[str, str],
+    args: argparse.Namespace,
+    started: str,
     memory: list[str] | None = None,
 ) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -793,8 +875,12 @@ def write_report(
     out += ["", "## Every measurement (seconds: client finished / last message in the mailbox)", ""]
     for r in results:
         out.append(f"- {r.label}")
-        out.append("  - todoku: " + ", ".join(f"{s.client_s:.2f}/{s.delivered_s:.2f}" for s in r.todoku))
-        out.append(f"  - {r.peer}: " + ", ".join(f"{s.client_s:.2f}/{s.delivered_s:.2f}" for s in r.other))
+        out.append(
+            "  - todoku: " + ", ".join(f"{s.client_s:.2f}/{s.delivered_s:.2f}" for s in r.todoku)
+        )
+        out.append(
+            f"  - {r.peer}: " + ", ".join(f"{s.client_s:.2f}/{s.delivered_s:.2f}" for s in r.other)
+        )
     path.write_text("\n".join(out) + "\n")
     return path
 
@@ -805,13 +891,18 @@ def write_report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts; a couple of minutes")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per workload (default 3, quick 2)")
     parser.add_argument(
-        "--only", default="",
+        "--rounds", type=int, default=None, help="rounds per workload (default 3, quick 2)"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
         help="comma-separated workload names: smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20, pop3,"
         " outbound, bounce, memory",
     )
-    parser.add_argument("--keep-peers", action="store_true", help="leave the peers running afterwards")
+    parser.add_argument(
+        "--keep-peers", action="store_true", help="leave the peers running afterwards"
+    )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 3)
     if os.geteuid() != 0:
@@ -853,7 +944,9 @@ def main(argv: list[str] | None = None) -> int:
         outbound: Result | None = None
         if not wanted or "outbound" in wanted:
             count = 500 if args.quick else 5000
-            outbound = Result(f"Outbound {count}x4 KiB queue to smtp-sink (until empty)", "Postfix", count)
+            outbound = Result(
+                f"Outbound {count}x4 KiB queue to smtp-sink (until empty)", "Postfix", count
+            )
             run_outbound(count, args.rounds, outbound)
             results.append(outbound)
         if not wanted or "bounce" in wanted:

@@ -51,7 +51,9 @@ class TodokuServer:
     ports: dict[str, int] = field(default_factory=dict)
     log_path: Path | None = None
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "todoku", *args, "--config", str(self.config_path)],
             input=input,
@@ -60,7 +62,9 @@ class TodokuServer:
             timeout=60,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"todoku {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+            raise AssertionError(
+                f"todoku {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
         return result
 
     def add_user(self, address: str, password: str = PASSWORD) -> None:
@@ -81,7 +85,9 @@ class TodokuServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"todoku serve exited with {self.process.returncode}: {self.log()}")
+                raise AssertionError(
+                    f"todoku serve exited with {self.process.returncode}: {self.log()}"
+                )
             if listeners.exists():
                 data = json.loads(listeners.read_text())
                 self.ports = {k: v[1] for k, v in data.items() if k in SERVICES}
@@ -107,10 +113,16 @@ class TodokuServer:
         self.stop(signal.SIGKILL)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
 
-def write_config(root: Path, extra: str = "", services: tuple[str, ...] = SERVICES, **top: Any) -> Path:
+def write_config(
+    root: Path, extra: str = "", services: tuple[str, ...] = SERVICES, **top: Any
+) -> Path:
     listen = "\n".join(f'{s} = "127.0.0.1:0"' for s in services)
     settings = {
         "hostname": "mx.example.test",
@@ -120,7 +132,7 @@ def write_config(root: Path, extra: str = "", services: tuple[str, ...] = SERVIC
     lines = []
     for key, value in settings.items():
         lines.append(f"{key} = {json.dumps(value)}")
-    text = "\n".join(lines) + f"\n\n[listen]\n{listen}\n\n[auth]\nfail_delay = \"0.05s\"\n{extra}\n"
+    text = "\n".join(lines) + f'\n\n[listen]\n{listen}\n\n[auth]\nfail_delay = "0.05s"\n{extra}\n'
     if "[dns]" not in extra:
         # The outbound queue runs in every server: unless a test sets up DNS, point it at a
         # closed loopback port, so mail for other domains stays queued (a temporary DNS
@@ -136,7 +148,9 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., TodokuServer]]:
     """Factory: ``make_server(extra_toml="", services=(...), **top_level_keys)`` → a started server."""
     servers: list[TodokuServer] = []
 
-    def factory(extra: str = "", services: tuple[str, ...] = SERVICES, start: bool = True, **top: Any) -> TodokuServer:
+    def factory(
+        extra: str = "", services: tuple[str, ...] = SERVICES, start: bool = True, **top: Any
+    ) -> TodokuServer:
         root = tmp_path / f"server{len(servers)}"
         root.mkdir()
         config_path = write_config(root, extra, services, **top)

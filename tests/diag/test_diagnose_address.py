@@ -26,8 +26,9 @@ def dns_server() -> Iterator[DnsServer]:
         yield server
 
 
-def configured(make_server: Callable[..., TodokuServer], dns_server: DnsServer, port: int,
-               **top: Any) -> TodokuServer:
+def configured(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer, port: int, **top: Any
+) -> TodokuServer:
     extra = f'[dns]\nnameservers = ["{dns_server.address}"]\n\n[delivery]\nport = {port}\n'
     return make_server(extra=extra, start=False, **top)
 
@@ -58,7 +59,16 @@ def test_recipient_accepted_then_refused_with_550(
     status, report = diagnose(srv, "bob@remote.test")
     assert status == 0 and report["ok"] is True, report
     assert [s["name"] for s in report["steps"]] == [
-        "syntax", "domain", "mx", "connect", "greeting", "ehlo", "starttls", "mail", "rcpt"]
+        "syntax",
+        "domain",
+        "mx",
+        "connect",
+        "greeting",
+        "ehlo",
+        "starttls",
+        "mail",
+        "rcpt",
+    ]
     assert "mx1.remote.test [127.0.0.2]" in step(report, "mx")["detail"]
     assert mx.messages == []  # no DATA was ever sent
 
@@ -75,8 +85,9 @@ def test_recipient_accepted_then_refused_with_550(
     assert "[FAIL] RCPT TO" in text.stdout and "結論" in text.stdout
 
 
-def test_mx_refusing_connections(make_server: Callable[..., TodokuServer], dns_server: DnsServer,
-                                 mx: FakeMx) -> None:
+def test_mx_refusing_connections(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer, mx: FakeMx
+) -> None:
     dns_server.add("down.test", "MX", "10 mx.down.test.")
     dns_server.add("mx.down.test", "A", "127.0.0.3")  # nothing listens there on mx.port
     srv = configured(make_server, dns_server, mx.port)
@@ -87,7 +98,9 @@ def test_mx_refusing_connections(make_server: Callable[..., TodokuServer], dns_s
     assert "refused the connection" in connect["cause"]
 
 
-def test_mx_that_never_greets(make_server: Callable[..., TodokuServer], dns_server: DnsServer) -> None:
+def test_mx_that_never_greets(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer
+) -> None:
     with fake_mxes("127.0.0.4", mode="timeout") as (blackhole,):
         dns_server.add("silent.test", "MX", "10 mx.silent.test.")
         dns_server.add("mx.silent.test", "A", "127.0.0.4")
@@ -100,8 +113,10 @@ def test_mx_that_never_greets(make_server: Callable[..., TodokuServer], dns_serv
 
 
 def test_connect_timeout_on_port_25_is_explained_as_provider_blocking() -> None:
-    hops = [(Hop("mx1.remote.test", "192.0.2.1", 10), "timed out after 10 s", True),
-            (Hop("mx2.remote.test", "192.0.2.2", 20), "timed out after 10 s", True)]
+    hops = [
+        (Hop("mx1.remote.test", "192.0.2.1", 10), "timed out after 10 s", True),
+        (Hop("mx2.remote.test", "192.0.2.2", 20), "timed out after 10 s", True),
+    ]
     blocked = connect_failure_step("en", "remote.test", 25, 10, hops)
     assert "blocks outgoing port 25" in blocked.cause and "587" in blocked.remedy
     other_port = connect_failure_step("en", "remote.test", 2525, 10, hops)
@@ -110,8 +125,9 @@ def test_connect_timeout_on_port_25_is_explained_as_provider_blocking() -> None:
     assert "OP25B" in ja.cause and "587" in ja.remedy
 
 
-def test_no_mx_uses_the_domain_address(make_server: Callable[..., TodokuServer], dns_server: DnsServer,
-                                       mx: FakeMx) -> None:
+def test_no_mx_uses_the_domain_address(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer, mx: FakeMx
+) -> None:
     dns_server.add("plain.test", "A", "127.0.0.2")
     srv = configured(make_server, dns_server, mx.port)
     status, report = diagnose(srv, "bob@plain.test")
@@ -120,8 +136,9 @@ def test_no_mx_uses_the_domain_address(make_server: Callable[..., TodokuServer],
     assert step(report, "rcpt")["status"] == "ok"
 
 
-def test_nxdomain_suggests_the_likely_domain(make_server: Callable[..., TodokuServer],
-                                             dns_server: DnsServer) -> None:
+def test_nxdomain_suggests_the_likely_domain(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer
+) -> None:
     srv = configured(make_server, dns_server, 25)
     status, report = diagnose(srv, "taro@gmial.com")
     assert status == 1 and report["failed_step"] == "domain"
@@ -140,7 +157,9 @@ def test_null_mx(make_server: Callable[..., TodokuServer], dns_server: DnsServer
     assert mx_step["reason"] == "notaccept" and "null MX" in mx_step["detail"]
 
 
-def test_mx_pointing_to_this_server(make_server: Callable[..., TodokuServer], dns_server: DnsServer) -> None:
+def test_mx_pointing_to_this_server(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer
+) -> None:
     dns_server.add("loop.test", "MX", "10 mx.example.test.")  # our own hostname
     dns_server.add("mx.example.test", "A", "127.0.0.9")
     srv = configured(make_server, dns_server, 25)
@@ -150,7 +169,9 @@ def test_mx_pointing_to_this_server(make_server: Callable[..., TodokuServer], dn
     assert "this server (mx.example.test)" in loop["cause"] and "`domains`" in loop["remedy"]
 
 
-def test_mx_host_without_address(make_server: Callable[..., TodokuServer], dns_server: DnsServer) -> None:
+def test_mx_host_without_address(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer
+) -> None:
     dns_server.add("dangling.test", "MX", "10 mx.nowhere.test.")
     srv = configured(make_server, dns_server, 25)
     status, report = diagnose(srv, "bob@dangling.test")
@@ -158,7 +179,9 @@ def test_mx_host_without_address(make_server: Callable[..., TodokuServer], dns_s
     assert "mx.nowhere.test" in step(report, "mx")["cause"]
 
 
-def test_bad_syntax_and_usage(make_server: Callable[..., TodokuServer], dns_server: DnsServer) -> None:
+def test_bad_syntax_and_usage(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer
+) -> None:
     srv = configured(make_server, dns_server, 25)
     status, report = diagnose(srv, "not an address")
     assert status == 1 and report["failed_step"] == "syntax"

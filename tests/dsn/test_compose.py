@@ -21,17 +21,28 @@ def report(kind: ReportKind, lang: str = "en", **changes: object) -> Report:
         action={"failure": "failed", "delay": "delayed", "success": "relayed"}[kind.value],
         status={"failure": "5.1.1", "delay": "4.4.1", "success": "2.0.0"}[kind.value],
         remote_mta="mx1.remote.test [192.0.2.1]",
-        diagnostic="smtp; 550 5.1.1 <bob@remote.test>: User unknown" if kind is ReportKind.FAILURE else "",
+        diagnostic="smtp; 550 5.1.1 <bob@remote.test>: User unknown"
+        if kind is ReportKind.FAILURE
+        else "",
         last_attempt=1_700_000_100.0,
         will_retry_until=1_700_432_000.0 if kind is ReportKind.DELAY else None,
         reason="userunknown" if kind is ReportKind.FAILURE else "delayed",
         detail="connect to mx1.remote.test: timed out" if kind is ReportKind.DELAY else "",
     )
     fields: dict[str, object] = {
-        "kind": kind, "reporting_mta": "mx.example.test", "to": "alice@example.test",
-        "queue_id": "Q1", "arrival_date": 1_700_000_000.0, "recipients": (recipient,),
-        "original": ORIGINAL, "headers_only": False, "lang": lang, "envid": "E-7",
-        "original_subject": "plans", "elapsed": 4 * 3600.0, "lifetime": 5 * 86400.0,
+        "kind": kind,
+        "reporting_mta": "mx.example.test",
+        "to": "alice@example.test",
+        "queue_id": "Q1",
+        "arrival_date": 1_700_000_000.0,
+        "recipients": (recipient,),
+        "original": ORIGINAL,
+        "headers_only": False,
+        "lang": lang,
+        "envid": "E-7",
+        "original_subject": "plans",
+        "elapsed": 4 * 3600.0,
+        "lifetime": 5 * 86400.0,
     }
     fields.update(changes)
     return Report(**fields)  # type: ignore[arg-type]
@@ -90,8 +101,12 @@ def test_japanese_reports(kind: ReportKind) -> None:
 def test_utf8_recipient_makes_a_global_report() -> None:
     utf8 = report(ReportKind.FAILURE)
     recipient = utf8.recipients[0]
-    changed = RecipientReport(**{**{f: getattr(recipient, f) for f in recipient.__slots__},
-                                 "final_recipient": "ユーザー@remote.test"})
+    changed = RecipientReport(
+        **{
+            **{f: getattr(recipient, f) for f in recipient.__slots__},
+            "final_recipient": "ユーザー@remote.test",
+        }
+    )
     data = compose(report(ReportKind.FAILURE, recipients=(changed,)))
     parsed = parse_report(data)
     # RFC 6533 §3: the utf-8 address type, in a message/global-delivery-status part.
@@ -99,7 +114,9 @@ def test_utf8_recipient_makes_a_global_report() -> None:
     assert parsed.recipients[0]["Final-Recipient"] == "utf-8; ユーザー@remote.test"
 
 
-UTF8_ORIGINAL = "From: jürgen@example.test\r\nSubject: Grüße\r\n\r\nHallo, schöne Grüße\r\n".encode()
+UTF8_ORIGINAL = (
+    "From: jürgen@example.test\r\nSubject: Grüße\r\n\r\nHallo, schöne Grüße\r\n".encode()
+)
 
 
 def test_8bit_body_is_returned_byte_for_byte() -> None:

@@ -95,12 +95,23 @@ CASES = {
 
 @pytest.mark.parametrize("field, expected", CASES.values(), ids=CASES.keys())
 def test_subject_decoding(field: bytes, expected: str) -> None:
-    assert original_subject(b"From: a@example.test\r\n" * (field != b"\r\nSubject: no\r\n")
-                            + field + b"\r\nbody\r\n") == expected
+    assert (
+        original_subject(
+            b"From: a@example.test\r\n" * (field != b"\r\nSubject: no\r\n")
+            + field
+            + b"\r\nbody\r\n"
+        )
+        == expected
+    )
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
-               min_size=1, max_size=60))
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_subject_decodes_what_the_stdlib_encodes(text: str) -> None:
     encoded = email.header.Header(text, "utf-8").encode().encode("ascii")
     assert original_subject(b"Subject: " + encoded + b"\r\n\r\n") == text
@@ -146,8 +157,9 @@ def test_no_header_value_from_outside_reaches_the_parser_unbounded(
     reply = "smtp; 550 5.7.1 " + (WORD.decode() + " ") * 50_000  # 200 lines of 4 KB can do this
     base = report(kind, original=original)
     recipient = replace(base.recipients[0], diagnostic=reply, detail=reply)
-    data = compose(replace(base, recipients=(recipient,),
-                           original_subject=original_subject(original)))
+    data = compose(
+        replace(base, recipients=(recipient,), original_subject=original_subject(original))
+    )
     assert bounded_header_parser and max(bounded_header_parser) <= PARSE_LIMIT
     parsed = parse_report(data)
     assert parsed.subject  # our own
@@ -179,8 +191,14 @@ _CHILD = textwrap.dedent("""
 
 
 def test_composer_returns_for_a_1_mb_hostile_subject() -> None:
-    result = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
-                            timeout=300, check=False, cwd=Path(__file__).parents[2])
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
     assert result.returncode == 0 and result.stdout.strip() == "composed", result.stderr[-3000:]
 
 
@@ -197,8 +215,15 @@ def test_control_characters_from_an_old_queue_entry_never_raise() -> None:
         remote_mta="mx1.remote.test\r\nX-Mta: yes",
     )
     data = compose(replace(base, recipients=(recipient,), original_subject="hi\x1b\r\nthere"))
-    for bad in (b"\x1b", b"\x07", b"\x00", b"\nX-Injected", b"\nX-Orcpt-Injected",
-                b"\nX-Diag-Injected", b"\nX-Mta"):
+    for bad in (
+        b"\x1b",
+        b"\x07",
+        b"\x00",
+        b"\nX-Injected",
+        b"\nX-Orcpt-Injected",
+        b"\nX-Diag-Injected",
+        b"\nX-Mta",
+    ):
         assert bad not in data, bad
     assert b"\r" not in data.replace(b"\r\n", b"") and b"\n" not in data.replace(b"\r\n", b"")
     parsed = parse_report(data)
@@ -238,8 +263,13 @@ def test_a_report_that_cannot_be_composed_falls_back_to_a_plain_one(
     human = parts[0].get_content()
     assert "could not be included" in human and "It is attached below" not in human
     assert "plans" not in human  # nothing copied: not even the Subject
-    for copied in (b"see you at 10", b"Subject: plans", b"E-secret", b"Bob@remote.test",
-                   b"User unknown"):
+    for copied in (
+        b"see you at 10",
+        b"Subject: plans",
+        b"E-secret",
+        b"Bob@remote.test",
+        b"User unknown",
+    ):
         assert copied not in data, copied
     status = parts[1].get_payload()
     assert status[1]["Final-Recipient"] == "rfc822; bob@remote.test"

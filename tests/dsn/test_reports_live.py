@@ -38,7 +38,9 @@ def dns_server() -> Iterator[DnsServer]:
 
 
 async def test_report_that_cannot_be_composed_is_sent_plain_and_the_entry_retired(
-    tmp_path: Path, dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    dns_server: DnsServer,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     real_compose = dsn_compose.compose
@@ -57,8 +59,11 @@ async def test_report_that_cannot_be_composed_is_sent_plain_and_the_entry_retire
     caplog.set_level(logging.INFO)
     with fake_mxes("127.0.0.2") as (mx,):
         async with running_queue(tmp_path / "data", dns_server.address, mx.port) as q:
-            await q.submit(["unknown@remote.test"], envid="E-1",
-                           body=b"Subject: plans\r\nFrom: alice@example.test\r\n\r\nsecret\r\n")
+            await q.submit(
+                ["unknown@remote.test"],
+                envid="E-1",
+                body=b"Subject: plans\r\nFrom: alice@example.test\r\n\r\nsecret\r\n",
+            )
             await q.wait(lambda: not q.store.list_queue() and q.mailbox(ALICE), timeout=15)
             await asyncio.sleep(0.5)
             reports = q.mailbox(ALICE)
@@ -79,8 +84,10 @@ async def test_control_characters_in_an_old_entry_still_get_their_bounce(
 ) -> None:
     with fake_mxes("127.0.0.2") as (mx,):
         async with running_queue(tmp_path / "data", dns_server.address, mx.port) as q:
-            await q.submit([RemoteRecipient("unknown@remote.test", HOSTILE_ORCPT, ("FAILURE",))],
-                           envid=HOSTILE_ENVID)
+            await q.submit(
+                [RemoteRecipient("unknown@remote.test", HOSTILE_ORCPT, ("FAILURE",))],
+                envid=HOSTILE_ENVID,
+            )
             await q.wait(lambda: not q.store.list_queue() and q.mailbox(ALICE), timeout=15)
             [bounce] = q.mailbox(ALICE)
     for bad in (b"\nX-Injected", b"\nX-Orcpt", b"\x1b", b"\x07"):
@@ -96,8 +103,14 @@ async def test_delay_warning_with_control_characters_and_the_message_is_tried_ag
     tmp_path: Path, dns_server: DnsServer
 ) -> None:
     with fake_mxes("127.0.0.2", rcpt_reply=lambda a: "451 4.3.0 try again later") as (mx,):
-        async with running_queue(tmp_path / "data", dns_server.address, mx.port,
-                                 retry=(0.5,), delay_warning=1.0, max_lifetime=60.0) as q:
+        async with running_queue(
+            tmp_path / "data",
+            dns_server.address,
+            mx.port,
+            retry=(0.5,),
+            delay_warning=1.0,
+            max_lifetime=60.0,
+        ) as q:
             queue_id = await q.submit(
                 [RemoteRecipient("bob@remote.test", HOSTILE_ORCPT, ("DELAY",))], envid=HOSTILE_ENVID
             )

@@ -29,11 +29,18 @@ def serve_once(config: Path, as_nobody: bool = False) -> subprocess.CompletedPro
         if setpriv is None:
             pytest.skip("setpriv (util-linux) is needed to run the server as another user")
         command = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
-        probe = subprocess.run([*command[:4], sys.executable, "-c", "import todoku.cli.main"], check=False,
-                               capture_output=True, text=True, timeout=30)
+        probe = subprocess.run(
+            [*command[:4], sys.executable, "-c", "import todoku.cli.main"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if probe.returncode != 0:
             # e.g. a clone inside a `mktemp -d` directory (mode 0700): nobody cannot load the code.
-            pytest.skip(f"user nobody cannot load todoku from this checkout: {probe.stderr.strip()[-200:]}")
+            pytest.skip(
+                f"user nobody cannot load todoku from this checkout: {probe.stderr.strip()[-200:]}"
+            )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = process.communicate(timeout=30)

@@ -56,7 +56,9 @@ def main() -> int:
         stop.set()
         thread.join(2)
         port53.close()
-    sys.stderr.write(result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace"))
+    sys.stderr.write(
+        result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    )
     return result.returncode
 
 

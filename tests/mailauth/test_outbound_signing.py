@@ -29,7 +29,9 @@ def remote_mx() -> Iterator[FakeMx]:
         yield fake
 
 
-def sending_server(make_server: Callable[..., TodokuServer], dns_server: DnsServer, port: int) -> TodokuServer:
+def sending_server(
+    make_server: Callable[..., TodokuServer], dns_server: DnsServer, port: int
+) -> TodokuServer:
     dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
     dns_server.add("mx1.remote.test", "A", "127.0.0.2")
     extra = (
@@ -66,12 +68,19 @@ def test_submitted_mail_leaves_signed_and_verifies(
     keys = published_keys(server)
     assert {d for d, _ in signature_keys(data)} == {"example.test"}
     results = verify_signatures(data, keys)
-    assert [(r.result, r.algorithm) for r in results] == [("pass", "ed25519-sha256"), ("pass", "rsa-sha256")]
+    assert [(r.result, r.algorithm) for r in results] == [
+        ("pass", "ed25519-sha256"),
+        ("pass", "rsa-sha256"),
+    ]
 
 
 @pytest.mark.interop
 def test_submitted_mail_verifies_with_opendkim(
-    make_server: Callable[..., TodokuServer], dns_server: DnsServer, remote_mx: FakeMx, tmp_path, monkeypatch  # type: ignore[no-untyped-def]
+    make_server: Callable[..., TodokuServer],
+    dns_server: DnsServer,
+    remote_mx: FakeMx,
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     import json
     import os
@@ -88,8 +97,12 @@ def test_submitted_mail_verifies_with_opendkim(
     [received] = remote_mx.wait_for(1)
     zone = tmp_path / "zone.json"
     zone.write_text(
-        json.dumps([[n, "TXT", " ".join(f'"{t[i:i + 250]}"' for i in range(0, len(t), 250))]
-                    for n, [t] in published_keys(server).items()])
+        json.dumps(
+            [
+                [n, "TXT", " ".join(f'"{t[i : i + 250]}"' for i in range(0, len(t), 250))]
+                for n, [t] in published_keys(server).items()
+            ]
+        )
     )
     result = _opendkim(tmp_path, zone, received.data)
     assert result.returncode == 0, result.stderr

@@ -15,15 +15,41 @@ from todoku.mailauth.lookup import TableLookups
 
 RESULTS = {spf.PASS, spf.FAIL, spf.SOFTFAIL, spf.NEUTRAL, spf.NONE, spf.TEMPERROR, spf.PERMERROR}
 TERMS = st.sampled_from(
-    ["all", "-all", "~all", "?all", "+a", "a/24", "a:x.test//64", "mx", "mx:x.test/0", "ip4:192.0.2.0/24",
-     "ip4:300.1.1.1", "ip6:2001:db8::/32", "include:x.test", "include:", "exists:%{i}.x.test", "exists:%{z}",
-     "redirect=x.test", "redirect=x.test", "exp=e.x.test", "ptr", "%{", "a:%{d2r}", "unknown=1", "bogus", ""]
+    [
+        "all",
+        "-all",
+        "~all",
+        "?all",
+        "+a",
+        "a/24",
+        "a:x.test//64",
+        "mx",
+        "mx:x.test/0",
+        "ip4:192.0.2.0/24",
+        "ip4:300.1.1.1",
+        "ip6:2001:db8::/32",
+        "include:x.test",
+        "include:",
+        "exists:%{i}.x.test",
+        "exists:%{z}",
+        "redirect=x.test",
+        "redirect=x.test",
+        "exp=e.x.test",
+        "ptr",
+        "%{",
+        "a:%{d2r}",
+        "unknown=1",
+        "bogus",
+        "",
+    ]
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(TERMS, max_size=8), st.lists(TERMS, max_size=4), st.text(max_size=40))
-def test_spf_evaluation_always_gives_a_result_word(own: list[str], other: list[str], noise: str) -> None:
+def test_spf_evaluation_always_gives_a_result_word(
+    own: list[str], other: list[str], noise: str
+) -> None:
     lookups = TableLookups(
         records={
             ("d.test", "TXT"): ["v=spf1 " + " ".join(own)],

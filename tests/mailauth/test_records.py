@@ -46,14 +46,20 @@ def configured(make_server: Callable[..., TodokuServer], dns_server: DnsServer) 
 
 
 def test_dns_records_are_complete_and_parse(configured: TodokuServer) -> None:
-    out = configured.cli("dns-records", "example.test", "--ipv4", "192.0.2.25", "--ipv6", "2001:db8::25").stdout
+    out = configured.cli(
+        "dns-records", "example.test", "--ipv4", "192.0.2.25", "--ipv6", "2001:db8::25"
+    ).stdout
     records = parse_zone(out)
     by_type = {(n, t) for n, t, _ in records}
     assert ("example.test", "MX") in by_type and ("mx.example.test", "A") in by_type
     assert ("mx.example.test", "AAAA") in by_type
     assert txt(records, "example.test") == ["v=spf1 mx -all"]
-    assert txt(records, "_dmarc.example.test") == ["v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test"]
-    assert txt(records, "_smtp._tls.example.test") == ["v=TLSRPTv1; rua=mailto:postmaster@example.test"]
+    assert txt(records, "_dmarc.example.test") == [
+        "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test"
+    ]
+    assert txt(records, "_smtp._tls.example.test") == [
+        "v=TLSRPTv1; rua=mailto:postmaster@example.test"
+    ]
     assert txt(records, "_mta-sts.example.test")[0].startswith("v=STSv1; id=")
     dkim = [(n, t) for n, t in by_type if n.endswith("._domainkey.example.test")]
     assert len(dkim) == 2
@@ -80,7 +86,9 @@ def test_dkim_rotate_shows_both_selectors(configured: TodokuServer) -> None:
     assert bad.returncode == 2 and "not a local domain" in bad.stderr
 
 
-def publish(dns_server: DnsServer, records: list[tuple[str, str, str]], skip: tuple[str, str] | None) -> None:
+def publish(
+    dns_server: DnsServer, records: list[tuple[str, str, str]], skip: tuple[str, str] | None
+) -> None:
     for name, rdtype, rdata in records:
         if (name, rdtype) != skip:
             dns_server.add(name, rdtype, rdata)
@@ -129,11 +137,15 @@ def test_diagnose_self_names_each_missing_record(
     assert "missing or wrong" in result.stdout
 
 
-def test_diagnose_self_wrong_dkim_key_and_japanese(configured: TodokuServer, dns_server: DnsServer) -> None:
+def test_diagnose_self_wrong_dkim_key_and_japanese(
+    configured: TodokuServer, dns_server: DnsServer
+) -> None:
     records = full_zone(configured)
     name = next(n for n, _, r in records if n.endswith("._domainkey.example.test") and "k=rsa" in r)
     publish(dns_server, records, (name, "TXT"))
-    dns_server.add(name, "TXT", '"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAnotours"')
+    dns_server.add(
+        name, "TXT", '"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAnotours"'
+    )
     result = configured.cli("diagnose", "--self", "--lang", "ja", check=False)
     assert result.returncode == 1
     assert f"[誤り] dkim     {name}" in result.stdout

@@ -11,7 +11,11 @@ from todoku.mailauth.lookup import ResolverLookups
 
 @pytest.fixture
 def zone(dns_server: DnsServer) -> DnsServer:
-    dns_server.add("sender.test", "TXT", '"v=spf1 ip4:192.0.2.0/24 mx a:relay.sender.test include:_spf.partner.test -all"')
+    dns_server.add(
+        "sender.test",
+        "TXT",
+        '"v=spf1 ip4:192.0.2.0/24 mx a:relay.sender.test include:_spf.partner.test -all"',
+    )
     dns_server.add("sender.test", "MX", "10 mx.sender.test.")
     dns_server.add("mx.sender.test", "A", "198.51.100.7")
     dns_server.add("relay.sender.test", "A", "198.51.100.9")
@@ -30,7 +34,9 @@ def zone(dns_server: DnsServer) -> DnsServer:
     dns_server.servfail("broken.test")
     dns_server.add("loop.test", "TXT", '"v=spf1 include:loop.test -all"')
     dns_server.add("include-broken.test", "TXT", '"v=spf1 include:broken.test -all"')
-    dns_server.add("many.test", "TXT", '"v=spf1 ' + " ".join(f"a:h{i}.many.test" for i in range(11)) + ' -all"')
+    dns_server.add(
+        "many.test", "TXT", '"v=spf1 ' + " ".join(f"a:h{i}.many.test" for i in range(11)) + ' -all"'
+    )
     for i in range(11):
         dns_server.add(f"h{i}.many.test", "A", "203.0.113.200")
     dns_server.add("void.test", "TXT", '"v=spf1 a:x1.void.test a:x2.void.test a:x3.void.test -all"')
@@ -65,7 +71,9 @@ def zone(dns_server: DnsServer) -> DnsServer:
         ("192.0.2.1", "void.test", spf.PERMERROR),  # 3 void lookups > 2
     ],
 )
-async def test_check_host(zone: DnsServer, lookups: ResolverLookups, ip: str, domain: str, expected: str) -> None:
+async def test_check_host(
+    zone: DnsServer, lookups: ResolverLookups, ip: str, domain: str, expected: str
+) -> None:
     assert await spf.check_host(lookups, ip, domain, f"user@{domain}", "client.test") == expected
 
 
@@ -81,7 +89,9 @@ async def test_macro_expansion_follows_rfc7208_examples(lookups: ResolverLookups
     # RFC 7208 §7.4 examples, sender strong-bad@email.example.com from 192.0.2.3.
     import ipaddress
 
-    state = spf._State(ipaddress.ip_address("192.0.2.3"), "strong-bad@email.example.com", "h.test", lookups)
+    state = spf._State(
+        ipaddress.ip_address("192.0.2.3"), "strong-bad@email.example.com", "h.test", lookups
+    )
     assert spf.expand("%{s}", state, "email.example.com") == "strong-bad@email.example.com"
     assert spf.expand("%{d4}", state, "email.example.com") == "email.example.com"
     assert spf.expand("%{d2}", state, "email.example.com") == "example.com"
@@ -89,4 +99,7 @@ async def test_macro_expansion_follows_rfc7208_examples(lookups: ResolverLookups
     assert spf.expand("%{d2r}", state, "email.example.com") == "example.email"
     assert spf.expand("%{l-}", state, "email.example.com") == "strong.bad"
     assert spf.expand("%{lr-}", state, "email.example.com") == "bad.strong"
-    assert spf.expand("%{ir}.%{v}._spf.%{d2}", state, "email.example.com") == "3.2.0.192.in-addr._spf.example.com"
+    assert (
+        spf.expand("%{ir}.%{v}._spf.%{d2}", state, "email.example.com")
+        == "3.2.0.192.in-addr._spf.example.com"
+    )

@@ -66,8 +66,15 @@ def hostile_message() -> bytes:
     # the unfolded Subject is the same 600 KB of encoded words.
     line = WORD * 40
     lines = [line] * (SUBJECT_SIZE // len(line))
-    return (b"From: " + SENDER.encode() + b"\r\nTo: " + ALIAS.encode() + b"\r\nSubject: "
-            + b"\r\n ".join(lines) + b"\r\n\r\nhello\r\n")
+    return (
+        b"From: "
+        + SENDER.encode()
+        + b"\r\nTo: "
+        + ALIAS.encode()
+        + b"\r\nSubject: "
+        + b"\r\n ".join(lines)
+        + b"\r\n\r\nhello\r\n"
+    )
 
 
 def send(server: TodokuServer, message: bytes) -> None:

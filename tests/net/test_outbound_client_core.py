@@ -54,27 +54,41 @@ def test_enhanced_code_split_off_only_when_class_matches() -> None:
     conn.mail("a@example.test")
     conn.rcpt("b@remote.test")
     conn.rcpt("c@remote.test")
-    got = events(conn, b"250 2.1.0 Ok\r\n550 5.1.1 <b@remote.test>: User unknown\r\n250 4.0.0 odd\r\n")
+    got = events(
+        conn, b"250 2.1.0 Ok\r\n550 5.1.1 <b@remote.test>: User unknown\r\n250 4.0.0 odd\r\n"
+    )
     assert [(e.command, e.argument) for e in got] == [
-        (proto.MAIL, "a@example.test"), (proto.RCPT, "b@remote.test"), (proto.RCPT, "c@remote.test"),
+        (proto.MAIL, "a@example.test"),
+        (proto.RCPT, "b@remote.test"),
+        (proto.RCPT, "c@remote.test"),
     ]
     assert (got[1].reply.code, got[1].reply.enhanced, got[1].reply.text) == (
-        550, "5.1.1", "<b@remote.test>: User unknown",
+        550,
+        "5.1.1",
+        "<b@remote.test>: User unknown",
     )
     assert got[2].reply.enhanced == ""  # RFC 2034: "4.0.0" on a 250 is not an enhanced code
 
 
 def test_mail_and_rcpt_parameters_only_when_offered() -> None:
     conn = greeted()
-    line = conn.mail("a@example.test", size=500, eight_bit=True, smtputf8=True, ret="hdrs", envid="id 1")
-    assert line == b"MAIL FROM:<a@example.test> SIZE=500 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+201\r\n"
+    line = conn.mail(
+        "a@example.test", size=500, eight_bit=True, smtputf8=True, ret="hdrs", envid="id 1"
+    )
+    assert (
+        line
+        == b"MAIL FROM:<a@example.test> SIZE=500 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+201\r\n"
+    )
     rcpt = conn.rcpt("b@remote.test", notify=("FAILURE", "DELAY"), orcpt="rfc822;b@remote.test")
     assert rcpt == b"RCPT TO:<b@remote.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;b@remote.test\r\n"
     plain = ClientConnection()
     events(plain, b"220 hi\r\n")
     plain.ehlo("x")
     events(plain, b"250 only\r\n")
-    assert plain.mail("a@example.test", size=500, ret="FULL", envid="x") == b"MAIL FROM:<a@example.test>\r\n"
+    assert (
+        plain.mail("a@example.test", size=500, ret="FULL", envid="x")
+        == b"MAIL FROM:<a@example.test>\r\n"
+    )
     assert plain.rcpt("b@r.test", notify=("NEVER",)) == b"RCPT TO:<b@r.test>\r\n"
 
 
@@ -83,9 +97,7 @@ def test_dot_stuffing_across_piece_boundaries() -> None:
     conn.data()
     pieces = [b".starts with a dot\r\n", b"middle\r", b"\n.after split crlf\r\n", b".", b"x\r\nend"]
     sent = b"".join(conn.content(p) for p in pieces) + conn.end_of_data()
-    assert sent == (
-        b"..starts with a dot\r\nmiddle\r\n..after split crlf\r\n..x\r\nend\r\n.\r\n"
-    )
+    assert sent == (b"..starts with a dot\r\nmiddle\r\n..after split crlf\r\n..x\r\nend\r\n.\r\n")
 
 
 def test_end_of_data_after_complete_line_adds_no_blank_line() -> None:

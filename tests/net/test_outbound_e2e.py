@@ -36,7 +36,12 @@ def mx() -> Iterator[FakeMx]:
 
 
 def delivery_config(dns: DnsServer, port: int, **extra: str) -> str:
-    settings = {"port": str(port), "retry": '["1s"]', "delay_warning": '"0"', "max_lifetime": '"1h"'}
+    settings = {
+        "port": str(port),
+        "retry": '["1s"]',
+        "delay_warning": '"0"',
+        "max_lifetime": '"1h"',
+    }
     settings |= extra
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
     return f'[dns]\nnameservers = ["{dns.address}"]\n\n[delivery]\n{lines}\n'
@@ -49,7 +54,9 @@ def start(make_server: Callable[..., TodokuServer], extra: str) -> TodokuServer:
     return server
 
 
-def submit(server: TodokuServer, recipients: list[str], body: bytes = b"Subject: out\r\n\r\nhi\r\n") -> None:
+def submit(
+    server: TodokuServer, recipients: list[str], body: bytes = b"Subject: out\r\n\r\nhi\r\n"
+) -> None:
     with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=20) as client:
         client.starttls(context=client_tls_context())
         client.login(ALICE, PASSWORD)
@@ -173,8 +180,14 @@ def test_sendmail_queues_for_remote_and_delivers_locally(
     [local] = mailbox(server)
     assert b"Subject: from cron" in local and b"Message-ID:" in local and b"Received: by" in local
     # -oi: a lone dot is content; recipients as arguments
-    server.cli("sendmail", "-oi", "-f", "alice@example.test", "bob@remote.test",
-               input="Subject: dots\n\n.\nafter the dot\n")
+    server.cli(
+        "sendmail",
+        "-oi",
+        "-f",
+        "alice@example.test",
+        "bob@remote.test",
+        input="Subject: dots\n\n.\nafter the dot\n",
+    )
     mx.wait_for(2)
     assert b"after the dot" in mx.messages[1].data
     unknown = server.cli("sendmail", "nobody@example.test", input="Subject: x\n\nx\n", check=False)

@@ -667,9 +667,12 @@ def test_idle_client_is_logged_out_by_the_one_session_timer(
 
     monkeypatch.setattr(pop3_server, "COMMAND_TIMEOUT", 0.6)
     config = config_from_dict(
-        {"data_dir": str(tmp_path), "hostname": "pop.example.test", "domains": ["example.test"]}, tmp_path
+        {"data_dir": str(tmp_path), "hostname": "pop.example.test", "domains": ["example.test"]},
+        tmp_path,
     )
-    ctx = pop3_server.Pop3Context(config=config, store=None, throttle=AuthThrottle(), tls_context=None)  # type: ignore[arg-type]
+    ctx = pop3_server.Pop3Context(
+        config=config, store=None, throttle=AuthThrottle(), tls_context=None
+    )  # type: ignore[arg-type]
     settings = pop3_server.settings_for("pop3", config, loopback=True, tls_ready=False)
 
     async def scenario() -> tuple[list[bytes], bytes]:

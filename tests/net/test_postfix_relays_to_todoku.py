@@ -35,13 +35,17 @@ def _postfix_listening() -> bool:
 
 
 def _postconf(*args: str) -> str:
-    return subprocess.run(["postconf", *args], capture_output=True, text=True, check=True, timeout=30).stdout
+    return subprocess.run(
+        ["postconf", *args], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
 
 
 @pytest.fixture
 def postfix_route() -> Iterator[Callable[[str, int], None]]:
     if not _postfix_listening():
-        pytest.skip(f"Postfix is not listening on 127.0.0.1:{PF_PORT} (run ../shared/peers/setup-peers.sh all)")
+        pytest.skip(
+            f"Postfix is not listening on 127.0.0.1:{PF_PORT} (run ../shared/peers/setup-peers.sh all)"
+        )
     original = _postconf("-h", "transport_maps").strip()
 
     def route(domain: str, port: int) -> None:
@@ -58,14 +62,17 @@ def postfix_route() -> Iterator[Callable[[str, int], None]]:
     subprocess.run(["postfix", "reload"], capture_output=True, check=False, timeout=30)
 
 
-def test_postfix_relays_to_todoku(make_server: Callable[..., TodokuServer],
-                                  postfix_route: Callable[[str, int], None]) -> None:
+def test_postfix_relays_to_todoku(
+    make_server: Callable[..., TodokuServer], postfix_route: Callable[[str, int], None]
+) -> None:
     server = make_server(start=False, domains=["todoku.test"], hostname="mx.todoku.test")
     server.add_user("bob@todoku.test")
     server.start()
     postfix_route("todoku.test", server.ports["smtp"])
     token = uuid.uuid4().hex
-    body = f"Subject: from postfix {token}\r\n\r\nrelayed by a real Postfix\r\n.dot line\r\n".encode()
+    body = (
+        f"Subject: from postfix {token}\r\n\r\nrelayed by a real Postfix\r\n.dot line\r\n".encode()
+    )
     with smtplib.SMTP("127.0.0.1", PF_PORT, timeout=30) as client:
         client.sendmail("someone@example.test", ["bob@todoku.test"], body)
     deadline = time.monotonic() + 60
@@ -75,7 +82,9 @@ def test_postfix_relays_to_todoku(make_server: Callable[..., TodokuServer],
         if stored:
             break
         time.sleep(0.5)
-    assert len(stored) == 1, f"Postfix did not deliver to todoku within 60 s; server log:\n{server.log()}"
+    assert len(stored) == 1, (
+        f"Postfix did not deliver to todoku within 60 s; server log:\n{server.log()}"
+    )
     message = stored[0]
     assert message.endswith(b"relayed by a real Postfix\r\n.dot line\r\n")
     assert token.encode() in message

@@ -104,8 +104,11 @@ def test_percent_hack_and_quoted_at_stay_local(server: TodokuServer) -> None:
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=15) as client:
         client.ehlo("client.remote.test")
         client.mail("someone@remote.test")
-        for recipient in ("victim%elsewhere.test@example.test", '"victim@elsewhere.test"@example.test',
-                          "elsewhere.test!victim@example.test"):
+        for recipient in (
+            "victim%elsewhere.test@example.test",
+            '"victim@elsewhere.test"@example.test',
+            "elsewhere.test!victim@example.test",
+        ):
             code, text = client.rcpt(recipient)
             assert code == 550 and b"5.1.1" in text, (recipient, code, text)
 
@@ -143,7 +146,11 @@ def test_message_size_limit(make_server) -> None:  # type: ignore[no-untyped-def
 def test_long_lines_in_data_are_carried_whole(server: TodokuServer) -> None:
     long_line = b"y" * 200_000
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as client:
-        client.sendmail("someone@remote.test", ["alice@example.test"], b"Subject: long\r\n\r\n" + long_line + b"\r\n")
+        client.sendmail(
+            "someone@remote.test",
+            ["alice@example.test"],
+            b"Subject: long\r\n\r\n" + long_line + b"\r\n",
+        )
     [stored] = mailbox_contents(server, "alice@example.test")
     assert stored.endswith(long_line + b"\r\n")
 
@@ -182,7 +189,9 @@ def test_smuggled_message_is_not_split(server: TodokuServer) -> None:
     with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=15) as sock:
         reader = sock.makefile("rb")
         reader.readline()
-        sock.sendall(b"HELO smuggler\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        sock.sendall(
+            b"HELO smuggler\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+        )
         for _ in range(4):
             reader.readline()
         sock.sendall(
@@ -202,7 +211,9 @@ def test_auth_before_starttls_is_refused(server: TodokuServer) -> None:
     with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=15) as client:
         client.ehlo("laptop")
         assert not client.has_extn("auth")
-        code, text = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.test\0x").decode())
+        code, text = client.docmd(
+            "AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.test\0x").decode()
+        )
         assert (code, text) == (530, b"5.7.0 Must issue a STARTTLS command first")
 
 
@@ -222,30 +233,44 @@ def test_starttls_auth_and_send(server: TodokuServer, mechanism: str) -> None:
         client.user, client.password = "alice@example.test", PASSWORD
         code, _ = client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"))
         assert code == 235
-        client.sendmail("alice@example.test", ["alice@example.test"], b"Subject: via 587\r\n\r\nhi\r\n")
+        client.sendmail(
+            "alice@example.test", ["alice@example.test"], b"Subject: via 587\r\n\r\nhi\r\n"
+        )
     [stored] = mailbox_contents(server, "alice@example.test")
     parsed = message_from_bytes(stored)
-    assert "ESMTPSA" in parsed["Received"] and "Authenticated sender: alice@example.test" in parsed["Received"]
+    assert (
+        "ESMTPSA" in parsed["Received"]
+        and "Authenticated sender: alice@example.test" in parsed["Received"]
+    )
     assert "TLSv1." in parsed["Received"]
-    assert parsed["Message-ID"] and parsed["Date"], "submission adds Message-ID and Date when missing"
+    assert parsed["Message-ID"] and parsed["Date"], (
+        "submission adds Message-ID and Date when missing"
+    )
     assert PASSWORD not in server.log()
 
 
 def test_implicit_tls_submission(server: TodokuServer) -> None:
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=15,
-                          context=client_tls_context()) as client:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["submissions"], timeout=15, context=client_tls_context()
+    ) as client:
         client.login("alice@example.test", PASSWORD)
-        client.sendmail("alice@example.test", ["alice@example.test"],
-                        b"Message-ID: <keep@x>\r\nSubject: via 465\r\n\r\nhi\r\n")
+        client.sendmail(
+            "alice@example.test",
+            ["alice@example.test"],
+            b"Message-ID: <keep@x>\r\nSubject: via 465\r\n\r\nhi\r\n",
+        )
     [stored] = mailbox_contents(server, "alice@example.test")
     assert message_from_bytes(stored).get_all("Message-ID") == ["<keep@x>"]
 
 
 def test_bad_password(server: TodokuServer) -> None:
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=15,
-                          context=client_tls_context()) as client:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["submissions"], timeout=15, context=client_tls_context()
+    ) as client:
         client.ehlo("laptop")
-        code, text = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.test\0wrong").decode())
+        code, text = client.docmd(
+            "AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.test\0wrong").decode()
+        )
         assert (code, text) == (535, b"5.7.8 Authentication credentials invalid")
 
 
@@ -254,7 +279,8 @@ def test_sender_not_owned_and_alias_owned(server: TodokuServer) -> None:
     with submission_client(server) as client:
         code, text = client.mail("bob@example.test")
         assert (code, text) == (
-            553, b"5.7.1 <bob@example.test>: Sender address rejected: not owned by user alice@example.test"
+            553,
+            b"5.7.1 <bob@example.test>: Sender address rejected: not owned by user alice@example.test",
         )
         client.rset()
         assert client.mail("Sales@Example.Test")[0] == 250
@@ -269,8 +295,9 @@ def test_repeated_auth_failures_are_locked_out(make_server) -> None:  # type: ig
     server.add_user("alice@example.test")
     server.start()
     codes = []
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=30,
-                          context=client_tls_context()) as client:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["submissions"], timeout=30, context=client_tls_context()
+    ) as client:
         client.ehlo("guesser")
         for attempt in range(6):
             token = base64.b64encode(f"\0alice@example.test\0guess{attempt}".encode()).decode()
@@ -284,8 +311,9 @@ def test_repeated_auth_failures_are_locked_out(make_server) -> None:  # type: ig
     assert codes[:3] == [535, 535, 535]
     assert codes[-1] == 421
     # Even the right password is refused from that address for a while.
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=30,
-                          context=client_tls_context()) as client:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["submissions"], timeout=30, context=client_tls_context()
+    ) as client:
         client.ehlo("guesser")
         token = base64.b64encode(f"\0alice@example.test\0{PASSWORD}".encode()).decode()
         assert client.docmd("AUTH", "PLAIN " + token)[0] == 421
@@ -298,11 +326,31 @@ def test_repeated_auth_failures_are_locked_out(make_server) -> None:  # type: ig
 def test_swaks_submission_starttls_auth(server: TodokuServer) -> None:
     swaks = require_tool("swaks")
     result = subprocess.run(
-        [swaks, "--server", "127.0.0.1", "--port", str(server.ports["submission"]), "--tls",
-         "--auth", "LOGIN", "--auth-user", "alice@example.test", "--auth-password", PASSWORD,
-         "--from", "alice@example.test", "--to", "alice@example.test",
-         "--header", "Subject: from swaks", "--body", "swaks body"],
-        capture_output=True, text=True, timeout=60,
+        [
+            swaks,
+            "--server",
+            "127.0.0.1",
+            "--port",
+            str(server.ports["submission"]),
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "alice@example.test",
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            "alice@example.test",
+            "--to",
+            "alice@example.test",
+            "--header",
+            "Subject: from swaks",
+            "--body",
+            "swaks body",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 Ok: queued as" in result.stdout
@@ -314,9 +362,20 @@ def test_swaks_submission_starttls_auth(server: TodokuServer) -> None:
 def test_swaks_sees_relay_denied(server: TodokuServer) -> None:
     swaks = require_tool("swaks")
     result = subprocess.run(
-        [swaks, "--server", "127.0.0.1", "--port", str(server.ports["smtp"]),
-         "--from", "someone@remote.test", "--to", "victim@elsewhere.test"],
-        capture_output=True, text=True, timeout=60,
+        [
+            swaks,
+            "--server",
+            "127.0.0.1",
+            "--port",
+            str(server.ports["smtp"]),
+            "--from",
+            "someone@remote.test",
+            "--to",
+            "victim@elsewhere.test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "554 5.7.1 <victim@elsewhere.test>: Relay access denied" in result.stdout
@@ -334,7 +393,9 @@ def test_msmtp_implicit_tls(server: TodokuServer, tmp_path: Path) -> None:
     )
     config.chmod(0o600)
     message = b"To: alice@example.test\r\nSubject: from msmtp\r\n\r\nmsmtp body\r\n"
-    result = subprocess.run([msmtp, "-C", str(config), "-t"], input=message, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [msmtp, "-C", str(config), "-t"], input=message, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     [stored] = mailbox_contents(server, "alice@example.test")
     assert stored.endswith(message)
@@ -350,31 +411,47 @@ def test_msmtp_reports_wrong_sender(server: TodokuServer, tmp_path: Path) -> Non
         f"auth on\nuser alice@example.test\npassword {PASSWORD}\nfrom boss@example.test\n"
     )
     config.chmod(0o600)
-    result = subprocess.run([msmtp, "-C", str(config), "alice@example.test"],
-                            input=b"Subject: x\r\n\r\ny\r\n", capture_output=True, timeout=60)
+    result = subprocess.run(
+        [msmtp, "-C", str(config), "alice@example.test"],
+        input=b"Subject: x\r\n\r\ny\r\n",
+        capture_output=True,
+        timeout=60,
+    )
     assert result.returncode != 0
-    assert b"553 5.7.1 <boss@example.test>: Sender address rejected: not owned by user" in result.stderr
+    assert (
+        b"553 5.7.1 <boss@example.test>: Sender address rejected: not owned by user"
+        in result.stderr
+    )
 
 
 # ---------------------------------------------------------------- shutdown and configuration
 
 
-def test_sigterm_gives_421_to_open_sessions_and_keeps_acknowledged_mail(server: TodokuServer) -> None:
+def test_sigterm_gives_421_to_open_sessions_and_keeps_acknowledged_mail(
+    server: TodokuServer,
+) -> None:
     idle = socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=15)
     idle_reader = idle.makefile("rb")
     assert idle_reader.readline().startswith(b"220")
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=15) as client:
-        client.sendmail("a@remote.test", ["alice@example.test"], b"Subject: before stop\r\n\r\nx\r\n")
+        client.sendmail(
+            "a@remote.test", ["alice@example.test"], b"Subject: before stop\r\n\r\nx\r\n"
+        )
     in_data = socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=15)
     data_reader = in_data.makefile("rb")
     data_reader.readline()
-    in_data.sendall(b"HELO x\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    in_data.sendall(
+        b"HELO x\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+    )
     for _ in range(4):
         data_reader.readline()
     in_data.sendall(b"Subject: unfinished\r\n\r\npart")
     time.sleep(0.3)
     assert server.stop() == 0
-    assert idle_reader.readline() == b"421 4.3.2 Service shutting down, closing transmission channel\r\n"
+    assert (
+        idle_reader.readline()
+        == b"421 4.3.2 Service shutting down, closing transmission channel\r\n"
+    )
     assert data_reader.readline().startswith(b"421 4.3.2")
     idle.close()
     in_data.close()
@@ -385,29 +462,49 @@ def test_sigterm_gives_421_to_open_sessions_and_keeps_acknowledged_mail(server: 
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
     import sys
 
-    return subprocess.run([sys.executable, "-m", "todoku", "serve", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "todoku", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
-        ('domains = ["example.test"]\nfrobnicate = 1\n[listen]\nsmtp = "127.0.0.1:0"\n', "frobnicate: unknown key"),
+        (
+            'domains = ["example.test"]\nfrobnicate = 1\n[listen]\nsmtp = "127.0.0.1:0"\n',
+            "frobnicate: unknown key",
+        ),
         ('domains = ["example.test"]\n[listen]\nsmtp = "nowhere"\n', "listen.smtp:"),
-        ('domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[tls]\ncert = "missing.pem"\nkey = "k.pem"\n',
-         "tls.cert: no such file"),
-        ('domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_message_size = "big"\n',
-         "limits.max_message_size: not a size"),
+        (
+            'domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[tls]\ncert = "missing.pem"\nkey = "k.pem"\n',
+            "tls.cert: no such file",
+        ),
+        (
+            'domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_message_size = "big"\n',
+            "limits.max_message_size: not a size",
+        ),
         ('domains = "example.test"\n[listen]\nsmtp = "127.0.0.1:0"\n', "domains: expected a list"),
-        ('domains = ["example.test"]\nlang = "fr"\n[listen]\nsmtp = "127.0.0.1:0"\n', "lang: must be"),
+        (
+            'domains = ["example.test"]\nlang = "fr"\n[listen]\nsmtp = "127.0.0.1:0"\n',
+            "lang: must be",
+        ),
         ('domains = ["example.test"\n', "not valid TOML"),
-        ('domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_connections = -5\n',
-         "limits.max_connections: expected a whole number >= 1, got -5"),
-        ('domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_connections_per_ip = "50"\n',
-         "limits.max_connections_per_ip: expected a whole number >= 0, got '50'"),
+        (
+            'domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_connections = -5\n',
+            "limits.max_connections: expected a whole number >= 1, got -5",
+        ),
+        (
+            'domains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[limits]\nmax_connections_per_ip = "50"\n',
+            "limits.max_connections_per_ip: expected a whole number >= 0, got '50'",
+        ),
     ],
 )
-def test_configuration_errors_are_one_line_and_status_2(tmp_path: Path, toml: str, expected: str) -> None:
+def test_configuration_errors_are_one_line_and_status_2(
+    tmp_path: Path, toml: str, expected: str
+) -> None:
     config = tmp_path / "todoku.toml"
     config.write_text(f'data_dir = "./data"\n{toml}')
     result = run_serve(config)
@@ -423,33 +520,47 @@ def test_port_in_use_is_a_configuration_error(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         config = tmp_path / "todoku.toml"
-        config.write_text(f'domains = ["example.test"]\ndata_dir = "./data"\n[listen]\nsmtp = "127.0.0.1:{port}"\n')
+        config.write_text(
+            f'domains = ["example.test"]\ndata_dir = "./data"\n[listen]\nsmtp = "127.0.0.1:{port}"\n'
+        )
         result = run_serve(config)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"todoku: configuration error: listen.smtp: 127.0.0.1:{port}: address already in use"
+    assert (
+        result.stderr.strip()
+        == f"todoku: configuration error: listen.smtp: 127.0.0.1:{port}: address already in use"
+    )
 
 
 def test_user_and_alias_commands(make_server) -> None:  # type: ignore[no-untyped-def]
     server = make_server(start=False)
     server.add_user("carol@example.test")
     assert "carol@example.test" in server.cli("user", "list").stdout
-    duplicate = server.cli("user", "add", "carol@example.test", "--password-stdin", input="whatever12\n", check=False)
+    duplicate = server.cli(
+        "user", "add", "carol@example.test", "--password-stdin", input="whatever12\n", check=False
+    )
     assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
-    foreign = server.cli("user", "add", "dave@elsewhere.test", "--password-stdin", input="whatever12\n", check=False)
+    foreign = server.cli(
+        "user", "add", "dave@elsewhere.test", "--password-stdin", input="whatever12\n", check=False
+    )
     assert foreign.returncode == 2 and "not a local domain" in foreign.stderr
     server.cli("user", "passwd", "carol@example.test", "--password-stdin", input="new password 1\n")
     server.cli("alias", "add", "info@example.test", "carol@example.test")
     assert "info@example.test -> carol@example.test" in server.cli("alias", "list").stdout
     server.start()
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=15,
-                          context=client_tls_context()) as client:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["submissions"], timeout=15, context=client_tls_context()
+    ) as client:
         client.login("carol@example.test", "new password 1")
         client.sendmail("info@example.test", ["info@example.test"], b"Subject: alias\r\n\r\nx\r\n")
     assert len(mailbox_contents(server, "carol@example.test")) == 1
     server.cli("user", "del", "carol@example.test")
     assert "carol@example.test" not in server.cli("user", "list").stdout
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=15,
-                          context=client_tls_context()) as client, pytest.raises(smtplib.SMTPAuthenticationError):
+    with (
+        smtplib.SMTP_SSL(
+            "127.0.0.1", server.ports["submissions"], timeout=15, context=client_tls_context()
+        ) as client,
+        pytest.raises(smtplib.SMTPAuthenticationError),
+    ):
         client.login("carol@example.test", "new password 1")
 
 
@@ -469,8 +580,11 @@ def test_bdat_chunks_through_the_real_server(server: TodokuServer) -> None:
         first, second = b"Subject: chunks\r\n\r\nline one\n", b"line two\r\n.not a terminator\r\n"
         sock.sendall(
             b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
-            + f"BDAT {len(first)}\r\n".encode() + first
-            + f"BDAT {len(second)} LAST\r\n".encode() + second + b"QUIT\r\n"
+            + f"BDAT {len(first)}\r\n".encode()
+            + first
+            + f"BDAT {len(second)} LAST\r\n".encode()
+            + second
+            + b"QUIT\r\n"
         )
         replies = [reader.readline() for _ in range(5)]
     assert replies[0].startswith(b"250") and replies[1].startswith(b"250")

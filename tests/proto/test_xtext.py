@@ -72,7 +72,10 @@ def test_normal_xtext_is_still_accepted() -> None:
     )
     assert codes_of(out) == ["250 2.1.0", "250 2.1.5", "250 2.1.5"]
     assert driver.of(MailFrom)[0].envid == "QQ+314 x"
-    assert [r.orcpt for r in driver.of(RcptTo)] == ["rfc822;B@example.test", "utf-8;宋@example.test"]
+    assert [r.orcpt for r in driver.of(RcptTo)] == [
+        "rfc822;B@example.test",
+        "utf-8;宋@example.test",
+    ]
 
 
 # ------------------------------------------------------------------ fuzz (short in CI)
@@ -82,7 +85,9 @@ def is_control(char: str) -> bool:
     return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or char in "\u2028\u2029"
 
 
-_XTEXT_ISH = st.text(alphabet=st.sampled_from("abcXYZ019+-.@;!~0123456789ABCDEFabcdef"), max_size=40)
+_XTEXT_ISH = st.text(
+    alphabet=st.sampled_from("abcXYZ019+-.@;!~0123456789ABCDEFabcdef"), max_size=40
+)
 
 
 @given(_XTEXT_ISH)

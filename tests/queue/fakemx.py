@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-USER_UNKNOWN = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table"
+USER_UNKNOWN = (
+    "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table"
+)
 
 
 @dataclass

@@ -46,10 +46,19 @@ class Queue:
         writer = self.store.new_blob()
         writer.write(body)
         blob = await asyncio.to_thread(writer.finish)
-        remote = tuple(r if isinstance(r, RemoteRecipient) else RemoteRecipient(r) for r in recipients)
+        remote = tuple(
+            r if isinstance(r, RemoteRecipient) else RemoteRecipient(r) for r in recipients
+        )
         return await self.store.commit(
-            IncomingMessage(blob=blob, sender=sender, remote=remote, envid=envid, ret=ret,
-                            received_at=received_at or time.time(), subject="test")
+            IncomingMessage(
+                blob=blob,
+                sender=sender,
+                remote=remote,
+                envid=envid,
+                ret=ret,
+                received_at=received_at or time.time(),
+                subject="test",
+            )
         )
 
     def mailbox(self, address: str) -> list[bytes]:
@@ -106,7 +115,10 @@ async def running_queue(
         store,
         resolver,
         SmtpTransport(
-            HOSTNAME, port, opportunistic_tls_context() if tls else None, timeouts,
+            HOSTNAME,
+            port,
+            opportunistic_tls_context() if tls else None,
+            timeouts,
             verified_context,
         ),
         settings,

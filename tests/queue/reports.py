@@ -40,10 +40,21 @@ def parse_report(data: bytes) -> ParsedReport:
         # blocks are field groups separated by blank lines, like the ASCII ones.
         payload = status.get_payload()
         inner = payload[0] if isinstance(payload, list) else payload
-        text = inner.as_bytes(policy=policy.SMTPUTF8).decode("utf-8") if isinstance(inner, Message) else str(inner)
-        blocks = [email.message_from_string(chunk + "\n", policy=policy.SMTPUTF8)
-                  for chunk in text.replace("\r\n", "\n").split("\n\n") if chunk.strip()]
-        assert returned.get_content_type() in ("message/global", "message/global-headers",
-                                               "message/rfc822", "text/rfc822-headers")
+        text = (
+            inner.as_bytes(policy=policy.SMTPUTF8).decode("utf-8")
+            if isinstance(inner, Message)
+            else str(inner)
+        )
+        blocks = [
+            email.message_from_string(chunk + "\n", policy=policy.SMTPUTF8)
+            for chunk in text.replace("\r\n", "\n").split("\n\n")
+            if chunk.strip()
+        ]
+        assert returned.get_content_type() in (
+            "message/global",
+            "message/global-headers",
+            "message/rfc822",
+            "text/rfc822-headers",
+        )
     assert isinstance(blocks, list) and len(blocks) >= 2
     return ParsedReport(message, human.get_content(), blocks[0], blocks[1:], returned)

@@ -11,10 +11,14 @@ from tests.queue.harness import running_queue
 from tests.queue.reports import parse_report
 
 ALICE = "alice@example.test"
-UTF8_MESSAGE = "From: Jürgen <alice@example.test>\r\nSubject: Grüße aus Köln\r\n\r\nBis bald — J.\r\n".encode()
+UTF8_MESSAGE = (
+    "From: Jürgen <alice@example.test>\r\nSubject: Grüße aus Köln\r\n\r\nBis bald — J.\r\n".encode()
+)
 
 
-async def test_message_with_utf8_headers_bounces_as_a_global_report(tmp_path: Path, dns_server: DnsServer) -> None:
+async def test_message_with_utf8_headers_bounces_as_a_global_report(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
     with fake_mxes("127.0.0.2") as (mx,):
         dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
         dns_server.add("mx1.remote.test", "A", "127.0.0.2")

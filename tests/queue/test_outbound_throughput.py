@@ -25,15 +25,23 @@ async def test_a_burst_shares_few_connections_and_all_arrive(
     count = 60
     # The slow greeting lets the whole burst queue up behind the first connections.
     with fake_mxes("127.0.0.2", greeting_delay=0.5) as (mx,):
-        async with running_queue(tmp_path / "data", dns_server.address, mx.port, max_connections=3) as q:
+        async with running_queue(
+            tmp_path / "data", dns_server.address, mx.port, max_connections=3
+        ) as q:
             # Submitted together (one group commit), as a burst arrives at a busy server.
-            await asyncio.gather(*(
-                q.submit([f"user{n}@remote.test"], body=f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())
-                for n in range(count)
-            ))
+            await asyncio.gather(
+                *(
+                    q.submit(
+                        [f"user{n}@remote.test"], body=f"Subject: {n}\r\n\r\nbody {n}\r\n".encode()
+                    )
+                    for n in range(count)
+                )
+            )
             await q.wait(lambda: not q.store.list_queue(), timeout=60)
             assert q.mailbox(ALICE) == []  # nothing bounced
-    assert sorted(m.recipients[0] for m in mx.messages) == sorted(f"user{n}@remote.test" for n in range(count))
+    assert sorted(m.recipients[0] for m in mx.messages) == sorted(
+        f"user{n}@remote.test" for n in range(count)
+    )
     assert mx.connections <= 3  # reused: many messages per connection
     assert mx.max_concurrent <= 3
 
@@ -73,7 +81,7 @@ class RecordingMx:
                         end = buffer.find(b"\r\n.\r\n")
                         if end < 0:
                             break
-                        buffer = buffer[end + 5:]
+                        buffer = buffer[end + 5 :]
                         in_data = False
                         self.messages += 1
                         replies.append(b"250 2.0.0 Ok\r\n")
@@ -103,21 +111,35 @@ class RecordingMx:
 
 
 async def send_two(port: int) -> None:
-    session = await open_session("mx.remote.test", "127.0.0.1", port, helo_name="client.test",
-                                 tls_context=None, timeouts=QUICK)
+    session = await open_session(
+        "mx.remote.test",
+        "127.0.0.1",
+        port,
+        helo_name="client.test",
+        tls_context=None,
+        timeouts=QUICK,
+    )
     assert isinstance(session, SmtpSession)
     body = b"Subject: hi\r\n\r\n" + b"line of text\r\n" * 200
     for number in range(2):
-        outcomes = await session.send(Envelope(
-            sender="a@example.test",
-            recipients=((f"b{number}@remote.test", (), None), (f"c{number}@remote.test", (), None)),
-            size=len(body), open_content=lambda: [body[:1000], body[1000:]],
-        ))
+        outcomes = await session.send(
+            Envelope(
+                sender="a@example.test",
+                recipients=(
+                    (f"b{number}@remote.test", (), None),
+                    (f"c{number}@remote.test", (), None),
+                ),
+                size=len(body),
+                open_content=lambda: [body[:1000], body[1000:]],
+            )
+        )
         assert [o.code for o in outcomes] == [250, 250]
     await session.close()
 
 
-async def test_pipelining_when_offered_sends_the_envelope_and_the_message_in_one_write_each() -> None:
+async def test_pipelining_when_offered_sends_the_envelope_and_the_message_in_one_write_each() -> (
+    None
+):
     async with RecordingMx(pipelining=True) as mx:
         await send_two(mx.port)
     envelopes = [c for c in mx.chunks if c.startswith(b"MAIL FROM")]
@@ -151,6 +173,8 @@ async def test_a_new_connection_reuses_the_route_for_its_ttl(
             await asyncio.sleep(1.5)  # longer than the idle wait: the connection is closed
             await q.submit(["second@remote.test"])
             await q.wait(lambda: not q.store.list_queue())
-            asked_again = [query for query in dns_server.queries if query[0].rstrip(".") == "remote.test"]
+            asked_again = [
+                query for query in dns_server.queries if query[0].rstrip(".") == "remote.test"
+            ]
     assert len(mx.messages) == 2 and mx.connections == 2
     assert asked and asked_again == asked  # no MX question for the second connection

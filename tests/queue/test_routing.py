@@ -21,11 +21,19 @@ def reverse(hops: list[Hop]) -> None:
 async def test_mx_sorted_by_preference_equal_ones_shuffled() -> None:
     resolver = MockResolver(
         mx_records={"d.test": [(20, "c.d.test"), (10, "a.d.test"), (10, "b.d.test")]},
-        hosts={"a.d.test": ["198.51.100.1"], "b.d.test": ["2001:db8::2", "198.51.100.2"],
-               "c.d.test": ["198.51.100.3"]},
+        hosts={
+            "a.d.test": ["198.51.100.1"],
+            "b.d.test": ["2001:db8::2", "198.51.100.2"],
+            "c.d.test": ["198.51.100.3"],
+        },
     )
     plain = await route(resolver, "d.test", is_self=not_self, shuffle=lambda hops: None)
-    assert [h.ip for h in plain.hops] == ["198.51.100.1", "2001:db8::2", "198.51.100.2", "198.51.100.3"]
+    assert [h.ip for h in plain.hops] == [
+        "198.51.100.1",
+        "2001:db8::2",
+        "198.51.100.2",
+        "198.51.100.3",
+    ]
     shuffled = await route(resolver, "d.test", is_self=not_self, shuffle=reverse)
     assert [h.host for h in shuffled.hops] == ["b.d.test", "b.d.test", "a.d.test", "c.d.test"]
 
@@ -63,8 +71,9 @@ async def test_servfail_and_timeout_are_temporary() -> None:
 
 async def test_mx_pointing_back_at_us_is_a_local_configuration_error() -> None:
     by_name = MockResolver(mx_records={"d.test": [(10, HOSTNAME)]}, hosts={HOSTNAME: ["192.0.2.1"]})
-    by_address = MockResolver(mx_records={"d.test": [(10, "alias.d.test")]},
-                              hosts={"alias.d.test": ["192.0.2.1"]})
+    by_address = MockResolver(
+        mx_records={"d.test": [(10, "alias.d.test")]}, hosts={"alias.d.test": ["192.0.2.1"]}
+    )
     for resolver in (by_name, by_address):
         result = await route(resolver, "d.test", is_self=not_self)
         assert result.failure is not None
@@ -91,7 +100,8 @@ async def test_mx_hosts_without_addresses() -> None:
     resolver = MockResolver(mx_records={"d.test": [(10, "gone.d.test")]})
     result = await route(resolver, "d.test", is_self=not_self)
     assert result.failure is not None and result.failure.verdict is Verdict.PERMANENT
-    temp = MockResolver(mx_records={"d.test": [(10, "slow.d.test")]},
-                        fail={"slow.d.test": DnsStatus.TIMEOUT})
+    temp = MockResolver(
+        mx_records={"d.test": [(10, "slow.d.test")]}, fail={"slow.d.test": DnsStatus.TIMEOUT}
+    )
     result = await route(temp, "d.test", is_self=not_self)
     assert result.failure is not None and result.failure.verdict is Verdict.TEMPORARY

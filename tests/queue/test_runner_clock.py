@@ -21,8 +21,9 @@ from todoku.store.sqlite import SqliteStore
 
 HOUR = 3600.0
 SCHEDULE = Schedule(retry=(300.0, HOUR), delay_warning=4 * HOUR, max_lifetime=24 * HOUR)
-RESOLVER = MockResolver(mx_records={"remote.test": [(10, "mx.remote.test")]},
-                        hosts={"mx.remote.test": ["192.0.2.1"]})
+RESOLVER = MockResolver(
+    mx_records={"remote.test": [(10, "mx.remote.test")]}, hosts={"mx.remote.test": ["192.0.2.1"]}
+)
 Handler = Callable[[Hop, OutboundMessage | None], list[Attempt] | Attempt | None]
 
 
@@ -31,7 +32,9 @@ class Rig:
         self.clock = FakeClock(1_000_000.0)
         self.store = SqliteStore(tmp_path)
         self.runner = QueueRunner(
-            self.store, RESOLVER, MockTransport(handler),
+            self.store,
+            RESOLVER,
+            MockTransport(handler),
             RunnerSettings("mx.example.test", "en", SCHEDULE),
             is_self=lambda host, ip: False,
             local_mailboxes=lambda a: (a,) if a.endswith("@example.test") else None,
@@ -42,9 +45,14 @@ class Rig:
         writer = self.store.new_blob()
         writer.write(b"Subject: virtual\r\n\r\nbody\r\n")
         blob = await asyncio.to_thread(writer.finish)
-        return await self.store.commit(IncomingMessage(
-            blob=blob, sender="alice@example.test", received_at=self.clock.now(),
-            remote=tuple(RemoteRecipient(r) for r in recipients)))
+        return await self.store.commit(
+            IncomingMessage(
+                blob=blob,
+                sender="alice@example.test",
+                received_at=self.clock.now(),
+                remote=tuple(RemoteRecipient(r) for r in recipients),
+            )
+        )
 
     async def settle(self) -> None:
         """Let the runner finish what is due now (yields to the loop; no clock involved)."""
@@ -95,8 +103,18 @@ async def test_retries_warning_and_expiry_follow_the_schedule_in_virtual_time(ri
         if message is None:
             return None
         tries.append(rig.clock.now())
-        return [Attempt(r, Verdict.TEMPORARY, "rcpt", 451, "4.3.0", "Try again later", "mx.remote.test [192.0.2.1]")
-                for r, _, _ in message.recipients]
+        return [
+            Attempt(
+                r,
+                Verdict.TEMPORARY,
+                "rcpt",
+                451,
+                "4.3.0",
+                "Try again later",
+                "mx.remote.test [192.0.2.1]",
+            )
+            for r, _, _ in message.recipients
+        ]
 
     rig = rig_factory(greylisting_forever)
     start = rig.clock.now()
@@ -136,8 +154,10 @@ async def test_repeated_policy_block_stops_early(rig_factory) -> None:  # type: 
         if message is None:
             return None
         text = "Relay access denied"
-        return [Attempt(r, Verdict.TEMPORARY, "rcpt", 454, "4.7.1", text, "mx.remote.test [192.0.2.1]")
-                for r, _, _ in message.recipients]
+        return [
+            Attempt(r, Verdict.TEMPORARY, "rcpt", 454, "4.7.1", text, "mx.remote.test [192.0.2.1]")
+            for r, _, _ in message.recipients
+        ]
 
     rig = rig_factory(policy_block)
     await rig.submit("bob@remote.test")
@@ -148,4 +168,7 @@ async def test_repeated_policy_block_stops_early(rig_factory) -> None:  # type: 
     [bounce] = rig.mailbox()
     recipient = parse_report(bounce).recipients[0]
     assert recipient["Action"] == "failed"
-    assert "given up after 3 attempts" in recipient["Diagnostic-Code"] or "4.7.1" in recipient["Status"]
+    assert (
+        "given up after 3 attempts" in recipient["Diagnostic-Code"]
+        or "4.7.1" in recipient["Status"]
+    )

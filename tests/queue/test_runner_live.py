@@ -30,7 +30,10 @@ async def test_delivers_over_tls_and_bounces_user_unknown_with_explanation(
         zone(dns_server, "remote.test", "127.0.0.2")
         async with running_queue(tmp_path / "data", dns_server.address, mx.port) as q:
             await q.submit(
-                ["bob@remote.test", RemoteRecipient("unknown.user@remote.test", "rfc822;Unknown.User@remote.test")],
+                [
+                    "bob@remote.test",
+                    RemoteRecipient("unknown.user@remote.test", "rfc822;Unknown.User@remote.test"),
+                ],
                 envid="ENV-42",
             )
             await q.wait(lambda: not q.store.list_queue() and q.mailbox(ALICE))
@@ -60,7 +63,9 @@ async def test_delivers_over_tls_and_bounces_user_unknown_with_explanation(
     assert b"hello" in report.returned.as_bytes()
 
 
-async def test_next_mx_is_tried_when_the_first_refuses(tmp_path: Path, dns_server: DnsServer) -> None:
+async def test_next_mx_is_tried_when_the_first_refuses(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
     with fake_mxes("127.0.0.2", "127.0.0.3") as (good, dead):
         dead.stop()  # nothing listens on 127.0.0.3: connection refused
         zone(dns_server, "remote.test", "127.0.0.3", "127.0.0.2")
@@ -78,7 +83,9 @@ async def test_recipients_share_a_transaction_and_messages_share_a_connection(
     # idle wait after each message lets a burst share the connection.
     with fake_mxes("127.0.0.2", greeting_delay=1.0) as (mx,):
         zone(dns_server, "remote.test", "127.0.0.2")
-        async with running_queue(tmp_path / "data", dns_server.address, mx.port, max_connections=1) as q:
+        async with running_queue(
+            tmp_path / "data", dns_server.address, mx.port, max_connections=1
+        ) as q:
             for n in range(3):
                 await q.submit([f"a{n}@remote.test", f"b{n}@remote.test"])
             await q.wait(lambda: not q.store.list_queue())
@@ -100,11 +107,17 @@ async def test_rate_limited_remote_slows_down_and_nothing_bounces(
 
     with fake_mxes("127.0.0.2", rcpt_reply=rcpt) as (mx,):
         zone(dns_server, "remote.test", "127.0.0.2")
-        async with running_queue(tmp_path / "data", dns_server.address, mx.port, max_connections=4) as q:
+        async with running_queue(
+            tmp_path / "data", dns_server.address, mx.port, max_connections=4
+        ) as q:
             for n in range(4):
                 await q.submit([f"user{n}@remote.test"])
-            await q.wait(lambda: q.runner.destination("remote.test") is not None
-                         and q.runner.destination("remote.test").backoff > 0)
+            await q.wait(
+                lambda: (
+                    q.runner.destination("remote.test") is not None
+                    and q.runner.destination("remote.test").backoff > 0
+                )
+            )
             destination = q.runner.destination("remote.test")
             assert destination is not None and destination.limit == 1
             await q.wait(lambda: not q.store.list_queue(), timeout=40)
@@ -116,13 +129,16 @@ async def test_rate_limited_remote_slows_down_and_nothing_bounces(
 async def test_421_greeting_and_closed_connection_are_deferred(
     tmp_path: Path, dns_server: DnsServer
 ) -> None:
-    with fake_mxes("127.0.0.2", greeting="421 4.3.2 Service not available, closing") as (busy,), \
-            fake_mxes("127.0.0.3", mode="close") as (closer,):
+    with (
+        fake_mxes("127.0.0.2", greeting="421 4.3.2 Service not available, closing") as (busy,),
+        fake_mxes("127.0.0.3", mode="close") as (closer,),
+    ):
         zone(dns_server, "busy.test", "127.0.0.2")
         dns_server.add("closer.test", "MX", "10 mx.closer.test.")
         dns_server.add("mx.closer.test", "A", "127.0.0.3")
-        async with running_queue(tmp_path / "data", dns_server.address, busy.port,
-                                 retry=(30.0,)) as q:
+        async with running_queue(
+            tmp_path / "data", dns_server.address, busy.port, retry=(30.0,)
+        ) as q:
             if closer.port != busy.port:
                 closer.stop()
                 closer.port = busy.port
@@ -151,13 +167,20 @@ async def test_unreachable_domain_warns_then_expires_with_4_4_7(
         zone(dns_server, "slow.test", "127.0.0.2")
         timeouts = Timeouts(connect=1, greeting=0.5, command=1, data_block=1, end_of_data=1)
         async with running_queue(
-            tmp_path / "data", dns_server.address, mx.port,
-            retry=(1.0,), delay_warning=2.0, max_lifetime=6.0, timeouts=timeouts,
+            tmp_path / "data",
+            dns_server.address,
+            mx.port,
+            retry=(1.0,),
+            delay_warning=2.0,
+            max_lifetime=6.0,
+            timeouts=timeouts,
         ) as q:
             await q.submit(["bob@slow.test"], body=b"Subject: waiting\r\n\r\nbody\r\n")
             await q.wait(lambda: len(q.mailbox(ALICE)) >= 1, timeout=15)
             assert q.store.list_queue(), "still queued after the warning"
-            await q.wait(lambda: not q.store.list_queue() and len(q.mailbox(ALICE)) == 2, timeout=20)
+            await q.wait(
+                lambda: not q.store.list_queue() and len(q.mailbox(ALICE)) == 2, timeout=20
+            )
             warning, bounce = q.mailbox(ALICE)
     delay = parse_report(warning)
     assert delay.subject.startswith("Warning: could not send message for past ")
@@ -185,12 +208,20 @@ async def test_null_mx_and_unknown_domain_bounce_at_once_servfail_waits(
 
         def settled() -> bool:
             [entry] = q.store.list_queue() or [None]
-            return entry is not None and all(r.phase for r in entry.recipients) and bool(q.mailbox(ALICE))
+            return (
+                entry is not None
+                and all(r.phase for r in entry.recipients)
+                and bool(q.mailbox(ALICE))
+            )
 
         await q.wait(settled)
         [entry] = q.store.list_queue()
         states = {r.address: r.state for r in entry.recipients}
-        assert states == {"a@nomail.test": "failed", "b@gmial.com": "failed", "c@broken.test": "pending"}
+        assert states == {
+            "a@nomail.test": "failed",
+            "b@gmial.com": "failed",
+            "c@broken.test": "pending",
+        }
         [bounce] = q.mailbox(ALICE)
     report = parse_report(bounce)
     status = {r["Final-Recipient"]: r["Status"] for r in report.recipients}
@@ -216,10 +247,13 @@ async def test_mx_pointing_back_at_us_is_reported_as_local_configuration_error(
     assert "loops back to myself" in report.human
 
 
-async def test_looping_message_is_bounced_by_hop_count(tmp_path: Path, dns_server: DnsServer) -> None:
+async def test_looping_message_is_bounced_by_hop_count(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
     zone(dns_server, "remote.test", "127.0.0.2")
-    looped = b"".join(b"Received: from hop%d by relay; Sat, 1 Jan 2026 00:00:00 +0000\r\n" % n
-                      for n in range(51))
+    looped = b"".join(
+        b"Received: from hop%d by relay; Sat, 1 Jan 2026 00:00:00 +0000\r\n" % n for n in range(51)
+    )
     async with running_queue(tmp_path / "data", dns_server.address, 9) as q:
         await q.submit(["bob@remote.test"], body=looped + b"Subject: loop\r\n\r\nx\r\n")
         await q.wait(lambda: not q.store.list_queue() and q.mailbox(ALICE))
@@ -238,8 +272,11 @@ async def test_notify_ret_and_null_sender(tmp_path: Path, dns_server: DnsServer)
             await q.submit([RemoteRecipient("unknown1@remote.test", None, ("NEVER",))])
             await q.submit(["unknown2@remote.test"], sender="")  # a bounce is never bounced
             await q.submit([RemoteRecipient("ok@remote.test", None, ("SUCCESS",))])
-            await q.submit([RemoteRecipient("unknown3@remote.test", None, ("FAILURE",))], ret="HDRS",
-                           body=b"Subject: hdrs\r\n\r\nsecret body\r\n")
+            await q.submit(
+                [RemoteRecipient("unknown3@remote.test", None, ("FAILURE",))],
+                ret="HDRS",
+                body=b"Subject: hdrs\r\n\r\nsecret body\r\n",
+            )
             await q.wait(lambda: not q.store.list_queue() and len(q.mailbox(ALICE)) >= 2)
             await asyncio.sleep(0.3)
             reports = [parse_report(m) for m in q.mailbox(ALICE)]
@@ -257,8 +294,15 @@ async def test_notify_is_passed_on_to_a_dsn_capable_next_hop(
     with fake_mxes("127.0.0.2") as (mx,):
         zone(dns_server, "remote.test", "127.0.0.2")
         async with running_queue(tmp_path / "data", dns_server.address, mx.port) as q:
-            await q.submit([RemoteRecipient("ok@remote.test", "rfc822;OK@remote.test", ("SUCCESS", "FAILURE"))],
-                           envid="ENV 1", ret="HDRS")
+            await q.submit(
+                [
+                    RemoteRecipient(
+                        "ok@remote.test", "rfc822;OK@remote.test", ("SUCCESS", "FAILURE")
+                    )
+                ],
+                envid="ENV 1",
+                ret="HDRS",
+            )
             await q.wait(lambda: not q.store.list_queue())
             await asyncio.sleep(0.3)
             assert q.mailbox(ALICE) == []  # the next hop reports success now, not us
@@ -276,9 +320,24 @@ async def test_restart_resumes_and_never_resends_a_delivered_recipient(
             await q.runner.stop()  # a server that went down right after accepting the message
             queue_id = await q.submit(["done@remote.test", "todo@remote.test"])
             # As if the crash came right after the remote's 250 for one recipient was recorded.
-            q.store.record_results(queue_id, [RecipientResult(
-                "done@remote.test", "delivered", "end-of-data", 250, "2.0.0", "Ok", "mx1 [127.0.0.2]",
-                "delivered", "2.0.0", "remote.test")], 0.0)
+            q.store.record_results(
+                queue_id,
+                [
+                    RecipientResult(
+                        "done@remote.test",
+                        "delivered",
+                        "end-of-data",
+                        250,
+                        "2.0.0",
+                        "Ok",
+                        "mx1 [127.0.0.2]",
+                        "delivered",
+                        "2.0.0",
+                        "remote.test",
+                    )
+                ],
+                0.0,
+            )
         async with running_queue(tmp_path / "data", dns_server.address, mx.port) as q:
             await q.wait(lambda: not q.store.list_queue())
     assert [m.recipients for m in mx.messages] == [["todo@remote.test"]]
@@ -293,7 +352,9 @@ async def test_per_domain_connection_limit(tmp_path: Path, dns_server: DnsServer
 
     with fake_mxes("127.0.0.2", data_reply=slow_data) as (mx,):
         zone(dns_server, "remote.test", "127.0.0.2")
-        async with running_queue(tmp_path / "data", dns_server.address, mx.port, max_connections=2) as q:
+        async with running_queue(
+            tmp_path / "data", dns_server.address, mx.port, max_connections=2
+        ) as q:
             for n in range(6):
                 await q.submit([f"user{n}@remote.test"])
             await q.wait(lambda: not q.store.list_queue(), timeout=30)
@@ -301,7 +362,9 @@ async def test_per_domain_connection_limit(tmp_path: Path, dns_server: DnsServer
     assert mx.max_concurrent <= 2
 
 
-async def test_big_message_with_dot_lines_arrives_intact(tmp_path: Path, dns_server: DnsServer) -> None:
+async def test_big_message_with_dot_lines_arrives_intact(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
     body = b"Subject: big\r\n\r\n" + b"".join(
         (b"." if n % 7 == 0 else b"") + b"line %d of a long message with some text\r\n" % n
         for n in range(80_000)
@@ -311,7 +374,9 @@ async def test_big_message_with_dot_lines_arrives_intact(tmp_path: Path, dns_ser
         # A generous end-of-data timeout: the fake MX shares this process (and its GIL), and a
         # timeout after the remote took the message would legitimately cause a second copy.
         slow_ok = Timeouts(connect=5, greeting=10, command=10, data_block=30, end_of_data=60)
-        async with running_queue(tmp_path / "data", dns_server.address, mx.port, timeouts=slow_ok) as q:
+        async with running_queue(
+            tmp_path / "data", dns_server.address, mx.port, timeouts=slow_ok
+        ) as q:
             await q.submit(["bob@remote.test"], body=body)
             await q.wait(lambda: not q.store.list_queue(), timeout=30)
     [received] = mx.messages

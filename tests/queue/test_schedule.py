@@ -60,10 +60,21 @@ def test_greylisting_is_recognised_by_the_remote_words() -> None:
     from todoku.queue.runner import is_greylisting
 
     def attempt(code: int, enhanced: str, text: str) -> Attempt:
-        return Attempt("bob@remote.test", Verdict.TEMPORARY, "rcpt", code, enhanced, text,
-                       reason=classify_reply(code, enhanced, text))
+        return Attempt(
+            "bob@remote.test",
+            Verdict.TEMPORARY,
+            "rcpt",
+            code,
+            enhanced,
+            text,
+            reason=classify_reply(code, enhanced, text),
+        )
 
-    assert is_greylisting(attempt(450, "4.7.1", "Recipient address rejected: Greylisted, please try again in 300 seconds"))
+    assert is_greylisting(
+        attempt(
+            450, "4.7.1", "Recipient address rejected: Greylisted, please try again in 300 seconds"
+        )
+    )
     assert is_greylisting(attempt(451, "4.7.1", "Please try again later (graylisting in action)"))
     assert not is_greylisting(attempt(421, "4.7.0", "Too many connections from your IP, slow down"))
     assert not is_greylisting(attempt(451, "4.3.0", "Temporary local problem"))

@@ -20,15 +20,31 @@ async def queued(store: SqliteStore, count: int) -> list[str]:
         writer = store.new_blob()
         writer.write(f"Subject: {number}\r\n\r\nbody\r\n".encode())
         blob = writer.finish()
-        ids.append(await store.commit(IncomingMessage(
-            blob=blob, sender="a@example.test", remote=(RemoteRecipient(f"r{number}@remote.test"),),
-        )))
+        ids.append(
+            await store.commit(
+                IncomingMessage(
+                    blob=blob,
+                    sender="a@example.test",
+                    remote=(RemoteRecipient(f"r{number}@remote.test"),),
+                )
+            )
+        )
     return ids
 
 
 def delivered(address: str) -> RecipientResult:
-    return RecipientResult(address, "delivered", "end-of-data", 250, "2.0.0", "Ok", "mx [127.0.0.1]",
-                           "delivered", "2.0.0", "remote.test")
+    return RecipientResult(
+        address,
+        "delivered",
+        "end-of-data",
+        250,
+        "2.0.0",
+        "Ok",
+        "mx [127.0.0.1]",
+        "delivered",
+        "2.0.0",
+        "remote.test",
+    )
 
 
 async def test_a_failing_call_is_undone_alone_and_the_rest_commits(tmp_path: Path) -> None:
@@ -75,7 +91,6 @@ async def test_retiring_in_a_batch_deletes_the_file_after_the_commit(tmp_path: P
         store.close()
 
 
-
 async def test_the_state_writer_deletes_retired_files_off_its_own_thread(tmp_path: Path) -> None:
     """StateWriter hands the unlinks to another thread after the commit; drain waits for them."""
     import threading
@@ -102,10 +117,13 @@ async def test_the_state_writer_deletes_retired_files_off_its_own_thread(tmp_pat
             store.mark_reported(queue_id, [address])
             return store.retire_queue_entry(queue_id)
 
-        results = await asyncio.gather(*(
-            writer.run(lambda e=e: finish(e.id, e.recipients[0].address))
-            for e in entries if e is not None
-        ))
+        results = await asyncio.gather(
+            *(
+                writer.run(lambda e=e: finish(e.id, e.recipients[0].address))
+                for e in entries
+                if e is not None
+            )
+        )
         await writer.drain()
         assert results == [True, True, True]
         assert not any(path.exists() for path in paths)
@@ -114,6 +132,7 @@ async def test_the_state_writer_deletes_retired_files_off_its_own_thread(tmp_pat
         writer.close()
     finally:
         store.close()
+
 
 async def test_concurrent_updates_share_transactions(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
@@ -128,10 +147,12 @@ async def test_concurrent_updates_share_transactions(tmp_path: Path) -> None:
 
         store.run_batch = counting  # type: ignore[method-assign]
         writer = StateWriter(store)
-        results = await asyncio.gather(*(
-            writer.run(lambda queue_id=queue_id: store.begin_attempt(queue_id, 1.0, 77.0))
-            for queue_id in ids
-        ))
+        results = await asyncio.gather(
+            *(
+                writer.run(lambda queue_id=queue_id: store.begin_attempt(queue_id, 1.0, 77.0))
+                for queue_id in ids
+            )
+        )
         await writer.drain()
         assert results == [1] * len(ids)
         assert sum(batches) == len(ids)
@@ -143,7 +164,6 @@ async def test_concurrent_updates_share_transactions(tmp_path: Path) -> None:
         assert await writer.run(lambda: store.begin_attempt(ids[0], 2.0, 88.0)) == 2
     finally:
         store.close()
-
 
 
 async def test_reads_that_arrive_together_share_one_thread_hop(
@@ -194,7 +214,9 @@ async def test_more_reads_than_a_group_all_complete(monkeypatch: pytest.MonkeyPa
 
     hops: list[int] = []
     run_each = batch._run_each
-    monkeypatch.setattr(batch, "_run_each", lambda calls: (hops.append(len(calls)), run_each(calls))[1])
+    monkeypatch.setattr(
+        batch, "_run_each", lambda calls: (hops.append(len(calls)), run_each(calls))[1]
+    )
     reader = batch.ReadBatcher()
     count = batch.MAX_READ_GROUP * 2 + 3
     results = await asyncio.wait_for(

@@ -29,7 +29,9 @@ def spool(store: SqliteStore, content: bytes):  # type: ignore[no-untyped-def]
 async def test_concurrent_commits_get_distinct_uids_and_content(store: SqliteStore) -> None:
     async def one(i: int) -> str:
         blob = spool(store, f"Subject: {i}\r\n\r\nbody {i}\r\n".encode())
-        return await store.commit(IncomingMessage(blob, "a@remote.test", ("alice@example.test",), subject=str(i)))
+        return await store.commit(
+            IncomingMessage(blob, "a@remote.test", ("alice@example.test",), subject=str(i))
+        )
 
     ids = await asyncio.gather(*(one(i) for i in range(200)))
     assert len(set(ids)) == 200
@@ -37,15 +39,22 @@ async def test_concurrent_commits_get_distinct_uids_and_content(store: SqliteSto
     assert [m.uid for m in messages] == list(range(1, 201))
     for message in messages:
         with store.open_blob(message.blob_id) as handle:
-            assert handle.read() == f"Subject: {message.subject}\r\n\r\nbody {message.subject}\r\n".encode()
+            assert (
+                handle.read()
+                == f"Subject: {message.subject}\r\n\r\nbody {message.subject}\r\n".encode()
+            )
     assert not any(store.blobs.tmp_dir.iterdir()), "tmp/ holds nothing once committed"
 
 
 async def test_one_copy_for_many_recipients_and_the_queue(store: SqliteStore) -> None:
     blob = spool(store, b"Subject: shared\r\n\r\nx\r\n")
     await store.commit(
-        IncomingMessage(blob, "a@remote.test", ("alice@example.test", "bob@example.test"),
-                        (RemoteRecipient("c@elsewhere.test", "rfc822;C@elsewhere.test", ("FAILURE",)),))
+        IncomingMessage(
+            blob,
+            "a@remote.test",
+            ("alice@example.test", "bob@example.test"),
+            (RemoteRecipient("c@elsewhere.test", "rfc822;C@elsewhere.test", ("FAILURE",)),),
+        )
     )
     files = [p for p in store.blobs.messages_dir.rglob("*") if p.is_file()]
     assert len(files) == 1
@@ -75,7 +84,9 @@ async def test_delete_undelete_new_uid_and_purge(store: SqliteStore) -> None:
 
 async def test_purge_keeps_content_still_queued(store: SqliteStore) -> None:
     blob = spool(store, b"both")
-    await store.commit(IncomingMessage(blob, "", ("alice@example.test",), (RemoteRecipient("x@elsewhere.test"),)))
+    await store.commit(
+        IncomingMessage(blob, "", ("alice@example.test",), (RemoteRecipient("x@elsewhere.test"),))
+    )
     [message] = store.list_messages("alice@example.test")
     store.mark_deleted("alice@example.test", [message.id], when=1.0)
     assert store.purge_deleted(older_than=2.0) == 1

@@ -504,5 +504,9 @@ def _web(mta_sts: _Table, web: _Table, listen: dict[str, ListenAddress]) -> WebC
     if "http" in listen and "https" not in listen:
         raise ConfigError("listen.http: set listen.https too (http only redirects to it)")
     return WebConfig(
-        listen.get("https"), listen.get("http"), mode, int(max_age), token.strip() if token else None
+        listen.get("https"),
+        listen.get("http"),
+        mode,
+        int(max_age),
+        token.strip() if token else None,
     )

@@ -39,9 +39,21 @@ _ALGORITHM = {ED25519: b"ed25519-sha256", RSA: b"rsa-sha256"}
 # Headers we sign: the ones that make up what the reader sees and what threads the message.
 # "from" twice is over-signing: a second From added in transit breaks the signature (RFC 6376 §8.15).
 SIGNED_HEADERS = (
-    "from", "from", "to", "cc", "subject", "date", "message-id", "reply-to",
-    "in-reply-to", "references", "mime-version", "content-type", "content-transfer-encoding",
-    "list-unsubscribe", "list-unsubscribe-post",
+    "from",
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "in-reply-to",
+    "references",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
 )
 
 
@@ -101,21 +113,29 @@ def _new_key(domain: str, selector: str, algorithm: str) -> tuple[DkimKey, bytes
     if algorithm == ED25519:
         private_ed = ed25519.Ed25519PrivateKey.generate()
         seed = private_ed.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
         )
         raw_public = private_ed.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         file_bytes = base64.b64encode(seed) + b"\n"
-        return _key_from_file(domain, selector, algorithm, file_bytes, base64.b64encode(raw_public).decode()), file_bytes
+        return _key_from_file(
+            domain, selector, algorithm, file_bytes, base64.b64encode(raw_public).decode()
+        ), file_bytes
     private_rsa = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     pem = private_rsa.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
     return _key_from_file(domain, selector, algorithm, pem), pem
 
 
-def _key_from_file(domain: str, selector: str, algorithm: str, data: bytes, public_b64: str | None = None) -> DkimKey:
+def _key_from_file(
+    domain: str, selector: str, algorithm: str, data: bytes, public_b64: str | None = None
+) -> DkimKey:
     if public_b64 is None:
         if algorithm == ED25519:
             seed = base64.b64decode(data.strip())
@@ -230,7 +250,10 @@ class KeyStore:
             domain,
             self._load_set(domain, state["active"]),
             self._load_set(domain, state["pending"]) if state.get("pending") else None,
-            [(self._load_set(domain, r["set"]), float(r["retired_at"])) for r in state.get("retired", [])],
+            [
+                (self._load_set(domain, r["set"]), float(r["retired_at"]))
+                for r in state.get("retired", [])
+            ],
             float(state.get("switch_after", 0.0)),
         )
         if self._advance(keys, now):
@@ -253,7 +276,9 @@ class KeyStore:
             changed = True
         return changed
 
-    def rotate(self, domain: str, now: float | None = None, grace: float | None = None) -> DomainKeys:
+    def rotate(
+        self, domain: str, now: float | None = None, grace: float | None = None
+    ) -> DomainKeys:
         """Make a new pending set; signing switches to it after ``grace`` seconds."""
         now = time.time() if now is None else now
         keys = self.load(domain, now)
@@ -279,7 +304,10 @@ class Signer:
     """
 
     def __init__(
-        self, store: KeyStore, domains: tuple[str, ...], algorithms: tuple[str, ...] = (ED25519, RSA)
+        self,
+        store: KeyStore,
+        domains: tuple[str, ...],
+        algorithms: tuple[str, ...] = (ED25519, RSA),
     ) -> None:
         self.store = store
         self.domains = tuple(d.lower() for d in domains)
@@ -293,8 +321,10 @@ class Signer:
     def keys(self, domain: str, now: float | None = None) -> DomainKeys:
         now = time.time() if now is None else now
         cached = self._cache.get(domain)
-        if cached is not None and now - cached[0] < 60 and (
-            cached[1].pending is None or now < cached[1].switch_after
+        if (
+            cached is not None
+            and now - cached[0] < 60
+            and (cached[1].pending is None or now < cached[1].switch_after)
         ):
             return cached[1]
         loaded = self.store.load(domain, now)
@@ -426,11 +456,18 @@ def signature_keys(message: bytes) -> list[tuple[str, str]]:
     out = []
     for value in header_values(message, "dkim-signature"):
         tags = _tags(value.encode("utf-8", "replace"))
-        out.append((tags.get(b"d", b"").decode(errors="replace").lower(), tags.get(b"s", b"").decode(errors="replace")))
+        out.append(
+            (
+                tags.get(b"d", b"").decode(errors="replace").lower(),
+                tags.get(b"s", b"").decode(errors="replace"),
+            )
+        )
     return out
 
 
-def verify_signatures(message: bytes, key_records: Mapping[str, list[str] | None]) -> list[DkimResult]:
+def verify_signatures(
+    message: bytes, key_records: Mapping[str, list[str] | None]
+) -> list[DkimResult]:
     """Check every signature with dkimpy, answering its key queries from ``key_records``
     (``selector._domainkey.domain`` → TXT strings, or None for a temporary DNS failure), which
     the caller fetched through our resolver beforehand. CPU work: run in a worker thread."""
@@ -455,7 +492,9 @@ def verify_signatures(message: bytes, key_records: Mapping[str, list[str] | None
         try:
             ok = checker.verify(idx=index, dnsfunc=dnsfunc)
         except _TempFail:
-            results.append(DkimResult("temperror", domain, selector, algorithm, "key lookup failed"))
+            results.append(
+                DkimResult("temperror", domain, selector, algorithm, "key lookup failed")
+            )
             continue
         except dkimpy.KeyFormatError as exc:
             results.append(DkimResult("permerror", domain, selector, algorithm, str(exc)))
@@ -473,7 +512,11 @@ def verify_signatures(message: bytes, key_records: Mapping[str, list[str] | None
         else:
             texts = key_records.get(f"{selector}._domainkey.{domain}".lower(), [])
             if not texts:
-                results.append(DkimResult("permerror", domain, selector, algorithm, "no key in DNS"))
+                results.append(
+                    DkimResult("permerror", domain, selector, algorithm, "no key in DNS")
+                )
             else:
-                results.append(DkimResult("fail", domain, selector, algorithm, "signature did not verify"))
+                results.append(
+                    DkimResult("fail", domain, selector, algorithm, "signature did not verify")
+                )
     return results

@@ -31,16 +31,26 @@ def client_key(ip: str) -> str:
 
 
 def too_many_connections(ip: str, limit: int) -> Reply:
-    return Reply(421, "4.7.0", f"Error: too many connections from [{ip}] (limit {limit} per minute); try again later")
+    return Reply(
+        421,
+        "4.7.0",
+        f"Error: too many connections from [{ip}] (limit {limit} per minute); try again later",
+    )
 
 
 def too_many_messages(ip: str, limit: int) -> Reply:
-    return Reply(421, "4.7.0", f"Error: too many messages from [{ip}] (limit {limit} per minute); try again later")
+    return Reply(
+        421,
+        "4.7.0",
+        f"Error: too many messages from [{ip}] (limit {limit} per minute); try again later",
+    )
 
 
 def greylisted(delay: float) -> Reply:
     return Reply(
-        450, "4.7.1", f"Recipient address rejected: Greylisted, please try again in {int(delay)} seconds"
+        450,
+        "4.7.1",
+        f"Recipient address rejected: Greylisted, please try again in {int(delay)} seconds",
     )
 
 

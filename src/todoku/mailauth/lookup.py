@@ -115,4 +115,6 @@ class TableLookups:
 
     async def ptr(self, ip: str) -> Answer[str]:
         answer = self._answer(reverse_name(ip), "PTR")
-        return Answer(answer.status, tuple(r.lower().rstrip(".") for r in answer.records), answer.detail)
+        return Answer(
+            answer.status, tuple(r.lower().rstrip(".") for r in answer.records), answer.detail
+        )

@@ -23,7 +23,12 @@ from todoku.mailauth.mta_sts import policy_id, policy_text
 
 TTL = 3600
 STANDARD_PORTS = {"submission": 587, "submissions": 465, "pop3": 110, "pop3s": 995}
-SRV_NAMES = {"submission": "_submission._tcp", "submissions": "_submissions._tcp", "pop3": "_pop3._tcp", "pop3s": "_pop3s._tcp"}
+SRV_NAMES = {
+    "submission": "_submission._tcp",
+    "submissions": "_submissions._tcp",
+    "pop3": "_pop3._tcp",
+    "pop3s": "_pop3s._tcp",
+}
 WEB_NAMES = {
     "mta-sts": "the MTA-STS policy",
     "autoconfig": "Thunderbird's autoconfiguration",
@@ -45,7 +50,7 @@ class DnsRecord:
         value = self.value
         if self.rdtype == "TXT":
             # RFC 1035 §3.3.14: a TXT record is strings of at most 255 octets each.
-            value = " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))
+            value = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
         return f"{self.name}.\t{TTL}\tIN\t{self.rdtype}\t{value}"
 
 
@@ -64,15 +69,21 @@ def records_for(
     host = config.hostname
     rua = f"mailto:postmaster@{domain}"
     out = [
-        DnsRecord("mx", domain, "MX", f"10 {host}.", "where other servers deliver mail for this domain"),
+        DnsRecord(
+            "mx", domain, "MX", f"10 {host}.", "where other servers deliver mail for this domain"
+        ),
     ]
     out += [DnsRecord("a", host, "A", ip, "the mail server's IPv4 address") for ip in ipv4]
     out += [DnsRecord("aaaa", host, "AAAA", ip, "the mail server's IPv6 address") for ip in ipv6]
     out.append(
-        DnsRecord("spf", domain, "TXT", "v=spf1 mx -all", "SPF: only this domain's MX hosts send its mail")
+        DnsRecord(
+            "spf", domain, "TXT", "v=spf1 mx -all", "SPF: only this domain's MX hosts send its mail"
+        )
     )
     out.append(
-        DnsRecord("spf-helo", host, "TXT", "v=spf1 a -all", "SPF for the HELO name, checked on bounces")
+        DnsRecord(
+            "spf-helo", host, "TXT", "v=spf1 a -all", "SPF for the HELO name, checked on bounces"
+        )
     )
     for key, role in keys.published():
         note = {
@@ -83,7 +94,10 @@ def records_for(
         out.append(DnsRecord("dkim", key.record_name, "TXT", key.record_text, note))
     out.append(
         DnsRecord(
-            "dmarc", f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=quarantine; rua={rua}",
+            "dmarc",
+            f"_dmarc.{domain}",
+            "TXT",
+            f"v=DMARC1; p=quarantine; rua={rua}",
             "DMARC: receivers junk mail failing SPF and DKIM, and send reports to postmaster",
         )
     )
@@ -91,7 +105,10 @@ def records_for(
     policy = " / ".join(policy_text(config).splitlines())
     out.append(
         DnsRecord(
-            "mta-sts", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={mta_sts_id(config)}",
+            "mta-sts",
+            f"_mta-sts.{domain}",
+            "TXT",
+            f"v=STSv1; id={mta_sts_id(config)}",
             f"MTA-STS (RFC 8461); {served} https://mta-sts.{domain}/.well-known/mta-sts.txt:"
             f" {policy}",
         )
@@ -100,23 +117,40 @@ def records_for(
         for name, what in WEB_NAMES.items():
             out.append(DnsRecord("web", f"{name}.{domain}", "CNAME", f"{host}.", f"{what} (https)"))
     out.append(
-        DnsRecord("tls-rpt", f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua={rua}", "TLS reports (RFC 8460)")
+        DnsRecord(
+            "tls-rpt",
+            f"_smtp._tls.{domain}",
+            "TXT",
+            f"v=TLSRPTv1; rua={rua}",
+            "TLS reports (RFC 8460)",
+        )
     )
     for service, name in SRV_NAMES.items():
         if service in config.listen:
             out.append(
                 DnsRecord(
-                    "srv", f"{name}.{domain}", "SRV", f"0 1 {STANDARD_PORTS[service]} {host}.",
+                    "srv",
+                    f"{name}.{domain}",
+                    "SRV",
+                    f"0 1 {STANDARD_PORTS[service]} {host}.",
                     "lets mail programs find the server (RFC 6186)",
                 )
             )
-    out.append(DnsRecord("srv", f"_imap._tcp.{domain}", "SRV", "0 0 0 .", "no IMAP here (RFC 6186 §3.4)"))
-    out.append(DnsRecord("srv", f"_imaps._tcp.{domain}", "SRV", "0 0 0 .", "no IMAP here (RFC 6186 §3.4)"))
+    out.append(
+        DnsRecord("srv", f"_imap._tcp.{domain}", "SRV", "0 0 0 .", "no IMAP here (RFC 6186 §3.4)")
+    )
+    out.append(
+        DnsRecord("srv", f"_imaps._tcp.{domain}", "SRV", "0 0 0 .", "no IMAP here (RFC 6186 §3.4)")
+    )
     for ip in ipv4 + ipv6:
         out.append(
             DnsRecord(
-                "ptr", ipaddress.ip_address(ip).reverse_pointer, "PTR", f"{host}.",
-                "reverse DNS: ask your hosting provider to set it", provider=True,
+                "ptr",
+                ipaddress.ip_address(ip).reverse_pointer,
+                "PTR",
+                f"{host}.",
+                "reverse DNS: ask your hosting provider to set it",
+                provider=True,
             )
         )
     return out
@@ -125,7 +159,9 @@ def records_for(
 def render(config: Config, domain: str, records: list[DnsRecord], addresses_known: bool) -> str:
     lines = [f"; DNS records for {domain}, mail server {config.hostname} (todoku dns-records)"]
     if not addresses_known:
-        lines.append(f"; {config.hostname} has no address in DNS yet and none was given (--ipv4/--ipv6):")
+        lines.append(
+            f"; {config.hostname} has no address in DNS yet and none was given (--ipv4/--ipv6):"
+        )
         lines.append(f"; {config.hostname}.\t{TTL}\tIN\tA\t<this server's public IPv4 address>")
         lines.append(f"; {config.hostname}.\t{TTL}\tIN\tAAAA\t<this server's public IPv6 address>")
     zone = [r for r in records if not r.provider]
@@ -154,10 +190,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "a": "Address of {host}: without it nobody can reach this server, and receivers refuse "
         "mail from a HELO name that does not resolve.",
         "ptr": "Reverse DNS (PTR) of {ip}: must be {host}. Gmail refuses mail from addresses without "
-        "matching reverse DNS (550 5.7.25, or 421 4.7.0 \"PTR\"); Outlook and Yahoo junk or delay it. "
+        'matching reverse DNS (550 5.7.25, or 421 4.7.0 "PTR"); Outlook and Yahoo junk or delay it. '
         "Only your hosting provider can set it.",
         "spf": "SPF of {domain}: Gmail, Outlook and Yahoo require SPF or DKIM on all mail, and "
-        "reject unauthenticated mail (550 5.7.26 \"unauthenticated\").",
+        'reject unauthenticated mail (550 5.7.26 "unauthenticated").',
         "spf-helo": "SPF of the HELO name {host}: bounces (empty sender) are judged by it.",
         "dkim": "DKIM key {name}: without it our signatures cannot be checked; Gmail and Yahoo "
         "require DKIM for bulk senders and treat unsigned mail as suspect.",
@@ -180,10 +216,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ドメインのアドレスに配送を試みますが、MX の無いドメインからのメールを拒否するプロバイダも多くあります。",
         "a": "{host} のアドレス: 無いとこのサーバーに誰も接続できず、解決できない HELO 名のメールは拒否されます。",
         "ptr": "{ip} の逆引き (PTR): {host} である必要があります。Gmail は逆引きが一致しないアドレスからのメールを"
-        "拒否し (550 5.7.25 や 421 4.7.0 \"PTR\")、Outlook と Yahoo は迷惑メール扱いや遅延にします。"
+        '拒否し (550 5.7.25 や 421 4.7.0 "PTR")、Outlook と Yahoo は迷惑メール扱いや遅延にします。'
         "設定できるのはホスティング事業者だけです。",
         "spf": "{domain} の SPF: Gmail・Outlook・Yahoo はすべてのメールに SPF か DKIM を求め、"
-        "認証の無いメールを拒否します (550 5.7.26 \"unauthenticated\")。",
+        '認証の無いメールを拒否します (550 5.7.26 "unauthenticated")。',
         "spf-helo": "HELO 名 {host} の SPF: エラーメール (空の送信者) はこれで判定されます。",
         "dkim": "DKIM 鍵 {name}: 無いと署名を検証できません。Gmail と Yahoo は大量送信者に DKIM を求め、"
         "署名の無いメールを疑わしいものとして扱います。",
@@ -242,15 +278,25 @@ async def diagnose(
 
     ipv4, ipv6 = await _host_addresses(lookups, host)
     addresses = ipv4 + ipv6
-    add("a", host, "ok" if addresses else "missing", text["published"].format(found=", ".join(addresses)) if addresses else "")
+    add(
+        "a",
+        host,
+        "ok" if addresses else "missing",
+        text["published"].format(found=", ".join(addresses)) if addresses else "",
+    )
     for ip in addresses:
         ptr = await lookups.ptr(ip)
         names = [n.lower().rstrip(".") for n in ptr.records]
         if not names:
             add("ptr", ipaddress.ip_address(ip).reverse_pointer, "missing", ip=ip)
         elif host not in names:
-            add("ptr", ipaddress.ip_address(ip).reverse_pointer, "wrong",
-                text["published"].format(found=", ".join(names)), ip=ip)
+            add(
+                "ptr",
+                ipaddress.ip_address(ip).reverse_pointer,
+                "wrong",
+                text["published"].format(found=", ".join(names)),
+                ip=ip,
+            )
         else:
             add("ptr", ipaddress.ip_address(ip).reverse_pointer, "ok", ip=ip)
     helo_txt = await lookups.txt(host)
@@ -263,12 +309,20 @@ async def diagnose(
         if not hosts:
             add("mx", domain, "missing", domain=domain)
         elif host not in hosts:
-            add("mx", domain, "wrong", text["published"].format(found=", ".join(hosts)), domain=domain)
+            add(
+                "mx",
+                domain,
+                "wrong",
+                text["published"].format(found=", ".join(hosts)),
+                domain=domain,
+            )
         else:
             add("mx", domain, "ok", domain=domain)
 
         txt = await lookups.txt(domain)
-        spf_records = [t for t in txt.records if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")]
+        spf_records = [
+            t for t in txt.records if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")
+        ]
         if not spf_records:
             add("spf", domain, "missing", domain=domain)
         else:
@@ -277,7 +331,13 @@ async def diagnose(
                 result = await spf.check_host(lookups, ip, domain, f"postmaster@{domain}", host)
                 if result != spf.PASS:
                     bad.append(text["spf-result"].format(ip=ip, result=result))
-            add("spf", domain, "wrong" if bad else "ok", "; ".join(bad) or spf_records[0], domain=domain)
+            add(
+                "spf",
+                domain,
+                "wrong" if bad else "ok",
+                "; ".join(bad) or spf_records[0],
+                domain=domain,
+            )
 
         domain_keys = keys.get(domain)
         if domain_keys is not None:
@@ -287,9 +347,19 @@ async def diagnose(
                 answer = await lookups.txt(key.record_name)
                 published = [_dkim_key(t) for t in answer.records if "p=" in t]
                 if not published:
-                    add("dkim", key.record_name, "missing", text["expected"].format(expected=key.record_text))
+                    add(
+                        "dkim",
+                        key.record_name,
+                        "missing",
+                        text["expected"].format(expected=key.record_text),
+                    )
                 elif key.public_b64 not in published:
-                    add("dkim", key.record_name, "wrong", text["expected"].format(expected=key.record_text))
+                    add(
+                        "dkim",
+                        key.record_name,
+                        "wrong",
+                        text["expected"].format(expected=key.record_text),
+                    )
                 else:
                     add("dkim", key.record_name, "ok")
 
@@ -300,7 +370,13 @@ async def diagnose(
         ):
             answer = await lookups.txt(name)
             found = [t for t in answer.records if _normal_txt(t).startswith(prefix)]
-            add(purpose, name, "ok" if found else "missing", found[0] if found else "", domain=domain)
+            add(
+                purpose,
+                name,
+                "ok" if found else "missing",
+                found[0] if found else "",
+                domain=domain,
+            )
 
         for service, srv_name in SRV_NAMES.items():
             if service in config.listen:

@@ -198,14 +198,23 @@ def parse_record(text: str) -> tuple[list[_Term], dict[str, str]]:
 # ----------------------------------------------------------------- evaluation
 
 
-def _in_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, address: str, cidr4: int | None, cidr6: int | None) -> bool:
+def _in_network(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    address: str,
+    cidr4: int | None,
+    cidr6: int | None,
+) -> bool:
     try:
         candidate = ipaddress.ip_address(address)
     except ValueError:
         return False
     if candidate.version != ip.version:
         return False
-    prefix = (cidr4 if cidr4 is not None else 32) if ip.version == 4 else (cidr6 if cidr6 is not None else 128)
+    prefix = (
+        (cidr4 if cidr4 is not None else 32)
+        if ip.version == 4
+        else (cidr6 if cidr6 is not None else 128)
+    )
     network = ipaddress.ip_network(f"{candidate}/{prefix}", strict=False)
     return ip in network
 
@@ -253,7 +262,9 @@ async def _match(state: _State, term: _Term, domain: str, depth: int) -> bool:
     target = expand(term.argument, state, domain) if term.argument else domain
     target = target.rstrip(".").lower()
     if term.name == "a":
-        return any(_in_network(ip, a, term.cidr4, term.cidr6) for a in await _addresses(state, target))
+        return any(
+            _in_network(ip, a, term.cidr4, term.cidr6) for a in await _addresses(state, target)
+        )
     if term.name == "mx":
         answer = await state.lookups.mx(target)
         if answer.status.is_temporary:
@@ -264,7 +275,10 @@ async def _match(state: _State, term: _Term, domain: str, depth: int) -> bool:
         if len(hosts) > MAX_NAMES_PER_MECHANISM:
             raise _PermError(f"{target} has more than 10 MX hosts")  # RFC 7208 §4.6.4
         for host in hosts:
-            if any(_in_network(ip, a, term.cidr4, term.cidr6) for a in await _addresses(state, host, void_counts=False)):
+            if any(
+                _in_network(ip, a, term.cidr4, term.cidr6)
+                for a in await _addresses(state, host, void_counts=False)
+            ):
                 return True
         return False
     if term.name == "ptr":
@@ -300,7 +314,9 @@ async def _check(state: _State, domain: str, depth: int) -> str:
     terms, modifiers = parse_record(record)
     for term in terms:
         if await _match(state, term, domain, depth):
-            state.trail.append(f"{term.qualifier}{term.name}{':' + term.argument if term.argument else ''} at {domain}")
+            state.trail.append(
+                f"{term.qualifier}{term.name}{':' + term.argument if term.argument else ''} at {domain}"
+            )
             return _QUALIFIERS[term.qualifier]
     if "redirect" in modifiers:
         state.count_dns()
@@ -318,7 +334,9 @@ async def check_host(lookups: Lookups, ip: str, domain: str, sender: str, helo: 
     return result
 
 
-async def _check_host(lookups: Lookups, ip: str, domain: str, sender: str, helo: str) -> tuple[str, str]:
+async def _check_host(
+    lookups: Lookups, ip: str, domain: str, sender: str, helo: str
+) -> tuple[str, str]:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -347,4 +365,3 @@ async def check_mail_from(lookups: Lookups, ip: str, mail_from: str, helo: str) 
         return SpfResult(NONE, domain, "helo", "no usable HELO name")
     result, detail = await _check_host(lookups, ip, domain, f"postmaster@{domain}", helo)
     return SpfResult(result, domain, "helo", detail)
-

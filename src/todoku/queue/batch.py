@@ -79,7 +79,9 @@ class StateWriter:
             group, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
-                    self._thread, self.store.run_batch, [call for call, _ in group],
+                    self._thread,
+                    self.store.run_batch,
+                    [call for call, _ in group],
                     self._delete_later,
                 )
             except Exception as exc:  # noqa: BLE001 - the transaction failed (disk full): all hear it
@@ -134,9 +136,7 @@ class ReadBatcher:
     async def _read_groups(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
-            group, self._waiting = (
-                self._waiting[:MAX_READ_GROUP], self._waiting[MAX_READ_GROUP:]
-            )
+            group, self._waiting = (self._waiting[:MAX_READ_GROUP], self._waiting[MAX_READ_GROUP:])
             group = [(call, future) for call, future in group if not future.done()]
             if not group:
                 continue
@@ -146,8 +146,11 @@ class ReadBatcher:
                 # Cancelled (the loop is stopping) or no executor left: nobody may wait forever.
                 for _, future in group + self._waiting:
                     if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else
-                                             RuntimeError("queue reader stopped"))
+                        future.set_exception(
+                            exc
+                            if isinstance(exc, Exception)
+                            else RuntimeError("queue reader stopped")
+                        )
                 self._waiting = []
                 raise
             for (_, future), result in zip(group, results, strict=True):

@@ -64,9 +64,7 @@ class Schedule:
         wait = max(self.retry_interval(attempts), minimum_wait)
         return min(now + wait, max(self.expires_at(received_at), now))
 
-    def next_wakeup(
-        self, received_at: float, next_attempt: float, already_warned: bool
-    ) -> float:
+    def next_wakeup(self, received_at: float, next_attempt: float, already_warned: bool) -> float:
         """The earliest moment something must happen to this message."""
         wake = min(next_attempt, self.expires_at(received_at))
         warn = self.delay_warning_at(received_at)
@@ -76,13 +74,22 @@ class Schedule:
 
 
 def describe_duration(seconds: float, lang: str = "en") -> str:
-    """"4 hours", "5 days", "2 seconds" (ja: "4時間", "5日")."""
-    units = ((86400, "day", "日"), (3600, "hour", "時間"), (60, "minute", "分"), (1, "second", "秒"))
+    """ "4 hours", "5 days", "2 seconds" (ja: "4時間", "5日")."""
+    units = (
+        (86400, "day", "日"),
+        (3600, "hour", "時間"),
+        (60, "minute", "分"),
+        (1, "second", "秒"),
+    )
     seconds = max(0.0, seconds)
     for size, en, ja in units:
         if seconds >= size or size == 1:
             value = seconds / size
-            number = f"{value:.0f}" if abs(value - round(value)) < 0.05 or value >= 10 else f"{value:.1f}"
+            number = (
+                f"{value:.0f}"
+                if abs(value - round(value)) < 0.05 or value >= 10
+                else f"{value:.1f}"
+            )
             if lang == "ja":
                 return f"{number}{ja}"
             return f"{number} {en}{'' if number == '1' else 's'}"

@@ -44,9 +44,7 @@ def _local_addresses(bound_hosts: Iterable[str]) -> set[str]:
     return addresses
 
 
-def self_matcher(
-    config: Config, bound: Iterable[tuple[str, int]]
-) -> Callable[[str, str], bool]:
+def self_matcher(config: Config, bound: Iterable[tuple[str, int]]) -> Callable[[str, str], bool]:
     """Is a hop this server? Its host name, or an address it listens on at the port we deliver
     to (another port on the same address is another server: a test MX, or a peer MTA)."""
     addresses = _local_addresses(h for h, port in bound if port == config.delivery.port)

@@ -303,24 +303,34 @@ class SqliteStore:
     def set_password(self, address: str, password_hash: str) -> bool:
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE users SET password_hash = ? WHERE address = ?", (password_hash, address.lower())
+                "UPDATE users SET password_hash = ? WHERE address = ?",
+                (password_hash, address.lower()),
             )
             return cur.rowcount > 0
 
     def delete_user(self, address: str) -> bool:
         with self._write() as conn:
-            return conn.execute("DELETE FROM users WHERE address = ?", (address.lower(),)).rowcount > 0
+            return (
+                conn.execute("DELETE FROM users WHERE address = ?", (address.lower(),)).rowcount > 0
+            )
 
     def get_user(self, address: str) -> User | None:
-        row = self._conn().execute(
-            "SELECT address, password_hash, created_at FROM users WHERE address = ?", (address.lower(),)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT address, password_hash, created_at FROM users WHERE address = ?",
+                (address.lower(),),
+            )
+            .fetchone()
+        )
         return User(*row) if row else None
 
     def list_users(self) -> list[User]:
-        rows = self._conn().execute(
-            "SELECT address, password_hash, created_at FROM users ORDER BY address"
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT address, password_hash, created_at FROM users ORDER BY address")
+            .fetchall()
+        )
         return [User(*row) for row in rows]
 
     def add_alias(self, source: str, target: str) -> None:
@@ -333,9 +343,12 @@ class SqliteStore:
     def delete_alias(self, source: str, target: str | None = None) -> int:
         with self._write() as conn:
             if target is None:
-                return conn.execute("DELETE FROM aliases WHERE source = ?", (source.lower(),)).rowcount
+                return conn.execute(
+                    "DELETE FROM aliases WHERE source = ?", (source.lower(),)
+                ).rowcount
             return conn.execute(
-                "DELETE FROM aliases WHERE source = ? AND target = ?", (source.lower(), target.lower())
+                "DELETE FROM aliases WHERE source = ? AND target = ?",
+                (source.lower(), target.lower()),
             ).rowcount
 
     def list_aliases(self) -> list[Alias]:
@@ -395,7 +408,9 @@ class SqliteStore:
 
     def _start_writer(self) -> None:
         if self._writer is None:
-            self._writer = threading.Thread(target=self._writer_loop, name="todoku-commit", daemon=True)
+            self._writer = threading.Thread(
+                target=self._writer_loop, name="todoku-commit", daemon=True
+            )
             self._writer.start()
 
     def commit_sync(self, message: IncomingMessage) -> str:
@@ -517,23 +532,31 @@ class SqliteStore:
     # ------------------------------------------------------------------ mailboxes
 
     def _messages(self, where: str, args: tuple[Any, ...]) -> list[StoredMessage]:
-        rows = self._conn().execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN mailboxes b ON b.address = m.mailbox"  # noqa: S608
-            f" WHERE {where} ORDER BY m.uid",
-            args,
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN mailboxes b ON b.address = m.mailbox"  # noqa: S608
+                f" WHERE {where} ORDER BY m.uid",
+                args,
+            )
+            .fetchall()
+        )
         return [StoredMessage(*row) for row in rows]
 
     def list_messages(self, mailbox: str) -> list[StoredMessage]:
         return self._messages("m.mailbox = ? AND m.deleted_at IS NULL", (mailbox.lower(),))
 
     def list_maildrop(self, mailbox: str) -> list[MaildropRow]:
-        rows: list[MaildropRow] = self._conn().execute(
-            "SELECT m.id, m.size, b.uidvalidity || '.' || m.uid, m.blob_id"
-            " FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
-            " WHERE m.mailbox = ? AND m.deleted_at IS NULL ORDER BY m.uid",
-            (mailbox.lower(),),
-        ).fetchall()
+        rows: list[MaildropRow] = (
+            self._conn()
+            .execute(
+                "SELECT m.id, m.size, b.uidvalidity || '.' || m.uid, m.blob_id"
+                " FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
+                " WHERE m.mailbox = ? AND m.deleted_at IS NULL ORDER BY m.uid",
+                (mailbox.lower(),),
+            )
+            .fetchall()
+        )
         return rows
 
     def list_deleted(self, mailbox: str) -> list[StoredMessage]:
@@ -596,7 +619,9 @@ class SqliteStore:
             in_mailbox = conn.execute(
                 "SELECT 1 FROM messages WHERE blob_id = ? LIMIT 1", (blob_id,)
             ).fetchone()
-            in_queue = conn.execute("SELECT 1 FROM queue WHERE blob_id = ? LIMIT 1", (blob_id,)).fetchone()
+            in_queue = conn.execute(
+                "SELECT 1 FROM queue WHERE blob_id = ? LIMIT 1", (blob_id,)
+            ).fetchone()
             if not in_mailbox and not in_queue:
                 unused.append(blob_id)
         return unused
@@ -665,9 +690,11 @@ class SqliteStore:
         return self._queue_entry(conn, row) if row else None
 
     def queue_schedule(self) -> list[tuple[str, float, float, bool]]:
-        rows = self._conn().execute(
-            "SELECT id, next_attempt, received_at, delay_warned FROM queue WHERE held = 0"
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT id, next_attempt, received_at, delay_warned FROM queue WHERE held = 0")
+            .fetchall()
+        )
         return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def begin_attempt(self, queue_id: str, started_at: float, next_attempt: float) -> int:
@@ -692,8 +719,17 @@ class SqliteStore:
                     " enhanced = ?, remote_mta = ?, reason = ?, status = ?, updated_at = ?"
                     " WHERE queue_id = ? AND address = ? AND state = 'pending'",
                     (
-                        r.state, r.text, r.phase, r.code, r.enhanced, r.remote_mta, r.reason,
-                        r.status, when, queue_id, r.address,
+                        r.state,
+                        r.text,
+                        r.phase,
+                        r.code,
+                        r.enhanced,
+                        r.remote_mta,
+                        r.reason,
+                        r.status,
+                        when,
+                        queue_id,
+                        r.address,
                     ),
                 )
                 conn.execute(
@@ -701,8 +737,17 @@ class SqliteStore:
                     " phase, code, enhanced, text, remote_mta, reason)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        queue_id, when, r.address, r.domain, r.state, r.phase, r.code, r.enhanced,
-                        r.text, r.remote_mta, r.reason,
+                        queue_id,
+                        when,
+                        r.address,
+                        r.domain,
+                        r.state,
+                        r.phase,
+                        r.code,
+                        r.enhanced,
+                        r.text,
+                        r.remote_mta,
+                        r.reason,
                     ),
                 )
 
@@ -714,13 +759,27 @@ class SqliteStore:
             )
 
     def queue_history(self, queue_id: str) -> list[dict[str, object]]:
-        rows = self._conn().execute(
-            "SELECT started_at, recipient, domain, state, phase, code, enhanced, text, remote_mta,"
-            " reason FROM queue_attempts WHERE queue_id = ? ORDER BY started_at, rowid",
-            (queue_id,),
-        ).fetchall()
-        names = ("time", "recipient", "domain", "state", "phase", "code", "enhanced", "text",
-                 "remote_mta", "reason")
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT started_at, recipient, domain, state, phase, code, enhanced, text, remote_mta,"
+                " reason FROM queue_attempts WHERE queue_id = ? ORDER BY started_at, rowid",
+                (queue_id,),
+            )
+            .fetchall()
+        )
+        names = (
+            "time",
+            "recipient",
+            "domain",
+            "state",
+            "phase",
+            "code",
+            "enhanced",
+            "text",
+            "remote_mta",
+            "reason",
+        )
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def mark_delay_warned(self, queue_id: str) -> None:
@@ -749,7 +808,9 @@ class SqliteStore:
         return True
 
     def _drop_queue_row(self, conn: sqlite3.Connection, queue_id: str) -> list[str]:
-        row = conn.execute("DELETE FROM queue WHERE id = ? RETURNING blob_id", (queue_id,)).fetchone()
+        row = conn.execute(
+            "DELETE FROM queue WHERE id = ? RETURNING blob_id", (queue_id,)
+        ).fetchone()
         if row is None:
             return []
         conn.execute("DELETE FROM queue_recipients WHERE queue_id = ?", (queue_id,))

@@ -280,9 +280,7 @@ def parse_path(arg: str, *, smtputf8: bool, allow_null: bool) -> PathArgs:
 def has_control_character(text: str) -> bool:
     """A C0 or C1 control character, DEL, or a Unicode line or paragraph separator: none of
     them belongs in an envelope identifier, and CR or LF would break a report's header field."""
-    return any(
-        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text
-    )
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text)
 
 
 def decode_xtext(text: str) -> str:
