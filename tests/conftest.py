@@ -54,7 +54,7 @@ class TodokuServer:
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: PLW1510 -- check= is this method's own argument
             [sys.executable, "-m", "todoku", *args, "--config", str(self.config_path)],
             input=input,
             capture_output=True,

@@ -27,7 +27,9 @@ def test_the_readme_has_a_whole_sample() -> None:
 
 @pytest.mark.parametrize("sample", whole_samples())
 def test_each_whole_sample_loads(sample: str, tmp_path: Path) -> None:
-    for name in re.findall(r'^\s*(?:cert|key|password_file|file)\s*=\s*"([^"]+)"', sample, re.M):
+    for name in re.findall(
+        r'^\s*(?:cert|key|password_file|file)\s*=\s*"([^"]+)"', sample, re.MULTILINE
+    ):
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.touch(mode=0o600)

@@ -42,7 +42,8 @@ def fill(directory: Path) -> Path:
     # closed, and raise ENOSPC outside the try below (seen in CI).
     with open(filler, "wb", buffering=0) as handle:
         try:
-            for _ in range(10_000):  # bounded: 640 MiB, far above the mount size
+            # One write at a time until ENOSPC; bounded: 640 MiB, far above the mount size.
+            for _ in range(10_000):  # noqa: FURB122
                 handle.write(chunk)
         except OSError as exc:
             assert exc.errno == errno.ENOSPC

@@ -325,7 +325,7 @@ def test_repeated_auth_failures_are_locked_out(make_server) -> None:  # type: ig
 @pytest.mark.interop
 def test_swaks_submission_starttls_auth(server: TodokuServer) -> None:
     swaks = require_tool("swaks")
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 -- the returncode is checked below
         [
             swaks,
             "--server",
@@ -361,7 +361,7 @@ def test_swaks_submission_starttls_auth(server: TodokuServer) -> None:
 @pytest.mark.interop
 def test_swaks_sees_relay_denied(server: TodokuServer) -> None:
     swaks = require_tool("swaks")
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 -- the returncode is checked below
         [
             swaks,
             "--server",
@@ -393,7 +393,7 @@ def test_msmtp_implicit_tls(server: TodokuServer, tmp_path: Path) -> None:
     )
     config.chmod(0o600)
     message = b"To: alice@example.test\r\nSubject: from msmtp\r\n\r\nmsmtp body\r\n"
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 -- the returncode is checked below
         [msmtp, "-C", str(config), "-t"], input=message, capture_output=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
@@ -411,7 +411,7 @@ def test_msmtp_reports_wrong_sender(server: TodokuServer, tmp_path: Path) -> Non
         f"auth on\nuser alice@example.test\npassword {PASSWORD}\nfrom boss@example.test\n"
     )
     config.chmod(0o600)
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 -- the returncode is checked below
         [msmtp, "-C", str(config), "alice@example.test"],
         input=b"Subject: x\r\n\r\ny\r\n",
         capture_output=True,
@@ -462,7 +462,7 @@ def test_sigterm_gives_421_to_open_sessions_and_keeps_acknowledged_mail(
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
     import sys
 
-    return subprocess.run(
+    return subprocess.run(  # noqa: PLW1510 -- the callers check the exit status
         [sys.executable, "-m", "todoku", "serve", "--config", str(config)],
         capture_output=True,
         text=True,

@@ -73,7 +73,7 @@ async def test_delete_undelete_new_uid_and_purge(store: SqliteStore) -> None:
     assert [m.uid for m in store.list_messages("alice@example.test")] == [1, 3]
     assert [m.id for m in store.list_deleted("alice@example.test")] == [second.id]
     assert store.undelete("alice@example.test", None, since=None) == 1
-    back = [m for m in store.list_messages("alice@example.test") if m.id == second.id][0]
+    back = next(m for m in store.list_messages("alice@example.test") if m.id == second.id)
     assert back.uid == 4 and back.unique_id != second.unique_id  # clients fetch it again
     store.mark_deleted("alice@example.test", [first.id], when=100.0)
     assert store.purge_deleted(older_than=99.0) == 0

@@ -446,7 +446,7 @@ class SqliteStore:
                 group.append(item)
             try:
                 self._commit_group([p.message for p in group])
-            except BaseException as exc:  # every waiting session must hear about it
+            except BaseException as exc:  # every waiting session must hear of it  # noqa: BLE001
                 error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
                 _wake_group(group, error)
             else:
@@ -535,7 +535,7 @@ class SqliteStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN mailboxes b ON b.address = m.mailbox"  # noqa: S608
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
                 f" WHERE {where} ORDER BY m.uid",
                 args,
             )
