@@ -155,6 +155,12 @@ def _policy_failure(policy: TlsPolicy, hop: Hop, result: SessionFailure) -> Atte
         f"the destination publishes an MTA-STS policy (RFC 8461) in enforce mode ({policy.summary}) "
         f"and {problem}: {result.text}"
     )
+    return _tls_refused(result, text)
+
+
+def _tls_refused(result: SessionFailure, text: str) -> Attempt:
+    """A hop whose TLS policy (MTA-STS or DANE) was not met: temporary (4.7.5), with ``text``
+    saying that nothing went out in clear."""
     if "nothing was sent" not in text:
         text += "; nothing was sent without TLS"
     return Attempt(
@@ -250,19 +256,7 @@ class SmtpTransport:
             f"DANE (RFC 7672): the {policy.summary} require TLS with a matching certificate, "
             f"and {result.text}"
         )
-        if "nothing was sent" not in text:
-            text += "; nothing was sent without TLS"
-        return Attempt(
-            "",
-            Verdict.TEMPORARY,
-            result.phase,
-            None,
-            "",
-            text,
-            result.remote_mta,
-            "failedstarttls",
-            "4.7.5",
-        )
+        return _tls_refused(result, text)
 
     async def _connect_opportunistic(self, hop: Hop) -> Channel | Attempt:
         result = await smtp_open_session(
