@@ -302,3 +302,37 @@ def test_restore_refuses_links_in_the_backup(tmp_path: Path, link: str) -> None:
     )
     assert result.stderr.splitlines() == [expected]
     assert not (data / "todoku.db").exists()
+
+
+def test_restore_does_not_hand_an_existing_message_to_another_mailbox(tmp_path: Path) -> None:
+    """Issue 12 attack pass: a crafted backup named a message file the data directory already
+    holds (its id is the queue id in every Received field) under another mailbox, with neither
+    the file nor its checksum: the restore linked that mailbox to the other user's message."""
+    from todoku.store.backup import restore
+
+    source = small_backup(tmp_path)
+    live = tmp_path / "source"  # the data directory the backup was made of, still holding it
+    victim = first_blob(source)
+    conn = sqlite3.connect(source / "todoku.db", isolation_level=None)
+    conn.execute("UPDATE blobs SET sha256 = ? WHERE id = ?", ("0" * 64, victim))
+    conn.execute("DELETE FROM messages WHERE blob_id != ?", (victim,))
+    conn.execute("UPDATE messages SET mailbox = 'mallory@example.test'")
+    conn.execute(
+        "INSERT INTO mailboxes (address, uidvalidity, next_uid) SELECT 'mallory@example.test',"
+        " uidvalidity, next_uid FROM mailboxes WHERE address = ?",
+        (ALICE,),
+    )
+    conn.close()
+    manifest = json.loads((source / "manifest.json").read_text())
+    db = (source / "todoku.db").read_bytes()
+    manifest["database"] = {"size": len(db), "sha256": hashlib.sha256(db).hexdigest()}
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(source / "messages" / victim[:5])
+
+    result = restore(source, live, mailbox="mallory@example.test")
+
+    rows = sqlite3.connect(live / "todoku.db").execute(
+        "SELECT blob_id FROM messages WHERE mailbox = 'mallory@example.test'"
+    )
+    assert rows.fetchall() == []
+    assert result.restored == 0 and result.damaged == [victim]

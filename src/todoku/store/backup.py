@@ -752,7 +752,13 @@ def _copy_in(
     """Put the content file in place (tmp → fsync → rename → fsync dir, as ``blobs.py`` does)
     before any row names it; False if the backup's copy does not match its checksum."""
     final = files.path_of(blob_id)
-    if final.is_file() and live.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone():
+    known = live.execute("SELECT size, sha256 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+    if known and (known[0], known[1]) != (size, sha256):
+        # Not the content this id stands for here: a crafted backup could otherwise name another
+        # mailbox's message (its id is in every Received field) and have it linked into a
+        # mailbox of its choosing, or replace its file.
+        return False
+    if final.is_file() and known:
         return True
     final.parent.mkdir(mode=DIR_MODE, exist_ok=True)
     temp = files.tmp_dir / blob_id
