@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.bounce.helpers import exim_text, postfix_dsn
-from todoku.bounce import extract, knowledge
+from todoku.bounce import classify, extract, knowledge
 from todoku.bounce.classify import _REGEX_SYNTAX, judge_reply, use_knowledge
 from todoku.bounce.prefilter import NEEDS, Needs, might_match, passes
 
@@ -117,3 +117,27 @@ def test_a_regular_expression_without_its_words_is_still_run() -> None:
     )
     use_knowledge()
     assert judge_reply(None, None, "71").reason == "mailererror"
+
+
+def _present(words: list[str], text: str) -> set[str]:
+    """The words that classify._words_finder says are in ``text``: the longest word found at
+    each position, and every listed word that it starts with (as classify._BY_WORD counts)."""
+    longest = set(classify._words_finder(words).findall(text))
+    return {word for word in words if any(found.startswith(word) for found in longest)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text("ab .", min_size=1, max_size=4), min_size=1, max_size=8, unique=True),
+    st.text("ab .x", max_size=30),
+)
+def test_the_word_finder_finds_every_word_that_a_text_holds(words: list[str], text: str) -> None:
+    # Words that overlap, contain or start one another ("a", "ab", "b a") are all found.
+    assert _present(words, text) == {word for word in words if word in text}
+
+
+def test_the_word_finder_on_phrases_words() -> None:
+    words = ["user", "user unknown", "unknown", "known", "no such ", "such user"]
+    text = "550 no such user unknown here"
+    assert _present(words, text) == set(words)
+    assert _present(words, "nothing") == set()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from todoku.bounce import knowledge
 from todoku.bounce.extract import Evidence
@@ -40,8 +41,9 @@ ANY = "*"  # no phase known (the old API's spelling; "" means the same)
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 _REPLY_CODES_AHEAD = re.compile(r"^[45]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?")
 # Codes a vendor's table is keyed by: enhanced status codes, Yahoo's "[TSS04]", Cox's "AUP#CXBL".
+# (The look-behind after the first digit, as in extract.ENHANCED.)
 _CODES_IN_TEXT = re.compile(
-    r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|\[(ts+\d+)\]|\baup#([a-z0-9]+)"
+    r"[245](?<![\d.][245])\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|\[(ts+\d+)\]|\baup#([a-z0-9]+)"
 )
 
 # Score of a phrase by where it was found, and of the other kinds of evidence.
@@ -80,8 +82,22 @@ class _Phrase:
         self.source = phrase.pattern
         self.plain = not _REGEX_SYNTAX.intersection(phrase.pattern)
         words = ((phrase.pattern,),) if self.plain else phrase.words
-        self.needs = tuple(frozenset(group) for group in words) or None
+        self.needs = tuple(tuple(group) for group in words) or None
         self._pattern: re.Pattern[str] | None = None
+
+    def passes(self, text: str, first: int = 0) -> bool:
+        """False when ``text`` lacks every word of one of the needs from the ``first`` on (the
+        caller may have found a word of the first already); loops rather than any(), which costs
+        a generator per need and was a tenth of the classifier's time."""
+        if self.needs is None:
+            return True
+        for words in self.needs[first:]:
+            for word in words:
+                if word in text:
+                    break
+            else:
+                return False
+        return True
 
     def search(self, text: str) -> str:
         """The words of ``text`` the phrase matches ("" when it does not match)."""
@@ -102,13 +118,15 @@ class _Group:
     group: knowledge.Phrases
     phrases: tuple[_Phrase, ...]
     bonus: float
-    anchored: bool  # a phrase anchored at the start or end of the text (^, $)
 
 
 _GROUPS: list[_Group] = []
-_WORDS: list[str] = []  # every word of some phrase's rarest need (looked for once per text)
-_BY_WORD: dict[str, list[tuple[int, int]]] = {}  # word → (group, phrase) whose first need has it
+# The words of every phrase's rarest need, found in a text in one pass (_words_finder): for each
+# word, the phrases listed under it or under any listed word it starts with.
+_BY_WORD: dict[str, set[tuple[int, int]]] = {}
+_FINDER: list[re.Pattern[str]] = []
 _ALWAYS: list[tuple[int, int]] = []  # phrases with no cheap test
+_ANCHORED: list[tuple[int, int]] = []  # phrases anchored at the start or end of the text (^, $)
 _EXCLUDED: list[str] = []  # the family whose own phrases are left out (leave-one-family-out)
 
 
@@ -119,9 +137,10 @@ def use_knowledge(exclude_family: str | None = None) -> None:
     _EXCLUDED[:] = [exclude_family] if exclude_family else []
     _GROUPS.clear()
     _HITS.clear()
-    _WORDS.clear()
+    _FINDER.clear()
     _BY_WORD.clear()
     _ALWAYS.clear()
+    _ANCHORED.clear()
 
 
 def knowledge_groups() -> list[_Group]:
@@ -133,58 +152,115 @@ def knowledge_groups() -> list[_Group]:
             if not kept:
                 continue
             bonus = _ORDER_BONUS * (1 - index / len(groups))
-            anchored = any(p.pattern.startswith("^") or p.pattern.endswith("$") for p in kept)
             phrases = tuple(_Phrase(p) for p in kept)
-            _GROUPS.append(_Group(index, group, phrases, bonus, anchored))
+            _GROUPS.append(_Group(index, group, phrases, bonus))
+        listed: dict[str, list[tuple[int, int]]] = {}
         for position, entry in enumerate(_GROUPS):
             for number, phrase in enumerate(entry.phrases):
+                if phrase.source.startswith("^") or phrase.source.endswith("$"):
+                    _ANCHORED.append((position, number))
                 if phrase.needs is None:
                     _ALWAYS.append((position, number))
                 else:
                     for word in phrase.needs[0]:
-                        _BY_WORD.setdefault(word, []).append((position, number))
-        _WORDS[:] = sorted(_BY_WORD)
+                        listed.setdefault(word, []).append((position, number))
+        for word in listed:
+            # A text holding ``word`` holds every listed word that ``word`` starts with.
+            starts = (word[:end] for end in range(1, len(word) + 1))
+            _BY_WORD[word] = {entry for start in starts for entry in listed.get(start, ())}
+        _FINDER[:] = [_words_finder(list(listed))]
     return _GROUPS
+
+
+def _words_finder(words: list[str]) -> re.Pattern[str]:
+    """A pattern whose ``findall`` gives, for every position of a text, the longest of ``words``
+    that starts there (the others that start there are its beginnings: _BY_WORD counts them).
+
+    The words are written as a tree of their common beginnings ("user (?:unknown|not found)"),
+    so the pattern does a few character tests per position of the text. Looking for each word
+    with ``in`` instead, 300 substring searches per text, was two thirds of the classifier's
+    time: over the 520 bounces of the corpus (1235 texts, 229,000 characters) 57 ms against
+    16 ms this way (the median of 5 runs, CPU time).
+    """
+    tree: dict[str, dict[str, Any]] = {}
+    for word in words:
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def written(node: dict[str, Any]) -> str:
+        # Longer words first: the pattern tries a branch in order and stops at the first match.
+        branches = []
+        for char, rest in sorted(node.items()):
+            if not char:
+                continue
+            run = [char]
+            while len(rest) == 1 and "" not in rest:  # a run of letters without a branch
+                ((char, rest),) = rest.items()
+                run.append(char)
+            branches.append(re.escape("".join(run)) + written(rest))
+        if "" in node:
+            branches.append("")
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return re.compile(f"(?=({written(tree)}))")
 
 
 _HITS: dict[str, list[tuple[_Group, str]]] = {}  # by text: a report is read once per recipient
 
 
-def _hits(text: str, among: list[_Group] | None = None) -> list[tuple[_Group, str]]:
-    """Every phrase group (of ``among``, or all) that matches ``text`` (lower-cased), with the
-    words it matched."""
+def _hits(text: str, among: set[int] | None = None) -> list[tuple[_Group, str]]:
+    """Every phrase group that matches ``text`` (lower-cased), with the words it matched; with
+    ``among``, only the groups at those positions of knowledge_groups() and anchored phrases
+    (``text`` is part of a text whose groups were ``among``)."""
     found = _HITS.get(text) if among is None else None
     if found is not None:
         return found
     if len(_HITS) > 32:
         _HITS.clear()
     found = []
+    groups = knowledge_groups()
+    # The cheap test first (prefilter.py): most phrases need a word the text lacks, and a phrase
+    # is run only when the text holds a word of each of its needs.
     if among is None:
         _HITS[text] = found
-    # The cheap test first (prefilter.py): most phrases need a word the text lacks. The words
-    # of every phrase's rarest need are looked for once (a C loop); a phrase whose rarest need
-    # is there has its other needs looked for, and is run only when they are there too.
-    groups = knowledge_groups()
-    present = set(filter(text.__contains__, _WORDS))
-    # The phrases that the words found can let through (each phrase is listed under the words
-    # of its rarest need), and those with no cheap test, in the order of the tables.
-    candidates = set(_ALWAYS)
-    for word in present:
-        candidates.update(_BY_WORD.get(word, ()))
-    inside = None if among is None else {g.index for g in among}
+        # The words of every phrase's rarest need are found in one pass (_words_finder): the
+        # candidates are the phrases listed under the words found (their rarest need is met)
+        # and those with no cheap test, in the order of the tables.
+        candidates = set(_ALWAYS)
+        for word in set(_FINDER[0].findall(text)):
+            candidates.update(_BY_WORD[word])
+        ordered = sorted(candidates)
+        first = 1
+    else:
+        # What matches in a part matches in the whole, but for the anchored phrases (^, $): the
+        # phrases of the groups found in the whole and the anchored ones are tested one by one,
+        # every need (cheaper than the pass over the text for the few phrases of a reply
+        # already read in its paragraph).
+        ordered = sorted(
+            {
+                *_ANCHORED,
+                *(
+                    (position, number)
+                    for position in among
+                    for number in range(len(groups[position].phrases))
+                ),
+            }
+        )
+        first = 0
     matched = -1
-    for position, number in sorted(candidates):
+    for position, number in ordered:
+        if position == matched:
+            continue  # a group is matched by its first phrase that matches
         entry = groups[position]
-        if position == matched or (inside is not None and entry.index not in inside):
-            continue
         phrase = entry.phrases[number]
-        needs = phrase.needs or ()
-        if any(not any(word in text for word in words) for words in needs[1:]):
+        if not phrase.passes(text, first):
             continue
         words = phrase.search(text)
         if words:
             found.append((entry, words))
-            matched = position  # a group is matched by its first phrase that matches
+            matched = position
     return found
 
 
@@ -213,9 +289,12 @@ class _Scores:
         within = _words(within) if within else ""
         among = None
         if within and text in within and within in _HITS:
-            # What matches in a part matches in the whole, but for the anchored phrases.
             inside = {entry.index for entry, _words in _HITS[within]}
-            among = [g for g in knowledge_groups() if g.index in inside or g.anchored]
+            among = {
+                position
+                for position, entry in enumerate(knowledge_groups())
+                if entry.index in inside
+            }
         hits = _hits(text, among)
         for entry, words in hits:
             reason = entry.group.reason
@@ -248,10 +327,18 @@ class _Scores:
             f"status {enhanced} ({entry.doc}: {entry.meaning}{vague})",
         )
 
-    def vendor(self, hosts: str, codes: list[str]) -> None:
+    def vendor(self, hosts: str, status: str, text: str) -> None:
+        """A vendor's code (in ``status`` or ``text``) when one of its ``hosts`` is named; the
+        codes are read only then (most bounces come from no vendor of the tables)."""
+        codes: list[str] | None = None
         for vendor in knowledge.VENDORS:
-            if not any(host in hosts for host in vendor.hosts):
+            for host in vendor.hosts:  # (a loop: any() costs a generator per vendor)
+                if host in hosts:
+                    break
+            else:
                 continue
+            if codes is None:
+                codes = _codes_in(status, text)
             for code in codes:
                 reason = vendor.codes.get(code)
                 if reason:
@@ -332,7 +419,7 @@ def judge_reply(code: int | None, enhanced: str | None, text: str, phase: str = 
     if text:
         scores.phrases(text, "reply")
     scores.status(enhanced)
-    scores.vendor((text or "").lower(), _codes_in(enhanced, text or ""))
+    scores.vendor((text or "").lower(), enhanced, text or "")
     best = scores.best()
     evidence: list[str] = []
     if best is not None:
@@ -421,7 +508,7 @@ def judge_evidence(
     scores = _Scores()
     scores.status(status)
     hosts = f"{evidence.remote_mta} {diagnostic} {evidence.context}".lower()
-    scores.vendor(hosts, _codes_in(status, diagnostic))
+    scores.vendor(hosts, status, diagnostic)
     # The remote server's own words are the best evidence; the recipient's paragraph of the
     # report comes next (the reporting MTA's judgement: "retry timeout exceeded").
     quoted = QUOTED_NEXT_HOP_REPLY.search(diagnostic)
