@@ -65,17 +65,7 @@ async def diagnose_address(
     """``relays``: how many [[relay]] tables exist (none matched this address's domain)."""
     report = Report("address", address, lang)
     await _run(report, address, resolver, is_self, port, helo_name, sender, lang, timeout, relays)
-    failed = report.failed_step
-    if failed is not None:
-        from todoku.diag.report import step_label
-
-        report.verdict = text(
-            lang,
-            "verdict_failed",
-            step=step_label(lang, failed.name),
-            reason=failed.reason or "-",
-            remedy=failed.remedy,
-        )
+    report.set_failed_verdict()
     return report
 
 

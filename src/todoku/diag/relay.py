@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 
 from todoku.config.relay import PasswordError, RelayConfig, read_password
-from todoku.diag.report import FAIL, OK, Report, Step, step_label, text
+from todoku.diag.report import FAIL, OK, Report, Step, text
 from todoku.diag.submission import _Checker, _Stop
 from todoku.dns.resolver import Resolver
 from todoku.net.smtp_client import verified_tls_context
@@ -37,16 +37,7 @@ async def diagnose_via_relay(
         await _check(report, relay, address, resolver, sender, helo_name, lang, timeout)
     except _Stop:
         pass
-    failed = report.failed_step
-    if failed is not None:
-        report.verdict = text(
-            lang,
-            "verdict_failed",
-            step=step_label(lang, failed.name),
-            reason=failed.reason or "-",
-            remedy=failed.remedy,
-        )
-    else:
+    if not report.set_failed_verdict():
         report.verdict = text(lang, "verdict_relay_ok", target=address, relay=relay.label)
     return report
 

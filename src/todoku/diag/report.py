@@ -52,6 +52,21 @@ class Report:
         self.steps.append(step)
         return step
 
+    def set_failed_verdict(self) -> bool:
+        """When a step failed, make the verdict name that step, its reason and its remedy.
+        True if one did (the caller then leaves the verdict alone)."""
+        failed = self.failed_step
+        if failed is None:
+            return False
+        self.verdict = text(
+            self.lang,
+            "verdict_failed",
+            step=step_label(self.lang, failed.name),
+            reason=failed.reason or "-",
+            remedy=failed.remedy,
+        )
+        return True
+
     def to_json(self) -> str:
         return json.dumps(
             {

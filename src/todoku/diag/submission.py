@@ -22,7 +22,7 @@ import socket
 import ssl
 
 from todoku.diag import probe
-from todoku.diag.report import FAIL, OK, WARN, Report, Step, reply_step, step_label, text
+from todoku.diag.report import FAIL, OK, WARN, Report, Step, reply_step, text
 from todoku.net.smtp_client import SmtpSession
 from todoku.proto.smtp import client as proto
 
@@ -91,20 +91,12 @@ async def diagnose_submission(
             await checker.run()
         except _Stop:
             pass
-    failed = report.failed_step
-    if failed is not None:
-        report.verdict = text(
-            lang,
-            "verdict_failed",
-            step=step_label(lang, failed.name),
-            reason=failed.reason or "-",
-            remedy=failed.remedy,
-        )
-    elif any(s.status == WARN for s in report.steps):
-        warning = next(s for s in report.steps if s.status == WARN)
-        report.verdict = text(lang, "verdict_submission_warn", cause=warning.cause)
-    else:
-        report.verdict = text(lang, "verdict_submission_ok", user=user, sender=sender)
+    if not report.set_failed_verdict():
+        warning = next((s for s in report.steps if s.status == WARN), None)
+        if warning is not None:
+            report.verdict = text(lang, "verdict_submission_warn", cause=warning.cause)
+        else:
+            report.verdict = text(lang, "verdict_submission_ok", user=user, sender=sender)
     return report
 
 
