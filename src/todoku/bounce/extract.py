@@ -71,8 +71,15 @@ class Bounce:
 _LOCAL_CHARS = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 ADDRESS = re.compile(rf"(?<![{_LOCAL_CHARS}])[{_LOCAL_CHARS}]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
-ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-REPLY_CODE = re.compile(r"(?<![\d.#\-:/])([245][0-5]\d)(?:[ \-]|$)(?![\d.]+\s*(?:KB|MB|bytes))")
+# A status code or a reply code not inside a longer number: the look-behind that says so comes
+# after the first digit ("[245](?<![\d.][245])" rather than "(?<![\d.])[245]"), so that the regex
+# engine can skip to a "2", "4" or "5" in C instead of trying the look-behind at every position.
+# Same matches; over the corpus's 958 searches 1.9 ms against 4.8 ms (and 0.9 against 2.2 for
+# REPLY_CODE's 789), the best of 7 replays.
+ENHANCED = re.compile(r"([245])(?<![\d.][245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+REPLY_CODE = re.compile(
+    r"([245](?<![\d.#\-:/][245])[0-5]\d)(?:[ \-]|$)(?![\d.]+\s*(?:KB|MB|bytes))"
+)
 # Where a report names the SMTP command a reply answered: Postfix "(in reply to RCPT TO command)",
 # Exim "SMTP error from remote mail server after RCPT TO:<a>", sendmail ">>> DATA" then "<<< 550",
 # qmail "most progress was RCPT TO response", mFILTER "SMTP command DATA".
@@ -975,16 +982,19 @@ _DELAY_WORDING = re.compile(
     r"not yet been delivered|has been delayed|delivery (?:is |was )?delayed|"
     r"will (?:continue to )?(?:retry|try again|keep trying)|will be retried|"
     r"still (?:being retried|trying)|continue(?:s)? to (?:retry|try)|"
-    r"no action is required on your part|配送(?:が|を)?遅延|遅延しています",
-    re.IGNORECASE,
+    r"no action is required on your part|配送(?:が|を)?遅延|遅延しています"
 )
-_DELAY_SUBJECT = re.compile(r"\bdelay(?:ed)?\b|^warning:|遅延", re.IGNORECASE)
+_DELAY_SUBJECT = re.compile(r"\bdelay(?:ed)?\b|^warning:|遅延")
 
 
 def report_action(subject: str, report: str) -> str:
     """The action a report without (valid) Action fields states in its words: "delayed" for a
-    warning that the message is still being retried, else "failed": a returned message."""
-    if _DELAY_SUBJECT.search(subject) or _DELAY_WORDING.search(report):
+    warning that the message is still being retried, else "failed": a returned message.
+
+    The patterns read lower-cased text: re.IGNORECASE keeps the regex engine from skipping
+    ahead to the letters a match starts with, and on the corpus's 192 reports without an Action
+    field it took 7.8 ms against 1.0 ms for lower() and a case-sensitive search."""
+    if _DELAY_SUBJECT.search(subject.lower()) or _DELAY_WORDING.search(report.lower()):
         return "delayed"
     return "failed"
 
