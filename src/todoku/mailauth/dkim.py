@@ -23,7 +23,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -465,6 +465,24 @@ def signature_keys(message: bytes) -> list[tuple[str, str]]:
     return out
 
 
+class KeyLookupFailed(Exception):
+    """A key query whose DNS lookup failed for now: the signature's result is temperror."""
+
+
+def key_query(key_records: Mapping[str, list[str] | None]) -> Callable[..., bytes]:
+    """dkimpy's ``dnsfunc``, answered from ``key_records`` (``selector._domainkey.domain`` →
+    TXT strings, or None for a temporary DNS failure, raised as ``KeyLookupFailed``)."""
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        key = name.decode().lower().rstrip(".")
+        texts = key_records.get(key, [])
+        if texts is None:
+            raise KeyLookupFailed(key)
+        return texts[0].encode() if texts else b""
+
+    return dnsfunc
+
+
 def verify_signatures(
     message: bytes, key_records: Mapping[str, list[str] | None]
 ) -> list[DkimResult]:
@@ -474,24 +492,14 @@ def verify_signatures(
     import dkim as dkimpy
 
     results = []
-
-    class _TempFail(Exception):
-        pass
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
-        key = name.decode().lower().rstrip(".")
-        texts = key_records.get(key, [])
-        if texts is None:
-            raise _TempFail(key)
-        return texts[0].encode() if texts else b""
-
+    dnsfunc = key_query(key_records)
     checker = dkimpy.DKIM(message)
     for index, (domain, selector) in list(enumerate(signature_keys(message)))[:MAX_SIGNATURES]:
         values = header_values(message, "dkim-signature")[index].encode()
         algorithm = _tags(values).get(b"a", b"").decode(errors="replace")
         try:
             ok = checker.verify(idx=index, dnsfunc=dnsfunc)
-        except _TempFail:
+        except KeyLookupFailed:
             results.append(
                 DkimResult("temperror", domain, selector, algorithm, "key lookup failed")
             )

@@ -32,7 +32,14 @@ import re
 from collections.abc import Mapping
 from typing import IO
 
-from todoku.mailauth.dkim import MAX_SIGNATURES, DkimResult, header_values, signature_keys
+from todoku.mailauth.dkim import (
+    MAX_SIGNATURES,
+    DkimResult,
+    KeyLookupFailed,
+    header_values,
+    key_query,
+    signature_keys,
+)
 
 PIECE = 64 * 1024
 _WSP_RUN = re.compile(rb"[ \t]+")
@@ -178,16 +185,7 @@ def verify_held(
     ``dkim.verify_signatures``. Blocking (file reads, CPU): run in a worker thread."""
     import dkim as dkimpy  # type: ignore[import-untyped]
 
-    class _TempFail(Exception):
-        pass
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
-        key = name.decode().lower().rstrip(".")
-        texts = key_records.get(key, [])
-        if texts is None:
-            raise _TempFail(key)
-        return texts[0].encode() if texts else b""
-
+    dnsfunc = key_query(key_records)
     keys = signature_keys(header)[:MAX_SIGNATURES]
     if not keys:
         return []
@@ -239,7 +237,7 @@ def verify_held(
         headers_only = {tag: value for tag, value in sig.items() if tag != b"bh"}
         try:
             ok = checker.verify_sig(headers_only, include, sig_header, dnsfunc)
-        except _TempFail:
+        except KeyLookupFailed:
             results[index] = DkimResult(
                 "temperror", domain, selector, algorithm, "key lookup failed"
             )
