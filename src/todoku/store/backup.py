@@ -719,26 +719,22 @@ def _check_saved(backup_dir: Path, saved: sqlite3.Connection) -> None:
     messages = backup_dir / "messages"
     directories = {messages} | {messages / blob_id[:5] for blob_id in ids}
     for directory in sorted(directories):
-        try:
-            info = directory.lstat()
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(info.st_mode):
-            raise BackupError(
-                f"{directory}: not a directory (a symbolic link?): refusing this backup;"
-                " nothing was restored"
-            )
+        _refuse_other_kind(directory, stat.S_ISDIR, "directory")
     for blob_id in ids:
-        path = messages / blob_id[:5] / blob_id
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            raise BackupError(
-                f"{path}: not a regular file (a symbolic link?): refusing this backup;"
-                " nothing was restored"
-            )
+        _refuse_other_kind(messages / blob_id[:5] / blob_id, stat.S_ISREG, "regular file")
+
+
+def _refuse_other_kind(path: Path, is_kind: Callable[[int], bool], kind: str) -> None:
+    """Refuse the backup when ``path`` exists but is not a ``kind`` (``is_kind`` tests the
+    mode ``lstat`` gives, so a symbolic link is refused too). A missing path passes."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not is_kind(info.st_mode):
+        raise BackupError(
+            f"{path}: not a {kind} (a symbolic link?): refusing this backup; nothing was restored"
+        )
 
 
 def _copy_in(
