@@ -315,7 +315,13 @@ class Server:
 
         sockets = self.sockets | self.web_sockets
         self.web = build_web(
-            self.config, self.store, self.metrics, sockets, self.tls_context, sessions
+            self.config,
+            self.store,
+            self.metrics,
+            sockets,
+            self.tls_context,
+            sessions,
+            self.smtp.connections,  # one count for mail and web connections (web/admission.py)
         )
         if self.web is not None:
             await self.web.start()

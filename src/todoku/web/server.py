@@ -6,21 +6,26 @@ in flight a few seconds.
 
 Limits: a request line or header field at most ``MAX_LINE`` octets, at most ``MAX_HEADERS``
 fields, bodies at most routes.MAX_BODY; an idle keep-alive connection is closed after
-``KEEPALIVE`` seconds.
+``KEEPALIVE`` seconds. Connections are counted from accept in the mail listeners' limits and the
+TLS handshake is bounded (web/admission.py), so the web side cannot hold descriptors the mail
+listeners need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from todoku.config import Config
+from todoku.net.link import ConnectionLimits
 from todoku.store.api import Store
+from todoku.web.admission import CountedConnection
 from todoku.web.metrics import Metrics
 from todoku.web.routes import SessionSource, http_app, https_app
 
@@ -35,7 +40,9 @@ SHUTDOWN_GRACE = 5.0
 @dataclass
 class WebServer:
     sites: list[tuple[str, web.Application, socket.socket, ssl.SSLContext | None]]
+    limits: ConnectionLimits | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
 
     async def start(self) -> None:
         for name, app, sock, context in self.sites:
@@ -51,11 +58,24 @@ class WebServer:
             )
             await runner.setup()
             self.runners.append(runner)
-            await web.SockSite(runner, sock, ssl_context=context).start()
+            handler = runner.server
+            assert handler is not None  # set by setup()
+
+            def counted(
+                handler: Callable[[], asyncio.Protocol] = handler,
+                context: ssl.SSLContext | None = context,
+            ) -> CountedConnection:
+                return CountedConnection(self.limits, handler, context)
+
+            loop = asyncio.get_running_loop()
+            self.servers.append(await loop.create_server(counted, sock=sock))
             host, port = sock.getsockname()[:2]
             log.info("listening for %s on %s:%d", name, host, port)
 
     async def stop(self) -> None:
+        for server in self.servers:
+            server.close()  # no new connections; those open finish below
+        self.servers.clear()
         for runner in self.runners:
             await runner.cleanup()
         self.runners.clear()
@@ -68,6 +88,7 @@ def build_web(
     sockets: Mapping[str, socket.socket],
     tls_context: ssl.SSLContext,
     sessions: SessionSource,
+    limits: ConnectionLimits | None = None,
 ) -> WebServer | None:
     """The web listeners among ``sockets`` (bound by app.py), or None when none is configured."""
     if "https" not in sockets and "http" not in sockets:
@@ -79,4 +100,4 @@ def build_web(
         sites.append(("https", app, sockets["https"], tls_context))
     if "http" in sockets:
         sites.append(("http", http_app(config, ports), sockets["http"], None))
-    return WebServer(sites)
+    return WebServer(sites, limits)
