@@ -173,6 +173,28 @@ class _Job:
     signature: bytes | None = None  # DKIM header fields made with the read, when signed
     retired: bool = False  # its results finished the entry, removed in the same transaction
 
+    def defer_internal(self, text: str) -> None:
+        """Our own failure (a bug, a full disk): unless already answered, every recipient of
+        the job is deferred (4.3.0, systemerror) with ``text``, so nothing waits forever."""
+        if self.future.done():
+            return
+        self.future.set_result(
+            [
+                Attempt(
+                    r.address,
+                    Verdict.TEMPORARY,
+                    "internal",
+                    None,
+                    "",
+                    text,
+                    "",
+                    "systemerror",
+                    "4.3.0",
+                )
+                for r in self.recipients
+            ]
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
@@ -622,24 +644,7 @@ class QueueRunner:
             # A bug must not leave messages waiting forever: defer whatever this worker held.
             log.exception("%s: delivery worker failed", destination.domain)
             while destination.jobs:
-                job = destination.jobs.popleft()
-                if not job.future.done():
-                    job.future.set_result(
-                        [
-                            Attempt(
-                                r.address,
-                                Verdict.TEMPORARY,
-                                "internal",
-                                None,
-                                "",
-                                "internal error in the delivery worker",
-                                "",
-                                "systemerror",
-                                "4.3.0",
-                            )
-                            for r in job.recipients
-                        ]
-                    )
+                destination.jobs.popleft().defer_internal("internal error in the delivery worker")
 
     async def _work(self, destination: Destination) -> None:
         channel: Channel | None = None
@@ -878,23 +883,7 @@ class QueueRunner:
         except Exception:
             # The results could not be written (disk full): the message is tried again later.
             log.exception("%s: recording the delivery results failed", job.entry.id)
-            if not job.future.done():
-                job.future.set_result(
-                    [
-                        Attempt(
-                            r.address,
-                            Verdict.TEMPORARY,
-                            "internal",
-                            None,
-                            "",
-                            "internal error recording the delivery",
-                            "",
-                            "systemerror",
-                            "4.3.0",
-                        )
-                        for r in job.recipients
-                    ]
-                )
+            job.defer_internal("internal error recording the delivery")
 
     async def _complete(self, job: _Job, attempts: list[Attempt], retire: bool = False) -> None:
         for a in attempts:
