@@ -910,8 +910,6 @@ def _parse_bounce(data: bytes) -> Bounce:
     kind = KIND_DSN if evidence else KIND_TEXT
     if not evidence:
         evidence = _text_evidence(report, excluded, _header(message, "X-Failed-Recipients"))
-    if evidence:
-        evidence = [e if e.date else _with_date(e, date) for e in evidence]
 
     auto = _header(message, "Auto-Submitted").lower()
     looks_like_bounce = bool(
@@ -956,9 +954,10 @@ def _parse_bounce(data: bytes) -> Bounce:
         ]
     if not looks_like_bounce and kind == KIND_TEXT:
         return Bounce(KIND_NOTBOUNCE, subject, date, sender, (), text=report, defects=defects)
-    if any(e.action not in ACTIONS for e in evidence):
-        worded = report_action(subject, report)
-        evidence = [e if e.action in ACTIONS else replace(e, action=worded) for e in evidence]
+    worded = (
+        report_action(subject, report) if any(e.action not in ACTIONS for e in evidence) else ""
+    )
+    evidence = [_completed(e, date, worded) for e in evidence]
     return Bounce(
         kind,
         subject,
@@ -1010,8 +1009,15 @@ def _from_filter_gateway(message: Part) -> bool:
     return bool(lines) and FILTER_GATEWAY.search(lines.lower()) is not None
 
 
-def _with_date(evidence: Evidence, date: str) -> Evidence:
-    return replace(evidence, date=date)
+def _completed(evidence: Evidence, date: str, action: str) -> Evidence:
+    """``evidence`` with the message's date and the report's worded action where it states
+    none: one copy at most (dataclasses.replace builds the record anew, field by field)."""
+    stated = evidence.action in ACTIONS
+    if evidence.date and stated:
+        return evidence
+    return replace(
+        evidence, date=evidence.date or date, action=evidence.action if stated else action
+    )
 
 
 def _ses_notification(text: str, date: str) -> tuple[str, tuple[Evidence, ...]] | None:
