@@ -160,6 +160,16 @@ def _domains(value: object, key: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
+def _file_setting(table: _Table, name: str, base: Path) -> Path | None:
+    """The file a setting names, relative to ``base``; None when the setting is absent."""
+    if not table.has(name):
+        return None
+    value = table.get(name)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{table.key(name)}: expected a file name")
+    return base / value
+
+
 def _relay(table: _Table, index: int, base: Path) -> RelayConfig:
     key = table.key
     if not table.has("domains"):
@@ -176,25 +186,16 @@ def _relay(table: _Table, index: int, base: Path) -> RelayConfig:
     user = table.get("user")
     if user is not None and (not isinstance(user, str) or not user.strip()):
         raise ConfigError(f"{key('user')}: expected the login name as a string")
-    password_file: Path | None = None
-    if table.has("password_file"):
-        name = table.get("password_file")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{key('password_file')}: expected a file name")
-        password_file = base / name
+    password_file = _file_setting(table, "password_file", base)
+    if password_file is not None:
         _check_private(password_file, key("password_file"))
         if user is None:
             raise ConfigError(f"{key('user')}: missing; password_file needs the login name")
     elif user is not None:
         raise ConfigError(f"{key('password_file')}: missing; user needs a password file")
-    ca_file: Path | None = None
-    if table.has("ca_file"):
-        name = table.get("ca_file")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{key('ca_file')}: expected a file name")
-        ca_file = base / name
-        if not ca_file.is_file():
-            raise ConfigError(f"{key('ca_file')}: no such file: {ca_file}")
+    ca_file = _file_setting(table, "ca_file", base)
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"{key('ca_file')}: no such file: {ca_file}")
     fallback_after = table.integer("fallback_after", 0, minimum=0)
     table.check_unknown()
     return RelayConfig(
