@@ -138,28 +138,31 @@ def _addr_spec(tokens: list[tuple[str, str]]) -> Address:
     if len(local) == 1 and local[0][0] == "q":
         quoted = local[0][1].replace("\\", "\\\\").replace('"', '\\"')
         local_text = f'"{quoted}"'
-    elif (
-        local
-        and all(kind == ("a" if k % 2 == 0 else ".") for k, (kind, _) in enumerate(local))
-        and len(local) % 2
-    ):
-        local_text = "".join(value for _, value in local)
+    elif (dotted := _dot_atom(local)) is not None:
+        local_text = dotted
     else:
         raise _Unreadable("bad local part")
     if len(domain) == 1 and domain[0][0] == "l":
         domain_text = domain[0][1]
-    elif (
-        domain
-        and all(kind == ("a" if k % 2 == 0 else ".") for k, (kind, _) in enumerate(domain))
-        and len(domain) % 2
-    ):
-        domain_text = "".join(value for _, value in domain)
+    elif (dotted := _dot_atom(domain)) is not None:
+        domain_text = dotted
     else:
         raise _Unreadable("bad domain")
     try:
         return parse_mailbox(f"{local_text}@{domain_text}")
     except AddressError as exc:
         raise _Unreadable(str(exc)) from exc
+
+
+def _dot_atom(tokens: list[tuple[str, str]]) -> str | None:
+    """The text of atoms joined by single dots (RFC 5322 §3.2.3 dot-atom), or None."""
+    if (
+        tokens
+        and all(kind == ("a" if k % 2 == 0 else ".") for k, (kind, _) in enumerate(tokens))
+        and len(tokens) % 2
+    ):
+        return "".join(value for _, value in tokens)
+    return None
 
 
 def _mailbox(tokens: list[tuple[str, str]]) -> Address:
