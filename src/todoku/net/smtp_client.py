@@ -433,16 +433,7 @@ class SmtpSession:
             last = replies[-1]
             for event in replies[1:-1]:
                 if event.reply.code not in (250, 251):
-                    settle(
-                        RecipientOutcome(
-                            event.argument,
-                            proto.RCPT,
-                            event.reply.code,
-                            event.reply.enhanced,
-                            event.reply.text,
-                            self.remote_mta,
-                        )
-                    )
+                    settle(self._refused(event))
             return fail_all(last.command, last.reply.code, last.reply.enhanced, last.reply.text)
         mail_reply = replies[0].reply
         if mail_reply.code != 250:
@@ -455,16 +446,7 @@ class SmtpSession:
             if event.reply.code in (250, 251):
                 accepted.append(event.argument)
             else:
-                settle(
-                    RecipientOutcome(
-                        event.argument,
-                        proto.RCPT,
-                        event.reply.code,
-                        event.reply.enhanced,
-                        event.reply.text,
-                        self.remote_mta,
-                    )
-                )
+                settle(self._refused(event))
                 if event.reply.code == 421:
                     self.usable = False
         if not accepted:
@@ -510,6 +492,13 @@ class SmtpSession:
             await self._flush(data, timeout)
         except (TimeoutError, ConnectionError, OSError) as exc:
             raise _Failed(phase, None, "", f"lost connection sending {phase}: {exc}") from None
+
+    def _refused(self, rcpt: ReplyEvent) -> RecipientOutcome:
+        """The final outcome of a recipient the server refused at RCPT TO, in its words."""
+        reply = rcpt.reply
+        return RecipientOutcome(
+            rcpt.argument, proto.RCPT, reply.code, reply.enhanced, reply.text, self.remote_mta
+        )
 
     async def _reset_after_failure(self, pipelined_data: ReplyEvent | None) -> None:
         """After a refused transaction: close an accidentally opened DATA, then RSET."""
