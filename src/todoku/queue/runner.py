@@ -828,6 +828,7 @@ class QueueRunner:
             smtputf8=entry.smtputf8,
             ret=entry.ret,
             envid=entry.envid,
+            requiretls=entry.requiretls,
         )
         raw = await channel.send(message)
         attempts = [self._classified(a, entry.attempts + 1) for a in raw]
@@ -1049,7 +1050,19 @@ class QueueRunner:
                 entry.sender,
             )
             return
-        await self._commit_report(entry.sender, data, subject=str(kind.value), now=now)
+        redirected = await self._commit_report(entry.sender, data, subject=str(kind.value), now=now)
+        if redirected is None:
+            return  # dropped; _commit_report said why
+        if redirected:
+            log.warning(
+                "%s: %s report for <%s> (no such mailbox) delivered to %s (%d recipient(s))",
+                entry.id,
+                kind.value,
+                entry.sender,
+                redirected,
+                len(recipients),
+            )
+            return
         log.info(
             "%s: %s report for %d recipient(s) sent to <%s>",
             entry.id,
@@ -1063,11 +1076,25 @@ class QueueRunner:
         with self.store.open_blob(entry.blob_id) as handle:
             return handle.read(limit)
 
-    async def _commit_report(self, to: str, data: bytes, subject: str, now: float) -> None:
+    async def _commit_report(self, to: str, data: bytes, subject: str, now: float) -> str | None:
+        """Deliver a report to ``to``'s mailboxes, or queue it when ``to`` is elsewhere. When
+        ``to`` is a local address nobody receives (cron's ``root@<domain>``), the report goes
+        to postmaster instead. Returns "" when delivered as addressed, the postmaster
+        address(es) when redirected, None when dropped (logged here)."""
         mailboxes = self.local_mailboxes(to)
+        redirected = ""
         if mailboxes == ():
-            log.warning("report for <%s> dropped: no such local mailbox", to)
-            return
+            # A failure nobody can read is one the administrator must see (RFC 5321 §4.5.1).
+            # postmaster@<to's domain> resolves as RCPT TO would (policy.directory): its user
+            # or alias if there is one, else the mailbox postmaster@<first domain>.
+            domain = to.rpartition("@")[2]
+            postmaster = f"postmaster@{domain}" if domain else ""
+            mailboxes = self.local_mailboxes(postmaster) if postmaster else ()
+            if mailboxes == ():
+                log.warning("report for <%s> dropped: no such local mailbox", to)
+                return None
+            redirected = postmaster if mailboxes is None else ", ".join(mailboxes)
+            to = postmaster
         writer = self.store.new_blob()
         try:
             writer.write(data)
@@ -1084,6 +1111,7 @@ class QueueRunner:
             received_at=now,
         )
         await self.store.commit(message)
+        return redirected
 
 
 def _wants(recipient: QueueRecipient, kind: str) -> bool:
