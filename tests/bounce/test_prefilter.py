@@ -141,3 +141,32 @@ def test_the_word_finder_on_phrases_words() -> None:
     text = "550 no such user unknown here"
     assert _present(words, text) == set(words)
     assert _present(words, "nothing") == set()
+
+
+REPLIES = [
+    "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown",
+    "552 5.2.2 Mailbox full, over quota",
+    "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+    "421 4.7.0 Too many connections from your IP, try again later",
+    "71",
+]
+
+
+def test_the_first_texts_and_the_word_pass_find_the_same_phrases() -> None:
+    # A run looks for the words with ``in`` in its first texts, then builds the word pass.
+    use_knowledge()
+    by_search = [judge_reply(None, None, reply) for reply in REPLIES]
+    assert not classify._FINDER
+    classify._HITS.clear()
+    classify._READ[0] = classify._TEXTS_BEFORE_FINDER
+    by_pass = [judge_reply(None, None, reply) for reply in REPLIES]
+    assert classify._FINDER
+    assert by_pass == by_search
+    assert [v.reason for v in by_pass] == [
+        "userunknown",
+        "mailboxfull",
+        "blocked",
+        "toomanyconn",
+        "mailererror",
+    ]
+    use_knowledge()
