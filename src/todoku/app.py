@@ -549,7 +549,7 @@ def build_server(config: Config) -> Server:
         privileges.check_later_reads(config)
         if tls_context is None:
             tls_context = ensure_tls(config)  # self-signed: made in data_dir by its owner
-        store = open_store(config)
+        store = open_store(config, server_start=True)
     except ConfigError:
         for sock in [*sockets.values(), *web_sockets.values()]:
             sock.close()

@@ -20,14 +20,19 @@ made under umask 022.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import pwd
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from todoku.config import Config
     from todoku.store.sqlite import SqliteStore
+
+log = logging.getLogger("todoku.store")
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -151,10 +156,112 @@ def check_data_dir(config: Config) -> None:
         raise ConfigError(f"data_dir: {problem}")
 
 
-def open_store(config: Config) -> SqliteStore:
+def open_store(config: Config, *, server_start: bool = False) -> SqliteStore:
     """The embedded store, for the server and for every command that reads or changes it (the
-    commands import only this, not the server's modules)."""
+    commands import only this, not the server's modules). An index written by a newer todoku
+    is a ConfigError (one line, exit 2); at a server start on an index that needed no upgrade,
+    the copies kept by the last upgrade are removed."""
+    from todoku.config import ConfigError
     from todoku.store.sqlite import SqliteStore
 
     check_data_dir(config)
-    return SqliteStore(config.data_dir)
+    try:
+        store = SqliteStore(config.data_dir)
+    except NewerSchema as exc:
+        raise ConfigError(f"data_dir {config.data_dir}: {exc}") from None
+    if server_start and store.upgraded_from is None:
+        remove_before_copies(config.data_dir)
+    return store
+
+
+# ---------------------------------------------------------------- schema version (issue 16)
+#
+# The index records its schema in SQLite's ``PRAGMA user_version`` (0: written before versions
+# existed). Opening an older index migrates it in place, after a consistent copy of it is taken
+# with SQLite's backup API into ``todoku.db.before-v<SCHEMA_VERSION>``; the copy is kept until the
+# server next starts on the migrated index, then removed. An index written by a newer todoku is
+# refused: an older one could misread it. Raise SCHEMA_VERSION when a change would mislead an
+# older todoku or needs more than the idempotent additions the store makes at every open.
+
+SCHEMA_VERSION = 1
+BEFORE_COPY_PREFIX = "todoku.db.before-v"
+
+
+class NewerSchema(Exception):
+    """The index was written by a newer todoku (its schema version is the argument)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"this data directory was written by a newer todoku (schema {version});"
+            " upgrade todoku or restore a backup"
+        )
+        self.version = version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def before_upgrade(
+    conn: sqlite3.Connection, db_path: Path, needs_change: Callable[[sqlite3.Connection], bool]
+) -> int | None:
+    """Called when the store opens, before it creates or migrates anything. Refuses a newer
+    index (NewerSchema); for an older one (or one the store would change) takes the copy and
+    returns the version found; None for a current or brand-new index."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(version)
+    if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+        return None  # brand new: nothing to keep
+    if version == SCHEMA_VERSION and not needs_change(conn):
+        return None
+    copy = db_path.with_name(f"{BEFORE_COPY_PREFIX}{SCHEMA_VERSION}")
+    if not copy.exists():  # one left by an interrupted upgrade is the older, truer copy
+        _backup(conn, copy)
+    log.warning(
+        "upgrading the index %s from schema %d to %d; a copy of it is kept in %s"
+        " until the next start",
+        db_path,
+        version,
+        SCHEMA_VERSION,
+        copy,
+    )
+    return version
+
+
+def after_upgrade(conn: sqlite3.Connection) -> None:
+    """Record the current schema version (after the store's migrations succeeded)."""
+    if schema_version(conn) < SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _backup(conn: sqlite3.Connection, copy: Path) -> None:
+    """A consistent copy (sqlite3's online backup), durable, then renamed into place."""
+    partial = copy.with_name(copy.name + ".partial")
+    partial.unlink(missing_ok=True)
+    create_private_file(partial)
+    target = sqlite3.connect(partial)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, copy)
+    fd = os.open(copy.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_before_copies(data_dir: Path) -> list[Path]:
+    """At a server start on an index that needed no upgrade: the copies taken by the last
+    upgrade have served their purpose."""
+    removed = []
+    for copy in sorted(data_dir.glob(f"{BEFORE_COPY_PREFIX}*")):
+        copy.unlink(missing_ok=True)
+        removed.append(copy)
+        log.info("removed %s, the index as it was before the last upgrade", copy)
+    return removed

@@ -35,7 +35,12 @@ from todoku.store.api import (
     User,
 )
 from todoku.store.blobs import STEP_DB_COMMIT, FileBlobStore, FileBlobWriter, StorageFaults
-from todoku.store.datadir import create_private_file, make_private_dir
+from todoku.store.datadir import (
+    after_upgrade,
+    before_upgrade,
+    create_private_file,
+    make_private_dir,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -145,6 +150,18 @@ def _migrate_queue(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
+def _needs_migration(conn: sqlite3.Connection) -> bool:
+    """Whether _migrate_queue would change this (non-empty) index."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "queue_attempts" not in tables:
+        return True
+    for table, columns in _QUEUE_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if any(name not in have for name, _ in columns):
+            return True
+    return False
+
+
 _MESSAGE_COLUMNS = (
     "m.id, m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.size, m.received_at, m.sender,"
     " m.subject, m.deleted_at"
@@ -195,8 +212,13 @@ class SqliteStore:
         self._local = threading.local()
         self._all_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._conn().executescript(SCHEMA)
-        _migrate_queue(self._conn())
+        conn = self._conn()
+        # Schema version (store.datadir): a newer index is refused (NewerSchema), an older one
+        # copied before the migrations below; upgraded_from is the version found, if migrated.
+        self.upgraded_from = before_upgrade(conn, self.db_path, _needs_migration)
+        conn.executescript(SCHEMA)
+        _migrate_queue(conn)
+        after_upgrade(conn)
         # Called (in the writer thread) with [(queue_id, next_attempt)] after each group commit
         # that queued mail for other domains: the outbound runner's wake-up.
         self.on_queued: Callable[[list[tuple[str, float]]], None] | None = None
