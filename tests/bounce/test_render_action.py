@@ -66,3 +66,14 @@ def test_an_address_literal_recipient_is_named() -> None:
     )
     (diagnosis,) = analyze_bytes(data.encode(), "en", True)
     assert diagnosis.recipient == "bob@[192.0.2.9]"
+
+
+def test_terminal_controls_from_the_bounce_are_shown_escaped() -> None:
+    """A hostile bounce cannot drive the reader's terminal: escape sequences, an OSC 8 link, a C1
+    CSI and a right-to-left override in the remote's words are printed as escapes."""
+    hostile = "User unknown \x1b]8;;http://evil\x07click\x1b]8;;\x07 \x1b[2J\x9b31m \u202eevil"
+    out = render("failed", "5.1.1", 550, hostile)
+    assert "server said" in out
+    assert not any(ch in out for ch in "\x1b\x07\x9b\u202e")
+    assert "\\x1b]8;;http://evil\\x07click" in out
+    assert all(line.isprintable() for line in out.splitlines())

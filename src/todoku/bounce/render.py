@@ -6,6 +6,12 @@ A JSON line is ``{"file": ...}`` followed by every field of Diagnosis in declara
 also imports) adds about 20 ms of CPU to a start-up of about 130 ms (medians of 15 runs, shared
 machine at load 5); the hand-written encoder that stood here before saved no more than that.
 One encoder serves every line: json.dumps(..., ensure_ascii=False) builds a new one per call.
+
+The text output goes to a terminal, and every value in it comes from a file anyone could have
+written: control characters (C0, DEL, C1) and the bidirectional controls are shown as backslash
+escapes (``\\x1b``, ``\\u202e``), so a hostile bounce cannot move the cursor, recolour the
+screen, make a hyperlink or reverse what a line seems to say (issue 12, second attack pass).
+JSON escapes them itself.
 """
 
 from __future__ import annotations
@@ -13,6 +19,19 @@ from __future__ import annotations
 import json
 
 from todoku.bounce.analyze import Diagnosis
+
+# What a terminal would act on instead of showing: C0 (but the newline between our own lines),
+# DEL, C1, and the Unicode bidirectional embeddings, overrides and isolates.
+_UNSHOWABLE = {
+    code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    for code in [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F)]
+    + [*range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
+}
+
+
+def _shown(text: str) -> str:
+    return text.translate(_UNSHOWABLE)
+
 
 LABELS = {
     "en": {
@@ -69,7 +88,7 @@ def as_text(file: str, diagnosis: Diagnosis, lang: str) -> str:
     lines = [f"{file}:"]
     if diagnosis.reason == "notbounce":
         lines.append(f"  {label['notbounce']}")
-        return "\n".join(lines)
+        return "\n".join(_shown(line) for line in lines)
     # What happens to the message now, from the report's action (never from the status class):
     # a returned message is not retried, whatever its code says (analyze.py).
     nature = ""
@@ -96,8 +115,8 @@ def as_text(file: str, diagnosis: Diagnosis, lang: str) -> str:
         lines.append(f"  {label['diagnostic']}: {diagnosis.diagnostic}")
     lines.append(f"  {label['cause']}: {diagnosis.cause}")
     lines.append(f"  {label['remedy']}: {diagnosis.remedy}")
-    return "\n".join(lines)
+    return "\n".join(_shown(line) for line in lines)
 
 
 def error_text(file: str, error: str, lang: str) -> str:
-    return f"{file}: {LABELS.get(lang, LABELS['en'])['error']}: {error}"
+    return _shown(f"{file}: {LABELS.get(lang, LABELS['en'])['error']}: {error}")
