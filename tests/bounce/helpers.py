@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 
-def postfix_dsn(recipient: str, status: str, diagnostic: str, *, action: str = "failed",
-                command: str = "RCPT TO") -> bytes:
+def postfix_dsn(
+    recipient: str,
+    status: str,
+    diagnostic: str,
+    *,
+    action: str = "failed",
+    command: str = "RCPT TO",
+) -> bytes:
     """A Postfix-style multipart/report (RFC 3464) for one recipient."""
     return f"""From: MAILER-DAEMON@mail.example.net (Mail Delivery System)
 To: sender@example.net

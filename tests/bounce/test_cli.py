@@ -10,14 +10,34 @@ from pathlib import Path
 
 from tests.bounce.helpers import exim_text, postfix_dsn
 
-KEYS = {"file", "recipient", "reason", "status", "reply_code", "remote_mta", "diagnostic",
-        "permanent", "cause", "remedy", "date"}
+KEYS = {
+    "file",
+    "recipient",
+    "reason",
+    "status",
+    "reply_code",
+    "remote_mta",
+    "diagnostic",
+    "permanent",
+    "cause",
+    "remedy",
+    "date",
+}
 
 
-def explain(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def explain(
+    *args: str, cwd: Path, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "TODOKU_CONFIG"}
-    return subprocess.run([sys.executable, "-m", "todoku", "explain", *args], cwd=cwd, env=env,
-                          input=stdin, capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "todoku", "explain", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def json_lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, object]]:
@@ -30,12 +50,20 @@ def test_json_per_recipient_with_an_unreadable_file_in_the_middle(tmp_path: Path
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"From: a@example.org\nTo: b@example.org\nSubject: hi\n\nhello\n")
     last = tmp_path / "relay.eml"
-    last.write_bytes(exim_text("far@example.org", "554 5.7.1 <far@example.org>: Relay access denied"))
-    result = explain("--json", str(first), str(tmp_path / "missing.eml"), str(plain), str(last),
-                     cwd=tmp_path)
+    last.write_bytes(
+        exim_text("far@example.org", "554 5.7.1 <far@example.org>: Relay access denied")
+    )
+    result = explain(
+        "--json", str(first), str(tmp_path / "missing.eml"), str(plain), str(last), cwd=tmp_path
+    )
     assert result.returncode == 1  # one input could not be read, the others were explained
     lines = json_lines(result)
-    assert [line.get("reason") for line in lines] == ["userunknown", None, "notbounce", "norelaying"]
+    assert [line.get("reason") for line in lines] == [
+        "userunknown",
+        None,
+        "notbounce",
+        "norelaying",
+    ]
     assert KEYS <= set(lines[0])
     assert lines[0]["recipient"] == "nobody@example.org" and lines[0]["status"] == "5.1.1"
     assert lines[0]["reply_code"] == 550 and lines[0]["permanent"] is True
@@ -67,8 +95,14 @@ def test_mbox_and_maildir(tmp_path: Path) -> None:
     one = postfix_dsn("a@example.org", "5.2.2", "552 5.2.2 Mailbox full").replace(b"\r\n", b"\n")
     two = exim_text("b@example.org", "550 5.1.1 No such user")
     mbox = tmp_path / "bounces.mbox"
-    mbox.write_bytes(b"From MAILER-DAEMON Sat Nov 28 03:00:00 2026\n" + one + b"\n"
-                     + b"From MAILER-DAEMON Sat Nov 28 03:01:00 2026\n" + two + b"\n")
+    mbox.write_bytes(
+        b"From MAILER-DAEMON Sat Nov 28 03:00:00 2026\n"
+        + one
+        + b"\n"
+        + b"From MAILER-DAEMON Sat Nov 28 03:01:00 2026\n"
+        + two
+        + b"\n"
+    )
     maildir = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
@@ -78,7 +112,8 @@ def test_mbox_and_maildir(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = json_lines(result)
     assert [(line["file"].rsplit("/", 1)[-1], line["reason"]) for line in lines] == [
-        ("bounces.mbox#1", "mailboxfull"), ("bounces.mbox#2", "userunknown"),
+        ("bounces.mbox#1", "mailboxfull"),
+        ("bounces.mbox#2", "userunknown"),
         ("1.host", "userunknown"),
     ]
 
@@ -93,15 +128,23 @@ def test_cli_default_config_path_is_the_configurations() -> None:
 
 def test_explain_starts_without_the_server_modules(tmp_path: Path) -> None:
     """`todoku explain` loads neither the queue (asyncio, dnspython) nor the configuration schema."""
-    probe = ("import sys\nsys.argv = ['todoku', 'explain', '--json', sys.argv[1]]\n"
-             "from todoku.cli.main import main\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('asyncio', 'dns', 'todoku') and not m.startswith(('todoku.bounce', 'todoku.cli'))))")
+    probe = (
+        "import sys\nsys.argv = ['todoku', 'explain', '--json', sys.argv[1]]\n"
+        "from todoku.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('asyncio', 'dns', 'todoku') and not m.startswith(('todoku.bounce', 'todoku.cli'))))"
+    )
     bounce = tmp_path / "b.eml"
     bounce.write_bytes(postfix_dsn("nobody@example.org", "5.1.1", "550 5.1.1 User unknown"))
     env = {k: v for k, v in os.environ.items() if k != "TODOKU_CONFIG"}
-    result = subprocess.run([sys.executable, "-c", probe, str(bounce)], cwd=tmp_path, env=env,
-                            capture_output=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(bounce)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.decode().splitlines()[-1] == "['todoku']"
     assert b'"userunknown"' in result.stdout
