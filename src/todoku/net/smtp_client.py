@@ -22,6 +22,10 @@ MX host name, and ends the attempt (phase ``starttls``/``tls``) instead of retry
 An MX with DANE TLSA records (RFC 7672) is dialled the same way with ``peer_check``: the context
 need not verify (DANE-EE ignores names and dates), and ``peer_check(ssl_object)`` decides right
 after the handshake, before EHLO; a refusal ends the attempt (phase ``tls``).
+
+A session opened either of these ways is ``verified``: only such a session carries a message
+whose sender asked for REQUIRETLS (RFC 8689 §4.2.1), and MAIL passes REQUIRETLS on when the
+server offers it; ``send`` refuses such a message on any other session (5.7.10).
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class Envelope:
     eight_bit: bool = True
     ret: str | None = None
     envid: str | None = None
+    requiretls: bool = False  # RFC 8689: only over a verified TLS session
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,8 @@ class SmtpSession:
     conn: ClientConnection = field(default_factory=ClientConnection)
     tls: str = ""  # "TLSv1.3 TLS_AES_256_GCM_SHA384" once encrypted
     usable: bool = True
+    # TLS whose certificates were checked (by name and CA, or by DANE): what RFC 8689 asks.
+    verified: bool = False
 
     @property
     def remote_mta(self) -> str:
@@ -297,6 +304,8 @@ class SmtpSession:
             self.conn.tls_started()
             await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
         self._note_tls()
+        # Only ever called with a verifying context or a peer_check (open_session checks).
+        self.verified = True
         if login is not None:
             await self._authenticate(login)
 
@@ -398,6 +407,13 @@ class SmtpSession:
             return fail_all(
                 proto.MAIL, 553, "5.6.7", f"{self.remote_mta} does not support SMTPUTF8"
             )
+        if envelope.requiretls and not self.verified:
+            # RFC 8689 §4.2.1: never hand a REQUIRETLS message to a server not verified over TLS.
+            text = (
+                f"REQUIRETLS needed: the sender asked for TLS with a verified certificate "
+                f"(RFC 8689) and the session with {self.remote_mta} has none; nothing was sent"
+            )
+            return fail_all(proto.MAIL, 550, "5.7.10", text)
         mail = conn.mail(
             envelope.sender,
             size=envelope.size,
@@ -405,6 +421,7 @@ class SmtpSession:
             smtputf8=envelope.smtputf8,
             ret=envelope.ret,
             envid=envelope.envid,
+            requiretls=envelope.requiretls,
         )
         rcpts = [conn.rcpt(a, notify=n, orcpt=o) for a, n, o in envelope.recipients]
         timeout = self.timeouts.command

@@ -397,6 +397,7 @@ class SmtpSession:
                 smtputf8=bool(mail and mail.smtputf8),
                 received_at=time.time(),
                 submitted_by=submitted_by,
+                requiretls=bool(mail and mail.requiretls),
             )
 
         try:
@@ -584,6 +585,7 @@ def settings_for(service: str, config: Config, loopback: bool, tls_ready: bool) 
             auth_requires_tls=not plaintext_ok,
             require_tls=not plaintext_ok,
             require_auth=True,
+            requiretls=True,  # RFC 8689: offered once STARTTLS is done
             **common,  # type: ignore[arg-type]
         )
     if service == "submissions":
@@ -591,6 +593,7 @@ def settings_for(service: str, config: Config, loopback: bool, tls_ready: bool) 
             tls_active=True,
             auth_enabled=True,
             require_auth=True,
+            requiretls=True,
             **common,  # type: ignore[arg-type]
         )
     raise ValueError(service)

@@ -21,13 +21,20 @@ certificates that match its TLSA records, judged by ``dane.peer_check`` right af
 handshake; otherwise the attempt is a temporary failure (4.7.5) that names the records, and
 nothing is sent (RFC 7672 §2.2: no fallback to clear text). A hop whose TLSA lookup failed is
 not dialled at all.
+
+A message whose sender asked for REQUIRETLS (RFC 8689, ``OutboundMessage.requiretls``) goes
+only over a session with verified TLS: a relay's, an MTA-STS hop's, a DANE hop's, or, on any
+other hop, a second connection made for it with STARTTLS and a certificate verified for the MX
+host name (§4.2.1). When that hop cannot give it, the message bounces at once with 5.7.10
+("REQUIRETLS needed", §5): the destination, not time, decides it. REQUIRETLS is passed on
+whenever the next hop offers it.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -66,6 +73,7 @@ class OutboundMessage:
     smtputf8: bool = False
     ret: str | None = None
     envid: str | None = None
+    requiretls: bool = False  # RFC 8689 §4.1: MAIL ... REQUIRETLS on submission
 
 
 class Channel(Protocol):
@@ -116,16 +124,48 @@ def attempt_from(outcome: RecipientOutcome | SessionFailure, recipient: str) -> 
     )
 
 
+# Dials the channel's hop again with verified TLS (for a REQUIRETLS message).
+Redial = Callable[[], Awaitable[SmtpSession | SessionFailure]]
+
+
+def requiretls_refused(result: SessionFailure, recipient: str) -> Attempt:
+    """RFC 8689 §5: the hop cannot give the verified TLS the sender asked for. Permanent: no
+    retry makes the destination verify, and the sender must know that it did not go."""
+    text = (
+        "REQUIRETLS needed: the sender asked that this message travel only over TLS with a "
+        f"verified certificate (RFC 8689), and {result.text}"
+    )
+    if "nothing was sent" not in text:
+        text += "; nothing was sent"
+    return Attempt(
+        recipient,
+        Verdict.PERMANENT,
+        result.phase,
+        None,
+        "",
+        text,
+        result.remote_mta,
+        "failedstarttls",
+        "5.7.10",
+    )
+
+
 class _SmtpChannel:
-    def __init__(self, session: SmtpSession) -> None:
+    def __init__(self, session: SmtpSession, redial: Redial | None = None) -> None:
         self.session = session
         self.remote_mta = session.remote_mta
+        self.redial = redial
 
     @property
     def usable(self) -> bool:
         return self.session.usable and not self.session.conn.closed
 
     async def send(self, message: OutboundMessage) -> list[Attempt]:
+        if message.requiretls and not self.session.verified and self.redial is not None:
+            return await self._send_verified(message, self.redial)
+        return await self._send_on(self.session, message)
+
+    async def _send_on(self, session: SmtpSession, message: OutboundMessage) -> list[Attempt]:
         envelope = Envelope(
             sender=message.sender,
             recipients=message.recipients,
@@ -134,10 +174,24 @@ class _SmtpChannel:
             smtputf8=message.smtputf8,
             ret=message.ret,
             envid=message.envid,
+            requiretls=message.requiretls,
         )
-        outcomes = await self.session.send(envelope)
-        dsn = self.session.conn.supports("DSN")
+        outcomes = await session.send(envelope)
+        dsn = session.conn.supports("DSN")
         return [replace(attempt_from(o, o.recipient), dsn_handed_over=dsn) for o in outcomes]
+
+    async def _send_verified(self, message: OutboundMessage, redial: Redial) -> list[Attempt]:
+        """A REQUIRETLS message on an unverified session: a connection of its own, verified."""
+        result = await redial()
+        recipients = [address for address, _, _ in message.recipients]
+        if isinstance(result, SessionFailure):
+            if result.phase in (PHASE_TLS, "starttls"):
+                return [requiretls_refused(result, r) for r in recipients]
+            return [attempt_from(result, r) for r in recipients]  # unreachable now: retried
+        try:
+            return await self._send_on(result, message)
+        finally:
+            await result.close()
 
     async def close(self) -> None:
         await self.session.close()
@@ -193,7 +247,28 @@ class SmtpTransport:
             self.verified_context = verified_tls_context()
         return self.verified_context
 
+    async def _dial_verified(self, hop: Hop) -> SmtpSession | SessionFailure:
+        """STARTTLS and a certificate valid for the MX host name (RFC 8689 §4.2.1)."""
+        if not hop.host:
+            text = f"[{hop.ip}] is an address literal: no name to verify a certificate against"
+            return SessionFailure(PHASE_TLS, None, "", text, f"[{hop.ip}]")
+        return await smtp_open_session(
+            hop.host,
+            hop.ip,
+            self.port,
+            helo_name=self.helo_name,
+            tls_context=self._verified(),
+            timeouts=self.timeouts,
+            require_tls="the sender asked for REQUIRETLS (RFC 8689)",
+        )
+
     async def connect(self, hop: Hop) -> Channel | Attempt:
+        channel = await self._connect(hop)
+        if isinstance(channel, _SmtpChannel):
+            channel.redial = lambda: self._dial_verified(hop)
+        return channel
+
+    async def _connect(self, hop: Hop) -> Channel | Attempt:
         policy = hop.tls_policy
         if policy is not None and policy.mode == dane.DANE:
             return await self._connect_dane(hop, policy)

@@ -118,6 +118,8 @@ class QueueEntry:
     # when it accepted it; None for mail that came in on the MX, reports and local injection.
     # The only thing that decides DKIM signing: never the message's own header text.
     submitted_by: str | None = None
+    # RFC 8689 §4.1: the submission asked for REQUIRETLS; delivered only over verified TLS.
+    requiretls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class IncomingMessage:
     received_at: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
     submitted_by: str | None = None  # the authenticated login that submitted it (QueueEntry)
+    requiretls: bool = False  # MAIL ... REQUIRETLS (RFC 8689), kept with the queue entry
 
 
 class BlobWriter(Protocol):

@@ -128,7 +128,12 @@ CREATE INDEX IF NOT EXISTS queue_attempts_by_id ON queue_attempts (queue_id, sta
 """
 _QUEUE_COLUMNS = {
     # submitted_by (issue 12): NULL in rows queued before it existed, so they leave unsigned.
-    "queue": [("delay_warned", "INTEGER NOT NULL DEFAULT 0"), ("submitted_by", "TEXT")],
+    # requiretls (RFC 8689 §4.1): 0 in rows queued before it existed, as none asked for it.
+    "queue": [
+        ("delay_warned", "INTEGER NOT NULL DEFAULT 0"),
+        ("submitted_by", "TEXT"),
+        ("requiretls", "INTEGER NOT NULL DEFAULT 0"),
+    ],
     "queue_recipients": [
         ("phase", "TEXT NOT NULL DEFAULT ''"),
         ("code", "INTEGER"),
@@ -511,7 +516,8 @@ class SqliteStore:
         if message.remote:
             conn.execute(
                 "INSERT INTO queue (id, blob_id, sender, size, received_at, next_attempt, envid, ret,"
-                " smtputf8, extra, submitted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " smtputf8, extra, submitted_by, requiretls)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     blob.blob_id,
                     blob.blob_id,
@@ -524,6 +530,7 @@ class SqliteStore:
                     int(message.smtputf8),
                     json.dumps(message.extra),
                     message.submitted_by,
+                    int(message.requiretls),
                 ),
             )
             conn.executemany(
@@ -652,7 +659,7 @@ class SqliteStore:
 
     _QUEUE_ENTRY_COLUMNS = (
         "id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
-        " smtputf8, last_error, delay_warned, submitted_by"
+        " smtputf8, last_error, delay_warned, submitted_by, requiretls"
     )
 
     def _queue_entry(self, conn: sqlite3.Connection, row: Any) -> QueueEntry:
@@ -695,6 +702,7 @@ class SqliteStore:
             recipients=recipients,
             delay_warned=bool(row[12]),
             submitted_by=row[13],
+            requiretls=bool(row[14]),
         )
 
     def list_queue(self) -> list[QueueEntry]:

@@ -280,8 +280,12 @@ class ClientConnection:
         smtputf8: bool = False,
         ret: str | None = None,
         envid: str | None = None,
+        requiretls: bool = False,
     ) -> bytes:
-        """MAIL FROM with only the parameters the server announced (RFC 5321 §4.1.1.11)."""
+        """MAIL FROM with only the parameters the server announced (RFC 5321 §4.1.1.11).
+
+        ``requiretls`` passes RFC 8689's REQUIRETLS on, when the server offers it on a TLS
+        session (§2, §4.2.1); whether the message may go without it is the caller's choice."""
         params = []
         if size is not None and self.supports("SIZE"):
             params.append(f"SIZE={size}")  # RFC 1870 §6
@@ -294,6 +298,8 @@ class ClientConnection:
                 params.append(f"RET={ret.upper()}")  # RFC 3461 §4.3
             if envid:
                 params.append(f"ENVID={encode_xtext(envid)}")  # RFC 3461 §4.4
+        if requiretls and self.tls_active and self.supports("REQUIRETLS"):
+            params.append("REQUIRETLS")  # RFC 8689 §2
         line = f"MAIL FROM:<{sender}>" + "".join(f" {p}" for p in params)
         return self._command(MAIL, line, sender)
 

@@ -30,6 +30,7 @@ class MailFrom:
     smtputf8: bool = False
     ret: str | None = None  # RFC 3461 RET=FULL|HDRS
     envid: str | None = None  # RFC 3461 ENVID, decoded from xtext
+    requiretls: bool = False  # RFC 8689 §4.1: onward delivery only over verified TLS
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,8 @@ class SessionSettings:
     auth_requires_tls: bool = True  # RFC 8314 §3: no clear-text passwords
     require_tls: bool = False  # refuse mail transactions before STARTTLS
     require_auth: bool = False  # submission: MAIL only after AUTH
+    # RFC 8689 (REQUIRETLS): offered on authenticated submission, and only on a TLS session.
+    requiretls: bool = False
     max_recipients: int = 1000
     max_errors: int = 20
     greeting: str = "ESMTP todoku"
@@ -472,7 +474,14 @@ class ServerConnection:
         if self._auth_offered():
             ext.append("AUTH " + " ".join(sasl.MECHANISMS))
         ext += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
+        if self._requiretls_offered():
+            ext.append("REQUIRETLS")
         return ext
+
+    def _requiretls_offered(self) -> bool:
+        """RFC 8689 §2: the MAIL parameter is only valid on a session that uses TLS; here
+        also only on submission (the listener says so), where the sender has logged in."""
+        return self.settings.requiretls and self.tls_active
 
     def _auth_offered(self) -> bool:
         settings = self.settings
@@ -563,6 +572,7 @@ class ServerConnection:
         ret: str | None = None
         envid: str | None = None
         smtputf8 = False
+        requiretls = False
         for name, value in path.params.items():
             if name == "SIZE":  # RFC 1870 §6
                 if value is None or not value.isdigit() or not value.isascii():
@@ -601,6 +611,15 @@ class ServerConnection:
                     return
             elif name == "AUTH":  # RFC 4954 §5: accepted, and trusted only from ourselves
                 continue
+            elif name == "REQUIRETLS" and self._requiretls_offered():  # RFC 8689 §2, §4.1
+                if value is not None:
+                    self._error(codes.BAD_SYNTAX.with_text("REQUIRETLS takes no value"))
+                    return
+                if self.authenticated_user is None:
+                    # Only a logged-in sender may ask us to refuse delivery in clear text.
+                    self._error(codes.AUTH_REQUIRED)
+                    return
+                requiretls = True
             else:
                 self._error(
                     codes.PARAM_NOT_IMPLEMENTED.with_text(f"Unsupported option: {_quoted(name)}")
@@ -610,7 +629,7 @@ class ServerConnection:
         if sender is not None and sender.needs_smtputf8 and not smtputf8:
             self._error(codes.NO_SMTPUTF8)
             return
-        self._events.append(MailFrom(sender, size, body, smtputf8, ret, envid))
+        self._events.append(MailFrom(sender, size, body, smtputf8, ret, envid, requiretls))
 
     def _address_error(self, arg: str, exc: AddressError, reply: Reply) -> None:
         if exc.needs_smtputf8:
