@@ -5,12 +5,17 @@ Steps: the route (which relay, and why), the relay host's addresses (the queue's
 ``queue.routing.relay_route``), the password file (read as the queue reads it), then connect,
 TLS verified with the relay's CA file and name (``tls`` of the table, no plain-text step),
 EHLO, login, MAIL FROM and RCPT TO the address; never DATA. The password is never shown.
+
+``todoku diagnose --relay`` runs the same steps for each ``[[relay]]`` without an address: the
+sender is the recipient too, as for ``--submission``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
+from todoku.config import Config
 from todoku.config.relay import PasswordError, RelayConfig, read_password
 from todoku.diag.report import FAIL, OK, Report, Step, text
 from todoku.diag.submission import _Checker, _Stop
@@ -39,6 +44,27 @@ async def diagnose_via_relay(
         pass
     if not report.set_failed_verdict():
         report.verdict = text(lang, "verdict_relay_ok", target=address, relay=relay.label)
+    return report
+
+
+async def diagnose_relay(
+    relay: RelayConfig,
+    *,
+    resolver: Resolver,
+    sender: str,
+    helo_name: str,
+    lang: str,
+    timeout: float,
+) -> Report:
+    """``todoku diagnose --relay``: the relay's addresses, TLS, login and MAIL FROM ``sender``
+    (then RCPT TO ``sender``, as ``--submission`` does; never DATA), whatever the domains."""
+    report = Report("relay", relay.label, lang)
+    try:
+        await _check(report, relay, sender, resolver, sender, helo_name, lang, timeout)
+    except _Stop:
+        pass
+    if not report.set_failed_verdict():
+        report.verdict = text(lang, "verdict_relay_ok", target=sender, relay=relay.label)
     return report
 
 
@@ -114,3 +140,25 @@ async def _check(
         strict_context=context,
     )
     await checker.run()
+
+
+def run_relays(config: Config, *, sender: str | None, lang: str, timeout: float) -> list[Report]:
+    """One report per ``[[relay]]``, in the order the queue tries them."""
+    from todoku.dns.dnspython import DnspythonResolver
+
+    resolver = DnspythonResolver(config.nameservers, lifetime=timeout)
+
+    async def run() -> list[Report]:
+        return [
+            await diagnose_relay(
+                relay,
+                resolver=resolver,
+                sender=sender or relay.user or f"postmaster@{config.primary_domain}",
+                helo_name=config.hostname,
+                lang=lang,
+                timeout=timeout,
+            )
+            for relay in config.relays
+        ]
+
+    return asyncio.run(run())

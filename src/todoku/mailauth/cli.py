@@ -95,6 +95,12 @@ def register(
         help="Check a mail program's sending settings against this submission server.",
     )
     @click.option(
+        "--relay",
+        "relay_check",
+        is_flag=True,
+        help="Check each [[relay]] smarthost: connection, TLS, login and MAIL FROM (no message).",
+    )
+    @click.option(
         "--user", "user", default=None, metavar="USER", help="Account name for --submission."
     )
     @click.option(
@@ -137,6 +143,7 @@ def register(
         address: str | None,
         self_check: bool,
         submission: str | None,
+        relay_check: bool,
         user: str | None,
         password_stdin: bool,
         sender: str | None,
@@ -148,8 +155,17 @@ def register(
         """Say why mail cannot be sent: ADDRESS (live delivery check), --submission (a mail program's
         settings) or --self (this server's DNS records)."""
         chosen = lang or config.lang
-        if sum((address is not None, self_check, submission is not None)) != 1:
-            fail("diagnose: give exactly one of ADDRESS, --submission HOST:PORT or --self")
+        if sum((address is not None, self_check, submission is not None, relay_check)) != 1:
+            fail("diagnose: give exactly one of ADDRESS, --submission HOST:PORT, --relay or --self")
+        if relay_check:
+            if not config.relays:
+                fail("diagnose: --relay: no [[relay]] in the configuration")
+                return
+            from todoku.diag.command import emit
+            from todoku.diag.relay import run_relays
+
+            reports = run_relays(config, sender=sender, lang=chosen, timeout=timeout)
+            sys.exit(max(emit(r, as_json, click.echo) for r in reports))
         if address is not None or submission is not None:
             from todoku.diag.command import emit, run_address, run_submission
 
