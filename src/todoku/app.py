@@ -431,6 +431,8 @@ class Server:
         self.config = self.smtp.config = self.pop3.config = new
         logging.getLogger("todoku").setLevel(new.log_level.upper())
         self.tls_context = self.smtp.tls_context = self.pop3.tls_context = tls_context
+        if self.web is not None:
+            self.web.tls_context = tls_context  # the next https connection has the new certificate
         self.settings = listener_settings(new)
         limits = self.smtp.connections
         if limits is not None and (

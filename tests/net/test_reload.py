@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TodokuServer, client_tls_context, write_config
+from tests.web.test_web_e2e import bound_ports
 from todoku.net.tls import make_self_signed
 
 SESSIONS = 10
@@ -198,3 +200,29 @@ def test_json_log_lines(make_server: Callable[..., TodokuServer]) -> None:
         assert line["time"].endswith("Z") and line["logger"].startswith("todoku")
     reject = [line["message"] for line in lines if "nosuch@example.test" in line["message"]]
     assert reject[0].startswith("smtp[") and "NOQUEUE: reject: RCPT" in reject[0]
+
+
+def https_certificate(port: int) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=15)
+    with context.wrap_socket(raw, server_hostname="mx.example.test") as tls:
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+
+def test_reload_renews_the_https_certificate(make_server: Callable[..., TodokuServer]) -> None:
+    """The web listener presents a renewed certificate after SIGHUP, like the mail listeners."""
+    services = ("smtp", "https")
+    server = make_server(start=False, services=services)
+    first = new_certificate(server.root, "mx.example.test")
+    write_config(server.root, tls_extra(server.root), services=services)
+    server.start()
+    port = bound_ports(server)["https"]
+    assert https_certificate(port) == first
+    renewed = new_certificate(server.root, "mx.example.test")
+    hangup(server)
+    wait_for(server.log, "reloaded ")
+    assert https_certificate(port) == renewed

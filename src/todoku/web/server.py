@@ -41,6 +41,9 @@ SHUTDOWN_GRACE = 5.0
 class WebServer:
     sites: list[tuple[str, web.Application, socket.socket, ssl.SSLContext | None]]
     limits: ConnectionLimits | None = None
+    # The https certificate: read at each new connection, so a reload (SIGHUP) that renews it
+    # reaches the next connection, as it does for the mail listeners (app.Server.apply).
+    tls_context: ssl.SSLContext | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
 
@@ -63,9 +66,9 @@ class WebServer:
 
             def counted(
                 handler: Callable[[], asyncio.Protocol] = handler,
-                context: ssl.SSLContext | None = context,
+                tls: bool = context is not None,
             ) -> CountedConnection:
-                return CountedConnection(self.limits, handler, context)
+                return CountedConnection(self.limits, handler, self.tls_context if tls else None)
 
             loop = asyncio.get_running_loop()
             self.servers.append(await loop.create_server(counted, sock=sock))
@@ -100,4 +103,4 @@ def build_web(
         sites.append(("https", app, sockets["https"], tls_context))
     if "http" in sockets:
         sites.append(("http", http_app(config, ports), sockets["http"], None))
-    return WebServer(sites, limits)
+    return WebServer(sites, limits, tls_context)
