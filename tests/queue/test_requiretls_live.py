@@ -1,7 +1,8 @@
 """REQUIRETLS (RFC 8689) in direct delivery, with real sockets: a message submitted with
-REQUIRETLS goes to the MX only over STARTTLS with a certificate verified for the MX host name,
-passes REQUIRETLS on when the MX offers it, and bounces with 5.7.10 when the MX cannot give it,
-never sending anything in clear.
+REQUIRETLS goes to the MX only over STARTTLS with a certificate verified for the MX host name
+and only when the MX advertises REQUIRETLS after STARTTLS, passing it on in MAIL FROM (§4.2.1);
+it bounces with 5.7.10 when the MX cannot give verified TLS and with 5.7.30 when it does not
+offer REQUIRETLS, never sending anything in clear or to a hop without it.
 """
 
 from __future__ import annotations
@@ -75,17 +76,30 @@ async def deliver(tmp_path: Path, dns: DnsServer, ca: RelayCa, mx: FakeMx) -> Qu
         return q
 
 
-@pytest.mark.parametrize("offered", [True, False])
-async def test_verified_tls_delivers_and_passes_requiretls_on_when_offered(
-    tmp_path: Path, dns_server: DnsServer, ca: RelayCa, offered: bool
+async def test_verified_tls_and_requiretls_offered_delivers_with_requiretls_on_mail_from(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
 ) -> None:
-    extensions = (*EXTENSIONS, "REQUIRETLS") if offered else EXTENSIONS
+    extensions = (*EXTENSIONS, "REQUIRETLS")
     with fake_mx(dns_server, tls_context=ca.server_context(MX), extensions=extensions) as mx:
         q = await deliver(tmp_path, dns_server, ca, mx)
     [message] = mx.messages
     assert message.tls and message.recipients == ["bob@remote.test"]
-    assert ("REQUIRETLS" in message.mail_params.split()) is offered
+    assert "REQUIRETLS" in message.mail_params.split()
     assert q.mailbox(ALICE) == []
+
+
+async def test_verified_tls_without_requiretls_gets_nothing_and_bounces_5_7_30(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
+) -> None:
+    with fake_mx(dns_server, tls_context=ca.server_context(MX), extensions=EXTENSIONS) as mx:
+        q = await deliver(tmp_path, dns_server, ca, mx)
+        [bounce] = q.mailbox(ALICE)
+    assert mx.messages == []  # RFC 8689 §4.2.1: not transmitted to a hop without REQUIRETLS
+    [recipient] = parse_report(bounce).recipients
+    assert recipient["Action"] == "failed" and recipient["Status"] == "5.7.30"
+    text = " ".join(bounce.decode("utf-8", "replace").split())
+    assert "REQUIRETLS support required" in text
+    assert f"{MX}" in text and "does not offer REQUIRETLS; nothing was sent" in text
 
 
 @pytest.mark.parametrize("why", ["no STARTTLS", "certificate for another name"])

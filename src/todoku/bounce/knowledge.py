@@ -188,6 +188,7 @@ STATUS: dict[str, Status] = {
     "7.26": Status("authfailure", "Multiple authentication checks failed", 4, "RFC 7372"),
     "7.27": Status("notaccept", "Sender address has null MX", 4, "RFC 7505 §3"),
     "7.28": Status("speeding", "Mail flood detected", 4, IANA),
+    "7.30": Status("failedstarttls", "REQUIRETLS support required", 3, "RFC 8689 §5"),
 }
 
 # RFC 5321 §4.2.3: basic reply codes that say something on their own (little: the last resort).

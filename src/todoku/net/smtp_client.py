@@ -23,9 +23,10 @@ An MX with DANE TLSA records (RFC 7672) is dialled the same way with ``peer_chec
 need not verify (DANE-EE ignores names and dates), and ``peer_check(ssl_object)`` decides right
 after the handshake, before EHLO; a refusal ends the attempt (phase ``tls``).
 
-A session opened either of these ways is ``verified``: only such a session carries a message
-whose sender asked for REQUIRETLS (RFC 8689 §4.2.1), and MAIL passes REQUIRETLS on when the
-server offers it; ``send`` refuses such a message on any other session (5.7.10).
+A session opened either of these ways is ``verified``. A message whose sender asked for
+REQUIRETLS (RFC 8689 §4.2.1) goes only over such a session, and only to a server that advertises
+REQUIRETLS in its EHLO reply after STARTTLS; MAIL then carries REQUIRETLS. ``send`` refuses it,
+nothing sent, on an unverified session (5.7.10) and to a server without REQUIRETLS (5.7.30).
 """
 
 from __future__ import annotations
@@ -414,6 +415,14 @@ class SmtpSession:
                 f"(RFC 8689) and the session with {self.remote_mta} has none; nothing was sent"
             )
             return fail_all(proto.MAIL, 550, "5.7.10", text)
+        if envelope.requiretls and not (conn.tls_active and conn.supports("REQUIRETLS")):
+            # RFC 8689 §4.2.1: the EHLO reply after STARTTLS must advertise REQUIRETLS; §5: 5.7.30.
+            text = (
+                f"REQUIRETLS support required: the sender asked that this message travel only to "
+                f"servers that promise to keep it on verified TLS (RFC 8689), and {self.remote_mta} "
+                f"does not offer REQUIRETLS; nothing was sent"
+            )
+            return fail_all(proto.MAIL, 550, "5.7.30", text)
         mail = conn.mail(
             envelope.sender,
             size=envelope.size,

@@ -26,8 +26,9 @@ A message whose sender asked for REQUIRETLS (RFC 8689, ``OutboundMessage.require
 only over a session with verified TLS: a relay's, an MTA-STS hop's, a DANE hop's, or, on any
 other hop, a second connection made for it with STARTTLS and a certificate verified for the MX
 host name (§4.2.1). When that hop cannot give it, the message bounces at once with 5.7.10
-("REQUIRETLS needed", §5): the destination, not time, decides it. REQUIRETLS is passed on
-whenever the next hop offers it.
+("REQUIRETLS needed", §5): the destination, not time, decides it. The hop must also advertise
+REQUIRETLS in its EHLO reply after STARTTLS, and then MAIL carries it on; a hop that does not
+gets nothing and the message bounces with 5.7.30 ("REQUIRETLS support required", §4.2.1, §5).
 """
 
 from __future__ import annotations

@@ -285,7 +285,8 @@ class ClientConnection:
         """MAIL FROM with only the parameters the server announced (RFC 5321 §4.1.1.11).
 
         ``requiretls`` passes RFC 8689's REQUIRETLS on, when the server offers it on a TLS
-        session (§2, §4.2.1); whether the message may go without it is the caller's choice."""
+        session (§2, §4.2.1); a REQUIRETLS message must not go to a server without it (§4.2.1),
+        which the caller checks before MAIL (``net.smtp_client`` refuses it with 5.7.30)."""
         params = []
         if size is not None and self.supports("SIZE"):
             params.append(f"SIZE={size}")  # RFC 1870 §6
