@@ -145,6 +145,23 @@ class LinkedSession(Protocol):
     async def run(self) -> None: ...
 
 
+def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Give ``data`` to ``protocol`` as a transport would: ``data_received``, or through
+    ``get_buffer``/``buffer_updated`` for a buffered protocol (the TLS one start_tls puts in place,
+    for bytes read before it took the connection; also used by web/admission.py)."""
+    if not hasattr(protocol, "get_buffer"):
+        cast(asyncio.Protocol, protocol).data_received(data)
+        return
+    buffered = cast(asyncio.BufferedProtocol, protocol)
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(buffered.get_buffer(len(view)))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        buffered.buffer_updated(size)
+        view = view[size:]
+
+
 class SessionLink(asyncio.Protocol):
     def __init__(
         self,
@@ -240,17 +257,7 @@ class SessionLink(asyncio.Protocol):
         protocol = self.transport.get_protocol() if self.transport is not None else self
         if protocol is self or self._lost:
             return  # start_tls has failed already, or not begun: nothing to give them to
-        if not hasattr(protocol, "get_buffer"):
-            cast(asyncio.Protocol, protocol).data_received(data)
-            return
-        buffered = cast(asyncio.BufferedProtocol, protocol)
-        view = memoryview(data)
-        while view:
-            buffer = memoryview(buffered.get_buffer(len(view)))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
-            buffered.buffer_updated(size)
-            view = view[size:]
+        feed_protocol(protocol, data)
 
     def data_received(self, data: bytes) -> None:
         self._received.append(data)

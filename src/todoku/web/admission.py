@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
-from todoku.net.link import ConnectionLimits
+from todoku.net.link import ConnectionLimits, feed_protocol
 
 log = logging.getLogger("todoku.web")
 
@@ -93,17 +93,7 @@ class CountedConnection(asyncio.Protocol):
         protocol = self.raw.get_protocol() if self.raw is not None else self
         if protocol is self:
             return  # start_tls has not taken the connection (it failed): nothing to give to
-        if not hasattr(protocol, "get_buffer"):
-            cast(asyncio.Protocol, protocol).data_received(data)
-            return
-        buffered = cast(asyncio.BufferedProtocol, protocol)
-        view = memoryview(data)
-        while view:
-            buffer = memoryview(buffered.get_buffer(len(view)))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
-            buffered.buffer_updated(size)
-            view = view[size:]
+        feed_protocol(protocol, data)
 
     def _attach(self, transport: asyncio.Transport) -> None:
         self.handler = self.make_handler()
