@@ -38,13 +38,7 @@ async def diagnose_via_relay(
     assert relay is not None
     report = Report("address", address, lang)
     report.add(Step("route", OK, choice.describe))
-    try:
-        await _check(report, relay, address, resolver, sender, helo_name, lang, timeout)
-    except _Stop:
-        pass
-    if not report.set_failed_verdict():
-        report.verdict = text(lang, "verdict_relay_ok", target=address, relay=relay.label)
-    return report
+    return await _checked(report, relay, address, resolver, sender, helo_name, lang, timeout)
 
 
 async def diagnose_relay(
@@ -59,12 +53,26 @@ async def diagnose_relay(
     """``todoku diagnose --relay``: the relay's addresses, TLS, login and MAIL FROM ``sender``
     (then RCPT TO ``sender``, as ``--submission`` does; never DATA), whatever the domains."""
     report = Report("relay", relay.label, lang)
+    return await _checked(report, relay, sender, resolver, sender, helo_name, lang, timeout)
+
+
+async def _checked(
+    report: Report,
+    relay: RelayConfig,
+    address: str,
+    resolver: Resolver,
+    sender: str,
+    helo_name: str,
+    lang: str,
+    timeout: float,
+) -> Report:
+    """Run the relay's steps into ``report`` and give it its verdict (both commands)."""
     try:
-        await _check(report, relay, sender, resolver, sender, helo_name, lang, timeout)
+        await _check(report, relay, address, resolver, sender, helo_name, lang, timeout)
     except _Stop:
         pass
     if not report.set_failed_verdict():
-        report.verdict = text(lang, "verdict_relay_ok", target=sender, relay=relay.label)
+        report.verdict = text(lang, "verdict_relay_ok", target=address, relay=relay.label)
     return report
 
 
