@@ -139,3 +139,5 @@ def test_wrong_port(server: TodokuServer) -> None:
         assert "is a POP3 server, for reading mail" in failed["cause"]
         assert failed["detail"].startswith("+OK")
         assert "block list" not in failed["cause"] + failed["remedy"]
+        # The verdict names the step without an empty reason placeholder.
+        assert report["verdict"].startswith('Mail cannot be sent: the check stopped at "greeting".')

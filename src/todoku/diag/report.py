@@ -60,9 +60,9 @@ class Report:
             return False
         self.verdict = text(
             self.lang,
-            "verdict_failed",
+            "verdict_failed" if failed.reason else "verdict_failed_plain",
             step=step_label(self.lang, failed.name),
-            reason=failed.reason or "-",
+            reason=failed.reason,
             remedy=failed.remedy,
         )
         return True
@@ -337,6 +337,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "verdict_failed": (
         'Mail cannot be sent: the check stopped at "{step}" ({reason}). {remedy}',
         "送信できません: 「{step}」の段階で止まりました（{reason}）。{remedy}",
+    ),
+    "verdict_failed_plain": (
+        'Mail cannot be sent: the check stopped at "{step}". {remedy}',
+        "送信できません: 「{step}」の段階で止まりました。{remedy}",
     ),
     # --- submission checks
     "sub_bad_target": (
