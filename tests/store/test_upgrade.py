@@ -151,3 +151,30 @@ def test_a_newer_index_is_refused_with_one_line_and_exit_2(tmp_path: Path) -> No
     assert result.stderr.strip().count("\n") == 0 and expected in result.stderr
     assert (data / "todoku.db").read_bytes() == before  # untouched
     assert not list(data.glob("todoku.db.before-*"))
+
+
+def test_upgraded_users_are_not_administrators_until_made_so(tmp_path: Path) -> None:
+    """Migration 2 (users.admin): nobody becomes an administrator by upgrading."""
+    data = unpack(tmp_path)
+    store = SqliteStore(data)
+    try:
+        assert store.upgraded_from == 0
+        assert [u.admin for u in store.list_users()] == [False, False]
+        assert store.set_admin(ALICE, True)
+        assert not store.set_admin("nobody@example.test", True)
+        user = store.get_user(ALICE)
+        assert user is not None and user.admin
+    finally:
+        store.close()
+    conn = sqlite3.connect(data / "todoku.db")
+    try:
+        admins = conn.execute("SELECT address FROM users WHERE admin = 1").fetchall()
+    finally:
+        conn.close()
+    assert admins == [(ALICE,)]
+
+
+def test_migrations_are_one_numbered_list() -> None:
+    from todoku.store.migrations import MIGRATIONS
+
+    assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))

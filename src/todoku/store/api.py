@@ -24,6 +24,7 @@ class User:
     address: str
     password_hash: str
     created_at: float
+    admin: bool = False  # may administer the server (web administration); never set by upgrading
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,10 @@ import logging
 import os
 import pwd
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
+
+from todoku.store import migrations
 
 if TYPE_CHECKING:
     from todoku.config import Config
@@ -180,10 +181,10 @@ def open_store(config: Config, *, server_start: bool = False) -> SqliteStore:
 # existed). Opening an older index migrates it in place, after a consistent copy of it is taken
 # with SQLite's backup API into ``todoku.db.before-v<SCHEMA_VERSION>``; the copy is kept until the
 # server next starts on the migrated index, then removed. An index written by a newer todoku is
-# refused: an older one could misread it. Raise SCHEMA_VERSION when a change would mislead an
-# older todoku or needs more than the idempotent additions the store makes at every open.
+# refused: an older one could misread it. The versions and what each adds are the numbered list
+# in ``store.migrations``; SCHEMA_VERSION is its last number.
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = migrations.SCHEMA_VERSION
 BEFORE_COPY_PREFIX = "todoku.db.before-v"
 
 
@@ -203,9 +204,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def before_upgrade(
-    conn: sqlite3.Connection, db_path: Path, needs_change: Callable[[sqlite3.Connection], bool]
-) -> int | None:
+def before_upgrade(conn: sqlite3.Connection, db_path: Path) -> int | None:
     """Called when the store opens, before it creates or migrates anything. Refuses a newer
     index (NewerSchema); for an older one (or one the store would change) takes the copy and
     returns the version found; None for a current or brand-new index."""
@@ -214,7 +213,7 @@ def before_upgrade(
         raise NewerSchema(version)
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return None  # brand new: nothing to keep
-    if version == SCHEMA_VERSION and not needs_change(conn):
+    if not migrations.needs_change(conn, version):
         return None
     copy = db_path.with_name(f"{BEFORE_COPY_PREFIX}{SCHEMA_VERSION}")
     if not copy.exists():  # one left by an interrupted upgrade is the older, truer copy

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from todoku.store import migrations
 from todoku.store.api import (
     Alias,
     BlobWriter,
@@ -40,8 +41,10 @@ from todoku.store.datadir import (
     before_upgrade,
     create_private_file,
     make_private_dir,
+    schema_version,
 )
 
+# The index as it was at schema version 0; later additions are store.migrations.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
@@ -109,64 +112,6 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 );
 """
 
-# Outbound queue additions (issue 4): added to older databases by _migrate_queue.
-QUEUE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS queue_attempts (
-    queue_id TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    recipient TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    state TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    code INTEGER,
-    enhanced TEXT NOT NULL,
-    text TEXT NOT NULL,
-    remote_mta TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queue_attempts_by_id ON queue_attempts (queue_id, started_at);
-"""
-_QUEUE_COLUMNS = {
-    # submitted_by (issue 12): NULL in rows queued before it existed, so they leave unsigned.
-    # requiretls (RFC 8689 §4.1): 0 in rows queued before it existed, as none asked for it.
-    "queue": [
-        ("delay_warned", "INTEGER NOT NULL DEFAULT 0"),
-        ("submitted_by", "TEXT"),
-        ("requiretls", "INTEGER NOT NULL DEFAULT 0"),
-    ],
-    "queue_recipients": [
-        ("phase", "TEXT NOT NULL DEFAULT ''"),
-        ("code", "INTEGER"),
-        ("enhanced", "TEXT NOT NULL DEFAULT ''"),
-        ("remote_mta", "TEXT NOT NULL DEFAULT ''"),
-        ("reason", "TEXT NOT NULL DEFAULT ''"),
-        ("status", "TEXT NOT NULL DEFAULT ''"),
-        ("reported", "INTEGER NOT NULL DEFAULT 0"),
-    ],
-}
-
-
-def _migrate_queue(conn: sqlite3.Connection) -> None:
-    conn.executescript(QUEUE_SCHEMA)
-    for table, columns in _QUEUE_COLUMNS.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for name, decl in columns:
-            if name not in have:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-
-
-def _needs_migration(conn: sqlite3.Connection) -> bool:
-    """Whether _migrate_queue would change this (non-empty) index."""
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "queue_attempts" not in tables:
-        return True
-    for table, columns in _QUEUE_COLUMNS.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if any(name not in have for name, _ in columns):
-            return True
-    return False
-
-
 _MESSAGE_COLUMNS = (
     "m.id, m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.size, m.received_at, m.sender,"
     " m.subject, m.deleted_at"
@@ -220,9 +165,9 @@ class SqliteStore:
         conn = self._conn()
         # Schema version (store.datadir): a newer index is refused (NewerSchema), an older one
         # copied before the migrations below; upgraded_from is the version found, if migrated.
-        self.upgraded_from = before_upgrade(conn, self.db_path, _needs_migration)
-        conn.executescript(SCHEMA)
-        _migrate_queue(conn)
+        self.upgraded_from = before_upgrade(conn, self.db_path)
+        conn.executescript(SCHEMA)  # a new index starts at version 0 and runs every migration
+        migrations.migrate(conn, schema_version(conn))
         after_upgrade(conn)
         # Called (in the writer thread) with [(queue_id, next_attempt)] after each group commit
         # that queued mail for other domains: the outbound runner's wake-up.
@@ -320,12 +265,19 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ users and aliases
 
-    def add_user(self, address: str, password_hash: str) -> None:
+    def add_user(self, address: str, password_hash: str, admin: bool = False) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO users (address, password_hash, created_at) VALUES (?, ?, ?)",
-                (address.lower(), password_hash, time.time()),
+                "INSERT INTO users (address, password_hash, created_at, admin) VALUES (?, ?, ?, ?)",
+                (address.lower(), password_hash, time.time(), int(admin)),
             )
+
+    def set_admin(self, address: str, admin: bool) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE users SET admin = ? WHERE address = ?", (int(admin), address.lower())
+            )
+            return cur.rowcount > 0
 
     def set_password(self, address: str, password_hash: str) -> bool:
         with self._write() as conn:
@@ -345,20 +297,20 @@ class SqliteStore:
         row = (
             self._conn()
             .execute(
-                "SELECT address, password_hash, created_at FROM users WHERE address = ?",
+                "SELECT address, password_hash, created_at, admin FROM users WHERE address = ?",
                 (address.lower(),),
             )
             .fetchone()
         )
-        return User(*row) if row else None
+        return User(row[0], row[1], row[2], bool(row[3])) if row else None
 
     def list_users(self) -> list[User]:
         rows = (
             self._conn()
-            .execute("SELECT address, password_hash, created_at FROM users ORDER BY address")
+            .execute("SELECT address, password_hash, created_at, admin FROM users ORDER BY address")
             .fetchall()
         )
-        return [User(*row) for row in rows]
+        return [User(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def add_alias(self, source: str, target: str) -> None:
         with self._write() as conn:
