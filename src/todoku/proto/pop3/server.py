@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from todoku.proto import sasl
 from todoku.proto.errors import LocalProtocolError
+from todoku.proto.framing import TOO_LONG, LineFramer, strip_eol
 from todoku.proto.pop3 import replies
 from todoku.proto.pop3.content import ContentEncoder, EncodedMessage
 from todoku.proto.pop3.events import (
@@ -42,6 +43,15 @@ COMMAND_LINE_LIMIT = 255  # RFC 2449 §4: a command line is at most 255 octets, 
 # 255-octet limit; this is the bound SMTP AUTH uses too (RFC 4954 §4).
 SASL_LINE_LIMIT = 12288
 MAX_ERRORS = 20
+
+
+def _auth_line_limit(head: bytes) -> int:
+    """A command line is at most 255 octets (RFC 2449 §4); an AUTH command carrying an initial
+    response up to SASL_LINE_LIMIT (RFC 5034 §4). Only the line's first octets decide, so a line
+    too long for 255 octets gets the same limit complete or unfinished."""
+    if head.lstrip(b" ")[:5].upper() == b"AUTH ":
+        return SASL_LINE_LIMIT
+    return COMMAND_LINE_LIMIT
 
 
 class State(enum.Enum):
@@ -109,10 +119,8 @@ class ServerConnection:
         self.deleted: set[int] = set()  # message numbers (1-based) marked by DELE
         self._user: str | None = None  # name given by USER, waiting for PASS
         self._sasl: sasl.SaslExchange | None = None
-        self._buf = bytearray()
-        self._pos = 0
+        self._lines = LineFramer()
         self._eof = False
-        self._discarding_long_line = False
         self._out: list[bytes] = []
         self._events: deque[Event] = deque()
         self._awaiting: Event | None = None
@@ -133,10 +141,7 @@ class ServerConnection:
         if self.state is State.TLS_PENDING:
             # RFC 2595 §4 / CVE-2011-0411: nothing sent in clear text after STLS may be used.
             return
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        self._buf += data
+        self._lines.feed(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -269,8 +274,7 @@ class ServerConnection:
         self.tls_active = True
         self.state = State.AUTHORIZATION
         self._user = None
-        self._buf.clear()
-        self._pos = 0
+        self._lines.clear()
 
     def shutdown(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
         """Say goodbye with -ERR (server stopping, idle timeout) and close without an update."""
@@ -326,58 +330,30 @@ class ServerConnection:
         """The next complete line within its limit, or None when more input is needed.
 
         The limit counts the line as sent, line end included, and is decided the same way
-        however the line is cut into reads (issue 12): an unfinished line that already reaches
-        it (its LF is still to come) is dropped as it arrives, a complete line over it is
-        dropped whole, and either way it is answered once, at its end.
+        however the line is cut into reads (the framer's rule, issue 12); a line over it is
+        answered once, at its end.
         """
-        buf = self._buf
         while True:
-            lf = buf.find(b"\n", self._pos)
-            if lf < 0:
-                # Keep only the unfinished line: the lines before it are answered, and pipelined
-                # input cut in the middle of a line must not pile up behind it (issue 12).
-                if self._pos:
-                    del buf[: self._pos]
-                    self._pos = 0
-                if self._discarding_long_line or len(buf) >= self._line_limit():
-                    # Too long and no end in sight: drop what we have, answer at the line's end.
-                    self._discarding_long_line = True
-                    del buf[:]
+            if self.state is State.SASL:
+                line = self._lines.read_line(SASL_LINE_LIMIT)
+            else:
+                line = self._lines.read_line(COMMAND_LINE_LIMIT, _auth_line_limit)
+            if line is not TOO_LONG:
+                return line
+            if self.state is State.SASL:
+                self._end_sasl()  # RFC 5034 §4: the exchange fails; commands follow
+            self._error(_TOO_LONG)
+            if self.state is State.CLOSED:
                 return None
-            start = self._pos
-            self._pos = lf + 1
-            octets = lf + 1 - start
-            # No limit is below 255 octets: a short line (every hot command) is never measured.
-            too_long = octets > COMMAND_LINE_LIMIT and octets > self._line_limit(start)
-            if self._discarding_long_line or too_long:
-                self._discarding_long_line = False
-                if self.state is State.SASL:
-                    self._end_sasl()  # RFC 5034 §4: the exchange fails; commands follow
-                self._error(_TOO_LONG)
-                if self.state is State.CLOSED:
-                    return None
-                continue
-            return bytes(buf[start : lf + 1])
-
-    def _line_limit(self, start: int = 0) -> int:
-        """The longest line starting at ``start`` in the buffer, line end included: a command
-        line is at most 255 octets (RFC 2449 §4); a SASL response, or an AUTH command carrying an
-        initial response, up to SASL_LINE_LIMIT (RFC 5034 §4). Only the line's first 32 octets
-        decide, so a line too long for 255 octets gets the same limit complete or unfinished."""
-        if self.state is State.SASL:
-            return SASL_LINE_LIMIT
-        if self._buf[start : start + 32].lstrip(b" ")[:5].upper() == b"AUTH ":
-            return SASL_LINE_LIMIT
-        return COMMAND_LINE_LIMIT
 
     @property
     def buffered(self) -> int:
         """Octets received and not yet answered: at most one unfinished line, or a pipelined
         batch until it has been read (tests and memory checks)."""
-        return len(self._buf) - self._pos
+        return self._lines.buffered
 
     def _handle_line(self, raw: bytes) -> None:
-        body = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        body = strip_eol(raw)
         if self.state is State.TRANSACTION and self._fast_command(body):
             return
         if self.state is State.SASL:
@@ -460,8 +436,7 @@ class ServerConnection:
         self.state = State.TLS_PENDING
         self._user = None
         # Whatever the client pipelined after STLS was sent in clear text: drop it.
-        self._buf.clear()
-        self._pos = 0
+        self._lines.clear()
         self._events.append(StartTLS())
 
     def _cmd_apop(self, arg: str) -> None:

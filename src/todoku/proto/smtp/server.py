@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from todoku.proto import sasl
 from todoku.proto.errors import LocalProtocolError
+from todoku.proto.framing import TOO_LONG, LineFramer, strip_eol
 from todoku.proto.smtp import codes
 from todoku.proto.smtp.address import (
     AddressError,
@@ -69,7 +70,6 @@ QUOTE_LIMIT = 100  # characters of client input a reply quotes back, then "..."
 MID_LINE_CHUNK = 65536  # a text line longer than this is passed on in pieces, never truncated
 MAX_ORCPT = 500  # RFC 3461 §4.2
 MAX_ENVID = 100  # RFC 3461 §4.4
-CR = 0x0D
 _BDAT_ARGS = re.compile(r"^([0-9]{1,18})(?: +(LAST))?$", re.IGNORECASE)
 # Refused in an EHLO/HELO name, which every Received field of the session repeats: C0 and C1
 # controls and DEL, the Unicode line and paragraph separators, and the bidirectional marks,
@@ -179,14 +179,12 @@ class ServerConnection:
         self.smtputf8 = False  # the current transaction declared SMTPUTF8
         self.recipient_count = 0
         self.error_count = 0
-        self._buf = bytearray()
-        self._pos = 0
+        self._lines = LineFramer()
         self._eof = False
         self._out: list[bytes] = []
         self._events: deque[Event] = deque()
         self._awaiting: Event | None = None
         self._sasl: sasl.SaslExchange | None = None
-        self._discarding_long_line = False
         # Content state, shared by DATA and BDAT.
         self._at_line_start = True
         self._line_start_after_crlf = True
@@ -214,13 +212,9 @@ class ServerConnection:
         if self.state is State.TLS_PENDING:
             # RFC 3207 §5 / CVE-2011-0411: nothing sent in clear text after STARTTLS may be used.
             return
-        if self._pos:
-            # Drop what has been consumed, or a session that never reads a buffer to its very
-            # end (a message whose reads end mid-line) would keep the whole message in memory.
-            # Deleting a bytearray's prefix is cheap in CPython.
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        # The framer drops what has been consumed, or a session that never reads a buffer to its
+        # very end (a message whose reads end mid-line) would keep the whole message in memory.
+        self._lines.feed(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -318,8 +312,7 @@ class ServerConnection:
         self.esmtp = False
         self.authenticated_user = None
         self._reset_transaction()
-        self._buf.clear()
-        self._pos = 0
+        self._lines.clear()
 
     def shutdown(self, reply: Reply = codes.SHUTTING_DOWN) -> None:
         """Say goodbye with a 421 (server stopping, timeout) and close."""
@@ -363,30 +356,22 @@ class ServerConnection:
         """The next complete line within the line limit, or None when more input is needed.
 
         The limit applies to the line as sent, line end included, and gives the same answer
-        however the line is cut into reads: an unfinished part that already reaches the limit
-        (its LF is still to come) is dropped as it arrives, a complete line over it is dropped
-        whole, and either way the line is answered once, at its end, by ``_line_too_long``.
+        however the line is cut into reads (the framer's rule); a line over it is answered once,
+        at its end, by ``_line_too_long``.
         """
-        buf = self._buf
         while True:
-            limit = self._line_limit()
-            lf = buf.find(b"\n", self._pos)
-            if lf < 0:
-                if self._discarding_long_line or len(buf) - self._pos >= limit:
-                    # Too long and no end in sight: drop what we have, answer at the line's end.
-                    self._discarding_long_line = True
-                    del buf[:]
-                    self._pos = 0
-                return None
-            start = self._pos
-            self._pos = lf + 1
-            if self._discarding_long_line or lf + 1 - start > limit:
-                self._discarding_long_line = False
+            line = self._lines.read_line(self._line_limit())
+            if line is TOO_LONG:
                 self._line_too_long()
                 if self.state is State.CLOSED:
                     return None
                 continue
-            return bytes(buf[start : lf + 1])
+            return line
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet handled (tests and memory checks)."""
+        return self._lines.buffered
 
     def _line_limit(self) -> int:
         """The longest line, line end included, read in the current state: a SASL response
@@ -406,7 +391,7 @@ class ServerConnection:
         self._error(codes.LINE_TOO_LONG)
 
     def _handle_line(self, raw: bytes) -> None:
-        line_bytes = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        line_bytes = strip_eol(raw)
         if self.state is State.AUTH:
             self._handle_sasl_response(line_bytes)
             return
@@ -542,8 +527,7 @@ class ServerConnection:
         self.state = State.TLS_PENDING
         # RFC 3207 §5 / CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in
         # clear text and could have been injected by a man in the middle: drop it.
-        self._buf.clear()
-        self._pos = 0
+        self._lines.clear()
         self._events.append(StartTLS())
 
     def _transaction_gate(self) -> Reply | None:
@@ -775,30 +759,28 @@ class ServerConnection:
 
     def _scan_data(self) -> bool:
         """Move content from the buffer to events; False when more input is needed."""
-        buf = self._buf
-        pos = self._pos
-        if self._at_line_start and self._line_start_after_crlf and buf.startswith(b".\r\n", pos):
-            self._pos = pos + 3
+        lines = self._lines
+        if self._at_line_start and self._line_start_after_crlf and lines.startswith(b".\r\n"):
+            lines.skip(3)
             self._finish_data()
             return True
         # RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends the content; bare LF or CR never does.
-        end = buf.find(b"\r\n.\r\n", pos)
+        end = lines.find(b"\r\n.\r\n")
         if end >= 0:
-            self._emit_text(bytes(buf[pos : end + 2]))
-            self._pos = end + 5
+            self._emit_text(lines.take(end + 2))
+            lines.skip(3)
             self._finish_data()
             return True
-        last_lf = buf.rfind(b"\n", pos)
+        last_lf = lines.rfind(b"\n")
         if last_lf >= 0:
             # A piece ending in CRLF is safe to pass on: a terminator that follows is found by
             # the line-start check above on the next call.
-            self._emit_text(bytes(buf[pos : last_lf + 1]))
-            self._pos = last_lf + 1
+            self._emit_text(lines.take(last_lf + 1))
             return True
-        if len(buf) - pos > MID_LINE_CHUNK:
-            take = len(buf) - 1 if buf[-1] == CR else len(buf)  # a CR may pair with a later LF
-            self._emit_text(bytes(buf[pos:take]))
-            self._pos = take
+        available = lines.buffered
+        if available > MID_LINE_CHUNK:
+            # A CR at the end may pair with a later LF: keep it for the next piece.
+            self._emit_text(lines.take(available - 1 if lines.endswith(b"\r") else available))
             return True
         return False
 
@@ -925,13 +907,10 @@ class ServerConnection:
 
     def _read_chunk(self) -> bool:
         """Pass on chunk octets from the buffer; False when more input is needed."""
-        available = len(self._buf) - self._pos
-        if available <= 0:
+        piece = self._lines.take(self._chunk_remaining)
+        if not piece:
             return False
-        take = min(available, self._chunk_remaining)
-        piece = bytes(self._buf[self._pos : self._pos + take])
-        self._pos += take
-        self._chunk_remaining -= take
+        self._chunk_remaining -= len(piece)
         self._emit_octets(piece, final=self._chunk_remaining == 0 and self._chunk_last)
         if self._chunk_remaining == 0:
             self._finish_chunk()
@@ -970,10 +949,6 @@ class ServerConnection:
 
     def _discard(self) -> bool:
         """Throw away the octets of a refused BDAT chunk; False when more input is needed."""
-        available = len(self._buf) - self._pos
-        if available <= 0:
-            return False
-        take = min(available, self._discard_octets)
-        self._pos += take
-        self._discard_octets -= take
-        return True
+        dropped = self._lines.skip(self._discard_octets)
+        self._discard_octets -= dropped
+        return dropped > 0
