@@ -125,10 +125,9 @@ class QueueEntry:
 
 @dataclass(frozen=True, slots=True)
 class SpooledBlob:
-    """Content written and fsynced under a temporary name, ready to be published by ``commit``."""
+    """Content made durable by ``BlobWriter.finish``, not yet published (store.content)."""
 
     blob_id: str
-    temp_path: str
     size: int
     sha256: str
 

@@ -95,7 +95,7 @@ HELD_IN_MEMORY = 256 * 1024
 class FileBlobWriter:
     def __init__(self, store: FileBlobStore) -> None:
         self.blob_id = new_blob_id()
-        self.temp_path = store.tmp_dir / self.blob_id
+        self.temp_path = store.temp_path_of(self.blob_id)
         self._faults = store.faults
         self._file: BinaryIO | None = None  # opened by _spill() or finish()
         self._held: list[bytes] = []
@@ -152,7 +152,7 @@ class FileBlobWriter:
         except OSError as exc:
             self.abort()
             _raise_storage(exc)
-        return SpooledBlob(self.blob_id, str(self.temp_path), self._size, self._hash.hexdigest())
+        return SpooledBlob(self.blob_id, self._size, self._hash.hexdigest())
 
     def abort(self) -> None:
         self._held = []
@@ -204,6 +204,12 @@ class FileBlobStore:
             raise ValueError(f"not a message file id: {blob_id[:40]!r}")
         return self.messages_dir / blob_id[:5] / blob_id
 
+    def temp_path_of(self, blob_id: str) -> Path:
+        """Where a writer keeps content until it is published (``FileBlobWriter``)."""
+        if not is_blob_id(blob_id):
+            raise ValueError(f"not a message file id: {blob_id[:40]!r}")
+        return self.tmp_dir / blob_id
+
     def publish(self, blobs: list[SpooledBlob]) -> None:
         """Steps 3 of the module docstring for a group: rename all, then fsync each directory once.
 
@@ -219,7 +225,7 @@ class FileBlobStore:
                         dirs.add(self.messages_dir)
                     self._buckets.add(bucket.name)
                 self.faults.before(STEP_RENAME, final)
-                os.rename(blob.temp_path, final)
+                os.rename(self.temp_path_of(blob.blob_id), final)
                 dirs.add(bucket)
             for directory in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
                 self.faults.before(STEP_FSYNC_DIR, directory)
@@ -231,7 +237,7 @@ class FileBlobStore:
     def unpublish(self, blobs: list[SpooledBlob]) -> None:
         """Remove a group whose commit failed: no row names these files and no client got 250."""
         for blob in blobs:
-            for path in (self.path_of(blob.blob_id), Path(blob.temp_path)):
+            for path in (self.path_of(blob.blob_id), self.temp_path_of(blob.blob_id)):
                 try:
                     os.unlink(path)
                 except OSError:

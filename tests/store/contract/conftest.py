@@ -1,7 +1,12 @@
-"""Backends for the contract suites: every ``Mailboxes`` implementation runs the same tests.
+"""Backends for the contract suites: every implementation runs the same tests.
 
-A backend fixture gives the implementation and a way to store content first (``put``), as the
-IMAP APPEND path does with the blob store before it calls ``Mailboxes.append``."""
+``backend`` (Mailboxes): the implementation and a way to store content first (``put``), as the
+IMAP APPEND path does with the blob store before it calls ``Mailboxes.append``.
+
+``storage`` (Directory, Queue, Blobs, Intake): one backend's ``Storage`` on a fresh, empty store;
+the tests use only the interfaces. A new backend adds a branch to ``open_storage`` (skipping
+when its server is not available here) and its name to ``STORAGE_BACKENDS``, and must pass
+every suite unchanged."""
 
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from todoku.store.backend import Storage
 from todoku.store.mailboxes import BlobRef, Mailboxes
 from todoku.store.memory_mailboxes import MemoryMailboxes
+from todoku.store.sqlite_backend import SqliteBackend
 
 
 @dataclass
@@ -39,3 +46,23 @@ BACKENDS: dict[str, Callable[[Path], AsyncIterator[Backend]]] = {"memory": _memo
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     async for made in BACKENDS[request.param](tmp_path):
         yield made
+
+
+STORAGE_BACKENDS = ["sqlite"]
+DOMAINS = ("example.test", "example.org")
+
+
+def open_storage(name: str, root: Path) -> Storage:
+    if name == "sqlite":
+        return SqliteBackend.open(root / "data", DOMAINS)
+    raise AssertionError(f"unknown backend {name}")
+
+
+@pytest.fixture(params=STORAGE_BACKENDS)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    made = open_storage(request.param, tmp_path)
+    try:
+        yield made
+    finally:
+        await made.queue.drain()
+        await made.close()
