@@ -10,7 +10,7 @@ from tests.bounce.helpers import exim_text, japanese_carrier, postfix_dsn, qmail
 from todoku.bounce import classify_reply
 from todoku.bounce.analyze import analyze_bytes
 from todoku.queue.model import Attempt, Verdict
-from todoku.queue.runner import is_greylisting
+from todoku.queue.steering import is_greylisting
 
 # (code, enhanced, text as the product writes it) → reason
 REPLIES = [

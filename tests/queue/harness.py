@@ -17,7 +17,7 @@ from todoku.net.smtp_client import Timeouts, opportunistic_tls_context
 from todoku.queue.dane import Dane
 from todoku.queue.mtasts import MtaSts
 from todoku.queue.runner import QueueRunner, RunnerSettings
-from todoku.queue.schedule import Schedule
+from todoku.queue.schedule import Clock, Schedule
 from todoku.queue.transport import RelayTransport, SmtpTransport
 from todoku.store.api import IncomingMessage, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
@@ -76,6 +76,17 @@ class Queue:
             await asyncio.sleep(0.05)
         raise AssertionError(f"condition not met in {timeout}s; queue: {self.store.list_queue()}")
 
+    async def quiet(self, now: float, timeout: float = 60.0) -> None:
+        """Wait until the runner has done what is due at ``now`` (virtual time): nothing in
+        flight and every entry left waiting for a later time. The deadline only ends a hung
+        test; how long the work takes does not decide anything."""
+
+        def done() -> bool:
+            waiting = all(e.next_attempt > now or e.held for e in self.store.list_queue())
+            return waiting and self.runner.idle.is_set() and not self.runner.busy
+
+        await self.wait(done, timeout)
+
 
 @contextlib.asynccontextmanager
 async def running_queue(
@@ -95,6 +106,7 @@ async def running_queue(
     mta_sts: MtaSts | None = None,
     verified_context: ssl.SSLContext | None = None,
     dnssec: bool = False,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Queue]:
     store = SqliteStore(data_dir)
     settings = RunnerSettings(
@@ -128,6 +140,7 @@ async def running_queue(
         relay_transport=lambda relay: RelayTransport(relay, HOSTNAME, timeouts),
         mta_sts=mta_sts,
         dane=Dane(resolver) if dnssec else None,
+        clock=clock,
     )
     loop = asyncio.get_running_loop()
     store.on_queued = lambda items: loop.call_soon_threadsafe(runner.enqueue, items)

@@ -58,7 +58,7 @@ class Rig:
         """Let the runner finish what is due now (yields to the loop; no clock involved)."""
         for _ in range(500):
             await asyncio.sleep(0.01)
-            if self.runner.idle.is_set() and not self.runner._busy:
+            if self.runner.idle.is_set() and not self.runner.busy:
                 await asyncio.sleep(0.02)
                 if self.runner.idle.is_set():
                     return

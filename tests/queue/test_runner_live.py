@@ -4,6 +4,7 @@ and scripted fake MX servers on 127.0.0.2, 127.0.0.3, ... Reports are parsed wit
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from tests.dnsserver import DnsServer
@@ -11,6 +12,7 @@ from tests.queue.fakemx import fake_mxes, server_tls_context
 from tests.queue.harness import running_queue
 from tests.queue.reports import parse_report
 from todoku.net.smtp_client import Timeouts
+from todoku.queue.schedule import FakeClock
 from todoku.store.api import RecipientResult, RemoteRecipient
 
 ALICE = "alice@example.test"
@@ -97,7 +99,9 @@ async def test_recipients_share_a_transaction_and_messages_share_a_connection(
 async def test_rate_limited_remote_slows_down_and_nothing_bounces(
     tmp_path: Path, dns_server: DnsServer
 ) -> None:
+    # Virtual time: the pauses (1, 2, 4 s) and retries pass when the test moves the clock.
     refusals = {"left": 3}
+    clock = FakeClock(time.time())
 
     def rcpt(address: str) -> str:
         if refusals["left"] > 0:
@@ -108,22 +112,28 @@ async def test_rate_limited_remote_slows_down_and_nothing_bounces(
     with fake_mxes("127.0.0.2", rcpt_reply=rcpt) as (mx,):
         zone(dns_server, "remote.test", "127.0.0.2")
         async with running_queue(
-            tmp_path / "data", dns_server.address, mx.port, max_connections=4
+            tmp_path / "data", dns_server.address, mx.port, max_connections=4, clock=clock
         ) as q:
-            for n in range(4):
-                await q.submit([f"user{n}@remote.test"])
-            await q.wait(
-                lambda: (
-                    q.runner.destination("remote.test") is not None
-                    and q.runner.destination("remote.test").backoff > 0
-                )
-            )
+            await q.submit(["user0@remote.test"], received_at=clock.now())
+            await q.quiet(clock.now())
             destination = q.runner.destination("remote.test")
-            assert destination is not None and destination.limit == 1
-            await q.wait(lambda: not q.store.list_queue(), timeout=40)
+            assert destination is not None and destination.backoff > 0
+            assert destination.limit == 1
+            for n in range(1, 4):  # while paused: deferred without dialling
+                await q.submit([f"user{n}@remote.test"], received_at=clock.now())
+            await q.quiet(clock.now())
+            assert refusals["left"] == 2 and len(q.store.list_queue()) == 4
+            for _ in range(8):
+                if not q.store.list_queue():
+                    break
+                clock.advance(5.0)
+                q.runner.poke()
+                await q.quiet(clock.now())
+            assert not q.store.list_queue()
             assert q.mailbox(ALICE) == []  # a temporary limit never bounces
             assert destination.backoff == 0 and destination.limit > 1  # lifted by itself
     assert len(mx.messages) == 4
+    assert refusals["left"] == 0
 
 
 async def test_421_greeting_and_closed_connection_are_deferred(

@@ -57,7 +57,7 @@ def test_durations_in_words() -> None:
 def test_greylisting_is_recognised_by_the_remote_words() -> None:
     from todoku.bounce import classify_reply
     from todoku.queue.model import Attempt, Verdict
-    from todoku.queue.runner import is_greylisting
+    from todoku.queue.steering import is_greylisting
 
     def attempt(code: int, enhanced: str, text: str) -> Attempt:
         return Attempt(
