@@ -451,6 +451,8 @@ class Server:
             self.smtp.inbound = None
         elif self.smtp.inbound is None or old.policy != new.policy:
             self.smtp.inbound = inbound_policy(new)
+        if self.queue_runner is not None:
+            self.queue_runner.set_relays(new.relays)
         if old.deleted_retention != new.deleted_retention:
             self.start_purge()
         # Listeners: a removed or moved one stops accepting (its sessions go on), a new one opens.

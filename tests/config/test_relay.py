@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from todoku.config import reload
 from todoku.config.load import ConfigError, config_from_dict
 from todoku.config.relay import PasswordError, read_password
 from todoku.queue.routing import choose
@@ -176,3 +177,12 @@ def test_config_check_prints_one_line_and_exits_2(tmp_path: Path, secret: Path) 
     [line] = result.stderr.strip().splitlines()
     assert line.count("relay[0].password_file: ") == 1 and "readable by others" in line
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_a_reload_applies_changed_relay_tables(tmp_path: Path) -> None:
+    old = load(tmp_path, {"domains": ["*"], "host": "smtp.old.example:587"})
+    new = load(tmp_path, {"domains": ["*"], "host": "smtp.new.example:465", "tls": "implicit"})
+    [change] = reload.changes(old, new)
+    assert change.key == "relay" and not change.needs_restart
+    assert reload.keep_restart_keys(old, new).relays == new.relays
+    assert "smtp.new.example" not in str(change)  # a table: said to have changed, not how

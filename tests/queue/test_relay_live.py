@@ -260,3 +260,30 @@ async def test_certificate_name_mismatch_defers_and_sends_nothing_in_clear(
     assert relay.messages == [] and relay.logins == []
     clear = bytes(relay.clear_text).upper()
     assert b"AUTH" not in clear and b"MAIL FROM" not in clear
+
+
+async def test_a_reload_routes_the_next_message_by_the_new_relay_tables(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
+) -> None:
+    """SIGHUP swaps [[relay]] (issue 16): the next message goes to the relay now configured,
+    under the same key, with the new password; nothing is sent to the old one any more."""
+    relay_zone(dns_server)
+    context = ca.server_context(RELAY_NAME)
+    old_secret = password_file(tmp_path)
+    (tmp_path / "new").mkdir()
+    new_secret = password_file(tmp_path / "new", "another secret here")
+    relays = (relay_config(0, ca, old_secret),)  # the ports are known once the relays run
+    async with (
+        fake_relay(context, users={"me@provider.test": SECRET}) as old,
+        fake_relay(context, users={"me@provider.test": "another secret here"}) as new,
+        running_queue(tmp_path / "data", dns_server.address, 1, relays=relays) as q,
+    ):
+        q.runner.set_relays((relay_config(old.port, ca, old_secret),))
+        await q.submit(["bob@remote.test"])
+        await q.wait(lambda: not q.store.list_queue())
+        q.runner.set_relays((relay_config(new.port, ca, new_secret),))
+        await q.submit(["carol@remote.test"])
+        await q.wait(lambda: not q.store.list_queue())
+    assert [m.recipients for m in old.messages] == [["bob@remote.test"]]
+    assert [m.recipients for m in new.messages] == [["carol@remote.test"]]
+    assert new.logins == [("me@provider.test", True)]

@@ -5,8 +5,9 @@
 and policy settings, listeners, logging); sessions already in progress keep the settings they
 started with. The keys in ``RESTART_KEYS`` are read once at start-up by parts that cannot be
 rebuilt under running sessions or deliveries (the data directory and the account the server runs
-as; the host name, domains, language, DNS, delivery and relay settings the outbound queue and its
+as; the host name, domains, language, DNS and delivery settings the outbound queue and its
 reports were built with): a reload logs that they need a restart and keeps the running values.
+``[[relay]]`` tables are swapped: the next attempt of each message is routed by the new ones.
 
 Relay settings are compared without their password files' content: a configuration value never
 holds a password (``config.relay``).
@@ -29,7 +30,6 @@ RESTART_KEYS = (
     "lang",
     "dns.",
     "delivery.",
-    "relay",
 )
 
 
@@ -103,7 +103,7 @@ def changes(old: Config, new: Config) -> list[Change]:
         if before.get(key) != value:
             shown_old, shown_new = before.get(key, "(unset)"), value
             if key == "relay":  # a table of several keys: say that it changed, not how
-                shown_old, shown_new = "the [[relay]] tables read at start-up", "other values"
+                shown_old, shown_new = "the running [[relay]] tables", "the file's new ones"
             found.append(Change(key, shown_old, shown_new, needs_restart(key)))
     return found
 
@@ -123,6 +123,5 @@ def keep_restart_keys(old: Config, new: Config) -> Config:
         lang=old.lang,
         nameservers=old.nameservers,
         delivery=old.delivery,
-        relays=old.relays,
         tls=tls,
     )

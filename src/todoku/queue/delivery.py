@@ -152,7 +152,7 @@ class Deliveries:
         self.relay_transport = relay_transport  # None: ``transport`` carries relay hops too
         self.mta_sts = mta_sts  # MTA-STS policies for direct delivery (None: off)
         self.dane = dane  # DANE TLSA checks for direct delivery (None: off)
-        self._relay_transports: dict[int, Transport] = {}
+        self._relay_transports: dict[RelayConfig, Transport] = {}
         self._destinations: dict[str, Destination] = {}
         self._routes: dict[str, tuple[Route, float]] = {}  # domain → (route, reuse until)
         self._route_lookups: dict[str, asyncio.Future[Route]] = {}  # lookups in flight
@@ -160,8 +160,16 @@ class Deliveries:
     def destination(self, domain: str) -> Destination | None:
         return self._destinations.get(domain)
 
+    def relays_changed(self) -> None:
+        """Forget the transports of the old ``[[relay]]`` tables (their settings, CA files)."""
+        self._relay_transports.clear()
+
     def submit(self, domain: str, job: Job, relay: RelayConfig | None = None) -> None:
         destination = self._destinations.get(domain)
+        if destination is not None and destination.relay != relay:
+            # A reload changed this [[relay]]: new jobs go to the new one, while the workers of
+            # the old destination finish what they hold on the relay they connected to.
+            destination = None
         if destination is None:
             limit = self.max_connections
             destination = Destination(domain, limit, limit, relay=relay)
@@ -318,9 +326,9 @@ class Deliveries:
         relay = destination.relay
         if relay is None or self.relay_transport is None:
             return self.transport
-        transport = self._relay_transports.get(relay.index)
+        transport = self._relay_transports.get(relay)
         if transport is None:
-            transport = self._relay_transports[relay.index] = self.relay_transport(relay)
+            transport = self._relay_transports[relay] = self.relay_transport(relay)
         return transport
 
     async def _deliver(self, destination: Destination, channel: Channel, job: Job) -> None:

@@ -136,6 +136,13 @@ class QueueRunner:
         self.idle = asyncio.Event()  # set whenever nothing is in flight (tests wait on it)
         self.on_attempt: Callable[[Attempt], None] | None = None  # each result (/metrics)
 
+    def set_relays(self, relays: tuple[RelayConfig, ...]) -> None:
+        """A reload's ``[[relay]]`` tables: the next attempt of every message is routed by them.
+        Deliveries already under way finish on the relay they started with."""
+        if relays != self.relays:
+            self.relays = relays
+            self.deliveries.relays_changed()
+
     @property
     def signer(self) -> Callable[[bytes, str], bytes] | None:
         return self.content.signer
