@@ -47,7 +47,8 @@ from todoku.policy.directory import Directory
 from todoku.proto.pop3.server import SessionSettings as Pop3Settings
 from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
-from todoku.queue.setup import build_runner
+from todoku.queue.setup import build_runner, build_tls_reporter
+from todoku.queue.tlsrpt_send import TlsReporter
 from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
 from todoku.web.metrics import Metrics
@@ -239,6 +240,8 @@ class Server:
     purge_task: asyncio.Task[None] | None = None
     queue_runner: QueueRunner | None = None
     queue_task: asyncio.Task[None] | None = None
+    tls_reporter: TlsReporter | None = None  # daily TLS reports (RFC 8460), queue.tlsrpt_send
+    tls_task: asyncio.Task[None] | None = None
     reload_task: asyncio.Task[None] | None = None
     reload_again: bool = False  # a SIGHUP came while a reload was running
     # The web side (todoku.web): counters for /metrics, and the https/http sockets (bound with
@@ -297,8 +300,12 @@ class Server:
 
     def start_queue(self, loop: asyncio.AbstractEventLoop) -> None:
         """The outbound queue runner (issue 4); new mail wakes it through the store's hook."""
+        self.tls_reporter = build_tls_reporter(self.config, self.store)
         runner = build_runner(
-            self.config, self.store, [self.bound_address(s) for s in self.sockets]
+            self.config,
+            self.store,
+            [self.bound_address(s) for s in self.sockets],
+            self.tls_reporter,
         )
 
         def wake(items: list[tuple[str, float]]) -> None:  # runs in the store's writer thread
@@ -308,6 +315,8 @@ class Server:
         runner.on_attempt = self.metrics.delivered
         self.queue_runner = runner
         self.queue_task = asyncio.create_task(runner.run(), name="outbound-queue")
+        if self.tls_reporter is not None:
+            self.tls_task = asyncio.create_task(self.tls_reporter.run(), name="tls-reports")
 
     async def start_web(self) -> None:
         def sessions() -> list[str]:  # the listener of every open session, for /metrics
@@ -338,6 +347,18 @@ class Server:
             pass
         except Exception:
             log.exception("outbound queue stopped with an error")
+        await self.stop_tls_reports()
+
+    async def stop_tls_reports(self) -> None:
+        """Stop the daily TLS-report task and write what it recorded since its last flush."""
+        if self.tls_task is not None:
+            self.tls_task.cancel()
+            await asyncio.gather(self.tls_task, return_exceptions=True)
+        if self.tls_reporter is not None:
+            try:
+                await self.tls_reporter.flush()
+            except OSError:
+                log.exception("TLS reports: cannot write the last sessions")
 
     def write_listeners_file(self) -> None:
         """``<data_dir>/run/listeners.json``: the bound addresses, for port-0 listeners and scripts."""

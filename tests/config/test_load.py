@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from todoku.config.load import (
     ConfigError,
     config_from_dict,
+    load_config,
     parse_duration,
     parse_listen,
     parse_size,
@@ -126,3 +128,24 @@ def test_bad_connection_limits_name_the_key(
     with pytest.raises(ConfigError) as caught:
         config_from_dict({"domains": ["example.test"], "limits": {key: value}}, tmp_path)
     assert str(caught.value) == message
+
+
+def test_tlsrpt_defaults_and_errors(tmp_path: Path) -> None:
+    base = 'hostname = "mx.example.org"\ndomains = ["example.org", "example.net"]\n'
+    path = tmp_path / "todoku.toml"
+    path.write_text(base)
+    settings = load_config(path).tlsrpt
+    assert settings.enabled
+    assert settings.organization == "example.org"
+    assert settings.contact == "postmaster@example.org"
+    path.write_text(base + '[tlsrpt]\nenabled = false\norganization = "Example"\n')
+    assert not load_config(path).tlsrpt.enabled
+    for bad, key in (
+        ('contact = "not an address"', "tlsrpt.contact"),
+        ('contact = "a@b@"', "tlsrpt.contact"),
+        ('organization = ""', "tlsrpt.organization"),
+        ("send = true", "tlsrpt.send"),
+    ):
+        path.write_text(base + f"[tlsrpt]\n{bad}\n")
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            load_config(path)

@@ -18,7 +18,7 @@ from todoku.queue.dane import Dane
 from todoku.queue.mtasts import MtaSts
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Clock, Schedule
-from todoku.queue.transport import RelayTransport, SmtpTransport
+from todoku.queue.transport import RelayTransport, SmtpTransport, TlsObserver
 from todoku.store.api import IncomingMessage, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
 
@@ -107,6 +107,7 @@ async def running_queue(
     verified_context: ssl.SSLContext | None = None,
     dnssec: bool = False,
     clock: Clock | None = None,
+    tls_observer: TlsObserver | None = None,
 ) -> AsyncIterator[Queue]:
     store = SqliteStore(data_dir)
     settings = RunnerSettings(
@@ -132,6 +133,7 @@ async def running_queue(
             opportunistic_tls_context() if tls else None,
             timeouts,
             verified_context,
+            tls_observer,
         ),
         settings,
         is_self=lambda host, ip: host == HOSTNAME or ip in self_addresses,

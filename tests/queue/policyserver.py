@@ -5,6 +5,7 @@ a certificate from the test CA, answering every GET with what the test set.
         web.body = b"version: STSv1\\r\\nmode: enforce\\r\\n..."
         web.status = 200          # or 301 with web.headers["Location"], 404, 500
         web.requests              # the paths and Host headers asked for
+        web.posts                 # POSTed bodies (TLS-RPT reports), answered web.post_status
 
 It runs on its own thread at 127.0.0.1 and a port chosen by the kernel (``web.port``).
 """
@@ -26,6 +27,9 @@ class PolicyServer:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/plain"})
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, Host header)
+    # POSTs (TLS-RPT https rua): (path, Content-Type, body); answered with ``post_status``.
+    posts: list[tuple[str, str, bytes]] = field(default_factory=list)
+    post_status: int = 200
     port: int = 0
 
 
@@ -39,6 +43,14 @@ def _handler(server: PolicyServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(server.body)))
             self.end_headers()
             self.wfile.write(server.body)
+
+        def do_POST(self) -> None:  # the name http.server calls
+            length = min(int(self.headers.get("Content-Length", "0")), 1024 * 1024)
+            body = self.rfile.read(length)
+            server.posts.append((self.path, self.headers.get("Content-Type", ""), body))
+            self.send_response(server.post_status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             pass

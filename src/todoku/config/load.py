@@ -88,6 +88,15 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsRptConfig:
+    """``[tlsrpt]``: daily TLS reports (RFC 8460) to the domains we deliver to that ask."""
+
+    enabled: bool = True
+    organization: str = ""  # "organization-name"; "" → the first of ``domains``
+    contact: str = ""  # "contact-info" and the reports' sender; "" → postmaster@<first domain>
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
     hostname: str
@@ -127,6 +136,7 @@ class Config:
     log_format: str = "text"  # [log] format: "text" or "json" (one object per line)
     # [limits] send_timeout: a client that reads none of what we send for this long is dropped.
     send_timeout: float = 600.0
+    tlsrpt: TlsRptConfig = field(default_factory=TlsRptConfig)
 
     @property
     def primary_domain(self) -> str:
@@ -394,6 +404,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
 
     policy = _policy(top.table("policy"))
     web = _web(top.table("mta_sts"), top.table("web"), web_listen)
+    tlsrpt = _tlsrpt(top.table("tlsrpt"), domains[0])
 
     from todoku.config.relay import parse_relays  # it builds on this module's _Table
 
@@ -430,6 +441,7 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         log_file=log_file,
         log_format=log_format,
         send_timeout=send_timeout,
+        tlsrpt=tlsrpt,
     )
 
 
@@ -487,6 +499,28 @@ def _policy(table: _Table) -> PolicyConfig:
     )
     table.check_unknown()
     return policy
+
+
+def _tlsrpt(table: _Table, first_domain: str) -> TlsRptConfig:
+    organization = table.string("organization", first_domain).strip()
+    if not organization or len(organization) > 200 or not organization.isprintable():
+        raise ConfigError(f"{table.key('organization')}: expected a name of at most 200 characters")
+    contact = table.string("contact", f"postmaster@{first_domain}").strip()
+    local, at, domain = contact.rpartition("@")
+    if (
+        not at
+        or not local
+        or not _HOSTNAME.match(domain.lower())
+        or len(contact) > 254
+        or any(c.isspace() or c in '<>,;"' for c in contact)
+    ):
+        raise ConfigError(
+            f"{table.key('contact')}: expected an address like postmaster@example.org, "
+            f"got {contact!r}"
+        )
+    config = TlsRptConfig(table.boolean("enabled", True), organization, contact)
+    table.check_unknown()
+    return config
 
 
 def _web(mta_sts: _Table, web: _Table, listen: dict[str, ListenAddress]) -> WebConfig:

@@ -59,6 +59,10 @@ RELAY_NEEDS_TLS = "mail to the relay is never sent without TLS"
 # Called once TLS is up: None to go on, else why the server's certificates are not acceptable.
 PeerCheck = Callable[[ssl.SSLObject], str | None]
 
+# ``SessionFailure.verify_code`` when the ``peer_check`` (DANE) refused the certificates; other
+# values are OpenSSL's X509_V_ERR_* codes from a verifying context (TLS-RPT reads them).
+PEER_CHECK_REFUSED = -1
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -111,6 +115,9 @@ class SessionFailure:
     enhanced: str
     text: str
     remote_mta: str
+    # Phase "tls": why the certificates were refused (OpenSSL's X509_V_ERR_* code, or
+    # PEER_CHECK_REFUSED); None for other failures. Read by TLS reporting (queue.tlsrpt).
+    verify_code: int | None = None
 
     def for_recipient(self, recipient: str) -> RecipientOutcome:
         return RecipientOutcome(
@@ -119,9 +126,17 @@ class SessionFailure:
 
 
 class _Failed(Exception):
-    def __init__(self, phase: str, code: int | None, enhanced: str, text: str) -> None:
+    def __init__(
+        self,
+        phase: str,
+        code: int | None,
+        enhanced: str,
+        text: str,
+        verify_code: int | None = None,
+    ) -> None:
         super().__init__(text)
         self.phase, self.code, self.enhanced, self.text = phase, code, enhanced, text
+        self.verify_code = verify_code
 
 
 class _TlsHandshakeFailed(Exception):
@@ -296,12 +311,14 @@ class SmtpSession:
                 async with asyncio.timeout(self.timeouts.command):
                     await self.writer.start_tls(tls_context, server_hostname=self.host)
             except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as exc:
-                raise _Failed(TLS, None, "", _tls_failure(self.remote_mta, exc)) from None
+                text = _tls_failure(self.remote_mta, exc)
+                raise _Failed(TLS, None, "", text, _verify_code(exc)) from None
             if peer_check is not None:
                 ssl_object = self.writer.get_extra_info("ssl_object")
                 problem = peer_check(ssl_object) if ssl_object is not None else "no TLS session"
                 if problem is not None:
-                    raise _Failed(TLS, None, "", f"{self.remote_mta}: {problem}; nothing was sent")
+                    text = f"{self.remote_mta}: {problem}; nothing was sent"
+                    raise _Failed(TLS, None, "", text, PEER_CHECK_REFUSED)
             self.conn.tls_started()
             await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
         self._note_tls()
@@ -593,7 +610,14 @@ async def _dial(
     except _Failed as failure:
         session.usable = failure.code is not None and failure.code != 421 and failure.phase != TLS
         await session.close()
-        return SessionFailure(failure.phase, failure.code, failure.enhanced, failure.text, remote)
+        return SessionFailure(
+            failure.phase,
+            failure.code,
+            failure.enhanced,
+            failure.text,
+            remote,
+            failure.verify_code,
+        )
     except _TlsHandshakeFailed:
         session.usable = False
         await session.close()
@@ -651,6 +675,13 @@ async def open_session(
         return SessionFailure(TLS, None, "", str(exc), remote_mta_name(host, ip))
 
 
+def _verify_code(exc: BaseException) -> int | None:
+    """OpenSSL's X509_V_ERR_* code when the handshake failed on the certificate check."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return exc.verify_code
+    return None
+
+
 def _tls_failure(remote: str, exc: BaseException) -> str:
     reason = getattr(exc, "verify_message", None) or str(exc) or type(exc).__name__
     return f"TLS with {remote} failed ({reason}); nothing was sent without TLS"
@@ -684,7 +715,8 @@ async def open_relay_session(
     except TimeoutError:
         return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: timed out", remote)
     except ssl.SSLError as exc:
-        return SessionFailure(TLS, None, "", _tls_failure(f"{remote}:{port}", exc), remote)
+        text = _tls_failure(f"{remote}:{port}", exc)
+        return SessionFailure(TLS, None, "", text, remote, _verify_code(exc))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: {reason}", remote)

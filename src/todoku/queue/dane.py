@@ -237,12 +237,16 @@ def _dane_policy(domain: str, host: str, answer: Answer[TlsaRecord]) -> TlsPolic
             f"{host} is in a DNSSEC-signed zone, so RFC 7672 §2.2 forbids delivering to it "
             f"without knowing its TLSA records"
         )
-        return TlsPolicy(DANE, domain, f"DANE for {host} (TLSA lookup failed)", dane_error=error)
+        return TlsPolicy(
+            DANE, domain, f"DANE for {host} (TLSA lookup failed)", dane_error=error, mx=(host,)
+        )
     if answer.status is not DnsStatus.OK or not answer.authenticated:
         return None  # no TLSA records, or not DNSSEC-authenticated: no DANE (§2.2)
     records = usable(answer.records)
     shown = _describe(records) if records else "none usable: TLS required, any certificate"
-    return TlsPolicy(DANE, domain, f"DANE TLSA records of {name} ({shown})", tlsa=records)
+    summary = f"DANE TLSA records of {name} ({shown})"
+    strings = tuple(str(r) for r in answer.records)  # RFC 8460 §4.4: the records as published
+    return TlsPolicy(DANE, domain, summary, tlsa=records, strings=strings, mx=(host,))
 
 
 class Dane:

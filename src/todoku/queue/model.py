@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from todoku.dns.resolver import TlsaRecord
 
@@ -80,6 +80,10 @@ class TlsPolicy:
     listed: bool = True  # the hop's host matches one of the policy's mx patterns (§4.1)
     tlsa: tuple[TlsaRecord, ...] = ()  # mode dane: the usable records (none: TLS, any cert)
     dane_error: str = ""  # mode dane: why the TLSA records could not be had
+    # The policy as TLS-RPT reports it (RFC 8460 §4.4 "policy-string"): the MTA-STS policy's
+    # lines, or the TLSA records in presentation form; ``mx`` its "mx-host" patterns.
+    strings: tuple[str, ...] = ()
+    mx: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,9 @@ class Hop:
     ip: str
     preference: int
     tls_policy: TlsPolicy | None = None  # None: opportunistic STARTTLS (RFC 7435)
+    # The recipient domain whose MX this is ("": a relay, an address literal): which domain's
+    # TLS report a session with it belongs to (queue.tlsrpt). Not part of the hop's identity.
+    domain: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

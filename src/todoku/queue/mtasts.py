@@ -35,12 +35,14 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from todoku.dns.resolver import DnsStatus, Resolver, TxtResolver
+from todoku.queue import tlsrpt
 from todoku.queue.schedule import Clock, SystemClock
 
 log = logging.getLogger("todoku.delivery")
@@ -75,6 +77,19 @@ class PolicyError(Exception):
 
 class FetchError(Exception):
     """The policy could not be fetched (DNS, connection, certificate, HTTP status, size)."""
+
+
+class CertificateError(FetchError):
+    """The policy server's certificate is not valid for ``mta-sts.<domain>`` (RFC 8461 §3.3)."""
+
+
+def result_type(exc: FetchError | PolicyError) -> str:
+    """The TLS-RPT result type (RFC 8460 §4.3.2.2) of a policy that could not be had."""
+    if isinstance(exc, PolicyError):
+        return tlsrpt.STS_POLICY_INVALID
+    if isinstance(exc, CertificateError):
+        return tlsrpt.STS_WEBPKI_INVALID
+    return tlsrpt.STS_POLICY_FETCH_ERROR
 
 
 def ascii_domain(domain: str) -> str | None:
@@ -178,6 +193,16 @@ class CachedPolicy:
     @property
     def expires(self) -> float:
         return self.fetched_at + self.policy.max_age
+
+    def policy_strings(self) -> tuple[str, ...]:
+        """The policy's fields as lines (RFC 8460 §4.4 "policy-string" for type sts)."""
+        policy = self.policy
+        return (
+            "version: STSv1",
+            f"mode: {policy.mode}",
+            *(f"mx: {mx}" for mx in policy.mx),
+            f"max_age: {policy.max_age}",
+        )
 
     def describe(self) -> str:
         policy = self.policy
@@ -301,6 +326,7 @@ class HttpsPolicyFetcher:
         if not answer.records:
             raise FetchError(f"{host} has no address ({answer.detail or answer.status.value})")
         problems = []
+        certificates = 0  # addresses whose certificate was refused
         for ip in answer.records[:MAX_ADDRESSES]:
             sockets: list[socket.socket] = []
             try:
@@ -312,13 +338,15 @@ class HttpsPolicyFetcher:
                 problems.append(f"{ip}: no complete answer in {self.timeout:g} s")
             except FetchError as exc:
                 problems.append(f"{ip}: {exc}")
+                certificates += isinstance(exc, CertificateError)
             finally:
                 for sock in sockets:  # wakes a worker still blocked on a slow server
                     try:
                         sock.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
-        raise FetchError(f"https://{host}{WELL_KNOWN_PATH}: {'; '.join(problems)}")
+        error = CertificateError if certificates == len(problems) else FetchError
+        raise error(f"https://{host}{WELL_KNOWN_PATH}: {'; '.join(problems)}")
 
     def _get(self, host: str, ip: str, sockets: list[socket.socket]) -> str:
         port = f":{self.port}" if self.port != 443 else ""
@@ -338,7 +366,9 @@ class HttpsPolicyFetcher:
                     raise FetchError(f"HTTP status {response.status} {response.reason}")
                 body = response.read(self.limit + 1)
         except ssl.SSLCertVerificationError as exc:
-            raise FetchError(f"certificate not valid for {host}: {exc.verify_message}") from None
+            raise CertificateError(
+                f"certificate not valid for {host}: {exc.verify_message}"
+            ) from None
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             raise FetchError(str(exc) or type(exc).__name__) from None
         if len(body) > self.limit:
@@ -373,6 +403,9 @@ class MtaSts:
         self.cache = cache
         self.clock = clock or SystemClock()
         self._no_fetch_until: dict[str, float] = {}
+        # TLS reporting (queue.tlsrpt): hears (domain, RFC 8460 result type, detail, the cached
+        # policy that applies or None) for each policy that could not be fetched or parsed.
+        self.on_problem: Callable[[str, str, str, CachedPolicy | None], None] | None = None
 
     async def _record_id(self, domain: str) -> tuple[str | None, str]:
         answer = await self.resolver.txt(f"_mta-sts.{domain}")
@@ -416,6 +449,8 @@ class MtaSts:
             policy = parse_policy(await self.fetcher.fetch(name))
         except (FetchError, PolicyError) as exc:
             self._no_fetch_until[name] = now + RETRY_FETCH_AFTER
+            if self.on_problem is not None:
+                self.on_problem(name, result_type(exc), str(exc), cached)
             if cached is not None:
                 # RFC 8461 §5.1: a fetch failure does not void an unexpired cached policy.
                 note = f"policy fetch failed ({exc}); the cached policy applies"

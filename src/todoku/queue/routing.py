@@ -129,13 +129,22 @@ def with_mta_sts(route: Route, lookup: PolicyLookup) -> Route:
         return route  # no policy, or mode none (RFC 8461 §5): as without MTA-STS
     policy = cached.policy
     summary = cached.describe()
+    strings, mx = cached.policy_strings(), policy.mx
     if policy.mode == TESTING:
         # RFC 8461 §5: testing delivers as if there were no policy; the transport logs failures.
         return replace(
             route,
             hops=tuple(
                 replace(
-                    h, tls_policy=TlsPolicy(TESTING, cached.domain, summary, policy.matches(h.host))
+                    h,
+                    tls_policy=TlsPolicy(
+                        TESTING,
+                        cached.domain,
+                        summary,
+                        policy.matches(h.host),
+                        strings=strings,
+                        mx=mx,
+                    ),
                 )
                 for h in route.hops
             ),
@@ -164,7 +173,7 @@ def with_mta_sts(route: Route, lookup: PolicyLookup) -> Route:
                 "", Verdict.TEMPORARY, PHASE_ROUTING, None, "", text, "", "failedstarttls", "4.7.5"
             ),
         )
-    enforce = TlsPolicy(ENFORCE, cached.domain, summary)
+    enforce = TlsPolicy(ENFORCE, cached.domain, summary, strings=strings, mx=mx)
     return replace(route, hops=tuple(replace(h, tls_policy=enforce) for h in listed))
 
 
@@ -237,7 +246,7 @@ async def _mx_route(
             if is_self(host, ip):
                 self_hit = True
                 continue
-            hops.append(Hop(host, ip, pref))
+            hops.append(Hop(host, ip, pref, domain=domain.lower().rstrip(".")))
         if self_hit and not hops:
             return _loop(domain, host)
         if self_hit:

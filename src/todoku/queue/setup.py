@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable
 
 from todoku.config import Config
@@ -12,13 +14,15 @@ from todoku.dns.dnspython import DnspythonResolver
 from todoku.net.smtp_client import opportunistic_tls_context
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
+from todoku.queue import tlsrpt
 from todoku.queue.dane import Dane
 from todoku.queue.mtasts import HttpsPolicyFetcher, MtaSts, PolicyCache, cache_directory
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import Schedule
+from todoku.queue.tlsrpt_send import Enqueue, HttpsReportPoster, ReporterSettings, TlsReporter
 from todoku.queue.transport import RelayTransport, SmtpTransport
 from todoku.queue.wake import wake_path
-from todoku.store.api import Store
+from todoku.store.api import IncomingMessage, RemoteRecipient, Store
 
 
 def _local_addresses(bound_hosts: Iterable[str]) -> set[str]:
@@ -87,7 +91,61 @@ def _dkim_signer(config: Config) -> Callable[[bytes, str], bytes] | None:
         return None
 
 
-def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]]) -> QueueRunner:
+def report_enqueuer(store: Store) -> Enqueue:
+    """Queue a report message (TLS-RPT) like any outgoing mail: a blob, then one commit."""
+
+    async def enqueue(sender: str, recipients: tuple[str, ...], data: bytes) -> None:
+        writer = store.new_blob()
+        try:
+            writer.write(data)
+            blob = await asyncio.to_thread(writer.finish)
+        except BaseException:
+            writer.abort()
+            raise
+        await store.commit(
+            IncomingMessage(
+                blob=blob,
+                sender=sender,
+                remote=tuple(RemoteRecipient(r) for r in recipients),
+                subject="TLS report",
+                received_at=time.time(),
+            )
+        )
+
+    return enqueue
+
+
+def build_tls_reporter(config: Config, store: Store) -> TlsReporter | None:
+    """Daily TLS reports (RFC 8460), or None when ``[tlsrpt] enabled = false``. Reports come
+    from ``contact`` when it is an address of ours (so they are DKIM-signed for its domain),
+    else from postmaster of the first domain."""
+    settings = config.tlsrpt
+    if not settings.enabled:
+        return None
+    contact_domain = settings.contact.rpartition("@")[2].lower()
+    sender = (
+        settings.contact
+        if config.is_local_domain(contact_domain)
+        else f"postmaster@{config.primary_domain}"
+    )
+    submitter = tlsrpt.Submitter(settings.organization, settings.contact, config.primary_domain)
+    resolver = DnspythonResolver(config.nameservers)
+    return TlsReporter(
+        config.data_dir / "tlsrpt",
+        ReporterSettings(submitter, sender, config.hostname),
+        resolver,
+        report_enqueuer(store),
+        HttpsReportPoster(resolver),
+        signer=_dkim_signer(config),
+    )
+
+
+def build_runner(
+    config: Config,
+    store: Store,
+    bound: Iterable[tuple[str, int]],
+    tls_reporter: TlsReporter | None = None,
+) -> QueueRunner:
     delivery = config.delivery
     settings = RunnerSettings(
         hostname=config.hostname,
@@ -104,10 +162,15 @@ def build_runner(config: Config, store: Store, bound: Iterable[tuple[str, int]])
     if delivery.mta_sts:
         fetcher = HttpsPolicyFetcher(resolver)
         mta_sts = MtaSts(resolver, fetcher, PolicyCache(cache_directory(config.data_dir)))
+        if tls_reporter is not None:
+            mta_sts.on_problem = tls_reporter.policy_problem
+    transport = SmtpTransport(config.hostname, delivery.port, opportunistic_tls_context())
+    if tls_reporter is not None:
+        transport.tls_observer = tls_reporter.observe_hop
     return QueueRunner(
         store,
         resolver,
-        SmtpTransport(config.hostname, delivery.port, opportunistic_tls_context()),
+        transport,
         settings,
         is_self=self_matcher(config, bound),
         local_mailboxes=mailbox_finder(config, store),

@@ -54,7 +54,7 @@ from todoku.net.smtp_client import (
 )
 from todoku.net.smtp_client import TLS as PHASE_TLS
 from todoku.net.smtp_client import open_session as smtp_open_session
-from todoku.queue import dane
+from todoku.queue import dane, tlsrpt
 from todoku.queue.model import PHASE_DNS, Attempt, Hop, TlsPolicy, Verdict, status_for
 
 log = logging.getLogger("todoku.delivery")
@@ -231,17 +231,38 @@ def _tls_refused(result: SessionFailure, text: str) -> Attempt:
     )
 
 
+# TLS reporting's hook (RFC 8460, ``queue.tlsrpt_send.TlsReporter.observe_hop``): a session
+# with the hop came to a result type ("" = a successful TLS session) and a failure-reason-code.
+TlsObserver = Callable[[Hop, str, str], None]
+
+
 @dataclass
 class SmtpTransport:
     """Direct delivery to MX hosts: opportunistic STARTTLS, or what the hop's MTA-STS policy
     asks. ``verified_context`` checks MX certificates for MTA-STS (default: the system's CAs;
-    tests pass one that trusts their test CA)."""
+    tests pass one that trusts their test CA). ``tls_observer`` hears each session's TLS
+    outcome (TLS-RPT)."""
 
     helo_name: str
     port: int = 25
     tls_context: ssl.SSLContext | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     verified_context: ssl.SSLContext | None = None
+    tls_observer: TlsObserver | None = None
+
+    def _observe_tls(self, hop: Hop, result: SmtpSession | SessionFailure) -> None:
+        """Tell TLS reporting how the session with ``hop`` went, when it was a TLS session."""
+        if self.tls_observer is None:
+            return
+        if isinstance(result, SessionFailure):
+            found = tlsrpt.failure_result(hop.tls_policy, result.phase, result.verify_code)
+            if found is not None:
+                self.tls_observer(hop, *found)
+        elif result.tls:
+            self.tls_observer(hop, "", "")
+        else:
+            # RFC 8460 §4.3.1: the MX did not offer STARTTLS (or refused it): mail went in clear.
+            self.tls_observer(hop, tlsrpt.STARTTLS_NOT_SUPPORTED, "")
 
     def _verified(self) -> ssl.SSLContext:
         if self.verified_context is None:
@@ -284,6 +305,7 @@ class SmtpTransport:
                 timeouts=self.timeouts,
                 require_tls=why,
             )
+            self._observe_tls(hop, secured)
             if not isinstance(secured, SessionFailure):
                 return _SmtpChannel(secured)
             if policy.mode == "enforce":
@@ -296,6 +318,7 @@ class SmtpTransport:
                 secured.text,
                 policy.summary,
             )
+            return await self._connect_opportunistic(hop, observe=False)  # counted above
         elif policy is not None:
             log.warning(
                 "MTA-STS testing: %s is not an MX host the %s allows; enforce mode would not "
@@ -303,10 +326,16 @@ class SmtpTransport:
                 hop.host,
                 policy.summary,
             )
+            if self.tls_observer is not None:
+                self.tls_observer(hop, tlsrpt.VALIDATION_FAILURE, "MX host not in the policy")
+            return await self._connect_opportunistic(hop, observe=False)
         return await self._connect_opportunistic(hop)
 
     async def _connect_dane(self, hop: Hop, policy: TlsPolicy) -> Channel | Attempt:
         if policy.dane_error:
+            if self.tls_observer is not None:
+                # RFC 8460 §4.3.2.1: no valid records came back from the resolver.
+                self.tls_observer(hop, tlsrpt.DNSSEC_INVALID, "TLSA lookup failed")
             text = f"{policy.dane_error}; nothing was sent"
             return Attempt(
                 "", Verdict.TEMPORARY, PHASE_DNS, None, "", text, "", "networkerror", "4.4.3"
@@ -324,6 +353,7 @@ class SmtpTransport:
             require_tls="its DNSSEC-signed TLSA records require TLS (RFC 7672 §2.2)",
             peer_check=dane.peer_check(policy, hop.host),
         )
+        self._observe_tls(hop, result)
         if not isinstance(result, SessionFailure):
             return _SmtpChannel(result)
         if result.phase not in (PHASE_TLS, "starttls"):
@@ -334,7 +364,7 @@ class SmtpTransport:
         )
         return _tls_refused(result, text)
 
-    async def _connect_opportunistic(self, hop: Hop) -> Channel | Attempt:
+    async def _connect_opportunistic(self, hop: Hop, *, observe: bool = True) -> Channel | Attempt:
         result = await smtp_open_session(
             hop.host,
             hop.ip,
@@ -343,6 +373,8 @@ class SmtpTransport:
             tls_context=self.tls_context,
             timeouts=self.timeouts,
         )
+        if observe and self.tls_context is not None:
+            self._observe_tls(hop, result)
         if isinstance(result, SessionFailure):
             return attempt_from(result, "")
         return _SmtpChannel(result)
