@@ -331,6 +331,7 @@ class Server:
             self.tls_context,
             sessions,
             self.smtp.connections,  # one count for mail and web connections (web/admission.py)
+            self.throttle,  # one budget of login failures for SMTP, POP3 and the admin pages
         )
         if self.web is not None:
             await self.web.start()

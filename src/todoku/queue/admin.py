@@ -26,7 +26,13 @@ from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
 from todoku.queue.wake import touch_wake_file, wake_path
-from todoku.store.api import IncomingMessage, QueueEntry, RecipientResult, RemoteRecipient
+from todoku.store.api import (
+    IncomingMessage,
+    QueueEntry,
+    RecipientResult,
+    RemoteRecipient,
+    Store,
+)
 
 # sysexits.h, which sendmail callers (cron, PHP's mail()) understand.
 EX_USAGE = 64
@@ -94,6 +100,17 @@ def administrator_results(entry: QueueEntry, hostname: str) -> list[RecipientRes
     ]
 
 
+def return_to_sender(store: Store, entry: QueueEntry, hostname: str, now: float) -> int:
+    """Fail every recipient not yet delivered as the administrator's decision, release the
+    message and make it due now, so the runner sends the report (``queue bounce``, the admin
+    pages' "return to sender"); returns how many recipients. The caller wakes the runner."""
+    results = administrator_results(entry, hostname)
+    store.record_results(entry.id, results, now)
+    store.set_queue_held(entry.id, False, now)
+    store.flush_queue(entry.id, None, now)
+    return len(results)
+
+
 def _print_entry(entry: QueueEntry) -> None:
     held = " (held)" if entry.held else ""
     click.echo(f"{entry.id}{held}  {entry.size:>8}  {_when(entry.received_at)}  <{entry.sender}>")
@@ -107,7 +124,7 @@ def _print_entry(entry: QueueEntry) -> None:
         click.echo(f"    last error: {entry.last_error}")
 
 
-def _routes(config: Config, entry: QueueEntry) -> list[dict[str, Any]]:
+def next_routes(config: Config, entry: QueueEntry) -> list[dict[str, Any]]:
     """Which way each pending recipient domain goes at the next attempt (queue.routing.choose)."""
     from todoku.queue.mtasts import cache_directory, describe_cached
     from todoku.queue.routing import choose
@@ -191,7 +208,7 @@ def register(
                 head = handle.read(HEADER_SCAN_LIMIT).partition(b"\r\n\r\n")[0]
         finally:
             store.close()
-        routes = _routes(config, entry)
+        routes = next_routes(config, entry)
         if as_json:
             extra = {"history": history, "routes": routes}
             click.echo(json.dumps(_entry_json(entry) | extra, ensure_ascii=False))
@@ -253,26 +270,21 @@ def register(
         changed(config)
         click.echo(f"{queue_id}: {'held' if held else 'released'}")
 
-    def return_to_sender(config: Config, queue_id: str) -> int:
+    def give_back(config: Config, queue_id: str) -> int:
         store = open_store(config)
         try:
-            entry = find(store, queue_id)
-            now = time.time()
-            results = administrator_results(entry, config.hostname)
-            store.record_results(queue_id, results, now)
-            store.set_queue_held(queue_id, False, now)
-            store.flush_queue(queue_id, None, now)
+            count = return_to_sender(store, find(store, queue_id), config.hostname, time.time())
         finally:
             store.close()
         changed(config)
-        return len(results)
+        return count
 
     @queue_group.command("bounce")
     @click.argument("queue_id")
     @with_config
     def queue_bounce(config: Config, queue_id: str) -> None:
         """Give up on a message: its sender gets a bounce for every recipient not yet delivered."""
-        count = return_to_sender(config, queue_id)
+        count = give_back(config, queue_id)
         click.echo(f"{queue_id}: returned to sender ({count} recipient{'s' if count != 1 else ''})")
 
     @queue_group.command("delete")
@@ -287,7 +299,7 @@ def register(
     def queue_delete(config: Config, queue_id: str, with_bounce: bool) -> None:
         """Remove a message from the queue, silently or with a bounce to its sender."""
         if with_bounce:
-            count = return_to_sender(config, queue_id)
+            count = give_back(config, queue_id)
             click.echo(f"{queue_id}: deleted; bounce for {count} recipient(s) to the sender")
             return
         store = open_store(config)

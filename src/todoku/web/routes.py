@@ -1,7 +1,8 @@
 """The aiohttp applications of the https and http listeners.
 
 ``https_app``: autoconfiguration (Thunderbird, Autodiscover), the MTA-STS policy for any Host
-(``mta-sts.<domain>`` of every local domain points here, dns-records) and ``/metrics``.
+(``mta-sts.<domain>`` of every local domain points here, dns-records), ``/metrics`` and the
+admin pages under ``/admin`` (web/admin.py).
 ``http_app``: autoconfiguration (Thunderbird asks ``http://autoconfig.<domain>/`` first) and a
 redirect of everything else to the https listener.
 
@@ -30,6 +31,7 @@ from todoku.config import Config
 from todoku.mailauth.mta_sts import policy_text
 from todoku.store.api import Store
 from todoku.web import autoconfig
+from todoku.web.admin import AdminPages
 from todoku.web.metrics import Metrics
 
 log = logging.getLogger("todoku.web")
@@ -92,9 +94,13 @@ def https_app(
     metrics: Metrics,
     ports: Mapping[str, int],
     sessions: SessionSource = lambda: (),
+    admin: AdminPages | None = None,
 ) -> web.Application:
-    """``ports``: the port each listener is bound to; ``sessions``: the open sessions now."""
+    """``ports``: the port each listener is bound to; ``sessions``: the open sessions now;
+    ``admin``: the admin pages (web/admin.py), served under /admin."""
     app = _base_app()
+    if admin is not None:
+        admin.add_routes(app)
     settings = autoconfig.client_settings(config, ports)
     _add_autoconfig(app, settings)
     policy = policy_text(config).encode("ascii")
