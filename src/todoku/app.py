@@ -51,6 +51,7 @@ from todoku.queue.setup import build_runner, build_tls_reporter
 from todoku.queue.tlsrpt_send import TlsReporter
 from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 from todoku.web.metrics import Metrics
 from todoku.web.server import WebServer, build_web
 
@@ -249,6 +250,10 @@ class Server:
     metrics: Metrics = field(default_factory=Metrics)
     web_sockets: dict[str, socket.socket] = field(default_factory=dict)
     web: WebServer | None = None
+    storage: SqliteBackend = field(init=False)  # the async interfaces over ``store`` (issue 14)
+
+    def __post_init__(self) -> None:
+        self.storage = SqliteBackend(self.store, self.config.domains)
 
     def bound_address(self, service: str) -> tuple[str, int]:
         name = self.sockets[service].getsockname()
@@ -332,6 +337,7 @@ class Server:
             sessions,
             self.smtp.connections,  # one count for mail and web connections (web/admission.py)
             self.throttle,  # one budget of login failures for SMTP, POP3 and the admin pages
+            self.storage,  # the admin pages' directory, queue and message files
         )
         if self.web is not None:
             await self.web.start()
@@ -524,7 +530,7 @@ class Server:
             except TimeoutError:
                 pass
         await self.stop_queue()
-        self.store.close()
+        await self.storage.close()  # closes self.store too
         try:
             (self.config.data_dir / "run" / "listeners.json").unlink()
         except OSError:

@@ -24,11 +24,12 @@ import pytest
 from tests.conftest import PASSWORD, client_tls_context, require_tool
 from tests.dnsserver import DnsServer
 from tests.web.test_web_e2e import bound_ports, start_server
+from todoku.store.sqlite import SqliteStore
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 ADMIN = "postmaster@example.test"
 SENDER = "alice@example.test"
@@ -58,9 +59,19 @@ def todoku(tmp_path_factory: pytest.TempPathFactory, dns: DnsServer) -> Iterator
         f'[delivery]\nport = {closed_port()}\nretry = ["1h"]\n'
     )
     server = start_server(tmp_path_factory.mktemp("admin") / "server", extra)
-    server.add_user(ADMIN)  # the administrator (web/roles.py)
+    server.add_user(ADMIN)
+    make_admin(server, ADMIN)
     yield server
     server.stop()
+
+
+def make_admin(server: Any, address: str) -> None:
+    """Give ``address`` the administrator role (the users.admin column)."""
+    store = SqliteStore(server.data_dir)
+    try:
+        assert store.set_admin(address, True)
+    finally:
+        store.close()
 
 
 def chromium(profile: Path) -> Any:

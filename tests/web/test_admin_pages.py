@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,9 @@ from todoku.config import Config, load_config
 from todoku.policy.auth import AuthThrottle, hash_password
 from todoku.store.api import IncomingMessage, RecipientResult, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 from todoku.web.admin import CSP, AdminPages
 from todoku.web.metrics import Metrics
-from todoku.web.roles import StoreAccounts
 from todoku.web.routes import https_app
 from todoku.web.sessions import COOKIE, Sessions
 
@@ -92,13 +92,12 @@ def fail_once(store: SqliteStore, queue_id: str, recipient: str) -> None:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Iterator[tuple[Config, SqliteStore]]:
+def data(tmp_path: Path) -> tuple[Config, SqliteStore]:
     config = load_config(write_config(tmp_path, services=("smtp",)))
-    store = SqliteStore(config.data_dir)
-    store.add_user(ADMIN, hash_password(PASSWORD))
+    store = SqliteStore(config.data_dir)  # closed with the backend made of it
+    store.add_user(ADMIN, hash_password(PASSWORD), admin=True)
     store.add_user(USER, hash_password(PASSWORD))
-    yield config, store
-    store.close()
+    return config, store
 
 
 @pytest.fixture
@@ -109,10 +108,10 @@ async def site(data: tuple[Config, SqliteStore]) -> AsyncIterator[Site]:
     )
     fail_once(store, queue_id, "bob@unreachable.test")
     clock = Clock()
+    backend = SqliteBackend(store, config.domains)
     pages = AdminPages(
         config,
-        store,
-        StoreAccounts(store, config.domains),
+        backend,
         Metrics(),
         AuthThrottle(delay_after=100, lockout_after=4, base_delay=0.0),
         sessions=Sessions(clock=clock),
@@ -130,6 +129,7 @@ async def site(data: tuple[Config, SqliteStore]) -> AsyncIterator[Site]:
         yield Site(client, store, config, pages, clock, queue_id)
     finally:
         await client.close()
+        await backend.close()
 
 
 def csrf_of(page: str) -> str:
@@ -380,3 +380,18 @@ async def test_static_script(site: Site) -> None:
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/javascript")
     assert "clipboard" in await answer.text()
+
+
+async def test_the_admin_role_from_the_users_page_and_its_revocation(site: Site) -> None:
+    _, text = await log_in(site)
+    token = csrf_of(text)
+    granted = await site.client.post(
+        "/admin/users/admin", data={"csrf": token, "address": USER, "admin": "yes"}
+    )
+    assert granted.status == 200
+    user = site.store.get_user(USER)
+    assert user is not None and user.admin
+    # Revoked elsewhere (todoku user admin --revoke): the session ends at the next request.
+    site.store.set_admin(ADMIN, False)
+    answer = await site.client.get("/admin/users", allow_redirects=False)
+    assert answer.status == 303 and answer.headers["Location"] == "/admin/login"

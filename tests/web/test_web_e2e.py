@@ -381,7 +381,9 @@ def test_metrics_token_is_required_when_configured(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("path", ["/", "/admin/nothing", "/.well-known/mta-sts.txt.bak", "/../etc/passwd"])
+@pytest.mark.parametrize(
+    "path", ["/", "/admin/nothing", "/.well-known/mta-sts.txt.bak", "/../etc/passwd"]
+)
 def test_unknown_paths_are_404(web_server: TodokuServer, path: str) -> None:
     status, headers, _ = fetch(web_server, "GET", path)
     assert status == 404

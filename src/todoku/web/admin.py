@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -38,11 +38,12 @@ from todoku.config import Config
 from todoku.policy.auth import AuthThrottle, hash_password, verify_password
 from todoku.proto.smtp.address import AddressError, parse_mailbox
 from todoku.queue.schedule import Schedule, describe_duration
-from todoku.store.api import QueueEntry, Store
+from todoku.store.api import QueueEntry
+from todoku.store.backend import Storage
+from todoku.store.directory import UserExists
 from todoku.web import queueview
 from todoku.web.html import LANG_COOKIE, Markup, choose_lang, esc, h, page, t
 from todoku.web.metrics import Metrics
-from todoku.web.roles import Accounts, AdminRoleUnavailable
 from todoku.web.sessions import COOKIE, Session, Sessions, same_token
 
 log = logging.getLogger("todoku.web.admin")
@@ -98,8 +99,7 @@ def _field(form: Mapping[str, Any], name: str, limit: int) -> str:
 @dataclass
 class AdminPages:
     config: Config
-    store: Store
-    accounts: Accounts
+    storage: Storage  # the user directory (logins, the admin role), the queue, message files
     metrics: Metrics
     throttle: AuthThrottle
     sessions: Sessions = field(default_factory=Sessions)
@@ -175,12 +175,8 @@ class AdminPages:
         session = self.sessions.get(cookie)
         if session is None:
             raise web.HTTPSeeOther("/admin/login")
-        user = await self.accounts.get_user(session.user)
-        if (
-            user is None
-            or user.password_hash != session.password_hash
-            or not await self.accounts.is_admin(session.user)
-        ):
+        user = await self.storage.directory.get_user(session.user)
+        if user is None or user.password_hash != session.password_hash or not user.admin:
             self.sessions.end(cookie)
             log.info("admin session of %s ended: password, user or role changed", session.user)
             raise web.HTTPSeeOther("/admin/login")
@@ -288,7 +284,8 @@ class AdminPages:
             )
         username = _field(form, "username", MAX_ADDRESS).strip().lower()
         password = _field(form, "password", MAX_PASSWORD)
-        user = await self.accounts.get_user(username) if username else None
+        directory = self.storage.directory
+        user = await directory.get_user(username) if username else None
         ok = await asyncio.to_thread(
             verify_password, user.password_hash if user is not None else None, password
         )
@@ -314,7 +311,7 @@ class AdminPages:
                 else "Wrong address or password.",
             )
         self.throttle.success(ip)
-        if not await self.accounts.is_admin(username):
+        if not await directory.is_admin(username):
             log.info("admin login user=%s from [%s] refused: not an administrator", username, ip)
             return self.refused(
                 request,
@@ -355,7 +352,7 @@ class AdminPages:
         session = await self.session(request)
         lang = self.lang(request)
         filters = self._filters(request)
-        entries = await asyncio.to_thread(self.store.list_queue)
+        entries = await self.storage.queue.entries()
         now = self.clock()
         rows, total = queueview.queue_rows(entries, filters, now, lang)
         reasons = queueview.reasons_in(entries)
@@ -511,7 +508,7 @@ class AdminPages:
         return queue_id
 
     async def _entry(self, request: web.Request, queue_id: str) -> QueueEntry:
-        entry = await asyncio.to_thread(self.store.get_queue_entry, queue_id)
+        entry = await self.storage.queue.get(queue_id)
         if entry is None:
             lang = self.lang(request)
             raise web.HTTPNotFound(
@@ -531,7 +528,8 @@ class AdminPages:
         lang = self.lang(request)
         queue_id = self._queue_id(request)
         entry = await self._entry(request, queue_id)
-        history, head, routes = await asyncio.to_thread(self._story_facts, entry)
+        history = await self.storage.queue.history(entry.id)
+        head, routes = await self._story_facts(entry)
         now = self.clock()
         from todoku.queue.routing import choose
 
@@ -656,20 +654,21 @@ class AdminPages:
             notice=self._done(request, lang),
         )
 
-    def _story_facts(
-        self, entry: QueueEntry
-    ) -> tuple[list[dict[str, object]], str, list[dict[str, Any]]]:
-        """In a worker thread: the history, the header (bounded) and the next routes."""
+    async def _story_facts(self, entry: QueueEntry) -> tuple[str, list[dict[str, Any]]]:
+        """The header (bounded) and the next routes, read off the event loop."""
         from todoku.ingest import HEADER_SCAN_LIMIT
         from todoku.queue.admin import next_routes
 
-        history = self.store.queue_history(entry.id)
+        def read(handle: BinaryIO) -> bytes:
+            with handle:
+                return handle.read(HEADER_SCAN_LIMIT).partition(b"\r\n\r\n")[0]
+
         try:
-            with self.store.open_blob(entry.blob_id) as handle:
-                head = handle.read(HEADER_SCAN_LIMIT).partition(b"\r\n\r\n")[0]
+            head = await asyncio.to_thread(read, await self.storage.blobs.open(entry.blob_id))
         except OSError:
             head = b""
-        return history, head.decode("utf-8", "replace"), next_routes(self.config, entry)
+        routes = await asyncio.to_thread(next_routes, self.config, entry)
+        return head.decode("utf-8", "replace"), routes
 
     async def act(self, request: web.Request) -> web.Response:
         session = await self.session(request)
@@ -683,16 +682,23 @@ class AdminPages:
         if _field(form, "confirmed", 3) != "yes":
             return self._confirm(request, session, lang, entry, action)
         now = self.clock()
+        queue = self.storage.queue
         if action == "retry":
-            await asyncio.to_thread(self.store.flush_queue, queue_id, None, now)
+            await queue.flush(queue_id, None, now)
         elif action in ("hold", "release"):
-            await asyncio.to_thread(self.store.set_queue_held, queue_id, action == "hold", now)
+            await queue.hold(queue_id, action == "hold", now)
         elif action == "delete":
-            await asyncio.to_thread(self.store.delete_queue_entry, queue_id)
+            await queue.delete(queue_id)
         else:
-            from todoku.queue.admin import return_to_sender
+            # As ``todoku queue bounce``: every recipient not yet delivered fails as the
+            # administrator's decision, and the runner sends the report at once.
+            from todoku.queue.admin import administrator_results
 
-            await asyncio.to_thread(return_to_sender, self.store, entry, self.config.hostname, now)
+            await queue.record_results(
+                queue_id, administrator_results(entry, self.config.hostname), now
+            )
+            await queue.hold(queue_id, False, now)
+            await queue.flush(queue_id, None, now)
         if action != "hold":
             await asyncio.to_thread(self.wake)
         self.audit(request, session, f"queue {action} {queue_id} (from <{entry.sender}>)")
@@ -768,10 +774,10 @@ class AdminPages:
     ) -> web.Response:
         session = await self.session(request)
         lang = self.lang(request)
-        users = await self.accounts.users()
+        users = await self.storage.directory.users()
         rows = []
         for user in users:
-            admin = await self.accounts.is_admin(user.address)
+            admin = user.admin
             rows.append(
                 h(
                     """<tr data-user="$address"><td class="addr">$address</td><td>$created</td>
@@ -859,17 +865,15 @@ class AdminPages:
                 else "Use a password of at least 8 characters.",
                 status=400,
             )
-        if await self.accounts.get_user(address) is not None:
+        password_hash = await asyncio.to_thread(hash_password, password)
+        try:
+            await self.storage.directory.add_user(address, password_hash, admin=admin)
+        except UserExists:
             return await self.users(
                 request,
                 notice=f"{address}: 既にあります。" if ja else f"{address}: already exists.",
                 status=409,
             )
-        password_hash = await asyncio.to_thread(hash_password, password)
-        try:
-            await self.accounts.add_user(address, password_hash, admin=admin)
-        except AdminRoleUnavailable as exc:
-            return await self.users(request, notice=str(exc), status=409)
         self.audit(request, session, f"user add {address}{' (administrator)' if admin else ''}")
         raise web.HTTPSeeOther("/admin/users")
 
@@ -888,7 +892,7 @@ class AdminPages:
                 status=400,
             )
         password_hash = await asyncio.to_thread(hash_password, password)
-        if not await self.accounts.set_password(address, password_hash):
+        if not await self.storage.directory.set_password(address, password_hash):
             raise web.HTTPNotFound()
         ended = self.sessions.end_user(address)
         self.audit(request, session, f"user password {address} ({ended} session(s) ended)")
@@ -899,11 +903,7 @@ class AdminPages:
         form = await self.form(request, session)
         address = _field(form, "address", MAX_ADDRESS).strip().lower()
         admin = _field(form, "admin", 3) == "yes"
-        try:
-            found = await self.accounts.set_admin(address, admin)
-        except AdminRoleUnavailable as exc:
-            return await self.users(request, notice=str(exc), status=409)
-        if not found:
+        if not await self.storage.directory.set_admin(address, admin):
             raise web.HTTPNotFound()
         if not admin:
             self.sessions.end_user(address)

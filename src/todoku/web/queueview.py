@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from todoku.bounce.explain import explain_reason, retry_note
 from todoku.queue.schedule import Schedule, describe_duration
 from todoku.store.api import QueueEntry, QueueRecipient
+from todoku.store.queue import AttemptRecord
 
 STATES = ("waiting", "deferred", "held", "finishing")
 MAX_ROWS = 500  # rows on one queue page; the filters narrow a longer queue
@@ -136,31 +137,27 @@ class AttemptRow:
 
 
 def attempt_rows(
-    history: Sequence[dict[str, object]], route_of: Callable[[str, int], str]
+    history: Sequence[AttemptRecord], route_of: Callable[[str, int], str]
 ) -> list[AttemptRow]:
     """Every recorded result, in order. ``route_of(domain, failed_before)`` names the way the
     queue chose for that attempt (relay or MX), from the attempt's number: attempts are told
     apart by their start time."""
-    starts = sorted({float(str(row["time"])) for row in history})
+    starts = sorted({row.time for row in history})
     number = {start: index for index, start in enumerate(starts)}
     out = []
     for row in history:
-        started = float(str(row["time"]))
-        code = row.get("code")
-        enhanced = str(row.get("enhanced") or "")
-        text = str(row.get("text") or "")
-        reply = " ".join(part for part in (str(code) if code else "", enhanced, text) if part)
-        recipient = str(row["recipient"])
+        code = str(row.code) if row.code else ""
+        reply = " ".join(part for part in (code, row.enhanced, row.text) if part)
         out.append(
             AttemptRow(
-                time=started,
-                recipient=recipient,
-                route=route_of(str(row.get("domain") or domain_of(recipient)), number[started]),
-                remote_host=str(row.get("remote_mta") or ""),
-                phase=str(row.get("phase") or ""),
+                time=row.time,
+                recipient=row.recipient,
+                route=route_of(row.domain or domain_of(row.recipient), number[row.time]),
+                remote_host=row.remote_mta,
+                phase=row.phase,
                 reply=reply,
-                state=str(row.get("state") or ""),
-                reason=str(row.get("reason") or ""),
+                state=row.state,
+                reason=row.reason,
             )
         )
     return out

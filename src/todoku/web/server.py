@@ -27,10 +27,10 @@ from todoku.net.link import ConnectionLimits
 from todoku.policy.auth import AuthThrottle
 from todoku.queue.wake import touch_wake_file, wake_path
 from todoku.store.api import Store
+from todoku.store.backend import Storage
 from todoku.web.admin import AdminPages
 from todoku.web.admission import CountedConnection
 from todoku.web.metrics import Metrics
-from todoku.web.roles import StoreAccounts
 from todoku.web.routes import SessionSource, http_app, https_app
 
 log = logging.getLogger("todoku.web")
@@ -97,8 +97,10 @@ def build_web(
     sessions: SessionSource,
     limits: ConnectionLimits | None = None,
     throttle: AuthThrottle | None = None,
+    storage: Storage | None = None,
 ) -> WebServer | None:
     """The web listeners among ``sockets`` (bound by app.py), or None when none is configured.
+    ``storage``: what the admin pages read and change (no admin pages without it);
     ``throttle``: the login failure counters SMTP AUTH and POP3 use, shared by the admin login
     (a fresh one when not given)."""
     if "https" not in sockets and "http" not in sockets:
@@ -106,14 +108,15 @@ def build_web(
     ports = {name: int(sock.getsockname()[1]) for name, sock in sockets.items()}
     sites: list[tuple[str, web.Application, socket.socket, ssl.SSLContext | None]] = []
     if "https" in sockets:
-        admin = AdminPages(
-            config,
-            store,
-            StoreAccounts(store, config.domains),
-            metrics,
-            throttle if throttle is not None else AuthThrottle(),
-            wake=lambda: touch_wake_file(wake_path(config)),
-        )
+        admin = None
+        if storage is not None:
+            admin = AdminPages(
+                config,
+                storage,
+                metrics,
+                throttle if throttle is not None else AuthThrottle(),
+                wake=lambda: touch_wake_file(wake_path(config)),
+            )
         app = https_app(config, store, metrics, ports, sessions, admin)
         sites.append(("https", app, sockets["https"], tls_context))
     if "http" in sockets:
