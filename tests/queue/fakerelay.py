@@ -55,6 +55,9 @@ class FakeRelay:
     logins: list[tuple[str, bool]] = field(default_factory=list)  # (user, accepted)
     clear_text: bytearray = field(default_factory=bytearray)
     connections: int = 0
+    # Seconds between taking a message and saying 250: a slow relay, so that a test can kill
+    # the sender while the relay has the message and the sender does not know it yet.
+    data_delay: float = 0.0
     port: int = 0
 
     async def start(self) -> FakeRelay:
@@ -123,6 +126,8 @@ class FakeRelay:
                     self.messages.append(
                         Relayed(sender, recipients, bytes(content), conn.authenticated_user)
                     )
+                if self.data_delay:
+                    await asyncio.sleep(self.data_delay)
                 conn.reply(self.data_reply)
             elif isinstance(event, Closed):
                 writer.write(conn.data_to_send())
