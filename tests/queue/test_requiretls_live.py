@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.dnsserver import DnsServer
-from tests.queue.fakemx import FakeMx
+from tests.queue.fakemx import FakeMx, fake_mxes
 from tests.queue.fakerelay import RelayCa, make_ca
 from tests.queue.harness import Queue, running_queue
 from tests.queue.reports import parse_report
@@ -133,3 +133,88 @@ async def test_a_message_without_requiretls_still_goes_opportunistically(
             await q.wait(lambda: not q.store.list_queue())
     [message] = mx.messages
     assert not message.tls and "REQUIRETLS" not in message.mail_params
+
+
+# ------------------------------------------------------------------ several MX hosts (§4.2.1)
+
+MX2 = "mx2.remote.test"
+
+
+@contextmanager
+def two_mxes(
+    dns: DnsServer, ca: RelayCa, first: dict[str, object], second: dict[str, object]
+) -> Iterator[tuple[FakeMx, FakeMx]]:
+    """mx1 (preference 10) on 127.0.0.1 and mx2 (20) on 127.0.0.2, one port, each scripted."""
+    dns.add("remote.test", "MX", f"10 {MX}.")
+    dns.add("remote.test", "MX", f"20 {MX2}.")
+    dns.add(MX, "A", "127.0.0.1")
+    dns.add(MX2, "A", "127.0.0.2")
+    with fake_mxes("127.0.0.1", "127.0.0.2") as (mx1, mx2):
+        for mx, name, script in ((mx1, MX, first), (mx2, MX2, second)):
+            mx.tls_context = ca.server_context(str(script.get("cert", name)))
+            mx.extensions = (*EXTENSIONS, "REQUIRETLS") if script.get("requiretls") else EXTENSIONS
+            if script.get("down"):
+                mx.mode = "close"
+        yield mx1, mx2
+
+
+async def test_an_mx_without_requiretls_is_passed_over_for_the_next_that_has_it(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
+) -> None:
+    with two_mxes(dns_server, ca, {}, {"requiretls": True}) as (mx1, mx2):
+        q = await deliver(tmp_path, dns_server, ca, mx1)
+    assert mx1.messages == []  # verified TLS, but no REQUIRETLS: nothing sent there
+    [message] = mx2.messages
+    assert message.tls and "REQUIRETLS" in message.mail_params.split()
+    assert q.mailbox(ALICE) == []
+
+
+async def test_an_mx_with_a_bad_certificate_is_passed_over_for_the_next(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
+) -> None:
+    first = {"requiretls": True, "cert": "imposter.test"}
+    with two_mxes(dns_server, ca, first, {"requiretls": True}) as (mx1, mx2):
+        q = await deliver(tmp_path, dns_server, ca, mx1)
+    assert mx1.messages == []
+    assert [m.recipients for m in mx2.messages] == [["bob@remote.test"]]
+    assert q.mailbox(ALICE) == []
+
+
+async def test_no_mx_with_requiretls_bounces_5_7_30_naming_them_all(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
+) -> None:
+    with two_mxes(dns_server, ca, {}, {"cert": "imposter.test"}) as (mx1, mx2):
+        q = await deliver(tmp_path, dns_server, ca, mx1)
+        [bounce] = q.mailbox(ALICE)
+    assert mx1.messages == [] and mx2.messages == []
+    [recipient] = parse_report(bounce).recipients
+    assert recipient["Action"] == "failed" and recipient["Status"] == "5.7.30"
+    text = " ".join(bounce.decode("utf-8", "replace").split())
+    assert "REQUIRETLS support required" in text and MX in text
+
+
+async def test_an_unreachable_mx_defers_rather_than_bounces(
+    tmp_path: Path, dns_server: DnsServer, ca: RelayCa
+) -> None:
+    with two_mxes(dns_server, ca, {}, {"requiretls": True, "down": True}) as (mx1, mx2):
+        async with running_queue(
+            tmp_path / "data",
+            dns_server.address,
+            mx1.port,
+            self_addresses=(),
+            verified_context=verified_tls_context(ca.ca_file),
+            retry=(3600.0,),
+        ) as q:
+            await submit(q)
+
+            def deferred() -> bool:
+                entries = q.store.list_queue()
+                return bool(entries) and bool(entries[0].recipients[0].last_reply)
+
+            await q.wait(deferred)
+            [recipient] = q.store.list_queue()[0].recipients
+            assert q.mailbox(ALICE) == []
+    assert recipient.state == "pending"
+    assert "REQUIRETLS (RFC 8689): no MX host could take this message" in recipient.last_reply
+    assert f"{MX} [127.0.0.1]: no REQUIRETLS" in recipient.last_reply
+    assert mx1.messages == [] and mx2.messages == []

@@ -296,8 +296,8 @@ class Deliveries:
         """Try every hop in order (RFC 5321 §5.1) until one takes mail."""
         failure: Attempt | None = None
         transport = self._transport_for(destination)
-        for hop in route.hops:
-            result = await transport.connect(hop)
+        for index, hop in enumerate(route.hops):
+            result = await transport.connect(hop, route.hops[index + 1 :])
             if not isinstance(result, Attempt):
                 return result, None
             failure = classified(result)

@@ -23,12 +23,16 @@ nothing is sent (RFC 7672 §2.2: no fallback to clear text). A hop whose TLSA lo
 not dialled at all.
 
 A message whose sender asked for REQUIRETLS (RFC 8689, ``OutboundMessage.requiretls``) goes
-only over a session with verified TLS: a relay's, an MTA-STS hop's, a DANE hop's, or, on any
-other hop, a second connection made for it with STARTTLS and a certificate verified for the MX
-host name (§4.2.1). When that hop cannot give it, the message bounces at once with 5.7.10
-("REQUIRETLS needed", §5): the destination, not time, decides it. The hop must also advertise
-REQUIRETLS in its EHLO reply after STARTTLS, and then MAIL carries it on; a hop that does not
-gets nothing and the message bounces with 5.7.30 ("REQUIRETLS support required", §4.2.1, §5).
+only over a session with verified TLS (§4.2.1): a relay's, an MTA-STS hop's, a DANE hop's, or,
+on any other hop, a second connection made for it with STARTTLS and a certificate verified for
+the MX host name (a DANE hop's: matching its TLSA records). The hop must also advertise
+REQUIRETLS in its EHLO reply after STARTTLS, and then MAIL carries it on. When the hop cannot
+give both, the other MX hosts of the route that come after it are tried the same way, in order
+(at most ``MAX_REQUIRETLS_HOPS``); the first that can takes the message. When none can and every
+one answered, the message bounces at once, with 5.7.30 ("REQUIRETLS support required", §5) if
+some host had verified TLS but no REQUIRETLS, else 5.7.10 ("REQUIRETLS needed"): the
+destination, not time, decides it. When a host could not be reached at all, the attempt is
+temporary instead (it may be the one that can). Nothing is ever sent to a host that fails.
 """
 
 from __future__ import annotations
@@ -92,8 +96,10 @@ class Channel(Protocol):
 
 
 class Transport(Protocol):
-    async def connect(self, hop: Hop) -> Channel | Attempt:
-        """An open channel, or an Attempt (recipient "") saying why the hop takes no mail."""
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
+        """An open channel, or an Attempt (recipient "") saying why the hop takes no mail.
+        ``others``: the route's hops after ``hop``, for a message ``hop`` cannot take
+        (REQUIRETLS)."""
         ...
 
 
@@ -125,8 +131,9 @@ def attempt_from(outcome: RecipientOutcome | SessionFailure, recipient: str) -> 
     )
 
 
-# Dials the channel's hop again with verified TLS (for a REQUIRETLS message).
-Redial = Callable[[], Awaitable[SmtpSession | SessionFailure]]
+# Dials a hop with verified TLS (for a REQUIRETLS message).
+Redial = Callable[[Hop], Awaitable[SmtpSession | SessionFailure]]
+MAX_REQUIRETLS_HOPS = 10  # hosts tried for one REQUIRETLS message, the channel's own included
 
 
 def requiretls_refused(result: SessionFailure, recipient: str) -> Attempt:
@@ -151,19 +158,49 @@ def requiretls_refused(result: SessionFailure, recipient: str) -> Attempt:
     )
 
 
+def requiretls_unsupported(hosts: list[str]) -> SessionFailure:
+    """RFC 8689 §4.2.1, §5: verified TLS, but no REQUIRETLS in the EHLO reply (5.7.30)."""
+    verb = "does" if len(hosts) == 1 else "do"
+    text = (
+        "REQUIRETLS support required: the sender asked that this message travel only to "
+        "servers that promise to keep it on verified TLS (RFC 8689), and "
+        f"{', '.join(hosts)} {verb} not offer REQUIRETLS; nothing was sent"
+    )
+    return SessionFailure("mail", 550, "5.7.30", text, hosts[0])
+
+
+def requiretls_ready(session: SmtpSession) -> bool:
+    """Verified TLS, and REQUIRETLS advertised after STARTTLS (RFC 8689 §4.2.1)."""
+    conn = session.conn
+    return session.verified and conn.tls_active and conn.supports("REQUIRETLS")
+
+
 class _SmtpChannel:
-    def __init__(self, session: SmtpSession, redial: Redial | None = None) -> None:
+    def __init__(
+        self,
+        session: SmtpSession,
+        hop: Hop | None = None,
+        redial: Redial | None = None,
+        others: tuple[Hop, ...] = (),
+    ) -> None:
         self.session = session
         self.remote_mta = session.remote_mta
+        self.hop = hop
         self.redial = redial
+        self.others = others
 
     @property
     def usable(self) -> bool:
         return self.session.usable and not self.session.conn.closed
 
     async def send(self, message: OutboundMessage) -> list[Attempt]:
-        if message.requiretls and not self.session.verified and self.redial is not None:
-            return await self._send_verified(message, self.redial)
+        if (
+            message.requiretls
+            and self.redial is not None
+            and self.hop is not None
+            and not requiretls_ready(self.session)
+        ):
+            return await self._send_requiretls(message, self.hop, self.redial)
         return await self._send_on(self.session, message)
 
     async def _send_on(self, session: SmtpSession, message: OutboundMessage) -> list[Attempt]:
@@ -181,18 +218,55 @@ class _SmtpChannel:
         dsn = session.conn.supports("DSN")
         return [replace(attempt_from(o, o.recipient), dsn_handed_over=dsn) for o in outcomes]
 
-    async def _send_verified(self, message: OutboundMessage, redial: Redial) -> list[Attempt]:
-        """A REQUIRETLS message on an unverified session: a connection of its own, verified."""
-        result = await redial()
+    async def _send_requiretls(
+        self, message: OutboundMessage, hop: Hop, redial: Redial
+    ) -> list[Attempt]:
+        """A REQUIRETLS message that this session cannot carry: a verified connection of its
+        own to this hop (unless this session is verified already, without REQUIRETLS), then to
+        the route's next hops, until one has verified TLS and REQUIRETLS (RFC 8689 §4.2.1)."""
+        unsupported: list[str] = []  # verified, no REQUIRETLS
+        refused: list[SessionFailure] = []  # no verified TLS
+        unreachable: list[SessionFailure] = []  # no answer about TLS at all
+        candidates = [hop, *self.others]
+        if self.session.verified:
+            unsupported.append(self.session.remote_mta)
+            candidates = candidates[1:]
+        for candidate in candidates[: MAX_REQUIRETLS_HOPS - len(unsupported)]:
+            result = await redial(candidate)
+            if isinstance(result, SessionFailure):
+                tls_problem = result.phase in (PHASE_TLS, "starttls")
+                (refused if tls_problem else unreachable).append(result)
+                continue
+            if not requiretls_ready(result):
+                unsupported.append(result.remote_mta)
+                await result.close()
+                continue
+            if candidate is not hop:
+                log.info(
+                    "%s: REQUIRETLS: %s cannot take it; sending through %s",
+                    message.queue_id,
+                    self.remote_mta,
+                    result.remote_mta,
+                )
+            try:
+                return await self._send_on(result, message)
+            finally:
+                await result.close()
         recipients = [address for address, _, _ in message.recipients]
-        if isinstance(result, SessionFailure):
-            if result.phase in (PHASE_TLS, "starttls"):
-                return [requiretls_refused(result, r) for r in recipients]
-            return [attempt_from(result, r) for r in recipients]  # unreachable now: retried
-        try:
-            return await self._send_on(result, message)
-        finally:
-            await result.close()
+        if unreachable:
+            # A host that did not answer may be the one that can: try again later.
+            problems = [f.text for f in (*unreachable, *refused)]
+            if unsupported:
+                problems.append(f"{', '.join(unsupported)}: no REQUIRETLS")
+            text = (
+                "REQUIRETLS (RFC 8689): no MX host could take this message over verified TLS "
+                f"with REQUIRETLS now ({'; '.join(problems)}); nothing was sent"
+            )
+            failure = replace(unreachable[0], text=text)
+            return [attempt_from(failure, r) for r in recipients]
+        if unsupported:
+            return [attempt_from(requiretls_unsupported(unsupported), r) for r in recipients]
+        return [requiretls_refused(refused[0], r) for r in recipients]
 
     async def close(self) -> None:
         await self.session.close()
@@ -270,7 +344,23 @@ class SmtpTransport:
         return self.verified_context
 
     async def _dial_verified(self, hop: Hop) -> SmtpSession | SessionFailure:
-        """STARTTLS and a certificate valid for the MX host name (RFC 8689 §4.2.1)."""
+        """STARTTLS and a certificate valid for the MX host name (RFC 8689 §4.2.1), or, on a
+        DANE hop, one that matches its TLSA records."""
+        why = "the sender asked for REQUIRETLS (RFC 8689)"
+        policy = hop.tls_policy
+        if policy is not None and policy.mode == dane.DANE:
+            if policy.dane_error:
+                return SessionFailure(PHASE_DNS, None, "", policy.dane_error, hop.host)
+            return await smtp_open_session(
+                hop.host,
+                hop.ip,
+                self.port,
+                helo_name=self.helo_name,
+                tls_context=self.tls_context or opportunistic_tls_context(),
+                timeouts=self.timeouts,
+                require_tls=why,
+                peer_check=dane.peer_check(policy, hop.host),
+            )
         if not hop.host:
             text = f"[{hop.ip}] is an address literal: no name to verify a certificate against"
             return SessionFailure(PHASE_TLS, None, "", text, f"[{hop.ip}]")
@@ -281,13 +371,13 @@ class SmtpTransport:
             helo_name=self.helo_name,
             tls_context=self._verified(),
             timeouts=self.timeouts,
-            require_tls="the sender asked for REQUIRETLS (RFC 8689)",
+            require_tls=why,
         )
 
-    async def connect(self, hop: Hop) -> Channel | Attempt:
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
         channel = await self._connect(hop)
         if isinstance(channel, _SmtpChannel):
-            channel.redial = lambda: self._dial_verified(hop)
+            channel.hop, channel.redial, channel.others = hop, self._dial_verified, others
         return channel
 
     async def _connect(self, hop: Hop) -> Channel | Attempt:
@@ -408,7 +498,7 @@ class RelayTransport:
             self._context = verified_tls_context(ca_file)
         return self._context
 
-    async def connect(self, hop: Hop) -> Channel | Attempt:
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
         relay = self.relay
         login = None
         if relay.user is not None:
@@ -453,7 +543,7 @@ class MockTransport:
 
     handler: Handler
 
-    async def connect(self, hop: Hop) -> Channel | Attempt:
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
         refused = self.handler(hop, None)
         if isinstance(refused, Attempt):
             return refused
