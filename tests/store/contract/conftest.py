@@ -6,7 +6,11 @@ IMAP APPEND path does with the blob store before it calls ``Mailboxes.append``.
 ``storage`` (Directory, Queue, Blobs, Intake): one backend's ``Storage`` on a fresh, empty store;
 the tests use only the interfaces. A new backend adds a branch to ``open_storage`` (skipping
 when its server is not available here) and its name to ``STORAGE_BACKENDS``, and must pass
-every suite unchanged."""
+every suite unchanged.
+
+PostgreSQL: a private cluster per test session and a database per test (``tests/store/conftest``
+and ``tests/pgcluster.py``), started only when a PostgreSQL test runs; skipped where PostgreSQL
+is not installed, a failure under CI (``.ci/run`` installs it)."""
 
 from __future__ import annotations
 
@@ -48,19 +52,24 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield made
 
 
-STORAGE_BACKENDS = ["sqlite"]
+STORAGE_BACKENDS = ["sqlite", "postgresql"]
 DOMAINS = ("example.test", "example.org")
 
 
-def open_storage(name: str, root: Path) -> Storage:
+async def open_storage(name: str, root: Path, request: pytest.FixtureRequest) -> Storage:
     if name == "sqlite":
         return SqliteBackend.open(root / "data", DOMAINS)
+    if name == "postgresql":
+        from todoku.store.postgres.backend import PostgresBackend
+
+        url = request.getfixturevalue("pg_url")  # skips where PostgreSQL cannot run
+        return await PostgresBackend.open(url, DOMAINS, pool_size=4, migrate=False)
     raise AssertionError(f"unknown backend {name}")
 
 
 @pytest.fixture(params=STORAGE_BACKENDS)
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    made = open_storage(request.param, tmp_path)
+    made = await open_storage(request.param, tmp_path, request)
     try:
         yield made
     finally:
