@@ -53,6 +53,8 @@ from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
 from todoku.store.sqlite_backend import SqliteBackend
 from todoku.web.metrics import Metrics
+from todoku.web.outcomes import DailyOutcomes, keep_saved
+from todoku.web.outcomes import save as save_outcomes
 from todoku.web.server import WebServer, build_web
 
 log = logging.getLogger("todoku.app")
@@ -239,6 +241,7 @@ class Server:
     open_files: int = 0
     cert_digest: bytes = b""
     purge_task: asyncio.Task[None] | None = None
+    outcomes_task: asyncio.Task[None] | None = None  # saves the admin chart's daily counts
     queue_runner: QueueRunner | None = None
     queue_task: asyncio.Task[None] | None = None
     tls_reporter: TlsReporter | None = None  # daily TLS reports (RFC 8460), queue.tlsrpt_send
@@ -285,6 +288,10 @@ class Server:
         self.start_purge()
         self.start_queue(loop)
         await self.start_web()
+        if self.metrics.daily is not None:
+            self.outcomes_task = asyncio.create_task(
+                keep_saved(self.metrics.daily), name="save-outcomes"
+            )
         self.write_listeners_file()
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -530,6 +537,10 @@ class Server:
             except TimeoutError:
                 pass
         await self.stop_queue()
+        if self.outcomes_task is not None:
+            self.outcomes_task.cancel()
+        if self.metrics.daily is not None:
+            await save_outcomes(self.metrics.daily)  # the queue's last results included
         await self.storage.close()  # closes self.store too
         try:
             (self.config.data_dir / "run" / "listeners.json").unlink()
@@ -595,7 +606,9 @@ def build_server(config: Config) -> Server:
         lockout_seconds=config.auth_lockout_seconds,
         base_delay=config.auth_fail_delay,
     )
-    metrics = Metrics()
+    daily = DailyOutcomes(config.data_dir / "web" / "outcomes.json")
+    daily.load()  # a small file, read once before anything is served
+    metrics = Metrics(daily)
     smtp = SmtpContext(
         config=config,
         store=store,

@@ -10,6 +10,7 @@ the story are saved (``TODOKU_ARTEFACTS``, else the test's temporary directory).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import smtplib
@@ -221,6 +222,16 @@ def test_an_administrator_fixes_a_stuck_message_in_the_browser(
     assert "CSRF" in refusal
     assert queue_entries(todoku)[0]["held"] is False
 
+    # Deliverability: the checks and the records to publish, each with its copy button.
+    browser.get(base + "/admin/queue")
+    wait_for(browser, "header nav").find_element(By.LINK_TEXT, "Deliverability").click()
+    wait_for(browser, "table.records")
+    copies = browser.find_elements(By.CSS_SELECTOR, "button.copy")
+    assert any(
+        "IN\tMX\t10 mx.example.test." in (b.get_attribute("data-copy") or "") for b in copies
+    )
+    browser.save_screenshot(str(shots / "deliverability.png"))
+
     # The language switch.
     browser.get(f"{base}/admin/queue/{queue_id}")
     browser.find_element(By.CSS_SELECTOR, "a.lang").click()
@@ -242,3 +253,16 @@ def test_a_user_who_is_not_an_administrator_is_refused(todoku: Any, browser: Any
     assert "not an administrator" in wait_for(browser, "main p").text
     browser.get(base + "/admin/queue")
     wait_for(browser, "form.login")
+
+
+def test_the_http_listener_only_redirects_to_https(todoku: Any) -> None:
+    ports = bound_ports(todoku)
+    connection = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=15)
+    try:
+        connection.request("GET", "/admin/queue")
+        answer = connection.getresponse()
+        answer.read()
+    finally:
+        connection.close()
+    assert answer.status == 301
+    assert answer.headers["Location"] == f"https://mx.example.test:{ports['https']}/admin/queue"

@@ -762,7 +762,9 @@ class AdminPages:
                 report = await check(self.config, lang)
         except TimeoutError:
             report = None
-        body = render(report, lang, self.clock())
+        daily = self.metrics.daily
+        days = daily.days() if daily is not None else []
+        body = render(report, lang, days, daily.rows() if daily is not None else [])
         return self.respond(
             request, t(lang, "deliverability"), body, session, current="/admin/deliverability"
         )

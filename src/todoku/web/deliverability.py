@@ -82,6 +82,13 @@ _TEXT = {
     "missing": ("missing", "未公開"),
     "wrong": ("wrong", "誤り"),
     "switch": ("signing switches to the new keys at", "新しい鍵での署名に切り替わる時刻:"),
+    "no_outcomes": (
+        "No outbound results recorded in the last 30 days.",
+        "過去 30 日間の送信結果はありません。",
+    ),
+    "delivered": ("delivered", "配送済み"),
+    "deferred": ("deferred", "再送待ち"),
+    "bounced": ("bounced", "返送"),
 }
 
 
@@ -116,10 +123,115 @@ def _records_table(lang: str, domain: str, records: list[DnsRecord]) -> Markup:
     )
 
 
-def render(report: Report | None, lang: str, now: float) -> Markup:
-    if report is None:
-        return h('<p class="notice">$text</p>', text=_say("timeout", lang))
+DELIVERED_COLOUR = "#2e8b57"
+PALETTE = ("#c0392b", "#e67e22", "#2980b9", "#8e44ad", "#b7950b", "#16a085", "#d35400", "#7f8c8d")
+OTHER_COLOUR = "#bdc3c7"
+BAR, GAP, HEIGHT, LEFT, BOTTOM, TOP = 18, 6, 160, 40, 24, 12
+
+
+def chart(days: list[str], rows: list[tuple[str, str, str, int]], lang: str) -> Markup:
+    """Outbound results per day as an inline SVG of stacked bars, one colour per reason word
+    (delivered green, the most frequent other reasons from a fixed palette, the rest grey),
+    and a legend that says each reason's results. No script: each segment's numbers are in
+    its <title>, which browsers show on hover."""
+    if not rows:
+        return h("<p>$text</p>", text=_say("no_outcomes", lang))
+    totals: dict[str, int] = {}
+    per_result: dict[str, dict[str, int]] = {}
+    per_day: dict[str, dict[str, int]] = {day: {} for day in days}
+    for day, result, reason, count in rows:
+        word = "delivered" if result == "delivered" else reason
+        totals[word] = totals.get(word, 0) + count
+        per_result.setdefault(word, {})
+        per_result[word][result] = per_result[word].get(result, 0) + count
+        if day in per_day:
+            per_day[day][word] = per_day[day].get(word, 0) + count
+    others = sorted((w for w in totals if w != "delivered"), key=lambda w: (-totals[w], w))
+    colour = {"delivered": DELIVERED_COLOUR}
+    colour.update(zip(others, PALETTE, strict=False))
+    order = (["delivered"] if "delivered" in totals else []) + others
+    highest = max((sum(v.values()) for v in per_day.values()), default=0) or 1
+    width = LEFT + len(days) * (BAR + GAP)
     parts: list[Markup] = []
+    for index, day in enumerate(days):
+        x = LEFT + index * (BAR + GAP)
+        y = float(TOP + HEIGHT)
+        for word in order:
+            count = per_day[day].get(word, 0)
+            if not count:
+                continue
+            size = HEIGHT * count / highest
+            y -= size
+            parts.append(
+                h(
+                    '<rect x="$x" y="$y" width="$w" height="$hgt" fill="$fill">'
+                    "<title>$day $word: $count</title></rect>",
+                    x=x,
+                    y=f"{y:.1f}",
+                    w=BAR,
+                    hgt=f"{size:.1f}",
+                    fill=colour.get(word, OTHER_COLOUR),
+                    day=day,
+                    word=word,
+                    count=count,
+                )
+            )
+        last = index == len(days) - 1
+        if index % 7 == 0 or (last and index % 7 >= 3):  # labels a week apart, and today
+            parts.append(
+                h(
+                    '<text x="$x" y="$y" font-size="10">$label</text>',
+                    x=x,
+                    y=TOP + HEIGHT + 16,
+                    label=day[5:],
+                )
+            )
+    axis = h(
+        '<line x1="$l" y1="$b" x2="$r" y2="$b" stroke="#555"/>'
+        '<text x="2" y="$t" font-size="10">$max</text><text x="2" y="$b" font-size="10">0</text>',
+        l=LEFT - 4,
+        r=width,
+        b=TOP + HEIGHT,
+        t=TOP + 8,
+        max=highest,
+    )
+    svg = h(
+        '<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="$w" height="$hgt"'
+        ' viewBox="0 0 $w $hgt" role="img" aria-label="$label">$axis$bars</svg>',
+        w=width,
+        hgt=TOP + HEIGHT + BOTTOM,
+        label=t(lang, "chart"),
+        axis=axis,
+        bars=parts,
+    )
+    legend = h(
+        '<ul class="legend">$items</ul>',
+        items=[
+            h(
+                '<li data-reason="$word"><svg width="12" height="12" aria-hidden="true">'
+                '<rect width="12" height="12" fill="$fill"/></svg> <b>$word</b>: $counts</li>',
+                word=word,
+                fill=colour.get(word, OTHER_COLOUR),
+                counts=", ".join(
+                    f"{n} {_say(result, lang)}" for result, n in sorted(per_result[word].items())
+                ),
+            )
+            for word in order
+        ],
+    )
+    return esc([svg, legend])
+
+
+def render(
+    report: Report | None,
+    lang: str,
+    days: list[str],
+    outcomes: list[tuple[str, str, str, int]],
+) -> Markup:
+    graph = h("<h2>$title</h2>$chart", title=t(lang, "chart"), chart=chart(days, outcomes, lang))
+    if report is None:
+        return esc([h('<p class="notice">$text</p>', text=_say("timeout", lang)), graph])
+    parts: list[Markup] = [graph]
     findings = [
         h(
             """<tr class="finding-$status"><td>$purpose</td><td class="name">$name</td>
@@ -193,5 +305,4 @@ def render(report: Report | None, lang: str, now: float) -> Markup:
             ],
         )
     parts.append(h("<h2>$title</h2>$lists", title=t(lang, "blocklists"), lists=lists))
-    del now
     return esc(parts)

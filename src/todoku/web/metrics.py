@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 if TYPE_CHECKING:
     from todoku.proto.smtp.codes import Reply
     from todoku.queue.model import Attempt
+    from todoku.web.outcomes import DailyOutcomes
 
 # The words the queue runner logs for a verdict (queue/runner.py, "=> delivered").
 RESULTS = {"delivered": "delivered", "permanent": "bounced", "temporary": "deferred"}
@@ -32,7 +33,9 @@ def _status(reply: Reply) -> str:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, daily: DailyOutcomes | None = None) -> None:
+        # Each delivery result is also counted per day for the admin pages' chart (web/outcomes.py).
+        self.daily = daily
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.messages = Counter(
@@ -102,3 +105,5 @@ class Metrics:
         """One recipient's attempt: delivered, bounced or deferred, and the analyzer's reason word."""
         result = RESULTS.get(attempt.verdict.value, attempt.verdict.value)
         self.deliveries.labels(result, attempt.reason or "-").inc()
+        if self.daily is not None:
+            self.daily.add(result, attempt.reason or "-")
