@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import poplib
 import smtplib
 import socket
 import time
@@ -147,6 +148,22 @@ def deferred_message(server: Any) -> dict[str, Any]:
     raise AssertionError(f"no failed attempt recorded: {queue_entries(server)}")
 
 
+def mailbox(server: Any, user: str) -> str:
+    """Every message in ``user``'s mailbox, read with Python's POP3 client."""
+    client = poplib.POP3_SSL(
+        "127.0.0.1", bound_ports(server)["pop3s"], context=client_tls_context()
+    )
+    try:
+        client.user(user)
+        client.pass_(PASSWORD)
+        count = len(client.list()[1])
+        return "\n".join(
+            b"\n".join(client.retr(n)[1]).decode("utf-8", "replace") for n in range(1, count + 1)
+        )
+    finally:
+        client.quit()
+
+
 def wait_for(driver: Any, css: str) -> Any:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -237,6 +254,24 @@ def test_an_administrator_fixes_a_stuck_message_in_the_browser(
     browser.find_element(By.CSS_SELECTOR, "a.lang").click()
     wait_for(browser, 'html[lang="ja"]')
     assert "todoku がこれからすること" in browser.find_element(By.TAG_NAME, "main").text
+
+    # Retry now: due at once, so the queue tries it again (another refused connection).
+    tried = entry["attempts"]
+    confirm(browser, "retry")
+    deadline = time.monotonic() + WAIT
+    while queue_entries(todoku)[0]["attempts"] <= tried:
+        assert time.monotonic() < deadline, "no new attempt after 'retry now'"
+        time.sleep(0.2)
+
+    # Return to sender: the message leaves the queue, and its sender gets the report.
+    browser.get(f"{base}/admin/queue/{queue_id}")
+    confirm(browser, "bounce")
+    deadline = time.monotonic() + WAIT
+    while queue_entries(todoku):
+        assert time.monotonic() < deadline, f"still queued: {queue_entries(todoku)}"
+        time.sleep(0.2)
+    report = mailbox(todoku, SENDER)
+    assert RECIPIENT in report and "administrator" in report
 
     # Log out: the login page, and the queue is closed again.
     browser.find_element(By.CSS_SELECTOR, "header form button").click()
