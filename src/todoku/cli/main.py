@@ -484,6 +484,65 @@ def mailbox_undelete(
     click.echo(f"restored {count} message{'s' if count != 1 else ''} to {key}")
 
 
+@main.group()
+def reports() -> None:
+    """Reports other servers send about your domains (DMARC aggregate, TLS-RPT)."""
+
+
+@reports.command("list")
+@click.option(
+    "--mailbox",
+    "mailboxes",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Read this mailbox (again for more); default: where postmaster@ of each domain goes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per report.")
+@with_config
+def reports_list(config: Config, mailboxes: tuple[str, ...], as_json: bool) -> None:
+    """List the DMARC aggregate and TLS reports received in the report mailboxes.
+
+    The records `todoku dns-records` prints ask for them at postmaster@ of each domain."""
+    import dataclasses
+
+    from todoku.queue.setup import mailbox_finder
+    from todoku.reports.mail import MAX_MESSAGE, reports_in
+
+    store = _store(config)
+    try:
+        if mailboxes:
+            keys = [local_address(config, m) for m in mailboxes]
+        else:
+            find = mailbox_finder(config, store)
+            keys = list(
+                dict.fromkeys(k for d in config.domains for k in find(f"postmaster@{d}") or ())
+            )
+        found = 0
+        for key in keys:
+            for message in store.list_messages(key):
+                with store.open_blob(message.blob_id) as handle:
+                    data = handle.read(MAX_MESSAGE + 1)
+                for report in reports_in(data):
+                    found += 1
+                    if as_json:
+                        record = {
+                            "mailbox": key,
+                            "message": message.id,
+                            "received": message.received_at,
+                            "kind": report.kind,
+                            "report": dataclasses.asdict(report.report) if report.report else None,
+                            "problem": report.problem,
+                        }
+                        click.echo(json.dumps(record, ensure_ascii=False))
+                    else:
+                        click.echo(f"{_when(message.received_at)}  {report.describe()}")
+    finally:
+        store.close()
+    if not as_json:
+        plural = "s" if found != 1 else ""
+        click.echo(f"-- {found} report{plural} in {', '.join(keys) or 'no mailbox'}")
+
+
 @main.group("queue", cls=_LazyGroup)
 def queue_group() -> None:
     """The outbound queue: mail waiting to be delivered to other servers."""
