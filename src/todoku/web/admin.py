@@ -786,7 +786,7 @@ class AdminPages:
 <td>$admin</td><td><form method="post" action="/admin/users/password" class="inline">
 <input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="address" value="$address">
 <input type="password" name="password" minlength="8" maxlength="1024" required
- autocomplete="new-password" aria-label="$new_password">
+ autocomplete="new-password" aria-label="$new_password" placeholder="$new_password">
 <button type="submit">$set_password</button></form>
 <form method="post" action="/admin/users/admin" class="inline">
 <input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="address" value="$address">

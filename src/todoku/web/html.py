@@ -206,7 +206,15 @@ def page(
     notice: str = "",
 ) -> str:
     """A whole page. Without ``user`` (the login page) there is no navigation."""
-    header = Markup("")
+    header = h(
+        """<header>
+<span class="brand">todoku · $host</span>
+<span class="who"><a href="?lang=$other" class="lang">$switch</a></span>
+</header>""",
+        host=host,
+        other="en" if lang == "ja" else "ja",
+        switch=t(lang, "language"),
+    )
     if user is not None:
         links = [
             h(

@@ -80,7 +80,7 @@ class Sessions:
         if session is None:
             return None
         now = self.clock()
-        if now - session.seen > self.idle or now - session.created > self.lifetime:
+        if now - session.seen >= self.idle or now - session.created >= self.lifetime:
             del self._records[key]
             return None
         session.seen = now
@@ -105,7 +105,7 @@ class Sessions:
         dead = [
             k
             for k, s in self._records.items()
-            if now - s.seen > self.idle or now - s.created > self.lifetime
+            if now - s.seen >= self.idle or now - s.created >= self.lifetime
         ]
         for key in dead:
             del self._records[key]
