@@ -46,8 +46,30 @@ async def _memory(tmp_path: Path) -> AsyncIterator[Backend]:
 BACKENDS: dict[str, Callable[[Path], AsyncIterator[Backend]]] = {"memory": _memory}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+async def _postgresql(url: str) -> AsyncIterator[Backend]:
+    from todoku.store.postgres.backend import PostgresBackend
+
+    storage = await PostgresBackend.open(url, DOMAINS, pool_size=4, migrate=False)
+
+    async def put(data: bytes) -> BlobRef:
+        writer = storage.blobs.new_writer()
+        writer.write(data)
+        blob = await writer.finish()
+        await storage.blobs.publish([blob])
+        return BlobRef(blob.blob_id, blob.size, blob.sha256)
+
+    try:
+        yield Backend(storage.mailboxes, put)
+    finally:
+        await storage.close()
+
+
+@pytest.fixture(params=sorted([*BACKENDS, "postgresql"]))
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "postgresql":  # a database of its own (tests/store/conftest.py)
+        async for made in _postgresql(request.getfixturevalue("pg_url")):
+            yield made
+        return
     async for made in BACKENDS[request.param](tmp_path):
         yield made
 

@@ -63,16 +63,17 @@ from todoku.store.backend import Storage
 from todoku.store.content import BlobWriter
 from todoku.store.directory import UserExists
 from todoku.store.intake import QueuedListener
+from todoku.store.mailboxes import INBOX, Change, ChangeHub, ChangeKind
 from todoku.store.postgres import schema
 from todoku.store.postgres.content import PgBlobs, PgContentWriter, insert_content
 from todoku.store.postgres.folders import deliver_to_inbox
+from todoku.store.postgres.mailboxes import MAIL_CHANNEL, PgMailboxes, change_notes
 from todoku.store.queue import AttemptRecord, Due
 
 T = TypeVar("T")
 log = logging.getLogger("todoku.store.postgres")
 
 QUEUE_CHANNEL = "todoku_queue"
-MAIL_CHANNEL = "todoku_mail"
 # NOTIFY payloads are at most 8000 bytes: entries are announced in batches of this many.
 NOTIFY_BATCH = 100
 
@@ -602,9 +603,10 @@ async def notify_queued(
 
 
 class PgIntake:
-    def __init__(self, db: Database, node: str) -> None:
+    def __init__(self, db: Database, node: str, hub: ChangeHub) -> None:
         self._db = db
         self._node = node
+        self._hub = hub
         self._listener: QueuedListener | None = None
 
     async def accept(
@@ -621,9 +623,11 @@ class PgIntake:
             content.close()
             raise
 
+        delivered: list[tuple[str, Change]] = []
+
         async def store(conn: AsyncConnection[Any]) -> None:
             await insert_content(conn, content, message.blob, published=True)
-            await self._insert(conn, message)
+            await self._insert(conn, message, delivered)
 
         try:
             await self._db.run_write(store)
@@ -631,19 +635,28 @@ class PgIntake:
             raise storage_error(exc) from exc
         finally:
             content.close()
+        for user, change in delivered:
+            self._hub.publish(user, [change])
         self._announce(message)
         return message.blob.blob_id
 
-    async def _insert(self, conn: AsyncConnection[Any], message: IncomingMessage) -> None:
+    async def _insert(
+        self,
+        conn: AsyncConnection[Any],
+        message: IncomingMessage,
+        delivered: list[tuple[str, Change]],
+    ) -> None:
         blob = message.blob
         now = message.received_at or time.time()
+        delivered.clear()
         for mailbox in sorted({m.lower() for m in message.mailboxes}):  # sorted: no deadlock
-            await deliver_to_inbox(conn, mailbox, blob, now, message.sender, message.subject)
-        if message.mailboxes:
-            await conn.execute(
-                "SELECT pg_notify(%s, %s)",
-                (MAIL_CHANNEL, json.dumps(sorted({m.lower() for m in message.mailboxes}))),
+            modseq, uid = await deliver_to_inbox(
+                conn, mailbox, blob, now, message.sender, message.subject
             )
+            change = Change(ChangeKind.EXISTS, INBOX, modseq, (uid,))
+            delivered.append((mailbox, change))
+            for note in change_notes(self._node, mailbox, [change]):
+                await conn.execute("SELECT pg_notify(%s, %s)", (MAIL_CHANNEL, note))
         if not message.remote:
             return
         await conn.execute(
@@ -697,7 +710,9 @@ class PostgresBackend:
         self.directory = PgDirectory(db, domains)
         self.queue = PgQueue(db, node, lease)
         self.blobs = PgBlobs(db)
-        self.intake = PgIntake(db, node)
+        self.hub = ChangeHub()
+        self.mailboxes = PgMailboxes(db, self.hub, node)
+        self.intake = PgIntake(db, node, self.hub)
         self._background: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -760,9 +775,13 @@ class PostgresBackend:
                 conn = await AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+                    await conn.execute(f"LISTEN {MAIL_CHANNEL}")
                     pause = 0.5
                     async for note in conn.notifies():
-                        self._heard(note.payload)
+                        if note.channel == MAIL_CHANNEL:
+                            self._heard_mail(note.payload)
+                        else:
+                            self._heard(note.payload)
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, pause)
             await asyncio.sleep(pause)
@@ -778,6 +797,12 @@ class PostgresBackend:
             log.warning("unreadable queue notification %r", payload[:200])
             return
         self.intake.tell(items)
+
+    def _heard_mail(self, payload: str) -> None:
+        try:
+            self.mailboxes.heard(payload)
+        except ValueError as exc:
+            log.warning("%s", exc)
 
     async def sweep(self, older_than: float = 3600.0) -> int:
         """Content finished but never published (a node died between the two) for longer than
