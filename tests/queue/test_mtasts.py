@@ -19,6 +19,7 @@ from todoku.queue.mtasts import (
     MAX_MAX_AGE,
     RETRY_FETCH_AFTER,
     CachedPolicy,
+    CertificateError,
     FetchError,
     HttpsPolicyFetcher,
     MtaSts,
@@ -232,7 +233,7 @@ async def test_fetch_refuses_a_certificate_for_another_name(
 ) -> None:
     with policy_server(ca.server_context("www.remote.test")) as web:
         web.body = ENFORCE
-        with pytest.raises(FetchError, match="certificate not valid for mta-sts.remote.test"):
+        with pytest.raises(CertificateError, match="certificate not valid for mta-sts.remote.test"):
             await fetcher_for(dns_server, ca, web.port).fetch("remote.test")
     assert web.requests == []
 

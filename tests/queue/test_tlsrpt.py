@@ -18,6 +18,7 @@ import pytest
 from todoku.dns.mock import MockResolver
 from todoku.queue import tlsrpt
 from todoku.queue.model import Hop, TlsPolicy
+from todoku.queue.mtasts import CertificateError, FetchError, MtaSts, PolicyCache
 from todoku.queue.schedule import FakeClock
 from todoku.queue.tlsrpt_send import ReporterSettings, TlsReporter
 
@@ -275,3 +276,53 @@ async def test_a_domain_without_a_record_gets_no_report(tmp_path: Path, status: 
     clock.advance(86400)
     assert await reporter.tick() == [DAY]
     assert queued == []
+
+
+class FailingFetcher:
+    """An MTA-STS fetcher that fails the way it was told, or serves ``text``."""
+
+    def __init__(self, failure: Exception | None = None, text: str = "") -> None:
+        self.failure, self.text = failure, text
+
+    async def fetch(self, domain: str) -> str:
+        if self.failure is not None:
+            raise self.failure
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("fetcher", "result"),
+    [
+        (FailingFetcher(FetchError("HTTP status 404 Not Found")), "sts-policy-fetch-error"),
+        (FailingFetcher(CertificateError("certificate not valid")), "sts-webpki-invalid"),
+        (FailingFetcher(text="version: STSv1\nmode: sometimes\n"), "sts-policy-invalid"),
+    ],
+)
+async def test_a_policy_that_cannot_be_had_is_recorded(
+    tmp_path: Path, fetcher: FailingFetcher, result: str
+) -> None:
+    heard: list[tuple[str, str, str, object]] = []
+    resolver = MockResolver(txt_records={"_mta-sts.remote.test": ["v=STSv1; id=1"]})
+    mta_sts = MtaSts(resolver, fetcher, PolicyCache(tmp_path), FakeClock(NOON))
+    mta_sts.on_problem = lambda *args: heard.append(args)
+    lookup = await mta_sts.lookup("remote.test")
+    assert lookup.policy is None
+    [(domain, result_type, detail, cached)] = heard
+    assert (domain, result_type, cached) == ("remote.test", result, None)
+    assert detail  # the reason, for failure-reason-code
+    reporter = TlsReporter(
+        tmp_path / "tlsrpt",
+        ReporterSettings(SUBMITTER, "postmaster@example.test", "mx.example.test"),
+        resolver,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        clock=FakeClock(NOON),
+    )
+    reporter.policy_problem(domain, result_type, detail, None)
+    await reporter.flush()
+    lines = (tmp_path / "tlsrpt" / f"{DAY}.jsonl").read_text().splitlines()
+    sessions = [tlsrpt.TlsSession.from_json(line) for line in lines]
+    report = tlsrpt.build_report(DAY, domain, [s for s in sessions if s], SUBMITTER)
+    [entry] = report["policies"]  # type: ignore[misc]
+    assert entry["policy"]["policy-type"] == "no-policy-found"
+    assert entry["failure-details"][0]["result-type"] == result
