@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from todoku.dns.mock import MockResolver
-from todoku.queue import tlsrpt
+from todoku.queue import routing, tlsrpt
 from todoku.queue.model import Hop, TlsPolicy
-from todoku.queue.mtasts import CertificateError, FetchError, MtaSts, PolicyCache
+from todoku.queue.mtasts import CachedPolicy, CertificateError, FetchError, MtaSts, PolicyCache
 from todoku.queue.schedule import FakeClock
 from todoku.queue.tlsrpt_send import ReporterSettings, TlsReporter
 
@@ -326,3 +326,22 @@ async def test_a_policy_that_cannot_be_had_is_recorded(
     [entry] = report["policies"]  # type: ignore[misc]
     assert entry["policy"]["policy-type"] == "no-policy-found"
     assert entry["failure-details"][0]["result-type"] == result
+
+
+async def test_an_enforce_policy_that_refuses_every_mx_is_recorded(tmp_path: Path) -> None:
+    heard: list[tuple[str, str, str, object]] = []
+    resolver = MockResolver(
+        mx_records={"remote.test": [(10, "mx9.remote.test")]},
+        hosts={"mx9.remote.test": ["192.0.2.9"]},
+        txt_records={"_mta-sts.remote.test": ["v=STSv1; id=1"]},
+    )
+    policy_text = "version: STSv1\nmode: enforce\nmx: mx1.remote.test\nmax_age: 86400\n"
+    mta_sts = MtaSts(resolver, FailingFetcher(text=policy_text), PolicyCache(tmp_path))
+    mta_sts.on_problem = lambda *args: heard.append(args)
+    found = await routing.route(
+        resolver, "remote.test", is_self=lambda host, ip: False, mta_sts=mta_sts
+    )
+    assert found.failure is not None and not found.hops
+    [(domain, result, _, cached)] = heard
+    assert (domain, result) == ("remote.test", "validation-failure")
+    assert isinstance(cached, CachedPolicy) and cached.policy.mx == ("mx1.remote.test",)

@@ -36,6 +36,7 @@ from todoku.dns.resolver import DnsStatus, Resolver
 from todoku.queue.dane import Dane, is_dane
 from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, TlsPolicy, Verdict
 from todoku.queue.mtasts import ENFORCE, TESTING, MtaSts, PolicyLookup
+from todoku.queue.tlsrpt import VALIDATION_FAILURE
 
 log = logging.getLogger("todoku.delivery")
 
@@ -108,7 +109,13 @@ async def route(
     # RFC 8461 §2: where DANE TLSA records apply, DANE takes precedence over MTA-STS.
     protected = [h for h in found.hops if is_dane(h)]
     if not protected:
-        return with_mta_sts(found, await mta_sts.lookup(domain))
+        lookup = await mta_sts.lookup(domain)
+        narrowed = with_mta_sts(found, lookup)
+        if narrowed.failure is not None and lookup.policy and mta_sts.on_problem is not None:
+            # TLS-RPT (RFC 8460 §4.3.1: "validation-failure"): the policy refused every MX.
+            why = "no MX host matches the policy's mx patterns"
+            mta_sts.on_problem(lookup.policy.domain, VALIDATION_FAILURE, why, lookup.policy)
+        return narrowed
     others = [h for h in found.hops if not is_dane(h)]
     if not others:
         return found
