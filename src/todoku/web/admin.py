@@ -166,7 +166,9 @@ class AdminPages:
         return response
 
     def refused(self, request: web.Request, why: str, status: int = 403) -> web.Response:
-        return self.respond(request, "todoku", h("<p>$why</p>", why=why), status=status)
+        return self.respond(
+            request, "todoku", h('<p class="refused">$why</p>', why=why), status=status
+        )
 
     async def session(self, request: web.Request) -> Session:
         """The logged-in administrator, else a redirect to the login page. The directory is asked
