@@ -395,3 +395,33 @@ async def test_the_admin_role_from_the_users_page_and_its_revocation(site: Site)
     site.store.set_admin(ADMIN, False)
     answer = await site.client.get("/admin/users", allow_redirects=False)
     assert answer.status == 303 and answer.headers["Location"] == "/admin/login"
+
+
+async def test_retry_every_message_to_a_domain(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, text = await log_in(site)
+    token = csrf_of(text)
+    page = await (await site.client.get("/admin/queue?domain=unreachable.test")).text()
+    assert 'action="/admin/retry-domain"' in page
+    assert 'href="/admin/queue?reason=networkerror"' in page  # a reason filters by itself
+    before = site.store.get_queue_entry(site.queue_id)
+    assert before is not None and before.next_attempt > site.clock.now
+    asked = await site.client.post(
+        "/admin/retry-domain", data={"csrf": token, "domain": "unreachable.test"}
+    )
+    assert "Try the 1 message(s) to unreachable.test again now?" in await asked.text()
+    with caplog.at_level(logging.INFO, logger="todoku.web.admin"):
+        done = await site.client.post(
+            "/admin/retry-domain",
+            data={"csrf": token, "domain": "unreachable.test", "confirmed": "yes"},
+            allow_redirects=False,
+        )
+    assert done.status == 303
+    after = site.store.get_queue_entry(site.queue_id)
+    assert after is not None and after.next_attempt == site.clock.now
+    assert any("every message to unreachable.test" in r.getMessage() for r in caplog.records)
+    bad = await site.client.post(
+        "/admin/retry-domain", data={"csrf": token, "domain": "<script>", "confirmed": "yes"}
+    )
+    assert bad.status == 400

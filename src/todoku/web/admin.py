@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -121,6 +122,7 @@ class AdminPages:
         router.add_get("/admin/queue", self.queue)
         router.add_get("/admin/queue/{id}", self.story)
         router.add_post("/admin/queue/{id}/{action}", self.act)
+        router.add_post("/admin/retry-domain", self.retry_domain)
         router.add_get("/admin/deliverability", self.deliverability)
         router.add_get("/admin/users", self.users)
         router.add_post("/admin/users", self.add_user)
@@ -422,7 +424,12 @@ class AdminPages:
             reply = h(
                 '<div class="reply">$reply</div><div class="cause">$cause</div>',
                 reply=row.last_reply,
-                cause=h("<b>$word</b>: $cause", word=row.reason, cause=row.cause)
+                cause=h(
+                    '<a href="$href" class="reason"><b>$word</b></a>: $cause',
+                    href=f"/admin/queue?reason={quote(row.reason)}",
+                    word=row.reason,
+                    cause=row.cause,
+                )
                 if row.reason
                 else "",
             )
@@ -443,14 +450,28 @@ class AdminPages:
                     actions=self._action_buttons(lang, session, row.id, row.state),
                 )
             )
+        retry_domain = (
+            h(
+                """<form method="post" action="/admin/retry-domain" class="inline">
+<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="domain" value="$domain">
+<button type="submit" class="retry">$word</button></form>""",
+                csrf=session.csrf,
+                domain=filters.domain,
+                word=("今すぐ再送: " if lang == "ja" else "Retry now every message to ")
+                + filters.domain,
+            )
+            if filters.domain
+            else ""
+        )
         shown_note = h("<p>$text</p>", text=f"{len(rows)} / {total}") if total > len(rows) else ""
         body = h(
-            """$filters
+            """$filters$retry_domain
 <table class="queue">
 <thead><tr><th>ID</th><th>$age</th><th>$sender</th><th>$recipients</th><th>$state</th>
 <th>$next</th><th>$reply</th><th>$actions</th></tr></thead>
 <tbody>$rows</tbody></table>$shown""",
             filters=filter_form,
+            retry_domain=retry_domain,
             age=t(lang, "age"),
             sender=t(lang, "sender"),
             recipients=t(lang, "recipients"),
@@ -706,6 +727,39 @@ class AdminPages:
         self.audit(request, session, f"queue {action} {queue_id} (from <{entry.sender}>)")
         target = "/admin/queue" if action == "delete" else f"/admin/queue/{queue_id}"
         raise web.HTTPSeeOther(f"{target}?done={action}")
+
+    async def retry_domain(self, request: web.Request) -> web.Response:
+        """Retry now every message with a recipient at one domain (after its problem is fixed:
+        its DNS, its server, a block lifted), as ``todoku queue flush --domain``."""
+        session = await self.session(request)
+        form = await self.form(request, session)
+        lang = self.lang(request)
+        domain = _field(form, "domain", MAX_DOMAIN).strip().lower().rstrip(".")
+        if not DOMAIN_TEXT.fullmatch(domain):
+            raise web.HTTPBadRequest(text="domain: not a domain name\n")
+        if _field(form, "confirmed", 3) != "yes":
+            entries = await self.storage.queue.entries()
+            count = sum(queueview.Filters(domain=domain).matches(e) for e in entries)
+            body = h(
+                """<p class="question">$question</p>
+<form method="post" action="/admin/retry-domain">
+<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="domain" value="$domain">
+<input type="hidden" name="confirmed" value="yes">
+<button type="submit" id="confirm" class="retry">$word</button>
+<a href="/admin/queue?domain=$domain" class="cancel">$cancel</a></form>""",
+                question=f"{domain} 宛てのメール {count} 通を今すぐ再送しますか？"
+                if lang == "ja"
+                else f"Try the {count} message(s) to {domain} again now?",
+                csrf=session.csrf,
+                domain=domain,
+                word=t(lang, "retry"),
+                cancel=t(lang, "cancel"),
+            )
+            return self.respond(request, t(lang, "confirm"), body, session, current="/admin/queue")
+        count = await self.storage.queue.flush(None, domain, self.clock())
+        await asyncio.to_thread(self.wake)
+        self.audit(request, session, f"queue retry every message to {domain} ({count})")
+        raise web.HTTPSeeOther(f"/admin/queue?domain={quote(domain)}&done=retry")
 
     def _confirm(
         self, request: web.Request, session: Session, lang: str, entry: QueueEntry, action: str
