@@ -146,5 +146,6 @@ def test_explain_starts_without_the_server_modules(tmp_path: Path) -> None:
         timeout=60,
         check=True,
     )
-    assert result.stdout.decode().splitlines()[-1] == "['todoku']"
+    # todoku.outcome: the delivery outcome's vocabulary (HARD_REASONS), standard library only.
+    assert result.stdout.decode().splitlines()[-1] == "['todoku', 'todoku.outcome']"
     assert b'"userunknown"' in result.stdout

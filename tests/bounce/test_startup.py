@@ -74,6 +74,7 @@ def test_the_analyzer_alone_starts_without_the_server(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
-    assert lines[-1] == "[]"
+    # todoku.outcome: the delivery outcome's vocabulary (HARD_REASONS), standard library only.
+    assert lines[-1] == "['todoku.outcome']"
     assert '"userunknown"' in lines[0]
     assert not lines[0].split('"cause": ')[1].isascii()  # the configuration's lang = "ja"

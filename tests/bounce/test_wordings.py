@@ -9,7 +9,7 @@ import pytest
 from tests.bounce.helpers import exim_text, japanese_carrier, postfix_dsn, qmail_text
 from todoku.bounce import classify_reply
 from todoku.bounce.analyze import analyze_bytes
-from todoku.queue.model import Attempt, Verdict
+from todoku.outcome import Outcome, Verdict
 from todoku.queue.steering import is_greylisting
 
 # (code, enhanced, text as the product writes it) → reason
@@ -148,7 +148,7 @@ def test_wording(code: int | None, enhanced: str | None, text: str, reason: str)
 
 def test_greylisting_still_recognised_by_the_queue() -> None:
     text = "Greylisted, please try again later"
-    attempt = Attempt(
+    attempt = Outcome(
         recipient="a@example.org",
         verdict=Verdict.TEMPORARY,
         phase="rcpt",

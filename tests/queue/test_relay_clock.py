@@ -11,7 +11,8 @@ from tests.queue.reports import parse_report
 from tests.queue.test_runner_clock import SCHEDULE, Rig
 from todoku.config.relay import RelayConfig
 from todoku.dns.mock import MockResolver
-from todoku.queue.model import Attempt, Hop, Verdict
+from todoku.outcome import Outcome, Verdict
+from todoku.queue.model import Hop
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.transport import MockTransport, OutboundMessage, relay_login_failure
 
@@ -23,7 +24,7 @@ RESOLVER = MockResolver(hosts={"relay.provider.test": ["192.0.2.9"]})
 async def test_refused_login_defers_until_expiry_and_the_report_says_so(tmp_path: Path) -> None:
     hops: list[Hop] = []
 
-    def refusing(hop: Hop, message: OutboundMessage | None) -> list[Attempt] | Attempt | None:
+    def refusing(hop: Hop, message: OutboundMessage | None) -> list[Outcome] | Outcome | None:
         hops.append(hop)
         detail = f"{hop.host} [{hop.ip}] refused the login as me: 535 5.7.8 Bad credentials"
         return relay_login_failure(RELAY, detail, f"{hop.host} [{hop.ip}]")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from todoku.dns.mock import MockResolver
 from todoku.dns.resolver import DnsStatus
-from todoku.queue.model import Hop, Verdict
+from todoku.outcome import Verdict
+from todoku.queue.model import Hop
 from todoku.queue.routing import route
 
 HOSTNAME = "mx.example.test"

@@ -12,7 +12,8 @@ import pytest
 
 from tests.queue.reports import parse_report
 from todoku.dns.mock import MockResolver
-from todoku.queue.model import Attempt, Hop, Verdict
+from todoku.outcome import Outcome, Verdict
+from todoku.queue.model import Hop
 from todoku.queue.runner import QueueRunner, RunnerSettings
 from todoku.queue.schedule import FakeClock, Schedule
 from todoku.queue.transport import MockTransport, OutboundMessage
@@ -24,7 +25,7 @@ SCHEDULE = Schedule(retry=(300.0, HOUR), delay_warning=4 * HOUR, max_lifetime=24
 RESOLVER = MockResolver(
     mx_records={"remote.test": [(10, "mx.remote.test")]}, hosts={"mx.remote.test": ["192.0.2.1"]}
 )
-Handler = Callable[[Hop, OutboundMessage | None], list[Attempt] | Attempt | None]
+Handler = Callable[[Hop, OutboundMessage | None], list[Outcome] | Outcome | None]
 
 
 class Rig:
@@ -99,12 +100,12 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[[Handler], Rig]]
 async def test_retries_warning_and_expiry_follow_the_schedule_in_virtual_time(rig_factory) -> None:  # type: ignore[no-untyped-def]
     tries: list[float] = []
 
-    def greylisting_forever(hop: Hop, message: OutboundMessage | None) -> list[Attempt] | None:
+    def greylisting_forever(hop: Hop, message: OutboundMessage | None) -> list[Outcome] | None:
         if message is None:
             return None
         tries.append(rig.clock.now())
         return [
-            Attempt(
+            Outcome(
                 r,
                 Verdict.TEMPORARY,
                 "rcpt",
@@ -150,12 +151,12 @@ async def test_retries_warning_and_expiry_follow_the_schedule_in_virtual_time(ri
 
 
 async def test_repeated_policy_block_stops_early(rig_factory) -> None:  # type: ignore[no-untyped-def]
-    def policy_block(hop: Hop, message: OutboundMessage | None) -> list[Attempt] | None:
+    def policy_block(hop: Hop, message: OutboundMessage | None) -> list[Outcome] | None:
         if message is None:
             return None
         text = "Relay access denied"
         return [
-            Attempt(r, Verdict.TEMPORARY, "rcpt", 454, "4.7.1", text, "mx.remote.test [192.0.2.1]")
+            Outcome(r, Verdict.TEMPORARY, "rcpt", 454, "4.7.1", text, "mx.remote.test [192.0.2.1]")
             for r, _, _ in message.recipients
         ]
 

@@ -56,11 +56,11 @@ def test_durations_in_words() -> None:
 
 def test_greylisting_is_recognised_by_the_remote_words() -> None:
     from todoku.bounce import classify_reply
-    from todoku.queue.model import Attempt, Verdict
+    from todoku.outcome import Outcome, Verdict
     from todoku.queue.steering import is_greylisting
 
-    def attempt(code: int, enhanced: str, text: str) -> Attempt:
-        return Attempt(
+    def attempt(code: int, enhanced: str, text: str) -> Outcome:
+        return Outcome(
             "bob@remote.test",
             Verdict.TEMPORARY,
             "rcpt",

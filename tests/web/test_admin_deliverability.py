@@ -19,8 +19,8 @@ from tests.conftest import PASSWORD, write_config
 from tests.dnsserver import DnsServer
 from tests.web.test_admin_pages import ADMIN, Clock, Site, log_in
 from todoku.config import load_config
+from todoku.outcome import Outcome, Verdict
 from todoku.policy.auth import AuthThrottle, hash_password
-from todoku.queue.model import Attempt, Verdict
 from todoku.store.sqlite import SqliteStore
 from todoku.store.sqlite_backend import SqliteBackend
 from todoku.web.admin import AdminPages
@@ -69,8 +69,8 @@ async def site(tmp_path: Path, dns: DnsServer) -> AsyncIterator[Site]:
         await backend.close()
 
 
-def attempt(verdict: Verdict, reason: str) -> Attempt:
-    return Attempt("bob@remote.test", verdict, "rcpt", 550, "5.1.1", "no", "mx.remote.test", reason)
+def attempt(verdict: Verdict, reason: str) -> Outcome:
+    return Outcome("bob@remote.test", verdict, "rcpt", 550, "5.1.1", "no", "mx.remote.test", reason)
 
 
 async def test_records_checks_keys_and_blocklists(site: Site) -> None:

@@ -31,36 +31,8 @@ from todoku.bounce.extract import (
     Evidence,
     parse_bounce,
 )
+from todoku.outcome import HARD_REASONS
 
-# Reasons that say the same message would fail the same way again: the recipient's address or
-# domain is wrong or closed to mail, the sender is refused, or the message itself is (its size,
-# content, form, signature). Not here: what passes with time or is the sending server's state
-# (mailboxfull, systemfull, toomanyconn, speeding, blocked, requireptr, badreputation,
-# networkerror, systemerror, mailererror, failedstarttls, expired, delayed) and what is unknown
-# (onhold, undefined).
-HARD_REASONS = frozenset(
-    {
-        "userunknown",
-        "hostunknown",
-        "notaccept",
-        "hasmoved",
-        "suspend",
-        "norelaying",
-        "suppressed",
-        "rejected",
-        "authfailure",
-        "securityerror",
-        "syntaxerror",
-        "mesgtoobig",
-        "exceedlimit",
-        "contenterror",
-        "notcompliantrfc",
-        "policyviolation",
-        "spamdetected",
-        "virusdetected",
-        "filtered",
-    }
-)
 # Reports about a message that arrived: an auto-reply, a complaint, a success notice.
 _ABOUT_DELIVERED = frozenset({"delivered", "vacation", "feedback"})
 

@@ -12,8 +12,7 @@ import asyncio
 import socket
 import ssl
 
-from todoku.net.smtp_client import SmtpSession, Timeouts
-from todoku.net.smtp_client import _Failed as SessionFailed  # the adapter's own failure type
+from todoku.net.smtp_client import SmtpSession, Stopped, Timeouts
 from todoku.proto.smtp import client as proto
 from todoku.proto.smtp.client import ServerReply
 
@@ -77,7 +76,8 @@ def other_service(first: bytes) -> str | None:
     return None
 
 
-def _failed(failure: SessionFailed) -> Failed:
+def _failed(stop: Stopped) -> Failed:
+    failure = stop.outcome
     return Failed(failure.phase, failure.text, "timed out" in failure.text)
 
 
@@ -110,15 +110,15 @@ async def greeting(session: SmtpSession, timeout: float | None = None) -> Server
     try:
         remaining = max(deadline - loop.time(), 0.001)
         return (await session._read_reply(proto.GREETING, remaining)).reply
-    except SessionFailed as failure:
-        raise _failed(failure) from None
+    except Stopped as stop:
+        raise _failed(stop) from None
 
 
 async def command(session: SmtpSession, data: bytes, phase: str) -> ServerReply:
     try:
         return (await session._command(data, phase, session.timeouts.command)).reply
-    except SessionFailed as failure:
-        raise _failed(failure) from None
+    except Stopped as stop:
+        raise _failed(stop) from None
 
 
 async def ehlo(session: SmtpSession, helo_name: str) -> ServerReply:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from todoku.outcome import Outcome
+
 
 class ReportKind(enum.Enum):
     FAILURE = "failure"  # permanent failure or expiry: the message is returned
@@ -24,6 +26,32 @@ class RecipientReport:
     will_retry_until: float | None = None
     reason: str = ""  # the bounce analyzer's word, for the human-readable part
     detail: str = ""  # our own words when there was no remote reply (DNS, connect, expiry)
+
+    @classmethod
+    def of(
+        cls,
+        outcome: Outcome,
+        action: str,
+        *,
+        original_recipient: str | None = None,
+        last_attempt: float | None = None,
+        will_retry_until: float | None = None,
+    ) -> RecipientReport:
+        """The report's lines for one recipient's outcome: every fact is the outcome's, the
+        ``action`` is the report's (a success report says "relayed", RFC 3464 §2.3.3)."""
+        default = "4.0.0" if action == "delayed" else "5.0.0"
+        return cls(
+            final_recipient=outcome.recipient,
+            original_recipient=original_recipient,
+            action=action,
+            status=outcome.status or default,
+            remote_mta=outcome.remote_mta,
+            diagnostic=outcome.diagnostic,
+            last_attempt=last_attempt,
+            will_retry_until=will_retry_until,
+            reason=outcome.reason,
+            detail=outcome.text or outcome.note,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The SMTP client adapter: dials a remote MX and drives ``proto.smtp.client`` over the socket.
 
 It never raises because of what the remote said or did: every reply, refusal, timeout, reset or
-TLS failure becomes a ``RecipientOutcome`` per recipient (phase, code, enhanced code, text, remote
+TLS failure becomes a ``todoku.outcome.Outcome`` per recipient (phase, code, enhanced code, text, remote
 MTA), the same facts the queue records, the DSN cites and the bounce analyzer reads.
 
 STARTTLS is opportunistic, as for MX delivery in the major MTAs: used whenever the server offers
@@ -36,8 +36,9 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from todoku.outcome import CONNECT, TLS, Outcome
 from todoku.proto.errors import ProtocolError
 from todoku.proto.smtp import client as proto
 from todoku.proto.smtp.client import ClientConnection, ReplyEvent
@@ -50,8 +51,6 @@ CONTENT_PIECE = 256 * 1024
 
 # Phases before any command: these and the command names of proto.smtp.client name the step
 # an outcome comes from.
-CONNECT = "connect"
-TLS = "tls"
 AUTH = proto.AUTH
 
 RELAY_NEEDS_TLS = "mail to the relay is never sent without TLS"
@@ -59,7 +58,7 @@ RELAY_NEEDS_TLS = "mail to the relay is never sent without TLS"
 # Called once TLS is up: None to go on, else why the server's certificates are not acceptable.
 PeerCheck = Callable[[ssl.SSLObject], str | None]
 
-# ``SessionFailure.verify_code`` when the ``peer_check`` (DANE) refused the certificates; other
+# ``Outcome.verify_code`` when the ``peer_check`` (DANE) refused the certificates; other
 # values are OpenSSL's X509_V_ERR_* codes from a verifying context (TLS-RPT reads them).
 PEER_CHECK_REFUSED = -1
 
@@ -76,24 +75,6 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
-class RecipientOutcome:
-    recipient: str
-    phase: str
-    code: int | None  # None when no reply was received (refused, timed out, closed)
-    enhanced: str
-    text: str
-    remote_mta: str  # "mx1.example.net [192.0.2.1]"
-
-    @property
-    def delivered(self) -> bool:
-        return self.code is not None and 200 <= self.code < 300
-
-    @property
-    def permanent(self) -> bool:
-        return self.code is not None and self.code >= 500
-
-
-@dataclass(frozen=True, slots=True)
 class Envelope:
     sender: str
     recipients: tuple[tuple[str, tuple[str, ...], str | None], ...]  # (address, notify, orcpt)
@@ -106,37 +87,12 @@ class Envelope:
     requiretls: bool = False  # RFC 8689: only over a verified TLS session
 
 
-@dataclass(frozen=True, slots=True)
-class SessionFailure:
-    """The connection could not carry mail at all (before MAIL)."""
+class Stopped(Exception):
+    """The session cannot go on: ``outcome`` (recipient "") says at which step and why."""
 
-    phase: str
-    code: int | None
-    enhanced: str
-    text: str
-    remote_mta: str
-    # Phase "tls": why the certificates were refused (OpenSSL's X509_V_ERR_* code, or
-    # PEER_CHECK_REFUSED); None for other failures. Read by TLS reporting (queue.tlsrpt).
-    verify_code: int | None = None
-
-    def for_recipient(self, recipient: str) -> RecipientOutcome:
-        return RecipientOutcome(
-            recipient, self.phase, self.code, self.enhanced, self.text, self.remote_mta
-        )
-
-
-class _Failed(Exception):
-    def __init__(
-        self,
-        phase: str,
-        code: int | None,
-        enhanced: str,
-        text: str,
-        verify_code: int | None = None,
-    ) -> None:
-        super().__init__(text)
-        self.phase, self.code, self.enhanced, self.text = phase, code, enhanced, text
-        self.verify_code = verify_code
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.text)
+        self.outcome = outcome
 
 
 class _TlsHandshakeFailed(Exception):
@@ -190,6 +146,14 @@ class SmtpSession:
     def remote_mta(self) -> str:
         return remote_mta_name(self.host, self.ip)
 
+    def _stopped(
+        self, phase: str, code: int | None, enhanced: str, text: str, verify_code: int | None = None
+    ) -> Stopped:
+        outcome = Outcome.reply("", phase, code, enhanced, text, self.remote_mta)
+        return Stopped(
+            replace(outcome, verify_code=verify_code) if verify_code is not None else outcome
+        )
+
     # ------------------------------------------------------------------ plumbing
 
     async def _flush(self, data: bytes, timeout: float) -> None:
@@ -210,11 +174,11 @@ class SmtpSession:
                     if isinstance(event, ReplyEvent):
                         return event
                     if event is PAUSED:
-                        raise _Failed(phase, None, "", "paused for TLS")
+                        raise self._stopped(phase, None, "", "paused for TLS")
                     assert event is NEED_DATA
                     data = await self.reader.read(READ_SIZE)
                     if not data:
-                        raise _Failed(
+                        raise self._stopped(
                             phase,
                             None,
                             "",
@@ -223,17 +187,21 @@ class SmtpSession:
                     self.conn.receive_data(data)
                     event = self.conn.next_event()
         except TimeoutError:
-            raise _Failed(phase, None, "", f"timed out waiting for the reply to {phase}") from None
+            raise self._stopped(
+                phase, None, "", f"timed out waiting for the reply to {phase}"
+            ) from None
         except ProtocolError as exc:
-            raise _Failed(phase, None, "", f"protocol error: {exc}") from None
+            raise self._stopped(phase, None, "", f"protocol error: {exc}") from None
         except (ConnectionError, OSError) as exc:
-            raise _Failed(phase, None, "", f"lost connection during {phase}: {exc}") from None
+            raise self._stopped(phase, None, "", f"lost connection during {phase}: {exc}") from None
 
     async def _command(self, data: bytes, phase: str, timeout: float) -> ReplyEvent:
         try:
             await self._flush(data, timeout)
         except (TimeoutError, ConnectionError, OSError) as exc:
-            raise _Failed(phase, None, "", f"lost connection sending {phase}: {exc}") from None
+            raise self._stopped(
+                phase, None, "", f"lost connection sending {phase}: {exc}"
+            ) from None
         return await self._read_reply(phase, timeout)
 
     # ------------------------------------------------------------------ opening
@@ -244,16 +212,20 @@ class SmtpSession:
         if reply.code == 250:
             return
         if reply.code == 421 or self.conn.closed:
-            raise _Failed(proto.EHLO, reply.code, reply.enhanced, reply.text)
+            raise self._stopped(proto.EHLO, reply.code, reply.enhanced, reply.text)
         # RFC 5321 §3.2: a server that does not know EHLO gets HELO.
         event = await self._command(self.conn.helo(helo_name), proto.HELO, self.timeouts.command)
         if event.reply.code != 250:
-            raise _Failed(proto.HELO, event.reply.code, event.reply.enhanced, event.reply.text)
+            raise self._stopped(
+                proto.HELO, event.reply.code, event.reply.enhanced, event.reply.text
+            )
 
     async def greet(self, helo_name: str, tls_context: ssl.SSLContext | None) -> None:
         event = await self._read_reply(proto.GREETING, self.timeouts.greeting)
         if event.reply.code != 220:  # RFC 5321 §3.1: 554 (or 421) means "no service here"
-            raise _Failed(proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text)
+            raise self._stopped(
+                proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text
+            )
         await self._hello(helo_name)
         if tls_context is None or not self.conn.supports("STARTTLS"):
             return
@@ -288,12 +260,14 @@ class SmtpSession:
         judges the server's certificates after the handshake."""
         event = await self._read_reply(proto.GREETING, self.timeouts.greeting)
         if event.reply.code != 220:
-            raise _Failed(proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text)
+            raise self._stopped(
+                proto.GREETING, event.reply.code, event.reply.enhanced, event.reply.text
+            )
         await self._hello(helo_name)
         if not self.conn.tls_active:
             if not self.conn.supports("STARTTLS"):
                 hint = ' (use tls = "implicit" for port 465)' if why == RELAY_NEEDS_TLS else ""
-                raise _Failed(
+                raise self._stopped(
                     proto.STARTTLS,
                     None,
                     "",
@@ -301,7 +275,7 @@ class SmtpSession:
                 )
             event = await self._command(self.conn.starttls(), proto.STARTTLS, self.timeouts.command)
             if event.reply.code != 220:
-                raise _Failed(
+                raise self._stopped(
                     proto.STARTTLS,
                     None,
                     "",
@@ -312,13 +286,13 @@ class SmtpSession:
                     await self.writer.start_tls(tls_context, server_hostname=self.host)
             except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as exc:
                 text = _tls_failure(self.remote_mta, exc)
-                raise _Failed(TLS, None, "", text, _verify_code(exc)) from None
+                raise self._stopped(TLS, None, "", text, _verify_code(exc)) from None
             if peer_check is not None:
                 ssl_object = self.writer.get_extra_info("ssl_object")
                 problem = peer_check(ssl_object) if ssl_object is not None else "no TLS session"
                 if problem is not None:
                     text = f"{self.remote_mta}: {problem}; nothing was sent"
-                    raise _Failed(TLS, None, "", text, PEER_CHECK_REFUSED)
+                    raise self._stopped(TLS, None, "", text, PEER_CHECK_REFUSED)
             self.conn.tls_started()
             await self._hello(helo_name)  # RFC 3207 §4.2: EHLO again after the handshake
         self._note_tls()
@@ -338,7 +312,7 @@ class SmtpSession:
         conn = self.conn
         timeout = self.timeouts.command
         if not conn.supports("AUTH"):
-            raise _Failed(AUTH, None, "", f"{self.remote_mta} does not offer AUTH (login)")
+            raise self._stopped(AUTH, None, "", f"{self.remote_mta} does not offer AUTH (login)")
         mechanisms = conn.auth_mechanisms
         if "PLAIN" in mechanisms:
             secret = proto.plain_response(login.user, login.password)
@@ -355,7 +329,7 @@ class SmtpSession:
                 )
         else:
             offered = " ".join(mechanisms) or "none"
-            raise _Failed(
+            raise self._stopped(
                 AUTH,
                 None,
                 "",
@@ -367,15 +341,15 @@ class SmtpSession:
             return
         if reply.code == 334:
             await self._command(conn.auth_cancel(), AUTH, timeout)
-            raise _Failed(
+            raise self._stopped(
                 AUTH,
                 None,
                 "",
                 f"{self.remote_mta} asked more than a login method allows; exchange cancelled",
             )
         if 400 <= reply.code < 500:
-            raise _Failed(AUTH, reply.code, reply.enhanced, reply.text)  # try again later
-        raise _Failed(
+            raise self._stopped(AUTH, reply.code, reply.enhanced, reply.text)  # try again later
+        raise self._stopped(
             AUTH, None, "", f"{self.remote_mta} refused the login as {login.user}: {reply}"
         )
 
@@ -384,36 +358,35 @@ class SmtpSession:
     async def send(
         self,
         envelope: Envelope,
-        on_outcome: Callable[[RecipientOutcome], None] | None = None,
-    ) -> list[RecipientOutcome]:
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> list[Outcome]:
         """One transaction. ``on_outcome`` hears each recipient's final result as soon as it is known."""
-        outcomes: dict[str, RecipientOutcome] = {}
+        outcomes: dict[str, Outcome] = {}
 
-        def settle(outcome: RecipientOutcome) -> None:
+        def settle(outcome: Outcome) -> None:
             if outcome.recipient not in outcomes:
                 outcomes[outcome.recipient] = outcome
                 if on_outcome is not None:
                     on_outcome(outcome)
 
-        def fail_all(
-            phase: str, code: int | None, enhanced: str, text: str
-        ) -> list[RecipientOutcome]:
+        def fail_all(phase: str, code: int | None, enhanced: str, text: str) -> list[Outcome]:
             for address, _, _ in envelope.recipients:
-                settle(RecipientOutcome(address, phase, code, enhanced, text, self.remote_mta))
+                settle(Outcome.reply(address, phase, code, enhanced, text, self.remote_mta))
             return [outcomes[a] for a, _, _ in envelope.recipients]
 
         try:
             return await self._send(envelope, settle, fail_all)
-        except _Failed as failure:
+        except Stopped as stop:
             self.usable = False
+            failure = stop.outcome
             return fail_all(failure.phase, failure.code, failure.enhanced, failure.text)
 
     async def _send(
         self,
         envelope: Envelope,
-        settle: Callable[[RecipientOutcome], None],
-        fail_all: Callable[[str, int | None, str, str], list[RecipientOutcome]],
-    ) -> list[RecipientOutcome]:
+        settle: Callable[[Outcome], None],
+        fail_all: Callable[[str, int | None, str, str], list[Outcome]],
+    ) -> list[Outcome]:
         conn = self.conn
         max_size = conn.max_size
         if max_size is not None and envelope.size > max_size:
@@ -520,7 +493,7 @@ class SmtpSession:
             pending.append(conn.end_of_data())
             await self._flush(b"".join(pending), self.timeouts.data_block)
         except (TimeoutError, ConnectionError, OSError) as exc:
-            raise _Failed(
+            raise self._stopped(
                 proto.END_OF_DATA, None, "", f"lost connection sending the message: {exc}"
             ) from None
         final = await self._read_reply(proto.END_OF_DATA, self.timeouts.end_of_data)
@@ -534,12 +507,14 @@ class SmtpSession:
         try:
             await self._flush(data, timeout)
         except (TimeoutError, ConnectionError, OSError) as exc:
-            raise _Failed(phase, None, "", f"lost connection sending {phase}: {exc}") from None
+            raise self._stopped(
+                phase, None, "", f"lost connection sending {phase}: {exc}"
+            ) from None
 
-    def _refused(self, rcpt: ReplyEvent) -> RecipientOutcome:
+    def _refused(self, rcpt: ReplyEvent) -> Outcome:
         """The final outcome of a recipient the server refused at RCPT TO, in its words."""
         reply = rcpt.reply
-        return RecipientOutcome(
+        return Outcome.reply(
             rcpt.argument, proto.RCPT, reply.code, reply.enhanced, reply.text, self.remote_mta
         )
 
@@ -563,7 +538,7 @@ class SmtpSession:
                 async with asyncio.timeout(5):
                     await self.writer.drain()
                     await self._read_reply(proto.QUIT, 5)
-        except (_Failed, TimeoutError, ConnectionError, OSError):
+        except (Stopped, TimeoutError, ConnectionError, OSError):
             pass
         finally:
             self.writer.close()
@@ -584,7 +559,7 @@ async def _dial(
     local_address: str | None,
     require_tls: str | None = None,
     peer_check: PeerCheck | None = None,
-) -> SmtpSession | SessionFailure:
+) -> SmtpSession | Outcome:
     remote = remote_mta_name(host, ip)
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     try:
@@ -597,27 +572,21 @@ async def _dial(
                 local_addr=(local_address, 0) if local_address else None,
             )
     except TimeoutError:
-        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: timed out", remote)
+        return _failure(CONNECT, f"connect to {remote}:{port}: timed out", remote)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: {reason}", remote)
+        return _failure(CONNECT, f"connect to {remote}:{port}: {reason}", remote)
     session = SmtpSession(host, ip, port, reader, writer, timeouts)
     try:
         if require_tls is not None and tls_context is not None:
             await session.greet_relay(helo_name, tls_context, None, require_tls, peer_check)
         else:
             await session.greet(helo_name, tls_context)
-    except _Failed as failure:
+    except Stopped as stop:
+        failure = stop.outcome
         session.usable = failure.code is not None and failure.code != 421 and failure.phase != TLS
         await session.close()
-        return SessionFailure(
-            failure.phase,
-            failure.code,
-            failure.enhanced,
-            failure.text,
-            remote,
-            failure.verify_code,
-        )
+        return failure
     except _TlsHandshakeFailed:
         session.usable = False
         await session.close()
@@ -636,7 +605,7 @@ async def open_session(
     local_address: str | None = None,
     require_tls: str | None = None,
     peer_check: PeerCheck | None = None,
-) -> SmtpSession | SessionFailure:
+) -> SmtpSession | Outcome:
     """Dial ``ip`` (IPv4 or IPv6), read the greeting, EHLO, STARTTLS when offered.
 
     ``require_tls`` (a reason, "the MTA-STS policy of example.com requires TLS") makes STARTTLS
@@ -672,7 +641,13 @@ async def open_session(
     try:
         return await _dial(host, ip, port, helo_name, None, timeouts, local_address)
     except _TlsHandshakeFailed as exc:  # pragma: no cover - cannot happen without a context
-        return SessionFailure(TLS, None, "", str(exc), remote_mta_name(host, ip))
+        return _failure(TLS, str(exc), remote_mta_name(host, ip))
+
+
+def _failure(phase: str, text: str, remote: str, verify_code: int | None = None) -> Outcome:
+    """A session that never got going (recipient ""): no reply, so temporary (RFC 5321 §4.5.4.1)."""
+    outcome = Outcome.reply("", phase, None, "", text, remote)
+    return replace(outcome, verify_code=verify_code) if verify_code is not None else outcome
 
 
 def _verify_code(exc: BaseException) -> int | None:
@@ -697,7 +672,7 @@ async def open_relay_session(
     implicit_tls: bool,
     login: Login | None,
     timeouts: Timeouts = Timeouts(),
-) -> SmtpSession | SessionFailure:
+) -> SmtpSession | Outcome:
     """Dial a smarthost: implicit TLS (465) or STARTTLS (587), the certificate verified against
     ``host`` (the configured name); then AUTH when ``login`` is given. No plain-text fallback."""
     remote = remote_mta_name(host, ip)
@@ -713,20 +688,21 @@ async def open_relay_session(
                 server_hostname=host if implicit_tls else None,
             )
     except TimeoutError:
-        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: timed out", remote)
+        return _failure(CONNECT, f"connect to {remote}:{port}: timed out", remote)
     except ssl.SSLError as exc:
         text = _tls_failure(f"{remote}:{port}", exc)
-        return SessionFailure(TLS, None, "", text, remote, _verify_code(exc))
+        return _failure(TLS, text, remote, _verify_code(exc))
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        return SessionFailure(CONNECT, None, "", f"connect to {remote}:{port}: {reason}", remote)
+        return _failure(CONNECT, f"connect to {remote}:{port}: {reason}", remote)
     session = SmtpSession(
         host, ip, port, reader, writer, timeouts, ClientConnection(tls=implicit_tls)
     )
     try:
         await session.greet_relay(helo_name, tls_context, login)
-    except _Failed as failure:
+    except Stopped as stop:
+        failure = stop.outcome
         session.usable = failure.code is not None and failure.code != 421 and failure.phase != TLS
         await session.close()
-        return SessionFailure(failure.phase, failure.code, failure.enhanced, failure.text, remote)
+        return failure
     return session

@@ -23,6 +23,7 @@ import click
 
 from todoku.config import Config
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
+from todoku.outcome import PHASE_ADMIN, Outcome, Verdict
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import AddressError, parse_mailbox
 from todoku.queue.wake import touch_wake_file, wake_path
@@ -82,18 +83,19 @@ def administrator_results(entry: QueueEntry, hostname: str) -> list[RecipientRes
     """Every recipient not yet delivered, failed by the administrator (``queue bounce``,
     ``queue delete --bounce``): decided here, so no remote server and no reply code, and the
     reason that says so in the report the runner then sends."""
+    text = f"removed from the queue and returned to the sender by the administrator of {hostname}"
     return [
-        RecipientResult(
-            r.address,
-            "failed",
-            "admin",
-            None,
-            "",
-            f"removed from the queue and returned to the sender by the administrator of {hostname}",
-            "",
-            ADMINISTRATOR_REASON,
-            "5.0.0",
-            r.address.rpartition("@")[2],
+        RecipientResult.of(
+            Outcome(
+                r.address,
+                Verdict.PERMANENT,
+                PHASE_ADMIN,
+                None,
+                "",
+                text,
+                reason=ADMINISTRATOR_REASON,
+                status="5.0.0",
+            )
         )
         for r in entry.recipients
         if r.state == "pending"

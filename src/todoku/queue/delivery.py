@@ -21,10 +21,11 @@ from typing import Any
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
+from todoku.outcome import PHASE_INTERNAL, PHASE_THROTTLED, Outcome, Verdict
 from todoku.queue import routing
 from todoku.queue.content import MessageContent
 from todoku.queue.dane import Dane
-from todoku.queue.model import Attempt, Route, Verdict
+from todoku.queue.model import Route
 from todoku.queue.mtasts import MtaSts
 from todoku.queue.schedule import Clock, describe_duration
 from todoku.queue.steering import RATE_LIMIT_REASONS, classified
@@ -37,7 +38,6 @@ MAX_BACKOFF = 3600.0
 # An idle connection waits this long for the next message to the same domain before QUIT
 # (like Postfix's connection cache): bursts share one connection.
 CONNECTION_REUSE_WAIT = 1.0
-PHASE_THROTTLED = "throttled"
 MAX_ROUTE_REUSE = 3600.0  # seconds, whatever the TTL says
 
 
@@ -47,7 +47,7 @@ class Job:
 
     entry: QueueEntry
     recipients: tuple[QueueRecipient, ...]
-    future: asyncio.Future[list[Attempt]]
+    future: asyncio.Future[list[Outcome]]
     content: bytes | None = None  # the whole message when small (content.READ_WHOLE_LIMIT)
     signature: bytes | None = None  # DKIM header fields made with the read, when signed
     retired: bool = False  # its results finished the entry, removed in the same transaction
@@ -59,10 +59,10 @@ class Job:
             return
         self.future.set_result(
             [
-                Attempt(
+                Outcome(
                     r.address,
                     Verdict.TEMPORARY,
-                    "internal",
+                    PHASE_INTERNAL,
                     None,
                     "",
                     text,
@@ -93,7 +93,7 @@ class Destination:
     def throttled(self, now: float) -> bool:
         return self.paused_until > now
 
-    def slow_down(self, attempt: Attempt, base: float, now: float) -> None:
+    def slow_down(self, attempt: Outcome, base: float, now: float) -> None:
         """The remote limits us: one connection, a pause that doubles each time."""
         self.backoff = min(MAX_BACKOFF, max(base, self.backoff * 2))
         self.paused_until = now + self.backoff
@@ -113,7 +113,7 @@ class Destination:
 
 
 # (job, its results): records them and answers the job's future (the runner's).
-Complete = Callable[[Job, list[Attempt]], Awaitable[None]]
+Complete = Callable[[Job, list[Outcome]], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
@@ -292,13 +292,13 @@ class Deliveries:
 
     async def _open(
         self, route: Route, destination: Destination
-    ) -> tuple[Channel | None, Attempt | None]:
+    ) -> tuple[Channel | None, Outcome | None]:
         """Try every hop in order (RFC 5321 §5.1) until one takes mail."""
-        failure: Attempt | None = None
+        failure: Outcome | None = None
         transport = self._transport_for(destination)
         for index, hop in enumerate(route.hops):
             result = await transport.connect(hop, route.hops[index + 1 :])
-            if not isinstance(result, Attempt):
+            if not isinstance(result, Outcome):
                 return result, None
             failure = classified(result)
             log.info("%s: %s", destination.domain, failure.describe())
@@ -308,7 +308,7 @@ class Deliveries:
                 # Refused or unreachable: fewer parallel connections to this destination.
                 destination.limit = max(1, destination.limit // 2)
         if failure is None:
-            failure = Attempt(
+            failure = Outcome(
                 "",
                 Verdict.TEMPORARY,
                 "routing",
@@ -360,7 +360,7 @@ class Deliveries:
         elif any(a.verdict is Verdict.DELIVERED for a in attempts):
             destination.speed_up()
 
-    async def _complete_soon(self, job: Job, attempts: list[Attempt]) -> None:
+    async def _complete_soon(self, job: Job, attempts: list[Outcome]) -> None:
         try:
             await self.complete(job, attempts)
         except Exception:
@@ -379,7 +379,7 @@ class Deliveries:
             await self.complete(
                 job,
                 [
-                    Attempt(
+                    Outcome(
                         r.address,
                         Verdict.TEMPORARY,
                         PHASE_THROTTLED,

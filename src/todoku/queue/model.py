@@ -1,66 +1,23 @@
-"""The queue's vocabulary: recipient states, attempt results, routes. All frozen values."""
+"""The queue's vocabulary: recipient states and routes (results: todoku.outcome). All frozen values."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from todoku import outcome
 from todoku.dns.resolver import TlsaRecord
+from todoku.outcome import Outcome
 
 PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
 
-# Where an attempt stopped before any SMTP exchange.
-PHASE_DNS = "dns"
-PHASE_ROUTING = "routing"
-PHASE_CONNECT = "connect"
-PHASE_EXPIRED = "expired"
-PHASE_LOOP = "loop"
-
-
-class Verdict(enum.Enum):
-    DELIVERED = "delivered"
-    PERMANENT = "permanent"  # bounce now
-    TEMPORARY = "temporary"  # retry on the schedule
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """The result for one recipient of one delivery attempt, as recorded and reported.
-
-    ``code``/``enhanced``/``text`` are the remote server's own reply when there was one; for
-    failures before any reply (DNS, connect, timeout) ``code`` is None and ``status`` is our
-    RFC 3463 code for the condition.
-    """
-
-    recipient: str
-    verdict: Verdict
-    phase: str
-    code: int | None
-    enhanced: str
-    text: str
-    remote_mta: str = ""
-    reason: str = ""  # the bounce analyzer's word (todoku.bounce.classify_reply)
-    status: str = ""  # RFC 3463 code for the DSN (enhanced, or derived)
-    # The next hop announced DSN and got our NOTIFY: success reports are its job now
-    # (RFC 3461 §5.2.2.3, no "relayed" report from us).
-    dsn_handed_over: bool = False
-
-    @property
-    def diagnostic(self) -> str:
-        """RFC 3464 §2.3.6 Diagnostic-Code value: "smtp; 550 5.1.1 text" when a reply exists."""
-        if self.code is None:
-            return ""
-        enhanced = f" {self.enhanced}" if self.enhanced else ""
-        return f"smtp; {self.code}{enhanced} {' '.join(self.text.splitlines())}".strip()
-
-    def describe(self) -> str:
-        where = f" ({self.remote_mta})" if self.remote_mta else ""
-        if self.code is not None:
-            enhanced = f" {self.enhanced}" if self.enhanced else ""
-            return f"{self.phase}{where}: {self.code}{enhanced} {' '.join(self.text.splitlines())}"
-        return f"{self.phase}{where}: {self.text}"
+# Where an attempt stopped before any SMTP exchange (todoku.outcome has the rest).
+PHASE_DNS = outcome.PHASE_DNS
+PHASE_ROUTING = outcome.PHASE_ROUTING
+PHASE_CONNECT = outcome.CONNECT
+PHASE_EXPIRED = outcome.PHASE_EXPIRED
+PHASE_LOOP = outcome.PHASE_LOOP
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +62,5 @@ class Route:
 
     domain: str
     hops: tuple[Hop, ...] = ()
-    failure: Attempt | None = None  # verdict PERMANENT or TEMPORARY, recipient ""
+    failure: Outcome | None = None  # verdict PERMANENT or TEMPORARY, recipient ""
     ttl: float = 0.0  # the shortest TTL of the DNS answers behind ``hops``; 0: do not reuse
-
-
-def status_for(verdict: Verdict, code: int | None, enhanced: str) -> str:
-    """The RFC 3463 status for a DSN: the remote's enhanced code, else one derived from its class."""
-    if enhanced:
-        return enhanced
-    if verdict is Verdict.DELIVERED:
-        return "2.0.0"
-    if code is not None:
-        return f"{str(code)[0]}.0.0"
-    return "5.0.0" if verdict is Verdict.PERMANENT else "4.0.0"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from todoku.dsn.compose import compose_safely, original_subject
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.ingest import HEADER_SCAN_LIMIT
-from todoku.queue.model import DELIVERED, FAILED, PHASE_EXPIRED
+from todoku.queue.model import DELIVERED, FAILED
 from todoku.queue.schedule import Schedule
 from todoku.store.api import IncomingMessage, QueueEntry, QueueRecipient, RemoteRecipient, Store
 
@@ -81,17 +81,12 @@ class Reporter:
             queue_id=entry.id,
             arrival_date=entry.received_at,
             recipients=tuple(
-                RecipientReport(
-                    final_recipient=r.address,
+                RecipientReport.of(
+                    r.outcome,
+                    action,
                     original_recipient=r.orcpt,
-                    action=action,
-                    status=r.status or ("4.0.0" if kind is ReportKind.DELAY else "5.0.0"),
-                    remote_mta=r.remote_mta,
-                    diagnostic=diagnostic(r),
                     last_attempt=r.updated_at or None,
                     will_retry_until=expires if kind is ReportKind.DELAY else None,
-                    reason=r.reason,
-                    detail=r.last_reply,
                 )
                 for r in recipients
             ),
@@ -185,13 +180,3 @@ def wants(recipient: QueueRecipient, kind: str) -> bool:
     if not notify:
         return kind in ("FAILURE", "DELAY")
     return kind in notify and "NEVER" not in notify
-
-
-def diagnostic(recipient: QueueRecipient) -> str:
-    if recipient.code is None:
-        return ""
-    enhanced = f" {recipient.enhanced}" if recipient.enhanced else ""
-    text = " ".join(recipient.last_reply.splitlines())
-    if recipient.phase == PHASE_EXPIRED:
-        text = text.split("; last error: ")[-1]
-    return f"smtp; {recipient.code}{enhanced} {text}".strip()

@@ -33,8 +33,9 @@ from dataclasses import dataclass, replace
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import DnsStatus, Resolver
+from todoku.outcome import PHASE_DNS, PHASE_ROUTING, Outcome, Verdict
 from todoku.queue.dane import Dane, is_dane
-from todoku.queue.model import PHASE_DNS, PHASE_ROUTING, Attempt, Hop, Route, TlsPolicy, Verdict
+from todoku.queue.model import Hop, Route, TlsPolicy
 from todoku.queue.mtasts import ENFORCE, TESTING, MtaSts, PolicyLookup
 from todoku.queue.tlsrpt import VALIDATION_FAILURE
 
@@ -46,7 +47,7 @@ Shuffle = Callable[[list[Hop]], None]
 def _failure(domain: str, verdict: Verdict, status: str, text: str, reason: str) -> Route:
     return Route(
         domain,
-        failure=Attempt(
+        failure=Outcome(
             "",
             verdict,
             PHASE_DNS if status != "5.4.6" else PHASE_ROUTING,
@@ -176,7 +177,7 @@ def with_mta_sts(route: Route, lookup: PolicyLookup) -> Route:
         )
         return Route(
             route.domain,
-            failure=Attempt(
+            failure=Outcome(
                 "", Verdict.TEMPORARY, PHASE_ROUTING, None, "", text, "", "failedstarttls", "4.7.5"
             ),
         )
@@ -346,7 +347,7 @@ async def relay_route(resolver: Resolver, relay: RelayConfig) -> Route:
     detail = answer.detail or answer.status.value
     return Route(
         relay.key,
-        failure=Attempt(
+        failure=Outcome(
             "",
             Verdict.TEMPORARY,
             PHASE_DNS,

@@ -32,21 +32,13 @@ from typing import Any
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
+from todoku.outcome import PHASE_EXPIRED, PHASE_LOOP, Outcome, Verdict
 from todoku.queue import routing
 from todoku.queue.batch import ReadBatcher, StateWriter
 from todoku.queue.content import MessageContent
 from todoku.queue.dane import Dane
 from todoku.queue.delivery import Deliveries, Destination, Job
-from todoku.queue.model import (
-    DELIVERED,
-    FAILED,
-    PENDING,
-    PHASE_EXPIRED,
-    PHASE_LOOP,
-    Attempt,
-    Hop,
-    Verdict,
-)
+from todoku.queue.model import PENDING, Hop
 from todoku.queue.mtasts import MtaSts
 from todoku.queue.reports import Reporter
 from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
@@ -134,7 +126,7 @@ class QueueRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_PARALLEL_MESSAGES)
         self.idle = asyncio.Event()  # set whenever nothing is in flight (tests wait on it)
-        self.on_attempt: Callable[[Attempt], None] | None = None  # each result (/metrics)
+        self.on_attempt: Callable[[Outcome], None] | None = None  # each result (/metrics)
 
     def set_relays(self, relays: tuple[RelayConfig, ...]) -> None:
         """A reload's ``[[relay]]`` tables: the next attempt of every message is routed by them.
@@ -288,7 +280,7 @@ class QueueRunner:
             await self._finish(
                 entry,
                 [
-                    Attempt(
+                    Outcome(
                         r.address,
                         Verdict.PERMANENT,
                         PHASE_LOOP,
@@ -333,7 +325,7 @@ class QueueRunner:
         await self._after_attempt(entry, attempt_number, results)
 
     async def _after_attempt(
-        self, entry: QueueEntry, attempt_number: int, results: list[Attempt]
+        self, entry: QueueEntry, attempt_number: int, results: list[Outcome]
     ) -> None:
         now = self.clock.now()
         temporary = [a for a in results if a.verdict is Verdict.TEMPORARY]
@@ -374,60 +366,34 @@ class QueueRunner:
 
     async def _expire(self, entry: QueueEntry, pending: list[QueueRecipient], now: float) -> None:
         lifetime = describe_duration(self.schedule.max_lifetime)
-        attempts = []
-        for r in pending:
-            last = f"; last error: {r.last_reply}" if r.last_reply else ""
-            # RFC 3463 4.4.7: delivery time expired. The last remote reply stays the diagnostic.
-            attempts.append(
-                Attempt(
-                    r.address,
-                    Verdict.PERMANENT,
-                    PHASE_EXPIRED,
-                    r.code,
-                    r.enhanced,
-                    f"delivery time expired: could not deliver for {lifetime}{last}",
-                    r.remote_mta,
-                    "expired",
-                    "4.4.7",
-                )
+        note = f"delivery time expired: could not deliver for {lifetime}"
+        # RFC 3463 4.4.7: delivery time expired, decided here; the last remote reply stays
+        # the outcome's reply (the report's Diagnostic-Code), our decision is its note.
+        outcomes = [
+            replace(
+                r.outcome,
+                verdict=Verdict.PERMANENT,
+                phase=PHASE_EXPIRED,
+                reason="expired",
+                status="4.4.7",
+                note=note,
             )
+            for r in pending
+        ]
         log.info("%s: expired after %s; returning to <%s>", entry.id, lifetime, entry.sender)
-        await self._finish(entry, attempts, now, keep_reply=True)
+        await self._finish(entry, outcomes, now)
         await self._settle(entry)
 
     async def _finish(
         self,
         entry: QueueEntry,
-        attempts: list[Attempt],
+        attempts: list[Outcome],
         when: float,
-        keep_reply: bool = False,
         retire: bool = False,
     ) -> bool:
         """Record the results; with ``retire`` (see ``_retire_with``) also mark them reported
         and remove the entry, in the same transaction. True when the entry was removed."""
-        results = []
-        for a in attempts:
-            state = {Verdict.DELIVERED: DELIVERED, Verdict.PERMANENT: FAILED}.get(
-                a.verdict, PENDING
-            )
-            text = a.text
-            if keep_reply:
-                previous = next((r for r in entry.recipients if r.address == a.recipient), None)
-                text = previous.last_reply if previous and previous.last_reply else a.text
-            results.append(
-                RecipientResult(
-                    a.recipient,
-                    state,
-                    a.phase,
-                    a.code,
-                    a.enhanced,
-                    text,
-                    a.remote_mta,
-                    a.reason,
-                    a.status,
-                    a.recipient.rpartition("@")[2].lower(),
-                )
-            )
+        results = [RecipientResult.of(a) for a in attempts]
         handed_over = [
             a.recipient for a in attempts if a.verdict is Verdict.DELIVERED and a.dsn_handed_over
         ]
@@ -444,7 +410,7 @@ class QueueRunner:
         return await self.state.run(record)
 
     @staticmethod
-    def _retire_with(entry: QueueEntry, attempts: list[Attempt]) -> bool:
+    def _retire_with(entry: QueueEntry, attempts: list[Outcome]) -> bool:
         """Do these results finish the entry with no report owed? Every other recipient is
         final and reported, every one here was delivered, and none asked for a success report
         that the remote did not take over (RFC 3461 §5.2.2 NOTIFY=SUCCESS). Then ``_settle``
@@ -461,7 +427,7 @@ class QueueRunner:
                 return False
         return True
 
-    async def _complete(self, job: Job, attempts: list[Attempt]) -> None:
+    async def _complete(self, job: Job, attempts: list[Outcome]) -> None:
         """A destination's results for one job: logged, recorded (the entry retired with them
         when they finish it, ``_retire_with``), and handed to the waiting ``_process``."""
         for a in attempts:

@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import replace
 
-from todoku.queue.model import Attempt, Verdict
+from todoku.outcome import Outcome, Verdict
 
 log = logging.getLogger("todoku.queue")
 
@@ -39,37 +39,44 @@ POLICY_BLOCK_REASONS = frozenset(
 STOP_EARLY_AFTER = 3
 
 
-def is_greylisting(attempt: Attempt) -> bool:
+def is_greylisting(attempt: Outcome) -> bool:
     """The remote asked us to come back soon with the same message (RFC 6647)."""
     return attempt.reason in GREYLIST_REASONS or bool(_GREYLIST_TEXT.search(attempt.text))
 
 
-def classify(code: int | None, enhanced: str, text: str, phase: str = "") -> str:
-    """The bounce analyzer's reason word for a remote's reply, read with the SMTP command it
-    answered (issue 13: "452 4.5.3" at RCPT is a recipient-count limit, not a rate limit)."""
-    from todoku.bounce import classify_reply
+def judge(
+    code: int | None, enhanced: str, text: str, phase: str = ""
+) -> tuple[str, tuple[str, ...]]:
+    """The bounce analyzer's reason word for a remote's reply, and the evidence that decided it,
+    read with the SMTP command it answered (issue 13: "452 4.5.3" at RCPT is a recipient-count
+    limit, not a rate limit)."""
+    from todoku.bounce.classify import judge_reply
 
     try:
-        return classify_reply(code, enhanced or None, text, phase.replace("-", " "))
+        verdict = judge_reply(code, enhanced or None, text, phase.replace("-", " "))
     except Exception:
         log.exception("bounce classifier failed on %r %r %r", code, enhanced, text)
-        return "undefined"
+        return "undefined", ()
+    return verdict.reason, verdict.evidence
 
 
-def reason_for(attempt: Attempt) -> str:
-    """The reason word of a failed attempt. A reason the attempt already carries wins (the
-    relay-login failure, DNS and routing answers, expiry: decided here, with no reply to read).
-    Without any reply the remote never spoke: refused, timed out or closed is a network problem
-    (RFC 3463 X.4.x), never a policy such as a blocklist, whatever our own words say; a failed
-    TLS handshake is STARTTLS trouble. A reply is read by the analyzer with its phase."""
+def reason_for(attempt: Outcome) -> tuple[str, tuple[str, ...]]:
+    """The reason word of a failed attempt and its evidence. A reason the attempt already
+    carries wins (the relay-login failure, DNS and routing answers, expiry: decided here, with
+    no reply to read). Without any reply the remote never spoke: refused, timed out or closed is
+    a network problem (RFC 3463 X.4.x), never a policy such as a blocklist, whatever our own
+    words say; a failed TLS handshake is STARTTLS trouble. A reply is read by the analyzer
+    with its phase."""
     if attempt.reason:
-        return attempt.reason
+        return attempt.reason, attempt.evidence
     if attempt.code is None:
-        return "failedstarttls" if attempt.phase in ("tls", "starttls") else "networkerror"
-    return classify(attempt.code, attempt.enhanced, attempt.text, attempt.phase)
+        if attempt.phase in ("tls", "starttls"):
+            return "failedstarttls", (f"no reply: the TLS step ({attempt.phase}) failed",)
+        return "networkerror", (f"no reply at {attempt.phase}: the remote never answered",)
+    return judge(attempt.code, attempt.enhanced, attempt.text, attempt.phase)
 
 
-def is_recipient_limit(attempt: Attempt) -> bool:
+def is_recipient_limit(attempt: Outcome) -> bool:
     """RFC 5321 §4.5.3.1.10: "452 Too many recipients" (RFC 3463 4.5.3) at RCPT limits one
     transaction; the recipients it refused go in the next one, without waiting."""
     return (
@@ -82,13 +89,13 @@ def is_recipient_limit(attempt: Attempt) -> bool:
     )
 
 
-def classified(attempt: Attempt, attempts_so_far: int = 0) -> Attempt:
+def classified(attempt: Outcome, attempts_so_far: int = 0) -> Outcome:
     """``attempt`` with its reason word; a temporary policy refusal repeated ``STOP_EARLY_AFTER``
     times becomes permanent."""
     if attempt.verdict is Verdict.DELIVERED:
         return replace(attempt, reason="delivered")
-    reason = reason_for(attempt)
-    attempt = replace(attempt, reason=reason)
+    reason, evidence = reason_for(attempt)
+    attempt = replace(attempt, reason=reason, evidence=evidence)
     if (
         attempt.verdict is Verdict.TEMPORARY
         and attempt.code is not None

@@ -1,7 +1,7 @@
 """How a message reaches a hop. The runner talks to a ``Transport`` (after httpx): the real one
 speaks SMTP through ``net.smtp_client``; tests pass ``MockTransport(handler)``.
 
-Failure taxonomy an Attempt can carry (phase → meaning):
+Failure taxonomy an Outcome (todoku.outcome) can carry (phase → meaning):
   connect/greeting/ehlo/helo/starttls  the hop could not take mail at all (try the next hop)
   mail/rcpt/data/end-of-data           the hop answered this message; the reply decides
   auth (relay only)                    our login at the smarthost failed: with a reply code, the
@@ -48,18 +48,17 @@ from todoku.net.smtp_client import (
     AUTH,
     Envelope,
     Login,
-    RecipientOutcome,
-    SessionFailure,
     SmtpSession,
     Timeouts,
     open_relay_session,
     opportunistic_tls_context,
     verified_tls_context,
 )
-from todoku.net.smtp_client import TLS as PHASE_TLS
 from todoku.net.smtp_client import open_session as smtp_open_session
+from todoku.outcome import PHASE_DNS, Outcome, Verdict
+from todoku.outcome import TLS as PHASE_TLS
 from todoku.queue import dane, tlsrpt
-from todoku.queue.model import PHASE_DNS, Attempt, Hop, TlsPolicy, Verdict, status_for
+from todoku.queue.model import Hop, TlsPolicy
 
 log = logging.getLogger("todoku.delivery")
 
@@ -90,53 +89,25 @@ class Channel(Protocol):
         """False once the connection cannot carry another message (closed, 421, error)."""
         ...
 
-    async def send(self, message: OutboundMessage) -> list[Attempt]: ...
+    async def send(self, message: OutboundMessage) -> list[Outcome]: ...
 
     async def close(self) -> None: ...
 
 
 class Transport(Protocol):
-    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
-        """An open channel, or an Attempt (recipient "") saying why the hop takes no mail.
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Outcome:
+        """An open channel, or an Outcome (recipient "") saying why the hop takes no mail.
         ``others``: the route's hops after ``hop``, for a message ``hop`` cannot take
         (REQUIRETLS)."""
         ...
 
 
-def verdict_for(code: int | None) -> Verdict:
-    if code is not None and 200 <= code < 300:
-        return Verdict.DELIVERED
-    if code is not None and code >= 500:
-        return Verdict.PERMANENT
-    return Verdict.TEMPORARY  # 4xx, and every failure without a reply (RFC 5321 §4.2.1, §4.5.4.1)
-
-
-def attempt_from(outcome: RecipientOutcome | SessionFailure, recipient: str) -> Attempt:
-    verdict = verdict_for(outcome.code)
-    if outcome.code is None:
-        # No reply at all: RFC 3463 4.4.1 (no answer from host) / 4.4.2 (bad connection).
-        status = "4.4.1" if outcome.phase == "connect" else "4.4.2"
-    else:
-        status = status_for(verdict, outcome.code, outcome.enhanced)
-    return Attempt(
-        recipient,
-        verdict,
-        outcome.phase,
-        outcome.code,
-        outcome.enhanced,
-        outcome.text,
-        outcome.remote_mta,
-        "",
-        status,
-    )
-
-
 # Dials a hop with verified TLS (for a REQUIRETLS message).
-Redial = Callable[[Hop], Awaitable[SmtpSession | SessionFailure]]
+Redial = Callable[[Hop], Awaitable[SmtpSession | Outcome]]
 MAX_REQUIRETLS_HOPS = 10  # hosts tried for one REQUIRETLS message, the channel's own included
 
 
-def requiretls_refused(result: SessionFailure, recipient: str) -> Attempt:
+def requiretls_refused(result: Outcome, recipient: str) -> Outcome:
     """RFC 8689 §5: the hop cannot give the verified TLS the sender asked for. Permanent: no
     retry makes the destination verify, and the sender must know that it did not go."""
     text = (
@@ -145,7 +116,7 @@ def requiretls_refused(result: SessionFailure, recipient: str) -> Attempt:
     )
     if "nothing was sent" not in text:
         text += "; nothing was sent"
-    return Attempt(
+    return Outcome(
         recipient,
         Verdict.PERMANENT,
         result.phase,
@@ -158,7 +129,7 @@ def requiretls_refused(result: SessionFailure, recipient: str) -> Attempt:
     )
 
 
-def requiretls_unsupported(hosts: list[str]) -> SessionFailure:
+def requiretls_unsupported(hosts: list[str]) -> Outcome:
     """RFC 8689 §4.2.1, §5: verified TLS, but no REQUIRETLS in the EHLO reply (5.7.30)."""
     verb = "does" if len(hosts) == 1 else "do"
     text = (
@@ -166,7 +137,7 @@ def requiretls_unsupported(hosts: list[str]) -> SessionFailure:
         "servers that promise to keep it on verified TLS (RFC 8689), and "
         f"{', '.join(hosts)} {verb} not offer REQUIRETLS; nothing was sent"
     )
-    return SessionFailure("mail", 550, "5.7.30", text, hosts[0])
+    return Outcome.reply("", "mail", 550, "5.7.30", text, hosts[0])
 
 
 def requiretls_ready(session: SmtpSession) -> bool:
@@ -193,7 +164,7 @@ class _SmtpChannel:
     def usable(self) -> bool:
         return self.session.usable and not self.session.conn.closed
 
-    async def send(self, message: OutboundMessage) -> list[Attempt]:
+    async def send(self, message: OutboundMessage) -> list[Outcome]:
         if (
             message.requiretls
             and self.redial is not None
@@ -203,7 +174,7 @@ class _SmtpChannel:
             return await self._send_requiretls(message, self.hop, self.redial)
         return await self._send_on(self.session, message)
 
-    async def _send_on(self, session: SmtpSession, message: OutboundMessage) -> list[Attempt]:
+    async def _send_on(self, session: SmtpSession, message: OutboundMessage) -> list[Outcome]:
         envelope = Envelope(
             sender=message.sender,
             recipients=message.recipients,
@@ -216,24 +187,24 @@ class _SmtpChannel:
         )
         outcomes = await session.send(envelope)
         dsn = session.conn.supports("DSN")
-        return [replace(attempt_from(o, o.recipient), dsn_handed_over=dsn) for o in outcomes]
+        return [replace(o, dsn_handed_over=dsn) for o in outcomes]
 
     async def _send_requiretls(
         self, message: OutboundMessage, hop: Hop, redial: Redial
-    ) -> list[Attempt]:
+    ) -> list[Outcome]:
         """A REQUIRETLS message that this session cannot carry: a verified connection of its
         own to this hop (unless this session is verified already, without REQUIRETLS), then to
         the route's next hops, until one has verified TLS and REQUIRETLS (RFC 8689 §4.2.1)."""
         unsupported: list[str] = []  # verified, no REQUIRETLS
-        refused: list[SessionFailure] = []  # no verified TLS
-        unreachable: list[SessionFailure] = []  # no answer about TLS at all
+        refused: list[Outcome] = []  # no verified TLS
+        unreachable: list[Outcome] = []  # no answer about TLS at all
         candidates = [hop, *self.others]
         if self.session.verified:
             unsupported.append(self.session.remote_mta)
             candidates = candidates[1:]
         for candidate in candidates[: MAX_REQUIRETLS_HOPS - len(unsupported)]:
             result = await redial(candidate)
-            if isinstance(result, SessionFailure):
+            if isinstance(result, Outcome):
                 tls_problem = result.phase in (PHASE_TLS, "starttls")
                 (refused if tls_problem else unreachable).append(result)
                 continue
@@ -263,16 +234,16 @@ class _SmtpChannel:
                 f"with REQUIRETLS now ({'; '.join(problems)}); nothing was sent"
             )
             failure = replace(unreachable[0], text=text)
-            return [attempt_from(failure, r) for r in recipients]
+            return [replace(failure, recipient=r) for r in recipients]
         if unsupported:
-            return [attempt_from(requiretls_unsupported(unsupported), r) for r in recipients]
+            return [replace(requiretls_unsupported(unsupported), recipient=r) for r in recipients]
         return [requiretls_refused(refused[0], r) for r in recipients]
 
     async def close(self) -> None:
         await self.session.close()
 
 
-def _policy_failure(policy: TlsPolicy, hop: Hop, result: SessionFailure) -> Attempt:
+def _policy_failure(policy: TlsPolicy, hop: Hop, result: Outcome) -> Outcome:
     """An MX that failed what an enforced MTA-STS policy asks: said in words, temporary."""
     if result.phase == PHASE_TLS:
         problem = (
@@ -287,12 +258,12 @@ def _policy_failure(policy: TlsPolicy, hop: Hop, result: SessionFailure) -> Atte
     return _tls_refused(result, text)
 
 
-def _tls_refused(result: SessionFailure, text: str) -> Attempt:
+def _tls_refused(result: Outcome, text: str) -> Outcome:
     """A hop whose TLS policy (MTA-STS or DANE) was not met: temporary (4.7.5), with ``text``
     saying that nothing went out in clear."""
     if "nothing was sent" not in text:
         text += "; nothing was sent without TLS"
-    return Attempt(
+    return Outcome(
         "",
         Verdict.TEMPORARY,
         result.phase,
@@ -324,11 +295,11 @@ class SmtpTransport:
     verified_context: ssl.SSLContext | None = None
     tls_observer: TlsObserver | None = None
 
-    def _observe_tls(self, hop: Hop, result: SmtpSession | SessionFailure) -> None:
+    def _observe_tls(self, hop: Hop, result: SmtpSession | Outcome) -> None:
         """Tell TLS reporting how the session with ``hop`` went, when it was a TLS session."""
         if self.tls_observer is None:
             return
-        if isinstance(result, SessionFailure):
+        if isinstance(result, Outcome):
             found = tlsrpt.failure_result(hop.tls_policy, result.phase, result.verify_code)
             if found is not None:
                 self.tls_observer(hop, *found)
@@ -343,14 +314,14 @@ class SmtpTransport:
             self.verified_context = verified_tls_context()
         return self.verified_context
 
-    async def _dial_verified(self, hop: Hop) -> SmtpSession | SessionFailure:
+    async def _dial_verified(self, hop: Hop) -> SmtpSession | Outcome:
         """STARTTLS and a certificate valid for the MX host name (RFC 8689 §4.2.1), or, on a
         DANE hop, one that matches its TLSA records."""
         why = "the sender asked for REQUIRETLS (RFC 8689)"
         policy = hop.tls_policy
         if policy is not None and policy.mode == dane.DANE:
             if policy.dane_error:
-                return SessionFailure(PHASE_DNS, None, "", policy.dane_error, hop.host)
+                return Outcome.reply("", PHASE_DNS, None, "", policy.dane_error, hop.host)
             return await smtp_open_session(
                 hop.host,
                 hop.ip,
@@ -363,7 +334,7 @@ class SmtpTransport:
             )
         if not hop.host:
             text = f"[{hop.ip}] is an address literal: no name to verify a certificate against"
-            return SessionFailure(PHASE_TLS, None, "", text, f"[{hop.ip}]")
+            return Outcome.reply("", PHASE_TLS, None, "", text, f"[{hop.ip}]")
         return await smtp_open_session(
             hop.host,
             hop.ip,
@@ -374,13 +345,13 @@ class SmtpTransport:
             require_tls=why,
         )
 
-    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Outcome:
         channel = await self._connect(hop)
         if isinstance(channel, _SmtpChannel):
             channel.hop, channel.redial, channel.others = hop, self._dial_verified, others
         return channel
 
-    async def _connect(self, hop: Hop) -> Channel | Attempt:
+    async def _connect(self, hop: Hop) -> Channel | Outcome:
         policy = hop.tls_policy
         if policy is not None and policy.mode == dane.DANE:
             return await self._connect_dane(hop, policy)
@@ -396,11 +367,11 @@ class SmtpTransport:
                 require_tls=why,
             )
             self._observe_tls(hop, secured)
-            if not isinstance(secured, SessionFailure):
+            if not isinstance(secured, Outcome):
                 return _SmtpChannel(secured)
             if policy.mode == "enforce":
                 if secured.phase not in (PHASE_TLS, "starttls"):
-                    return attempt_from(secured, "")  # not about TLS: unreachable, 4xx greeting
+                    return secured  # not about TLS: unreachable, 4xx greeting
                 return _policy_failure(policy, hop, secured)
             log.warning(
                 "%s: MTA-STS testing: enforce mode would defer this: %s (%s); delivering anyway",
@@ -421,13 +392,13 @@ class SmtpTransport:
             return await self._connect_opportunistic(hop, observe=False)
         return await self._connect_opportunistic(hop)
 
-    async def _connect_dane(self, hop: Hop, policy: TlsPolicy) -> Channel | Attempt:
+    async def _connect_dane(self, hop: Hop, policy: TlsPolicy) -> Channel | Outcome:
         if policy.dane_error:
             if self.tls_observer is not None:
                 # RFC 8460 §4.3.2.1: no valid records came back from the resolver.
                 self.tls_observer(hop, tlsrpt.DNSSEC_INVALID, "TLSA lookup failed")
             text = f"{policy.dane_error}; nothing was sent"
-            return Attempt(
+            return Outcome(
                 "", Verdict.TEMPORARY, PHASE_DNS, None, "", text, "", "networkerror", "4.4.3"
             )
         # DANE-EE checks no name and no dates (RFC 7672 §3.1.1), so the handshake must not
@@ -444,17 +415,17 @@ class SmtpTransport:
             peer_check=dane.peer_check(policy, hop.host),
         )
         self._observe_tls(hop, result)
-        if not isinstance(result, SessionFailure):
+        if not isinstance(result, Outcome):
             return _SmtpChannel(result)
         if result.phase not in (PHASE_TLS, "starttls"):
-            return attempt_from(result, "")  # not about TLS: unreachable, 4xx greeting
+            return result  # not about TLS: unreachable, 4xx greeting
         text = (
             f"DANE (RFC 7672): the {policy.summary} require TLS with a matching certificate, "
             f"and {result.text}"
         )
         return _tls_refused(result, text)
 
-    async def _connect_opportunistic(self, hop: Hop, *, observe: bool = True) -> Channel | Attempt:
+    async def _connect_opportunistic(self, hop: Hop, *, observe: bool = True) -> Channel | Outcome:
         result = await smtp_open_session(
             hop.host,
             hop.ip,
@@ -465,12 +436,12 @@ class SmtpTransport:
         )
         if observe and self.tls_context is not None:
             self._observe_tls(hop, result)
-        if isinstance(result, SessionFailure):
-            return attempt_from(result, "")
+        if isinstance(result, Outcome):
+            return result
         return _SmtpChannel(result)
 
 
-def relay_login_failure(relay: RelayConfig, detail: str, remote_mta: str = "") -> Attempt:
+def relay_login_failure(relay: RelayConfig, detail: str, remote_mta: str = "") -> Outcome:
     """A login problem at the smarthost: ours to fix, so temporary whatever the relay said
     (never a bounce before the message's lifetime ends), and worded to say so."""
     text = (
@@ -478,7 +449,7 @@ def relay_login_failure(relay: RelayConfig, detail: str, remote_mta: str = "") -
         f"on this server, not a problem with the recipient: check {relay.key}.user and "
         f"{relay.key}.password_file, then run `todoku queue flush`"
     )
-    return Attempt(
+    return Outcome(
         "", Verdict.TEMPORARY, AUTH, None, "", text, remote_mta, RELAY_LOGIN_REASON, "4.7.8"
     )
 
@@ -498,7 +469,7 @@ class RelayTransport:
             self._context = verified_tls_context(ca_file)
         return self._context
 
-    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Outcome:
         relay = self.relay
         login = None
         if relay.user is not None:
@@ -510,7 +481,7 @@ class RelayTransport:
             context = self.tls_context()
         except (OSError, ssl.SSLError) as exc:
             text = f"{relay.key}.ca_file: cannot load {relay.ca_file}: {exc}"
-            return Attempt(
+            return Outcome(
                 "", Verdict.TEMPORARY, "tls", None, "", text, "", "failedstarttls", "4.7.5"
             )
         result = await open_relay_session(
@@ -523,29 +494,28 @@ class RelayTransport:
             login=login,
             timeouts=self.timeouts,
         )
-        if isinstance(result, SessionFailure):
+        if isinstance(result, Outcome):
             if result.phase == AUTH and result.code is None:
                 return relay_login_failure(relay, result.text, result.remote_mta)
-            attempt = attempt_from(result, "")
             if result.phase in ("tls", "starttls"):
-                attempt = replace(attempt, reason="failedstarttls", status="4.7.5")
-            return attempt
+                return replace(result, reason="failedstarttls", status="4.7.5")
+            return result
         return _SmtpChannel(result)
 
 
-Handler = Callable[[Hop, OutboundMessage | None], list[Attempt] | Attempt | None]
+Handler = Callable[[Hop, OutboundMessage | None], list[Outcome] | Outcome | None]
 
 
 @dataclass
 class MockTransport:
-    """``handler(hop, None)`` at connect (None = accept, Attempt = refuse); then
-    ``handler(hop, message)`` per message → one Attempt per recipient."""
+    """``handler(hop, None)`` at connect (None = accept, Outcome = refuse); then
+    ``handler(hop, message)`` per message → one Outcome per recipient."""
 
     handler: Handler
 
-    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Attempt:
+    async def connect(self, hop: Hop, others: tuple[Hop, ...] = ()) -> Channel | Outcome:
         refused = self.handler(hop, None)
-        if isinstance(refused, Attempt):
+        if isinstance(refused, Outcome):
             return refused
         return _MockChannel(self.handler, hop)
 
@@ -557,7 +527,7 @@ class _MockChannel:
         self.remote_mta = f"{hop.host} [{hop.ip}]"
         self.usable = True
 
-    async def send(self, message: OutboundMessage) -> list[Attempt]:
+    async def send(self, message: OutboundMessage) -> list[Outcome]:
         result = self.handler(self.hop, message)
         assert isinstance(result, list)
         return result

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
+from todoku.outcome import Outcome, Verdict
+
 
 class StorageFull(OSError):
     """No space left for new data: answer 452 4.3.1 and let the client retry later."""
@@ -82,10 +84,27 @@ class QueueRecipient:
     reported: bool = False  # every report owed for this recipient is stored (or none is owed)
     updated_at: float = 0.0
 
+    @property
+    def outcome(self) -> Outcome:
+        """The latest result as recorded (``RecipientResult.of`` wrote it)."""
+        verdict = _VERDICT_OF_STATE.get(self.state, Verdict.TEMPORARY)
+        return Outcome(
+            self.address,
+            verdict,
+            self.phase,
+            self.code,
+            self.enhanced,
+            self.last_reply,
+            self.remote_mta,
+            self.reason,
+            self.status,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RecipientResult:
-    """One recipient's outcome of one attempt, written as soon as it is known."""
+    """One recipient's outcome of one attempt as the store writes it, as soon as it is known:
+    the row form of a ``todoku.outcome.Outcome`` (``of``), with the queue's state word."""
 
     address: str
     state: str  # "pending" (retry), "delivered", "failed"
@@ -97,6 +116,31 @@ class RecipientResult:
     reason: str
     status: str
     domain: str = ""
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> RecipientResult:
+        # A decision made here after remote replies (expiry) keeps the last reply's words; our
+        # own words are stored only when there is no reply to keep.
+        return cls(
+            outcome.recipient,
+            _STATE_OF_VERDICT[outcome.verdict],
+            outcome.phase,
+            outcome.code,
+            outcome.enhanced,
+            outcome.text or outcome.note,
+            outcome.remote_mta,
+            outcome.reason,
+            outcome.status,
+            outcome.recipient.rpartition("@")[2].lower(),
+        )
+
+
+_STATE_OF_VERDICT = {
+    Verdict.DELIVERED: "delivered",
+    Verdict.PERMANENT: "failed",
+    Verdict.TEMPORARY: "pending",
+}
+_VERDICT_OF_STATE = {state: verdict for verdict, state in _STATE_OF_VERDICT.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 if TYPE_CHECKING:
+    from todoku.outcome import Outcome
     from todoku.proto.smtp.codes import Reply
-    from todoku.queue.model import Attempt
     from todoku.web.outcomes import DailyOutcomes
 
 # The words the queue runner logs for a verdict (queue/runner.py, "=> delivered").
@@ -101,7 +101,7 @@ class Metrics:
     def auth_failed(self, listener: str) -> None:
         self.auth_failures.labels(listener).inc()
 
-    def delivered(self, attempt: Attempt) -> None:
+    def delivered(self, attempt: Outcome) -> None:
         """One recipient's attempt: delivered, bounced or deferred, and the analyzer's reason word."""
         result = RESULTS.get(attempt.verdict.value, attempt.verdict.value)
         self.deliveries.labels(result, attempt.reason or "-").inc()
