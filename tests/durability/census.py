@@ -57,13 +57,13 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
             for row in conn.execute("SELECT id, size, sha256 FROM blobs").fetchall()
         }
         rows = conn.execute(
-            "SELECT m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.deleted_at FROM messages m"
-            " JOIN mailboxes b ON b.address = m.mailbox"
+            "SELECT m.mailbox, m.uid, f.uidvalidity, m.blob_id, m.deleted_at FROM messages m"
+            " JOIN folders f ON f.id = m.folder_id"
         ).fetchall()
         queued = conn.execute("SELECT id, blob_id FROM queue").fetchall()
         counters = conn.execute(
-            "SELECT b.address, b.next_uid, MAX(m.uid) FROM mailboxes b"
-            " LEFT JOIN messages m ON m.mailbox = b.address GROUP BY b.address"
+            "SELECT f.owner || ' ' || f.name, f.next_uid, MAX(m.uid) FROM folders f"
+            " LEFT JOIN messages m ON m.folder_id = f.id GROUP BY f.id"
         ).fetchall()
     finally:
         conn.close()

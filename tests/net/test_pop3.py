@@ -434,6 +434,7 @@ def test_dele_quit_undelete_gives_new_uidl_and_restart_keeps_uidls(server: Todok
     client.quit()
     listing = server.cli("mailbox", "deleted", ALICE).stdout.splitlines()
     [row] = [line for line in listing if "m1" in line]
+    assert " INBOX " in row  # the folder it comes back into
     message_id = row.split()[0]
     assert "restored 1 message" in server.cli("mailbox", "undelete", ALICE, message_id).stdout
     client = pop3s(server)

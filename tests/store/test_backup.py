@@ -33,8 +33,8 @@ def mailbox_state(db: Path) -> set[tuple[str, int, int, str]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = conn.execute(
-            "SELECT m.mailbox, b.uidvalidity, m.uid, bl.sha256 FROM messages m"
-            " JOIN mailboxes b ON b.address = m.mailbox JOIN blobs bl ON bl.id = m.blob_id"
+            "SELECT m.mailbox, f.uidvalidity, m.uid, bl.sha256 FROM messages m"
+            " JOIN folders f ON f.id = m.folder_id JOIN blobs bl ON bl.id = m.blob_id"
         ).fetchall()
     finally:
         conn.close()
@@ -318,9 +318,14 @@ def test_restore_does_not_hand_an_existing_message_to_another_mailbox(tmp_path: 
     conn.execute("DELETE FROM messages WHERE blob_id != ?", (victim,))
     conn.execute("UPDATE messages SET mailbox = 'mallory@example.test'")
     conn.execute(
-        "INSERT INTO mailboxes (address, uidvalidity, next_uid) SELECT 'mallory@example.test',"
-        " uidvalidity, next_uid FROM mailboxes WHERE address = ?",
+        "INSERT INTO folders (owner, name, uidvalidity, next_uid, highest_modseq)"
+        " SELECT 'mallory@example.test', name, uidvalidity, next_uid, highest_modseq"
+        " FROM folders WHERE owner = ? AND name = 'INBOX'",
         (ALICE,),
+    )
+    conn.execute(
+        "UPDATE messages SET folder_id ="
+        " (SELECT id FROM folders WHERE owner = 'mallory@example.test')"
     )
     conn.close()
     manifest = json.loads((source / "manifest.json").read_text())
@@ -336,3 +341,59 @@ def test_restore_does_not_hand_an_existing_message_to_another_mailbox(tmp_path: 
     )
     assert rows.fetchall() == []
     assert result.restored == 0 and result.damaged == [victim]
+
+
+async def _mail_state(store: SqliteStore, user: str) -> dict[str, object]:
+    mailboxes = store.mailboxes()
+    folders = {}
+    for f in await mailboxes.folders(user):
+        messages = await mailboxes.messages(user, f.name)
+        folders[f.name] = (
+            f.uidvalidity,
+            f.uidnext,
+            f.special_use,
+            f.subscribed,
+            [(m.uid, m.flags, m.blob_id, m.internaldate) for m in messages],
+        )
+    deleted = [(d.folder, d.uid, d.blob_id) for d in await mailboxes.deleted(user)]
+    return {"folders": folders, "deleted": deleted}
+
+
+async def test_backup_and_restore_keep_folders_flags_and_uids(tmp_path: Path) -> None:
+    from todoku.store.backup import restore
+    from todoku.store.mailboxes import DELETED, FLAGGED, SEEN, StoreMode
+
+    source = tmp_path / "source"
+    store = SqliteStore(source)
+    try:
+        mailboxes = store.mailboxes()
+        await mailboxes.ensure_defaults(ALICE)
+        await mailboxes.create_folder(ALICE, "Projects/todoku")
+        await mailboxes.subscribe(ALICE, "Projects/todoku", True)
+        for n in range(4):
+            writer = store.new_blob()
+            writer.write(message_bytes(f"t{n}", "s@example.net", [ALICE]))
+            store.commit_sync(IncomingMessage(blob=writer.finish(), sender="s", mailboxes=(ALICE,)))
+        uids = [m.uid for m in await mailboxes.messages(ALICE, "INBOX")]
+        await mailboxes.store_flags(ALICE, "INBOX", uids[:2], StoreMode.ADD, [SEEN, "$Work"])
+        await mailboxes.copy(ALICE, "INBOX", [uids[0]], "Archive")
+        await mailboxes.move(ALICE, "INBOX", [uids[1]], "Projects/todoku")
+        await mailboxes.store_flags(ALICE, "INBOX", [uids[2]], StoreMode.ADD, [DELETED, FLAGGED])
+        await mailboxes.expunge(ALICE, "INBOX")  # recoverable, and kept so by the backup
+        before = await _mail_state(store, ALICE)
+    finally:
+        store.close()
+    destination = tmp_path / "backup"
+    backup(source, destination)
+
+    target = tmp_path / "target"
+    result = restore(destination, target)
+    assert result.restored == 5  # 2 in INBOX, 1 each in Archive and Projects/todoku, 1 deleted
+    store = SqliteStore(target)
+    try:
+        after = await _mail_state(store, ALICE)
+        assert after == before
+        assert after["folders"]["Archive"][4][0][1] == frozenset({SEEN, "$Work"})  # type: ignore[index]
+    finally:
+        store.close()
+    assert "restored 0 messages" in restore(destination, target).lines()[0]

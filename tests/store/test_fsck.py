@@ -203,11 +203,35 @@ def test_crash_leftover_and_unknown_mailbox_orphans_are_kept_aside(data_dir: Pat
 
 
 def test_counter_below_used_uid_is_rebuilt(data_dir: Path) -> None:
-    sql(data_dir, "UPDATE mailboxes SET next_uid = 2 WHERE address = ?", ALICE)
+    inbox = "SELECT next_uid FROM folders WHERE owner = ? AND name = 'INBOX'"
+    sql(data_dir, "UPDATE folders SET next_uid = 2 WHERE owner = ?", ALICE)
+    report = fsck(data_dir)
+    assert [(p.kind, p.what) for p in report.problems] == [("counter", f"folder INBOX of {ALICE}")]
+    fsck(data_dir, repair=True)
+    assert sql(data_dir, inbox, ALICE) == [(5,)]
+    assert_clean_after(data_dir)
+
+
+def test_an_expunged_uid_counts_as_used(data_dir: Path) -> None:
+    """QRESYNC clients remember expunged UIDs: a UID above the live ones but expunged must not
+    come again."""
+    sql(
+        data_dir,
+        "INSERT INTO expunged (folder_id, uid, modseq) SELECT id, 9, 1 FROM folders WHERE owner = ?",
+        ALICE,
+    )
+    report = fsck(data_dir, repair=True)
+    assert [(p.kind, p.what) for p in report.problems] == [("counter", f"folder INBOX of {ALICE}")]
+    assert sql(data_dir, "SELECT next_uid FROM folders WHERE owner = ?", ALICE) == [(10,)]
+
+
+def test_modseq_below_one_given_is_raised(data_dir: Path) -> None:
+    sql(data_dir, "UPDATE mail_users SET modseq = 1 WHERE address = ?", ALICE)
     report = fsck(data_dir)
     assert [(p.kind, p.what) for p in report.problems] == [("counter", f"mailbox {ALICE}")]
     fsck(data_dir, repair=True)
-    assert sql(data_dir, "SELECT next_uid FROM mailboxes WHERE address = ?", ALICE) == [(5,)]
+    (modseq,) = sql(data_dir, "SELECT modseq FROM mail_users WHERE address = ?", ALICE)[0]
+    assert modseq > 1
     assert_clean_after(data_dir)
 
 

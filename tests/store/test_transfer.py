@@ -215,3 +215,38 @@ def test_cli_import_export(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"todoku: {tmp_path / 'nope.mbox'}: no such file or directory"
     assert todoku("import", "x@elsewhere.test", str(source)).returncode == 2
+
+
+async def test_maildir_flags_become_imap_flags_and_go_back_out_as_they_are_now(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Import into a named folder (made with its parent); the names' flags are IMAP flags; a
+    flag changed over IMAP since shows in the exported name; other folders are left out."""
+    from todoku.store.mailboxes import FLAGGED, SEEN, StoreMode
+
+    source = write_maildir(tmp_path / "Maildir")
+    assert import_mailbox(store, ALICE, source, folder="Archive/2025").imported == 3
+    mailboxes = store.mailboxes()
+    assert [f.name for f in await mailboxes.folders(ALICE)] == ["Archive", "Archive/2025", "INBOX"]
+    messages = await mailboxes.messages(ALICE, "Archive/2025")
+    names = sorted(MAILDIR_FILES)
+    by_blob = {m.blob_id: m for m in messages}
+    assert len(by_blob) == 3
+    seen = sum(1 for m in messages if SEEN in m.flags)
+    assert seen == sum(1 for name in names if ":2," in name and "S" in name.split(":2,")[1])
+    assert seen > 0  # the fixture has seen mail, so this checks something
+    unflagged = next(m for m in messages if FLAGGED not in m.flags)
+    await mailboxes.store_flags(ALICE, "Archive/2025", [unflagged.uid], StoreMode.ADD, [FLAGGED])
+
+    exported = tmp_path / "exported"
+    export_mailbox(store, ALICE, "maildir", exported, folder="Archive/2025")
+    after = maildir_contents(exported)
+    before = maildir_contents(source)
+    assert len(after) == 3
+    changed = set(after) - set(before)
+    assert len(changed) == 1
+    [renamed] = changed
+    assert renamed.startswith("cur/") and "F" in renamed.split(":2,")[1]
+    assert export_mailbox(store, ALICE, "mbox", tmp_path / "inbox.mbox").exported == 0
+    with pytest.raises(TransferError, match="no folder Nope"):
+        export_mailbox(store, ALICE, "mbox", tmp_path / "x.mbox", folder="Nope")

@@ -20,27 +20,42 @@ from todoku.config import ConfigError, load_config
 from todoku.store.datadir import SCHEMA_VERSION, open_store
 from todoku.store.sqlite import SqliteStore
 
-FIXTURE = Path(__file__).parent / "fixtures" / "schema0-datadir.tar.gz"
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = FIXTURES / "schema0-datadir.tar.gz"
+# The same data written by today's main before folders (make_schema2.sh): schema 2.
+FIXTURE_2 = FIXTURES / "schema2-datadir.tar.gz"
 ALICE = "alice@example.test"
 
 
-def unpack(root: Path) -> Path:
-    with tarfile.open(FIXTURE) as tar:
+def unpack(root: Path, fixture: Path = FIXTURE) -> Path:
+    with tarfile.open(fixture) as tar:
         tar.extractall(root, filter="data")
     return root / "data"
 
 
 def snapshot(db: Path) -> dict[str, Any]:
-    """What must survive, read with plain SQL (not through the store being tested)."""
+    """What must survive, read with plain SQL (not through the store being tested). The mail is
+    read from either schema: before folders (``mailboxes``) and after (INBOX folders)."""
     conn = sqlite3.connect(db)
     try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "folders" in tables:
+            boxes = "SELECT owner, uidvalidity, next_uid FROM folders WHERE name = 'INBOX'"
+            mail = (
+                "SELECT m.id, m.mailbox, f.uidvalidity, m.uid, m.blob_id, m.size, m.deleted_at"
+                " FROM messages m JOIN folders f ON f.id = m.folder_id ORDER BY m.id"
+            )
+        else:
+            boxes = "SELECT address, uidvalidity, next_uid FROM mailboxes"
+            mail = (
+                "SELECT m.id, m.mailbox, b.uidvalidity, m.uid, m.blob_id, m.size, m.deleted_at"
+                " FROM messages m JOIN mailboxes b ON b.address = m.mailbox ORDER BY m.id"
+            )
         return {
             "users": conn.execute("SELECT address, password_hash FROM users ORDER BY 1").fetchall(),
             "aliases": conn.execute("SELECT source, target FROM aliases ORDER BY 1").fetchall(),
-            "mailboxes": conn.execute("SELECT * FROM mailboxes ORDER BY 1").fetchall(),
-            "messages": conn.execute(
-                "SELECT id, mailbox, uid, blob_id, size, deleted_at FROM messages ORDER BY id"
-            ).fetchall(),
+            "mailboxes": conn.execute(boxes + " ORDER BY 1").fetchall(),
+            "messages": conn.execute(mail).fetchall(),
             "queue": conn.execute("SELECT id, blob_id, sender FROM queue").fetchall(),
             "queue_recipients": conn.execute(
                 "SELECT queue_id, address, state FROM queue_recipients"
@@ -68,8 +83,11 @@ def test_fixture_is_an_old_small_data_directory(tmp_path: Path) -> None:
     assert "submitted_by" not in columns  # so the upgrade really has something to do
 
 
-def test_upgrade_keeps_mail_users_queue_and_a_copy_until_the_next_start(tmp_path: Path) -> None:
-    data = unpack(tmp_path)
+@pytest.mark.parametrize(("fixture", "old_version"), [(FIXTURE, 0), (FIXTURE_2, 2)])
+def test_upgrade_keeps_mail_users_queue_and_a_copy_until_the_next_start(
+    tmp_path: Path, fixture: Path, old_version: int
+) -> None:
+    data = unpack(tmp_path, fixture)
     before = snapshot(data / "todoku.db")
     keys = {p.name: p.read_bytes() for p in (data / "dkim" / "example.test").iterdir()}
     config = load_config(write_config(tmp_path, domains=["example.test"]))
@@ -77,9 +95,9 @@ def test_upgrade_keeps_mail_users_queue_and_a_copy_until_the_next_start(tmp_path
 
     store = open_store(config, server_start=True)
     try:
-        assert store.upgraded_from == 0
+        assert store.upgraded_from == old_version
         copy = data / f"todoku.db.before-v{SCHEMA_VERSION}"
-        assert snapshot(copy) == before and version(copy) == 0  # the index as it was
+        assert snapshot(copy) == before and version(copy) == old_version  # the index as it was
         assert copy.stat().st_mode & 0o077 == 0
         assert snapshot(data / "todoku.db") == before
         assert version(data / "todoku.db") == SCHEMA_VERSION
@@ -178,3 +196,54 @@ def test_migrations_are_one_numbered_list() -> None:
     from todoku.store.migrations import MIGRATIONS
 
     assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
+
+@pytest.mark.parametrize("fixture", [FIXTURE, FIXTURE_2])
+async def test_mail_moves_into_inbox_with_pop3_uidls_and_deleted_mail_kept(
+    tmp_path: Path, fixture: Path
+) -> None:
+    """Migration 3 (folders, flags, MODSEQ): every message lands in its owner's INBOX with its
+    UID and UIDVALIDITY, so POP3 UIDLs stay exactly the same; mail POP3 deleted is still
+    recoverable, into INBOX; IMAP's interface works on the migrated index; fsck finds nothing."""
+    from todoku.store.fsck import fsck
+    from todoku.store.mailboxes import INBOX, SEEN, BlobRef, StoreMode
+
+    data = unpack(tmp_path, fixture)
+    conn = sqlite3.connect(data / "todoku.db")
+    uidvalidity, next_uid = conn.execute(
+        "SELECT uidvalidity, next_uid FROM mailboxes WHERE address = ?", (ALICE,)
+    ).fetchone()
+    old_uidls = [
+        f"{uidvalidity}.{r[0]}"
+        for r in conn.execute(
+            "SELECT uid FROM messages WHERE mailbox = ? AND deleted_at IS NULL ORDER BY uid",
+            (ALICE,),
+        )
+    ]
+    conn.close()
+    store = SqliteStore(data)
+    try:
+        assert [row[2] for row in store.list_maildrop(ALICE)] == old_uidls
+        mailboxes = store.mailboxes()
+        [inbox] = await mailboxes.folders(ALICE)
+        assert (inbox.name, inbox.uidvalidity, inbox.uidnext) == (INBOX, uidvalidity, next_uid)
+        assert (inbox.messages, inbox.unseen) == (2, 2)
+        [gone] = await mailboxes.deleted(ALICE)
+        assert (gone.folder, gone.uid) == (INBOX, 2)
+        token = await mailboxes.highest_modseq(ALICE)
+        await mailboxes.ensure_defaults(ALICE)
+        first = (await mailboxes.messages(ALICE, INBOX))[0]
+        stored = await mailboxes.store_flags(ALICE, INBOX, [first.uid], StoreMode.ADD, [SEEN])
+        assert stored.changed[0].modseq > token
+        moved = await mailboxes.move(ALICE, INBOX, [first.uid], "Archive")
+        assert len(moved.uids) == 1
+        blob = BlobRef(first.blob_id, first.size, "")  # the same content appended again
+        appended = await mailboxes.append(ALICE, "Drafts", blob)
+        assert appended.uid == 1
+        assert await mailboxes.undelete(ALICE) == 1
+        assert [m.uid for m in await mailboxes.messages(ALICE, INBOX)] == [3, next_uid]
+    finally:
+        store.close()
+    report = fsck(data)
+    # (The fixture's files come out of the archive with the umask's modes: not this test's.)
+    assert [p for p in report.problems if p.kind != "mode"] == []

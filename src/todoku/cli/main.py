@@ -435,16 +435,19 @@ def mailbox_deleted(config: Config, address: str, as_json: bool) -> None:
                 "subject": m.subject,
                 "deleted_at": m.deleted_at,
                 "size": m.size,
+                "folder": m.folder,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         return
     if messages:
-        click.echo(f"{'ID':>6}  {'DATE':<16}  {'DELETED AT':<16}  {'FROM':<30}  SUBJECT")
+        header = f"{'ID':>6}  {'DATE':<16}  {'DELETED AT':<16}  {'FOLDER':<12}  {'FROM':<30}"
+        click.echo(f"{header}  SUBJECT")
     for m in messages:
         deleted = _when(m.deleted_at) if m.deleted_at is not None else "-"
         sender = f"<{m.sender}>"
         click.echo(
-            f"{m.id:>6}  {_when(m.received_at):<16}  {deleted:<16}  {sender:<30}  {m.subject}"
+            f"{m.id:>6}  {_when(m.received_at):<16}  {deleted:<16}  {m.folder:<12}"
+            f"  {sender:<30}  {m.subject}"
         )
     plural = "s" if len(messages) != 1 else ""
     click.echo(f"-- {len(messages)} deleted message{plural} in {key}{purge_note}")
@@ -459,7 +462,8 @@ def mailbox_deleted(config: Config, address: str, as_json: bool) -> None:
 def mailbox_undelete(
     config: Config, address: str, ids: tuple[int, ...], all_: bool, since: str | None
 ) -> None:
-    """Put deleted messages of ADDRESS back; they get new UIDLs, so POP3 clients fetch them again.
+    """Put deleted messages of ADDRESS back into their folders; they get new UIDs (and POP3
+    UIDLs), so POP3 and IMAP clients fetch them again.
 
     Give message IDs (from 'todoku mailbox deleted'), or --all, or --since DATE.
     """
@@ -685,16 +689,22 @@ def restore_command(config: Config, source: Path, address: str | None) -> None:
 @click.argument("address")
 @click.option("--format", "fmt", type=click.Choice(["mbox", "maildir"]), required=True)
 @click.argument("destination", type=click.Path(path_type=Path))
+@click.option(
+    "--folder", default="INBOX", show_default=True, help="Which folder (a/b for a sub-folder)."
+)
 @with_config
-def export_command(config: Config, address: str, fmt: str, destination: Path) -> None:
-    """Write a mailbox to an mbox file or a Maildir folder (flags and dates kept where known)."""
+def export_command(config: Config, address: str, fmt: str, destination: Path, folder: str) -> None:
+    """Write a folder of a mailbox to an mbox file or a Maildir folder (flags and dates kept)."""
+    from todoku.store.mailboxes import MailboxError
     from todoku.store.transfer import TransferError, export_mailbox
 
     mailbox = local_address(config, address)
     store = _store(config)
     try:
-        result = export_mailbox(store, mailbox, fmt, destination, progress=_progress_bar())
-    except TransferError as exc:
+        result = export_mailbox(
+            store, mailbox, fmt, destination, progress=_progress_bar(), folder=folder
+        )
+    except (TransferError, MailboxError) as exc:
         fail(str(exc))
         return
     except OSError as exc:
@@ -708,16 +718,20 @@ def export_command(config: Config, address: str, fmt: str, destination: Path) ->
 @main.command("import")
 @click.argument("address")
 @click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--folder", default="INBOX", show_default=True, help="Into which folder (made if missing)."
+)
 @with_config
-def import_command(config: Config, address: str, source: Path) -> None:
+def import_command(config: Config, address: str, source: Path, folder: str) -> None:
     """Add the messages of an mbox file or Maildir folder to a mailbox; twice = no duplicates."""
+    from todoku.store.mailboxes import MailboxError
     from todoku.store.transfer import TransferError, import_mailbox
 
     mailbox = local_address(config, address)
     store = _store(config)
     try:
-        result = import_mailbox(store, mailbox, source, progress=_progress_bar())
-    except TransferError as exc:
+        result = import_mailbox(store, mailbox, source, progress=_progress_bar(), folder=folder)
+    except (TransferError, MailboxError) as exc:
         fail(str(exc))
         return
     except OSError as exc:

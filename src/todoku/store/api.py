@@ -47,6 +47,7 @@ class StoredMessage:
     sender: str
     subject: str
     deleted_at: float | None = None
+    folder: str = "INBOX"  # the folder it is in (or was in, when deleted)
 
     @property
     def unique_id(self) -> str:
@@ -192,6 +193,7 @@ class IncomingMessage:
     extra: dict[str, str] = field(default_factory=dict)
     submitted_by: str | None = None  # the authenticated login that submitted it (QueueEntry)
     requiretls: bool = False  # MAIL ... REQUIRETLS (RFC 8689), kept with the queue entry
+    junk: bool = False  # DMARC quarantine: filed into each mailbox's Junk folder, not INBOX
 
 
 class BlobWriter(Protocol):

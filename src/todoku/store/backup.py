@@ -58,8 +58,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from todoku.store import migrations
+from todoku.store import sqlite_mailboxes as mail
 from todoku.store.blobs import FileBlobStore, fsync_dir, is_blob_id
 from todoku.store.datadir import (
     DIR_MODE,
@@ -464,19 +466,17 @@ def restore(
     live = sqlite3.connect(data_dir / "todoku.db", timeout=60, isolation_level=None)
     live.execute("PRAGMA foreign_keys=ON")
     try:
-        where, args = ("WHERE m.mailbox = ?", (mailbox,)) if mailbox else ("", ())
-        rows = saved.execute(
-            "SELECT m.mailbox, m.uid, m.blob_id, m.size, m.received_at, m.sender, m.subject,"
-            " m.deleted_at, b.uidvalidity, b.next_uid, bl.sha256"
-            " FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
-            f" JOIN blobs bl ON bl.id = m.blob_id {where} ORDER BY m.mailbox, m.uid",
-            args,
-        ).fetchall()
-        present: dict[str, set[str]] = {}
+        args: tuple[str, ...] = (mailbox,) if mailbox else ()
+        # Folders first (also empty ones): each comes back as it was when it is gone.
+        for owner, name, role, validity, next_uid, subscribed in _saved_folders(saved, mailbox):
+            _folder_for(live, owner, name, role, validity, next_uid, bool(subscribed))
+        rows = _saved_messages(saved, mailbox)
+        present: dict[tuple[str, str], set[str]] = {}
         for done, row in enumerate(rows, 1):
             progress("restoring messages", done, len(rows))
             (
                 box,
+                folder,
                 uid,
                 blob_id,
                 size,
@@ -487,26 +487,20 @@ def restore(
                 validity,
                 next_uid,
                 sha,
+                flags,
+                role,
             ) = row
-            if box not in present:
-                present[box] = {
+            if (box, folder) not in present:
+                folder_id = _folder_for(live, box, folder, role, validity, next_uid, False)
+                present[box, folder] = {
                     r[0]
                     for r in live.execute(
                         "SELECT bl.sha256 FROM messages m JOIN blobs bl ON bl.id = m.blob_id"
-                        " WHERE m.mailbox = ?",
-                        (box,),
+                        " WHERE m.folder_id = ?",
+                        (folder_id,),
                     )
                 }
-                if (
-                    live.execute("SELECT 1 FROM mailboxes WHERE address = ?", (box,)).fetchone()
-                    is None
-                ):
-                    # A mailbox that is gone comes back as it was: same UIDVALIDITY and UIDs.
-                    live.execute(
-                        "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, ?)",
-                        (box, validity, next_uid),
-                    )
-            if sha in present[box]:
+            if sha in present[box, folder]:
                 result.skipped += 1
                 continue
             if not _copy_in(backup_dir, files, live, blob_id, size, sha):
@@ -515,17 +509,35 @@ def restore(
             live.execute("BEGIN IMMEDIATE")
             try:
                 _insert_blob_row(live, blob_id, size, sha, received_at)
-                uid = _uid_for(live, box, uid, validity)
+                folder_id = _folder_for(live, box, folder, role, validity, next_uid, False)
+                uid = _uid_for(live, folder_id, uid, validity)
+                modseq = mail.bump(live, box)
                 live.execute(
-                    "INSERT INTO messages (mailbox, uid, blob_id, size, received_at, sender, subject,"
-                    " deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (box, uid, blob_id, size, received_at, sender, subject, deleted_at),
+                    "INSERT INTO messages (mailbox, folder_id, uid, blob_id, size, received_at,"
+                    " sender, subject, flags, modseq, deleted_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        box,
+                        folder_id,
+                        uid,
+                        blob_id,
+                        size,
+                        received_at,
+                        sender,
+                        subject,
+                        flags,
+                        modseq,
+                        deleted_at,
+                    ),
+                )
+                live.execute(
+                    "UPDATE folders SET highest_modseq = ? WHERE id = ?", (modseq, folder_id)
                 )
                 live.execute("COMMIT")
             except BaseException:
                 live.execute("ROLLBACK")
                 raise
-            present[box].add(sha)
+            present[box, folder].add(sha)
             result.restored += 1
             result.mailboxes.add(box)
 
@@ -779,22 +791,100 @@ def _insert_blob_row(
     )
 
 
-def _uid_for(live: sqlite3.Connection, mailbox: str, uid: int, uidvalidity: int) -> int:
-    """Keep the backup's UID when it still means this message (same UIDVALIDITY, UID free: UIDs
-    are never reused, so it was this message's); otherwise a new one (RFC 1939 §7, RFC 9051 §2.3.1.1)."""
-    validity, next_uid = live.execute(
-        "SELECT uidvalidity, next_uid FROM mailboxes WHERE address = ?", (mailbox,)
+def _saved_folders(saved: sqlite3.Connection, mailbox: str | None) -> list[Any]:
+    """(owner, name, special use, UIDVALIDITY, next UID, subscribed) of the backup's folders;
+    a backup made before folders (schema < 3) has one INBOX per address."""
+    where, args = (" AND owner = ?", (mailbox,)) if mailbox else ("", ())
+    if "folders" in migrations.tables(saved):
+        return saved.execute(
+            "SELECT owner, name, special_use, uidvalidity, next_uid, subscribed FROM folders"
+            f" WHERE deleted_at IS NULL{where} ORDER BY owner, name",
+            args,
+        ).fetchall()
+    where = " WHERE address = ?" if mailbox else ""
+    return saved.execute(
+        "SELECT address, 'INBOX', NULL, uidvalidity, next_uid, 1 FROM mailboxes"
+        f"{where} ORDER BY address",
+        args,
+    ).fetchall()
+
+
+def _saved_messages(saved: sqlite3.Connection, mailbox: str | None) -> list[Any]:
+    """The backup's messages (deleted ones too) with their folder, UIDVALIDITY and flags."""
+    where, args = ("WHERE m.mailbox = ?", (mailbox,)) if mailbox else ("", ())
+    if "folders" in migrations.tables(saved):
+        return saved.execute(
+            "SELECT m.mailbox, f.name, m.uid, m.blob_id, m.size, m.received_at, m.sender,"
+            " m.subject, m.deleted_at, f.uidvalidity, f.next_uid, bl.sha256, m.flags,"
+            " f.special_use FROM messages m JOIN folders f ON f.id = m.folder_id"
+            f" JOIN blobs bl ON bl.id = m.blob_id {where} ORDER BY m.mailbox, f.name, m.uid",
+            args,
+        ).fetchall()
+    return saved.execute(
+        "SELECT m.mailbox, 'INBOX', m.uid, m.blob_id, m.size, m.received_at, m.sender,"
+        " m.subject, m.deleted_at, b.uidvalidity, b.next_uid, bl.sha256, '', NULL"
+        " FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
+        f" JOIN blobs bl ON bl.id = m.blob_id {where} ORDER BY m.mailbox, m.uid",
+        args,
+    ).fetchall()
+
+
+def _folder_for(
+    live: sqlite3.Connection,
+    owner: str,
+    name: str,
+    role: str | None,
+    uidvalidity: int,
+    next_uid: int,
+    subscribed: bool,
+) -> int:
+    """The live folder ``name`` of ``owner``; one that is gone comes back as it was (same
+    UIDVALIDITY, so the backup's UIDs keep their meaning for clients)."""
+    live.execute("INSERT OR IGNORE INTO mail_users (address) VALUES (?)", (owner,))
+    row = mail.folder_row(live, owner, name)
+    if row is not None:
+        return int(row[0])
+    taken = live.execute(
+        "SELECT 1 FROM folders WHERE owner = ? AND uidvalidity = ?", (owner, uidvalidity)
+    ).fetchone()
+    if taken is not None:  # that UIDVALIDITY now names another folder: a new one
+        return mail.new_folder(
+            live, owner, name, None, subscribed, mail.current_modseq(live, owner)
+        )
+    (folder_id,) = live.execute(
+        "INSERT INTO folders (owner, name, special_use, uidvalidity, next_uid, highest_modseq,"
+        " subscribed) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (owner, name, role, uidvalidity, next_uid, mail.current_modseq(live, owner), subscribed),
+    ).fetchone()
+    live.execute(
+        "UPDATE mail_users SET last_uidvalidity = MAX(last_uidvalidity, ?) WHERE address = ?",
+        (uidvalidity, owner),
+    )
+    return int(folder_id)
+
+
+def _uid_for(live: sqlite3.Connection, folder_id: int, uid: int, uidvalidity: int) -> int:
+    """Keep the backup's UID when it still means this message (same UIDVALIDITY, UID never used
+    here: UIDs are never reused, so it was this message's); otherwise a new one (RFC 1939 §7,
+    RFC 9051 §2.3.1.1)."""
+    (validity,) = live.execute(
+        "SELECT uidvalidity FROM folders WHERE id = ?", (folder_id,)
     ).fetchone()
     taken = live.execute(
-        "SELECT 1 FROM messages WHERE mailbox = ? AND uid = ?", (mailbox, uid)
+        "SELECT 1 FROM messages WHERE folder_id = ? AND uid = ?"
+        " UNION ALL SELECT 1 FROM expunged WHERE folder_id = ? AND uid = ?",
+        (folder_id, uid, folder_id, uid),
     ).fetchone()
     if validity == uidvalidity and not taken:
         live.execute(
-            "UPDATE mailboxes SET next_uid = MAX(next_uid, ?) WHERE address = ?", (uid + 1, mailbox)
+            "UPDATE folders SET next_uid = MAX(next_uid, ?) WHERE id = ?", (uid + 1, folder_id)
         )
         return uid
-    live.execute("UPDATE mailboxes SET next_uid = next_uid + 1 WHERE address = ?", (mailbox,))
-    return int(next_uid)
+    (new_uid,) = live.execute(
+        "UPDATE folders SET next_uid = next_uid + 1 WHERE id = ? RETURNING next_uid - 1",
+        (folder_id,),
+    ).fetchone()
+    return int(new_uid)
 
 
 def _restore_queue(

@@ -6,7 +6,8 @@ What is checked, in this order:
 3. every mailbox and queue row names content that exists; every ``blobs`` row is used by something;
 4. every file under ``messages/`` has a ``blobs`` row (otherwise it is an *orphan*);
 5. the queue: each entry has recipients and the size of its content;
-6. mailbox counters: ``next_uid`` is above every UID used, so a UID is never handed out twice;
+6. mail counters: each folder's ``next_uid`` is above every UID used or expunged in it, so a UID
+   is never handed out twice; each user's MODSEQ is at least every MODSEQ given (RFC 7162);
 7. modes: nothing in the data directory is open to group or others (it holds mail and password
    hashes: directories 0700, files 0600, see ``datadir``). Reported once per kind of path (the
    data directory, directories, database files, message files, other files) with a count and an
@@ -16,7 +17,7 @@ What is checked, in this order:
 Repair never deletes message content. It moves files it cannot place into
 ``lost+found/<time>/{damaged,orphans,unreferenced,stray}/``, drops rows whose content is gone or
 damaged (listing each lost message: mailbox, UID, sender, subject), re-indexes an orphan into the
-mailbox its ``Received: ... for <address>`` field names (unless that mailbox already holds the same
+INBOX of the mailbox its ``Received: ... for <address>`` field names (unless that mailbox already holds the same
 message: the leftover of a crash whose sender got no 250 and sent again), and rebuilds counters.
 
 Online use: fsck reads a consistent snapshot, and each repair runs in one short write transaction,
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from todoku.store import sqlite_mailboxes as mail
 from todoku.store.blobs import is_blob_id
 from todoku.store.datadir import DIR_MODE, PRIVATE_UMASK, make_private_dir
 
@@ -447,7 +449,7 @@ class _Fsck:
         match = _FOR_ADDRESS.search(head.split(b"\r\n\r\n", 1)[0])
         mailbox = match.group(1).decode("ascii", "replace").lower() if match else None
         known_mailbox = mailbox is not None and (
-            self.conn.execute("SELECT 1 FROM mailboxes WHERE address = ?", (mailbox,)).fetchone()
+            self.conn.execute("SELECT 1 FROM mail_users WHERE address = ?", (mailbox,)).fetchone()
             or self.conn.execute("SELECT 1 FROM users WHERE address = ?", (mailbox,)).fetchone()
         )
         if not known_mailbox or mailbox is None:
@@ -476,27 +478,11 @@ class _Fsck:
                 "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
                 (path.name, len(data), hashlib.sha256(data).hexdigest(), received_at),
             )
-            uid = self.next_uid(mailbox)
-            self.conn.execute(
-                "INSERT INTO messages (mailbox, uid, blob_id, size, received_at, sender, subject)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (mailbox, uid, path.name, len(data), received_at, sender, subject),
+            change = mail.deliver(
+                self.conn, mailbox, False, path.name, len(data), received_at, sender, subject
             )
         duplicates_of[mailbox].add(fingerprint)
-        return f"re-indexed into {mailbox} as UID {uid}"
-
-    def next_uid(self, mailbox: str) -> int:
-        row = self.conn.execute(
-            "UPDATE mailboxes SET next_uid = next_uid + 1 WHERE address = ? RETURNING next_uid - 1",
-            (mailbox,),
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        self.conn.execute(
-            "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, 2)",
-            (mailbox, int(time.time())),
-        )
-        return 1
+        return f"re-indexed into {mailbox} as UID {change.uids[0]} of INBOX"
 
     def check_queue(self) -> None:
         rows = self.conn.execute(
@@ -556,44 +542,72 @@ class _Fsck:
             self.move_aside(path, "unreferenced")
 
     def check_counters(self) -> None:
+        self.report.mailboxes = self.conn.execute("SELECT COUNT(*) FROM mail_users").fetchone()[0]
         rows = self.conn.execute(
-            "SELECT b.address, b.next_uid, MAX(m.uid) FROM mailboxes b"
-            " LEFT JOIN messages m ON m.mailbox = b.address GROUP BY b.address"
+            "SELECT f.id, f.owner, f.name, f.next_uid, MAX(COALESCE(m.uid, 0), COALESCE(e.uid, 0))"
+            " FROM folders f"
+            " LEFT JOIN (SELECT folder_id, MAX(uid) AS uid FROM messages GROUP BY folder_id) m"
+            " ON m.folder_id = f.id"
+            " LEFT JOIN (SELECT folder_id, MAX(uid) AS uid FROM expunged GROUP BY folder_id) e"
+            " ON e.folder_id = f.id"
         ).fetchall()
-        self.report.mailboxes = len(rows)
-        for address, next_uid, max_uid in rows:
-            if max_uid is not None and next_uid <= max_uid:
+        for folder_id, owner, name, next_uid, max_uid in rows:
+            if max_uid and next_uid <= max_uid:
                 repaired = ""
                 if self.repair:
                     with self.transaction():
                         self.conn.execute(
-                            "UPDATE mailboxes SET next_uid = (SELECT MAX(uid) + 1 FROM messages"
-                            " WHERE mailbox = ?) WHERE address = ?",
-                            (address, address),
+                            "UPDATE folders SET next_uid = ? WHERE id = ?", (max_uid + 1, folder_id)
                         )
                     repaired = f"next UID set to {max_uid + 1}"
                 self.problem(
                     "counter",
-                    f"mailbox {address}",
-                    f"next UID {next_uid} is not above the highest UID in use ({max_uid}):"
+                    f"folder {name} of {owner}",
+                    f"next UID {next_uid} is not above the highest UID used ({max_uid}):"
                     " a new message would reuse a UID",
                     repaired,
                 )
-        missing = self.conn.execute(
-            "SELECT DISTINCT mailbox, MAX(uid) FROM messages"
-            " WHERE mailbox NOT IN (SELECT address FROM mailboxes) GROUP BY mailbox"
+        modseqs = self.conn.execute(
+            "SELECT u.address, u.modseq, MAX(COALESCE(m.modseq, 0), COALESCE(f.modseq, 0))"
+            " FROM mail_users u"
+            " LEFT JOIN (SELECT mailbox, MAX(modseq) AS modseq FROM messages GROUP BY mailbox) m"
+            " ON m.mailbox = u.address"
+            " LEFT JOIN (SELECT owner, MAX(highest_modseq) AS modseq FROM folders GROUP BY owner) f"
+            " ON f.owner = u.address"
         ).fetchall()
-        for mailbox, max_uid in missing:
+        for address, modseq, highest in modseqs:
+            if highest and modseq < highest:
+                repaired = ""
+                if self.repair:
+                    with self.transaction():
+                        self.conn.execute(
+                            "UPDATE mail_users SET modseq = ? WHERE address = ?", (highest, address)
+                        )
+                    repaired = f"MODSEQ set to {highest}"
+                self.problem(
+                    "counter",
+                    f"mailbox {address}",
+                    f"MODSEQ {modseq} is below one already given ({highest}): IMAP clients"
+                    " would miss changes",
+                    repaired,
+                )
+        missing = self.conn.execute(
+            "SELECT DISTINCT mailbox FROM messages WHERE mailbox NOT IN"
+            " (SELECT address FROM mail_users)"
+        ).fetchall()
+        for (mailbox,) in missing:
             repaired = ""
             if self.repair:
                 with self.transaction():
+                    mail.ensure_user(self.conn, mailbox)
+                    (highest,) = self.conn.execute(
+                        "SELECT MAX(modseq) FROM messages WHERE mailbox = ?", (mailbox,)
+                    ).fetchone()
                     self.conn.execute(
-                        "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, ?)",
-                        (mailbox, int(time.time()), max_uid + 1),
+                        "UPDATE mail_users SET modseq = MAX(modseq, ?) WHERE address = ?",
+                        (highest, mailbox),
                     )
-                repaired = (
-                    "mailbox record rebuilt (new UIDVALIDITY: POP3/IMAP clients resynchronise)"
-                )
+                repaired = "mailbox record rebuilt"
             self.problem(
                 "counter", f"mailbox {mailbox}", "has messages but no mailbox record", repaired
             )

@@ -107,6 +107,129 @@ def user_admin(conn: sqlite3.Connection) -> None:
     add_columns(conn, "users", [("admin", "INTEGER NOT NULL DEFAULT 0")])
 
 
+# ---------------------------------------------------------------- 3: folders, flags, MODSEQ (issue 14)
+#
+# IMAP's data model (store.mailboxes). ``mailboxes`` (one UID space per address) becomes a folder
+# INBOX per address with the same UIDVALIDITY and next UID, so POP3's UIDLs stay exactly the same;
+# every message (deleted ones too: they stay recoverable) goes into its owner's INBOX with its UID.
+# ``messages`` is rebuilt (UIDs are now unique per folder, not per address); ``mail_users`` holds
+# each address's MODSEQ counter; ``expunged`` keeps expunged UIDs with their MODSEQ for QRESYNC.
+# The whole step is one transaction that also records version 3, so a crash leaves either the
+# old index or the new one.
+
+FOLDERS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS mail_users (
+    address TEXT PRIMARY KEY,
+    modseq INTEGER NOT NULL DEFAULT 1,
+    defaults_done INTEGER NOT NULL DEFAULT 0,
+    last_uidvalidity INTEGER NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    special_use TEXT,
+    uidvalidity INTEGER NOT NULL,
+    next_uid INTEGER NOT NULL,
+    highest_modseq INTEGER NOT NULL,
+    subscribed INTEGER NOT NULL DEFAULT 0,
+    deleted_at REAL
+)""",
+    (
+        "CREATE UNIQUE INDEX IF NOT EXISTS folders_by_name ON folders (owner, name)"
+        " WHERE deleted_at IS NULL"
+    ),
+    """CREATE TABLE IF NOT EXISTS expunged (
+    folder_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, uid)
+) WITHOUT ROWID""",
+)
+MESSAGES_V3 = """CREATE TABLE messages_v3 (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    folder_id INTEGER NOT NULL REFERENCES folders(id),
+    uid INTEGER NOT NULL,
+    blob_id TEXT NOT NULL REFERENCES blobs(id),
+    size INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    sender TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    flags TEXT NOT NULL DEFAULT '',
+    modseq INTEGER NOT NULL DEFAULT 1,
+    deleted_at REAL,
+    UNIQUE (folder_id, uid)
+)"""
+# No index on MODSEQ: CHANGEDSINCE reads one folder through messages_by_folder and filters, which
+# costs less than keeping another index up to date on every delivery and flag change.
+MESSAGES_V3_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (folder_id, deleted_at, uid)",
+    "CREATE INDEX IF NOT EXISTS messages_by_owner ON messages (mailbox, deleted_at)",
+    "CREATE INDEX IF NOT EXISTS messages_by_blob ON messages (blob_id)",
+    (
+        "CREATE INDEX IF NOT EXISTS messages_deleted ON messages (deleted_at)"
+        " WHERE deleted_at IS NOT NULL"
+    ),
+)
+
+
+def folders(conn: sqlite3.Connection) -> None:
+    if "folders" in tables(conn) and "folder_id" in columns(conn, "messages"):
+        return  # done by a run whose version number was not recorded
+    # Rebuilding a table that others refer to: foreign keys off for the step (SQLite's
+    # documented procedure), checked again before the commit.
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in FOLDERS_SCHEMA:
+                conn.execute(statement)
+            # Messages of an address without a record (fsck's "no mailbox record") keep their
+            # UIDs in a new INBOX, as fsck --repair would have made.
+            conn.execute(
+                "INSERT OR IGNORE INTO mailboxes (address, uidvalidity, next_uid)"
+                " SELECT mailbox, CAST(strftime('%s', 'now') AS INTEGER), MAX(uid) + 1"
+                " FROM messages WHERE mailbox NOT IN (SELECT address FROM mailboxes)"
+                " GROUP BY mailbox"
+            )
+            conn.execute(
+                "INSERT INTO mail_users (address, modseq, defaults_done, last_uidvalidity)"
+                " SELECT address, 1, 0, uidvalidity FROM mailboxes"
+            )
+            conn.execute(
+                "INSERT INTO folders (owner, name, special_use, uidvalidity, next_uid,"
+                " highest_modseq, subscribed) SELECT address, 'INBOX', NULL, uidvalidity,"
+                " next_uid, 1, 1 FROM mailboxes"
+            )
+            conn.execute(MESSAGES_V3)
+            conn.execute(
+                "INSERT INTO messages_v3 (id, mailbox, folder_id, uid, blob_id, size,"
+                " received_at, sender, subject, flags, modseq, deleted_at)"
+                " SELECT m.id, m.mailbox, f.id, m.uid, m.blob_id, m.size, m.received_at,"
+                " m.sender, m.subject, '', 1, m.deleted_at FROM messages m"
+                " JOIN folders f ON f.owner = m.mailbox AND f.name = 'INBOX'"
+            )
+            moved = conn.execute("SELECT COUNT(*) FROM messages_v3").fetchone()[0]
+            had = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            if moved != had:
+                raise sqlite3.IntegrityError(f"{had - moved} messages would be lost; not migrated")
+            conn.execute("DROP TABLE messages")
+            conn.execute("DROP TABLE mailboxes")
+            conn.execute("ALTER TABLE messages_v3 RENAME TO messages")
+            for statement in MESSAGES_V3_INDEXES:
+                conn.execute(statement)
+            if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise sqlite3.IntegrityError("a row refers to a missing one after the migration")
+            conn.execute("PRAGMA user_version = 3")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -115,6 +238,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         queue_reports_missing,
     ),
     Migration(2, "users.admin: who may administer the server", user_admin),
+    Migration(3, "folders, flags and MODSEQ for IMAP; mail into INBOX", folders),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

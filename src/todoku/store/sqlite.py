@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from todoku.store import migrations
+from todoku.store import sqlite_mailboxes as mail
 from todoku.store.api import (
     Alias,
     BlobWriter,
@@ -43,6 +44,7 @@ from todoku.store.datadir import (
     make_private_dir,
     schema_version,
 )
+from todoku.store.mailboxes import INBOX, ChangeHub
 
 # The index as it was at schema version 0; later additions are store.migrations.
 SCHEMA = """
@@ -113,8 +115,8 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 """
 
 _MESSAGE_COLUMNS = (
-    "m.id, m.mailbox, m.uid, b.uidvalidity, m.blob_id, m.size, m.received_at, m.sender,"
-    " m.subject, m.deleted_at"
+    "m.id, m.mailbox, m.uid, f.uidvalidity, m.blob_id, m.size, m.received_at, m.sender,"
+    " m.subject, m.deleted_at, f.name"
 )
 _GROUP_LIMIT = 256
 # Each message's fsync waits for a journal commit (about 8 ms on the benchmark machine's ext4),
@@ -166,7 +168,10 @@ class SqliteStore:
         # Schema version (store.datadir): a newer index is refused (NewerSchema), an older one
         # copied before the migrations below; upgraded_from is the version found, if migrated.
         self.upgraded_from = before_upgrade(conn, self.db_path)
-        conn.executescript(SCHEMA)  # a new index starts at version 0 and runs every migration
+        if schema_version(conn) == 0:
+            # A new index starts at version 0 and runs every migration. Only then: later
+            # versions dropped tables of version 0 (migration 3: mailboxes).
+            conn.executescript(SCHEMA)
         migrations.migrate(conn, schema_version(conn))
         after_upgrade(conn)
         # Called (in the writer thread) with [(queue_id, next_attempt)] after each group commit
@@ -174,6 +179,9 @@ class SqliteStore:
         self.on_queued: Callable[[list[tuple[str, float]]], None] | None = None
         self._pending: queue.Queue[_Pending | None] = queue.Queue()
         self._writer: threading.Thread | None = None
+        # The in-process change feed of the mail (store.mailboxes): deliveries, POP3 deletions
+        # and every Mailboxes write announce their changes here after the commit.
+        self.changes = ChangeHub()
 
     # ------------------------------------------------------------------ connections
 
@@ -262,6 +270,18 @@ class SqliteStore:
                     pass
             self._all_connections.clear()
         self._local = threading.local()
+
+    def announce(self, changes: mail.Changes) -> None:
+        """Tell the change feed's waiters (after the commit that made the changes durable)."""
+        by_user: dict[str, list[Any]] = {}
+        for user, change in changes:
+            by_user.setdefault(user, []).append(change)
+        for user, found in by_user.items():
+            self.changes.publish(user, found)
+
+    def mailboxes(self) -> mail.SqliteMailboxes:
+        """The ``Mailboxes`` interface (IMAP's data model) over this store."""
+        return mail.SqliteMailboxes(self)
 
     # ------------------------------------------------------------------ users and aliases
 
@@ -392,6 +412,45 @@ class SqliteStore:
             )
             self._writer.start()
 
+    def file_sync(
+        self,
+        blob: SpooledBlob,
+        mailbox: str,
+        folder: str,
+        received_at: float,
+        sender: str,
+        subject: str,
+        flags: frozenset[str] = frozenset(),
+    ) -> None:
+        """Publish spooled content and file it into a folder with flags (``todoku import``):
+        the file first, then the rows, as ``commit`` does (a crash between leaves an orphan
+        file that fsck re-indexes, never a row without its file)."""
+        try:
+            self.blobs.publish([blob])
+        except OSError as exc:
+            raise StorageFull(exc.errno, "Insufficient system storage") from exc
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
+                    (blob.blob_id, blob.size, blob.sha256, received_at),
+                )
+                change = mail.file_message(
+                    conn,
+                    mailbox.lower(),
+                    folder,
+                    blob.blob_id,
+                    blob.size,
+                    received_at,
+                    sender,
+                    subject,
+                    flags,
+                )
+        except BaseException:
+            self.blobs.unpublish([blob])
+            raise
+        self.announce([(mailbox.lower(), change)])
+
     def commit_sync(self, message: IncomingMessage) -> str:
         """The same as ``commit`` for callers without an event loop (``todoku sendmail``)."""
         self._commit_group([message])
@@ -439,10 +498,11 @@ class SqliteStore:
             self.blobs.publish([m.blob for m in messages])
         except OSError as exc:
             raise StorageFull(exc.errno, "Insufficient system storage") from exc
+        changes: mail.Changes = []
         try:
             with self._write() as conn:
                 for message in messages:
-                    self._insert(conn, message)
+                    changes += self._insert(conn, message)
                 self.blobs.faults.before(STEP_DB_COMMIT, self.db_path)
         except (sqlite3.Error, OSError) as exc:
             self.blobs.unpublish([m.blob for m in messages])
@@ -450,21 +510,29 @@ class SqliteStore:
                 raise StorageFull(28, "Insufficient system storage") from exc
             # Any other index failure: the adapters answer 451 for an OSError, never a traceback.
             raise OSError(5, f"index write failed: {exc}") from exc
+        self.announce(changes)
 
-    def _insert(self, conn: sqlite3.Connection, message: IncomingMessage) -> None:
+    def _insert(self, conn: sqlite3.Connection, message: IncomingMessage) -> mail.Changes:
         blob = message.blob
         now = message.received_at or time.time()
         conn.execute(
             "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
             (blob.blob_id, blob.size, blob.sha256, now),
         )
-        for mailbox in dict.fromkeys(message.mailboxes):
-            uid, _ = self._next_uid(conn, mailbox)
-            conn.execute(
-                "INSERT INTO messages (mailbox, uid, blob_id, size, received_at, sender, subject)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (mailbox, uid, blob.blob_id, blob.size, now, message.sender, message.subject),
+        changes: mail.Changes = []
+        for mailbox in dict.fromkeys(m.lower() for m in message.mailboxes):
+            # Into INBOX; quarantined mail (DMARC p=quarantine) into the user's Junk folder.
+            change = mail.deliver(
+                conn,
+                mailbox,
+                message.junk,
+                blob.blob_id,
+                blob.size,
+                now,
+                message.sender,
+                message.subject,
             )
+            changes.append((mailbox, change))
         if message.remote:
             conn.execute(
                 "INSERT INTO queue (id, blob_id, sender, size, received_at, next_attempt, envid, ret,"
@@ -493,22 +561,7 @@ class SqliteStore:
                     for r in message.remote
                 ],
             )
-
-    @staticmethod
-    def _next_uid(conn: sqlite3.Connection, mailbox: str) -> tuple[int, int]:
-        row = conn.execute(
-            "UPDATE mailboxes SET next_uid = next_uid + 1 WHERE address = ?"
-            " RETURNING next_uid - 1, uidvalidity",
-            (mailbox,),
-        ).fetchone()
-        if row is None:
-            uidvalidity = int(time.time())
-            conn.execute(
-                "INSERT INTO mailboxes (address, uidvalidity, next_uid) VALUES (?, ?, 2)",
-                (mailbox, uidvalidity),
-            )
-            return 1, uidvalidity
-        return int(row[0]), int(row[1])
+        return changes
 
     # ------------------------------------------------------------------ mailboxes
 
@@ -516,8 +569,8 @@ class SqliteStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
-                f" WHERE {where} ORDER BY m.uid",
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN folders f ON f.id = m.folder_id"
+                f" WHERE {where} ORDER BY f.name = 'INBOX' DESC, f.name, m.uid",
                 args,
             )
             .fetchall()
@@ -525,16 +578,19 @@ class SqliteStore:
         return [StoredMessage(*row) for row in rows]
 
     def list_messages(self, mailbox: str) -> list[StoredMessage]:
+        """Live mail of every folder of ``mailbox``: INBOX first, in UID order."""
         return self._messages("m.mailbox = ? AND m.deleted_at IS NULL", (mailbox.lower(),))
 
     def list_maildrop(self, mailbox: str) -> list[MaildropRow]:
+        """POP3's maildrop: INBOX, with UIDLs ``<uidvalidity>.<uid>`` as before folders."""
         rows: list[MaildropRow] = (
             self._conn()
             .execute(
-                "SELECT m.id, m.size, b.uidvalidity || '.' || m.uid, m.blob_id"
-                " FROM messages m JOIN mailboxes b ON b.address = m.mailbox"
-                " WHERE m.mailbox = ? AND m.deleted_at IS NULL ORDER BY m.uid",
-                (mailbox.lower(),),
+                "SELECT m.id, m.size, f.uidvalidity || '.' || m.uid, m.blob_id"
+                " FROM messages m JOIN folders f ON f.id = m.folder_id"
+                " WHERE f.owner = ? AND f.name = ? AND f.deleted_at IS NULL"
+                " AND m.deleted_at IS NULL ORDER BY m.uid",
+                (mailbox.lower(), INBOX),
             )
             .fetchall()
         )
@@ -544,47 +600,24 @@ class SqliteStore:
         return self._messages("m.mailbox = ? AND m.deleted_at IS NOT NULL", (mailbox.lower(),))
 
     def mark_deleted(self, mailbox: str, message_ids: list[int], when: float) -> int:
+        """POP3's deletions: a recoverable expunge (IMAP sessions see it at once)."""
         with self._write() as conn:
-            count = 0
-            for message_id in message_ids:
-                count += conn.execute(
-                    "UPDATE messages SET deleted_at = ? WHERE id = ? AND mailbox = ?"
-                    " AND deleted_at IS NULL",
-                    (when, message_id, mailbox.lower()),
-                ).rowcount
-            return count
+            count, changes = mail.remove_by_id(conn, mailbox.lower(), message_ids, when)
+        self.announce(changes)
+        return count
 
     def undelete(self, mailbox: str, message_ids: list[int] | None, since: float | None) -> int:
-        """Bring deleted messages back under new UIDs, so POP3 clients fetch them again."""
-        mailbox = mailbox.lower()
+        """Bring deleted messages back into their folders under new UIDs, so POP3 and IMAP
+        clients fetch them again."""
         with self._write() as conn:
-            query = "SELECT id FROM messages WHERE mailbox = ? AND deleted_at IS NOT NULL"
-            args: list[Any] = [mailbox]
-            if since is not None:
-                query += " AND deleted_at >= ?"
-                args.append(since)
-            ids = [row[0] for row in conn.execute(query + " ORDER BY uid", args).fetchall()]
-            if message_ids is not None:
-                wanted = set(message_ids)
-                ids = [i for i in ids if i in wanted]
-            for message_id in ids:
-                uid, _ = self._next_uid(conn, mailbox)
-                conn.execute(
-                    "UPDATE messages SET deleted_at = NULL, uid = ? WHERE id = ?", (uid, message_id)
-                )
-            return len(ids)
+            count, changes = mail.undelete_rows(conn, mailbox.lower(), message_ids, since)
+        self.announce(changes)
+        return count
 
     def purge_deleted(self, older_than: float) -> int:
         """Forget messages deleted before ``older_than`` and remove content nothing refers to."""
         with self._write() as conn:
-            blob_ids = [
-                row[0]
-                for row in conn.execute(
-                    "DELETE FROM messages WHERE deleted_at IS NOT NULL AND deleted_at < ?"
-                    " RETURNING blob_id",
-                    (older_than,),
-                ).fetchall()
-            ]
+            blob_ids = mail.purge_rows(conn, older_than)
             unused = self._unreferenced(conn, set(blob_ids))
             for blob_id in unused:
                 conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))

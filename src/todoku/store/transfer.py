@@ -13,7 +13,9 @@ matching ``>+From ``, export adds one back, so quote(unquote(line)) == line. Dat
 ``From `` line's date, else the Maildir file's mtime, becomes the received time; export writes
 them back (a From line for mail that arrived by SMTP, the mtime of a Maildir file).
 
-Import is idempotent: a message whose bytes are already in the mailbox is skipped.
+Import is idempotent: a message whose bytes are already in the folder is skipped. Both work on one
+folder (``--folder``, INBOX by default). Maildir flags become IMAP flags on import, and export
+writes a message's current flags (changed over IMAP since, say) into its Maildir name.
 
 Exports hold mail: the mbox file, and the Maildir folder and its files, are created 0600/0700
 whatever the umask, as the data directory is (``datadir``).
@@ -36,14 +38,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from todoku.store.api import IncomingMessage
 from todoku.store.blobs import fsync_dir
 from todoku.store.datadir import make_private_dir, open_private
+from todoku.store.mailboxes import (
+    ANSWERED,
+    DELETED,
+    DRAFT,
+    FLAGGED,
+    INBOX,
+    SEEN,
+    normalize_name,
+)
+from todoku.store.sqlite_mailboxes import flags_of
 
 if TYPE_CHECKING:
     from todoku.store.sqlite import SqliteStore
 
 Progress = Callable[[str, int, int], None]
+# (blob id, sender, received at, origin format, origin envelope, origin line ends, flags)
+ExportRow = tuple[str, str, float, str | None, str | None, str | None, frozenset[str]]
 
 ORIGIN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfer_origin (
@@ -171,10 +184,42 @@ def _facts(data: bytes) -> tuple[str, str, float | None]:
     return sender, subject, date
 
 
+# Maildir info letters (``:2,FLAGS``, ASCII order) and the IMAP flags they stand for; P
+# (passed) and Dovecot's keyword letters a-z have no IMAP flag and are kept from the origin.
+MAILDIR_FLAGS = {"D": DRAFT, "F": FLAGGED, "R": ANSWERED, "S": SEEN, "T": DELETED}
+_LETTER_OF = {flag: letter for letter, flag in MAILDIR_FLAGS.items()}
+
+
+def maildir_flags(envelope: str) -> frozenset[str]:
+    """The IMAP flags a Maildir file name carries (``cur/NAME:2,FRS``)."""
+    _, _, info = envelope.rpartition(":2,")
+    if ":2," not in envelope:
+        return frozenset()
+    return frozenset(MAILDIR_FLAGS[c] for c in info if c in MAILDIR_FLAGS)
+
+
+def maildir_name(envelope: str, flags: frozenset[str]) -> str:
+    """The Maildir path for a message with these flags now (set by IMAP since the import, say):
+    the origin's name with its info letters redone, in ASCII order as Maildir wants them."""
+    _, _, name = envelope.partition("/")
+    base, _, info = name.partition(":2,")
+    kept = {c for c in info if c not in MAILDIR_FLAGS}
+    letters = "".join(sorted(kept | {_LETTER_OF[f] for f in flags if f in _LETTER_OF}))
+    if not letters and ":2," not in name:
+        return envelope  # no flags then or now: the name as the mail program left it
+    return f"cur/{base}:2,{letters}"
+
+
 def import_mailbox(
-    store: SqliteStore, mailbox: str, source: Path, progress: Progress | None = None
+    store: SqliteStore,
+    mailbox: str,
+    source: Path,
+    progress: Progress | None = None,
+    folder: str = INBOX,
 ) -> TransferResult:
+    """Into ``folder`` (made when missing), with the flags of Maildir file names."""
     progress = progress or (lambda phase, done, total: None)
+    folder = normalize_name(folder)
     kind, messages = read_source(source)
     conn = sqlite3.connect(store.db_path, timeout=60, isolation_level=None)
     try:
@@ -182,8 +227,10 @@ def import_mailbox(
         present = {
             row[0]
             for row in conn.execute(
-                "SELECT b.sha256 FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox = ?",
-                (mailbox,),
+                "SELECT b.sha256 FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                " JOIN folders f ON f.id = m.folder_id"
+                " WHERE m.mailbox = ? AND f.name = ? AND f.deleted_at IS NULL",
+                (mailbox, folder),
             )
         }
         result = TransferResult()
@@ -198,15 +245,8 @@ def import_mailbox(
             writer.write(stored)
             sender, subject, header_date = _facts(stored)
             received_at = message.received_at or header_date or time.time()
-            store.commit_sync(
-                IncomingMessage(
-                    blob=writer.finish(),
-                    sender=sender,
-                    mailboxes=(mailbox,),
-                    subject=subject,
-                    received_at=received_at,
-                )
-            )
+            flags = maildir_flags(message.envelope) if kind == "maildir" else frozenset()
+            store.file_sync(writer.finish(), mailbox, folder, received_at, sender, subject, flags)
             conn.execute(
                 "INSERT OR REPLACE INTO transfer_origin (blob_id, format, envelope, line_ends)"
                 " VALUES (?, ?, ?, ?)",
@@ -223,18 +263,38 @@ def import_mailbox(
 
 
 def export_mailbox(
-    store: SqliteStore, mailbox: str, fmt: str, destination: Path, progress: Progress | None = None
+    store: SqliteStore,
+    mailbox: str,
+    fmt: str,
+    destination: Path,
+    progress: Progress | None = None,
+    folder: str = INBOX,
 ) -> TransferResult:
+    """One folder (INBOX unless named), in UID order; Maildir names carry its current flags."""
     progress = progress or (lambda phase, done, total: None)
+    folder = normalize_name(folder)
     conn = sqlite3.connect(store.db_path, timeout=60, isolation_level=None)
     try:
         conn.execute(ORIGIN_SCHEMA)
-        rows = conn.execute(
-            "SELECT m.blob_id, m.sender, m.received_at, o.format, o.envelope, o.line_ends"
-            " FROM messages m LEFT JOIN transfer_origin o ON o.blob_id = m.blob_id"
-            " WHERE m.mailbox = ? AND m.deleted_at IS NULL ORDER BY m.uid",
-            (mailbox,),
-        ).fetchall()
+        if (
+            conn.execute(
+                "SELECT 1 FROM folders WHERE owner = ? AND name = ? AND deleted_at IS NULL",
+                (mailbox, folder),
+            ).fetchone()
+            is None
+        ):
+            raise TransferError(f"{mailbox} has no folder {folder}")
+        rows = [
+            (blob_id, sender, received_at, kind, envelope, line_ends, flags_of(flags))
+            for blob_id, sender, received_at, kind, envelope, line_ends, flags in conn.execute(
+                "SELECT m.blob_id, m.sender, m.received_at, o.format, o.envelope, o.line_ends,"
+                " m.flags FROM messages m JOIN folders f ON f.id = m.folder_id"
+                " LEFT JOIN transfer_origin o ON o.blob_id = m.blob_id"
+                " WHERE m.mailbox = ? AND f.name = ? AND f.deleted_at IS NULL"
+                " AND m.deleted_at IS NULL ORDER BY m.uid",
+                (mailbox, folder),
+            ).fetchall()
+        ]
     finally:
         conn.close()
     result = TransferResult()
@@ -255,7 +315,7 @@ def _content(store: SqliteStore, blob_id: str, line_ends: str | None) -> bytes:
 
 def _export_mbox(
     store: SqliteStore,
-    rows: list[tuple[str, str, float, str | None, str | None, str | None]],
+    rows: list[ExportRow],
     destination: Path,
     progress: Progress,
     result: TransferResult,
@@ -264,7 +324,9 @@ def _export_mbox(
         raise TransferError(f"{destination}: is a directory; mbox export writes one file")
     temp = destination.with_name(destination.name + ".tmp")
     with open_private(temp, exclusive=False) as out:
-        for done, (blob_id, sender, received_at, kind, envelope, line_ends) in enumerate(rows, 1):
+        for done, (blob_id, sender, received_at, kind, envelope, line_ends, _) in enumerate(
+            rows, 1
+        ):
             progress("exporting mbox", done, len(rows))
             if kind == "mbox" and envelope:
                 from_line = envelope
@@ -289,20 +351,22 @@ def _export_mbox(
 
 def _export_maildir(
     store: SqliteStore,
-    rows: list[tuple[str, str, float, str | None, str | None, str | None]],
+    rows: list[ExportRow],
     destination: Path,
     progress: Progress,
     result: TransferResult,
 ) -> None:
     for sub in ("tmp", "new", "cur"):
         make_private_dir(destination / sub)
-    for done, (blob_id, _sender, received_at, kind, envelope, line_ends) in enumerate(rows, 1):
+    for done, (blob_id, _sender, received_at, kind, envelope, line_ends, flags) in enumerate(
+        rows, 1
+    ):
         progress("exporting maildir", done, len(rows))
         if kind == "maildir" and envelope and envelope.split("/", 1)[0] in ("cur", "new"):
-            relative = envelope
+            relative = maildir_name(envelope, flags)
             data = _content(store, blob_id, line_ends)
         else:
-            relative = f"cur/{int(received_at)}.{blob_id}.todoku:2,"
+            relative = maildir_name(f"cur/{int(received_at)}.{blob_id}.todoku:2,", flags)
             data = _content(store, blob_id, "lf")  # Maildir files are LF, as Dovecot writes them
         temp = destination / "tmp" / Path(relative).name
         with open_private(temp, exclusive=False) as out:

@@ -43,7 +43,27 @@ async def _memory(tmp_path: Path) -> AsyncIterator[Backend]:
     yield Backend(MemoryMailboxes(), _memory_put)
 
 
-BACKENDS: dict[str, Callable[[Path], AsyncIterator[Backend]]] = {"memory": _memory}
+async def _sqlite(tmp_path: Path) -> AsyncIterator[Backend]:
+    storage = SqliteBackend.open(tmp_path / "data", DOMAINS)
+
+    async def put(data: bytes) -> BlobRef:
+        # As IMAP APPEND stores content: written, fsynced and published in the blob store.
+        writer = storage.blobs.new_writer()
+        writer.write(data)
+        blob = await writer.finish()
+        await storage.blobs.publish([blob])
+        return BlobRef(blob.blob_id, blob.size, blob.sha256)
+
+    try:
+        yield Backend(storage.mailboxes, put)
+    finally:
+        await storage.close()
+
+
+BACKENDS: dict[str, Callable[[Path], AsyncIterator[Backend]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
 
 
 async def _postgresql(url: str) -> AsyncIterator[Backend]:
