@@ -115,6 +115,21 @@ def test_dmarc_quarantine_is_marked_junk(
     fields = stored.split(b"\r\n\r\n", 1)[0].decode()
     assert "X-Todoku-Junk: yes" in fields and "X-Todoku-Junk: no" not in fields
     assert "dmarc=fail policy.dmarc=quarantine header.from=shop.test" in fields
+    # Filed into Junk (made with its \\Junk role on the way), not INBOX: POP3 does not serve it.
+    with mx(server) as client:
+        client.sendmail("someone@good.test", ["alice@example.test"], message("someone@good.test"))
+    assert folders_of(server, "alice@example.test") == ["INBOX", "Junk"]
+
+
+def folders_of(server: TodokuServer, address: str) -> list[str]:
+    from todoku.store.sqlite import SqliteStore
+
+    store = SqliteStore(server.data_dir)
+    try:
+        assert len(store.list_maildrop(address)) == 1
+        return sorted(m.folder for m in store.list_messages(address))
+    finally:
+        store.close()
 
 
 def test_connection_rate_limit(make_server: Callable[..., TodokuServer], zone: DnsServer) -> None:

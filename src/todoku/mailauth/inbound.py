@@ -7,10 +7,11 @@ Decisions are returned as ``Reply | None`` (None = go on) and ``MessageVerdict``
 touches sockets or storage. Clients in ``trusted_networks`` (by default loopback: local
 programs and the host's own services) skip every check, like Postfix's ``mynetworks``.
 
-DMARC ``p=quarantine`` adds ``X-Todoku-Junk: yes`` next to the Authentication-Results field: a
-mail program's filter rule, or todoku's own delivery to a Junk folder once it has one, acts on
-that field; the field is added only by us, and any copy the sender put in is removed (see
-``strip_forged_fields``) so a sender cannot mark or unmark its own mail.
+DMARC ``p=quarantine`` sets ``MessageVerdict.junk``: local delivery files the message into the
+recipient's Junk folder (store.mailboxes), and ``X-Todoku-Junk: yes`` goes next to the
+Authentication-Results field for mail programs' filter rules; the field is added only by us, and
+any copy the sender put in is removed (see ``strip_forged_fields``) so a sender cannot mark or
+unmark its own mail. Delivery decides from the verdict, never from the field.
 
 Memory (issue 12, finding 7): the message is checked where the SMTP session spooled it
 (``HeldMessage``: a file), never read whole. Only the header section is held, up to

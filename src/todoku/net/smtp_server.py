@@ -110,6 +110,9 @@ class _Transaction:
     # Submission: the refusal owed at the end of DATA when the header From names an address
     # the login may not send as (policy/sender.py), decided when the header section is complete.
     from_refusal: Reply | None = None
+    # DMARC p=quarantine failed (the verdict our checks made, not header text): local
+    # recipients get it in their Junk folder.
+    junk: bool = False
 
 
 class SmtpSession:
@@ -382,6 +385,7 @@ class SmtpSession:
         sender = str(tx.sender) if tx.sender else ""
         mailboxes = tuple(tx.mailboxes)
         remote = tuple(tx.remote)
+        junk = tx.junk
         # Recorded now, while the server knows it: the queue signs (DKIM) only these entries.
         submitted_by = self.conn.authenticated_user
 
@@ -398,6 +402,7 @@ class SmtpSession:
                 received_at=time.time(),
                 submitted_by=submitted_by,
                 requiretls=bool(mail and mail.requiretls),
+                junk=junk,
             )
 
         try:
@@ -451,6 +456,7 @@ class SmtpSession:
             if verdict is not None and verdict.reject is not None:
                 return verdict.reject
             prefix = verdict.prefix if verdict is not None else b""
+            self.tx.junk = verdict is not None and verdict.junk
             await loop.run_in_executor(
                 None, write_checked, message, prefix, self.ctx.config.hostname, writer.write
             )
