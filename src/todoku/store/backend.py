@@ -2,8 +2,8 @@
 
 A backend (SQLite and files today: ``store.sqlite_backend``) implements each small interface
 and passes its contract suite under ``tests/store/contract``: ``Directory`` (store.directory),
-``Queue`` (store.queue), ``Blobs`` (store.content) and ``Intake`` (store.intake), plus the
-mailboxes. Code that uses storage is handed the one part it needs, never the backend.
+``Queue`` (store.queue), ``Blobs`` (store.content), ``Intake`` (store.intake) and ``Mailboxes``
+(store.mailboxes). Code that uses storage is handed the one part it needs, never the backend.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Protocol
 from todoku.store.content import Blobs
 from todoku.store.directory import Directory
 from todoku.store.intake import Intake
+from todoku.store.mailboxes import Mailboxes
 from todoku.store.queue import Queue
 
 
@@ -25,6 +26,8 @@ class Storage(Protocol):
     def blobs(self) -> Blobs: ...
     @property
     def intake(self) -> Intake: ...
+    @property
+    def mailboxes(self) -> Mailboxes: ...
 
     async def close(self) -> None:
         """After ``queue.drain``: release everything (threads, connections)."""

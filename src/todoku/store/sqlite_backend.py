@@ -12,6 +12,7 @@ waits for SQLite or the file system on the event loop:
   write: one that fails is undone alone). The queue's bookkeeping after each delivery is a few
   small writes, and one WAL fsync each would bound a drain at about 1 / (4 fsyncs) per second.
 - ``Blobs`` are ``store.blobs.FileBlobStore``'s files; ``finish`` fsyncs on the fsync pool.
+- ``Mailboxes`` (folders, flags, MODSEQ, the change feed) is ``store.sqlite_mailboxes``.
 - ``Intake.accept`` is ``SqliteStore.commit_spooled``: the file's fsync on a pool thread, which
   queues the message for the writer thread's group commit (rename, directory fsync, one
   transaction), and one wake-up of the event loop per group.
@@ -35,6 +36,7 @@ from todoku.store.directory import UserExists
 from todoku.store.intake import QueuedListener
 from todoku.store.queue import AttemptRecord, Due
 from todoku.store.sqlite import _FSYNC_POOL, SqliteStore
+from todoku.store.sqlite_mailboxes import SqliteMailboxes
 
 T = TypeVar("T")
 log = logging.getLogger("todoku.store")
@@ -334,6 +336,7 @@ class SqliteBackend:
         self.queue = SqliteQueue(store, self._pool, self._writer)
         self.blobs = FileBlobs(store.blobs, self._pool)
         self.intake = SqliteIntake(store)
+        self.mailboxes = SqliteMailboxes(store)  # on a pool of its own (store.sqlite_mailboxes)
 
     @classmethod
     def open(
