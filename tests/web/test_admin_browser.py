@@ -290,8 +290,14 @@ def test_an_administrator_fixes_a_stuck_message_in_the_browser(
 def test_a_user_who_is_not_an_administrator_is_refused(todoku: Any, browser: Any) -> None:
     base = f"https://127.0.0.1:{bound_ports(todoku)['https']}"
     log_in(browser, base, SENDER, PASSWORD)
-    assert "not an administrator" in wait_for(browser, "p.refused").text
+    # Their own page: where to point a mail program, and no admin pages in the navigation.
+    settings = wait_for(browser, "table.settings").text
+    assert "SSL/TLS" in settings and SENDER in settings
+    assert not browser.find_elements(By.LINK_TEXT, "Queue")
     browser.get(base + "/admin/queue")
+    assert "not an administrator" in wait_for(browser, "p.refused").text
+    browser.get(base + "/account")
+    wait_for(browser, "header form button").click()  # log out
     wait_for(browser, "form.login")
 
 

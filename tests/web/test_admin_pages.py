@@ -8,6 +8,7 @@ application is built as app.py builds it, on a real SQLite store in a temporary 
 from __future__ import annotations
 
 import logging
+import plistlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from todoku.web.sessions import COOKIE, Sessions
 
 ADMIN = "postmaster@example.test"
 USER = "alice@example.test"
+PORTS = {"pop3s": 995, "pop3": 110, "submissions": 465, "submission": 587}
 HOSTILE_SUBJECT = "<script>alert('subject')</script>"
 
 
@@ -116,6 +118,7 @@ async def site(data: tuple[Config, SqliteStore]) -> AsyncIterator[Site]:
         AuthThrottle(delay_after=100, lockout_after=4, base_delay=0.0),
         sessions=Sessions(clock=clock),
         clock=clock,
+        ports=PORTS,
     )
     app = https_app(config, store, Metrics(), {"https": 443}, admin=pages)
     # The cookies are Secure (and __Host-): the test server is plain http on loopback, which
@@ -210,9 +213,16 @@ async def test_wrong_password_then_lockout_with_the_shared_counters(site: Site) 
 
 async def test_a_user_without_the_admin_role_is_refused(site: Site) -> None:
     status, text = await log_in(site, USER)
-    assert status == 403 and "not an administrator" in text
-    answer = await site.client.get("/admin/queue", allow_redirects=False)
-    assert answer.status == 303
+    assert status == 200 and 'href="/admin/queue"' not in text  # their own page, no admin nav
+    for path in ("/admin/queue", f"/admin/queue/{site.queue_id}", "/admin/users"):
+        answer = await site.client.get(path, allow_redirects=False)
+        assert answer.status == 403 and "not an administrator" in await answer.text(), path
+    token = csrf_of(text)
+    answer = await site.client.post(
+        f"/admin/queue/{site.queue_id}/hold", data={"csrf": token, "confirmed": "yes"}
+    )
+    assert answer.status == 403
+    assert not site.store.get_queue_entry(site.queue_id).held  # type: ignore[union-attr]
 
 
 async def test_queue_shows_the_message_escaped(site: Site) -> None:
@@ -425,3 +435,70 @@ async def test_retry_every_message_to_a_domain(
         "/admin/retry-domain", data={"csrf": token, "domain": "<script>", "confirmed": "yes"}
     )
     assert bad.status == 400
+
+
+async def test_a_users_own_page_and_profile(site: Site) -> None:
+    status, text = await log_in(site, USER)
+    assert status == 200
+    assert "<td>mx.example.test</td><td>995</td><td>SSL/TLS</td><td>alice@example.test</td>" in text
+    assert "<td>mx.example.test</td><td>587</td><td>STARTTLS</td>" in text
+    answer = await site.client.get("/account/mail.mobileconfig")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/x-apple-aspen-config"
+    profile = plistlib.loads(await answer.read())
+    assert profile["PayloadType"] == "Configuration"
+    (mail,) = profile["PayloadContent"]
+    assert mail["PayloadType"] == "com.apple.mail.managed"
+    assert mail["EmailAccountType"] == "EmailTypePOP"
+    assert (mail["IncomingMailServerHostName"], mail["IncomingMailServerPortNumber"]) == (
+        "mx.example.test",
+        995,
+    )
+    assert (mail["OutgoingMailServerPortNumber"], mail["OutgoingMailServerUseSSL"]) == (465, True)
+    assert mail["IncomingMailServerUsername"] == USER
+    assert not any(
+        "password" in key.lower() and key != "OutgoingPasswordSameAsIncomingPassword"
+        for key in mail
+    )
+    assert PASSWORD not in (await answer.read()).decode()
+
+
+async def test_a_user_changes_their_password(site: Site) -> None:
+    _, text = await log_in(site, USER)
+    token = csrf_of(text)
+    wrong = await site.client.post(
+        "/account/password",
+        data={
+            "csrf": token,
+            "current": "not it",
+            "password": "new password 1",
+            "again": "new password 1",
+        },
+    )
+    assert wrong.status == 400 and "current password is wrong" in await wrong.text()
+    mismatch = await site.client.post(
+        "/account/password",
+        data={
+            "csrf": token,
+            "current": PASSWORD,
+            "password": "new password 1",
+            "again": "other one",
+        },
+    )
+    assert mismatch.status == 400
+    done = await site.client.post(
+        "/account/password",
+        data={
+            "csrf": token,
+            "current": PASSWORD,
+            "password": "new password 1",
+            "again": "new password 1",
+        },
+        allow_redirects=False,
+    )
+    assert done.status == 303 and done.headers["Location"] == "/admin/login?changed=1"
+    assert site.pages.sessions.count() == 0
+    again = await site.client.get("/account", allow_redirects=False)
+    assert again.status == 303
+    status, _ = await log_in(site, USER, "new password 1")
+    assert status == 200

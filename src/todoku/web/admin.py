@@ -78,7 +78,7 @@ def client_ip(request: web.Request) -> str:
 
 async def admin_headers(request: web.Request, response: web.StreamResponse) -> None:
     """On every answer under /admin, errors included."""
-    if not request.path.startswith("/admin"):
+    if not request.path.startswith(("/admin", "/account")):
         return
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
@@ -107,6 +107,7 @@ class AdminPages:
     clock: Callable[[], float] = time.time
     wake: Callable[[], None] = lambda: None  # tells the queue runner to look again
     static: dict[str, bytes] = field(default_factory=dict)
+    ports: Mapping[str, int] = field(default_factory=dict)  # each listener's bound port
 
     def add_routes(self, app: web.Application) -> None:
         for name in STATIC:
@@ -128,6 +129,9 @@ class AdminPages:
         router.add_post("/admin/users", self.add_user)
         router.add_post("/admin/users/password", self.set_password)
         router.add_post("/admin/users/admin", self.set_admin)
+        router.add_get("/account", self.account)
+        router.add_post("/account/password", self.change_password)
+        router.add_get("/account/mail.mobileconfig", self.mobileconfig)
 
     # ------------------------------------------------------------------ helpers
 
@@ -159,6 +163,7 @@ class AdminPages:
             csrf=session.csrf if session is not None else "",
             current=current,
             notice=notice,
+            admin=session.admin if session is not None else False,
         )
         response = web.Response(text=text, status=status, content_type=HTML, charset="utf-8")
         if request.query.get("lang") in ("en", "ja"):
@@ -172,18 +177,36 @@ class AdminPages:
             request, "todoku", h('<p class="refused">$why</p>', why=why), status=status
         )
 
-    async def session(self, request: web.Request) -> Session:
-        """The logged-in administrator, else a redirect to the login page. The directory is asked
-        at every request: a changed password, a removed user or a revoked role ends the session."""
+    async def session(self, request: web.Request, *, admin: bool = True) -> Session:
+        """The logged-in user (with ``admin``: an administrator), else a redirect to the login
+        page; a user who is not an administrator gets 403 on the admin pages. The directory is
+        asked at every request: a changed password, a removed user or a revoked role ends the
+        session."""
         cookie = request.cookies.get(COOKIE)
         session = self.sessions.get(cookie)
         if session is None:
             raise web.HTTPSeeOther("/admin/login")
         user = await self.storage.directory.get_user(session.user)
-        if user is None or user.password_hash != session.password_hash or not user.admin:
+        revoked = session.admin and (user is None or not user.admin)
+        if user is None or user.password_hash != session.password_hash or revoked:
             self.sessions.end(cookie)
-            log.info("admin session of %s ended: password, user or role changed", session.user)
+            log.info("session of %s ended: password, user or role changed", session.user)
             raise web.HTTPSeeOther("/admin/login")
+        if admin and not user.admin:
+            lang = self.lang(request)
+            page = self.respond(
+                request,
+                "todoku",
+                h(
+                    '<p class="refused">$why</p>',
+                    why="このアカウントは管理者ではありません。"
+                    if lang == "ja"
+                    else "This account is not an administrator of this server.",
+                ),
+                session,
+                status=403,
+            )
+            raise web.HTTPForbidden(text=page.text, content_type=HTML)
         return session
 
     async def form(self, request: web.Request, session: Session) -> Mapping[str, Any]:
@@ -237,8 +260,15 @@ class AdminPages:
     async def login_form(
         self, request: web.Request, *, status: int = 200, notice: str = ""
     ) -> web.Response:
-        if self.sessions.get(request.cookies.get(COOKIE)) is not None:
-            raise web.HTTPSeeOther("/admin/queue")
+        logged_in = self.sessions.get(request.cookies.get(COOKIE))
+        if logged_in is not None:
+            raise web.HTTPSeeOther("/admin/queue" if logged_in.admin else "/account")
+        if not notice and request.query.get("changed") == "1":
+            notice = (
+                "パスワードを変更しました。新しいパスワードでログインしてください。"
+                if self.lang(request) == "ja"
+                else "Your password was changed: log in with the new one."
+            )
         lang = self.lang(request)
         token = request.cookies.get(LOGIN_COOKIE)
         if not token or len(token) > 64:
@@ -278,7 +308,7 @@ class AdminPages:
             raise self.csrf_refusal(request)
         ip = client_ip(request)
         if self.throttle.locked(ip):
-            log.warning("admin login from [%s] refused: locked out after repeated failures", ip)
+            log.warning("web login from [%s] refused: locked out after repeated failures", ip)
             return self.refused(
                 request,
                 "失敗が続いたため、このアドレスからのログインはしばらく受け付けません。"
@@ -296,7 +326,7 @@ class AdminPages:
         if not ok or user is None:
             delay = self.throttle.failure(ip)
             self.metrics.auth_failed("https")
-            log.info("admin login user=%s from [%s] failed", username, ip)
+            log.info("web login user=%s from [%s] failed", username, ip)
             if self.throttle.locked(ip):
                 return self.refused(
                     request,
@@ -315,23 +345,15 @@ class AdminPages:
                 else "Wrong address or password.",
             )
         self.throttle.success(ip)
-        if not await directory.is_admin(username):
-            log.info("admin login user=%s from [%s] refused: not an administrator", username, ip)
-            return self.refused(
-                request,
-                "このアカウントは管理者ではありません。"
-                if lang == "ja"
-                else "This account is not an administrator of this server.",
-            )
-        cookie, _ = self.sessions.create(username, user.password_hash)
-        log.info("admin login user=%s from [%s] ok", username, ip)
-        response = web.HTTPSeeOther("/admin/queue")
+        cookie, _ = self.sessions.create(username, user.password_hash, user.admin)
+        log.info("web login user=%s%s from [%s] ok", username, " (administrator)" * user.admin, ip)
+        response = web.HTTPSeeOther("/admin/queue" if user.admin else "/account")
         response.set_cookie(COOKIE, cookie, secure=True, httponly=True, samesite="Strict", path="/")
         response.del_cookie(LOGIN_COOKIE, path="/", secure=True, samesite="Strict")
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:
-        session = await self.session(request)
+        session = await self.session(request, admin=False)
         await self.form(request, session)
         self.sessions.end(request.cookies.get(COOKIE))
         self.audit(request, session, "logged out")
@@ -967,3 +989,155 @@ class AdminPages:
             self.sessions.end_user(address)
         self.audit(request, session, f"user admin {address} {'granted' if admin else 'revoked'}")
         raise web.HTTPSeeOther("/admin/users")
+
+    # ------------------------------------------------------------------ a user's own page
+
+    async def account(
+        self, request: web.Request, *, notice: str = "", status: int = 200
+    ) -> web.Response:
+        """Any user's own page: where to point a mail program (from the listeners this server
+        runs, as autoconfiguration says it), an Apple profile, and a password change."""
+        from todoku.web import autoconfig
+
+        session = await self.session(request, admin=False)
+        lang = self.lang(request)
+        settings = autoconfig.client_settings(self.config, self.ports)
+
+        def rows(servers: tuple[autoconfig.MailServer, ...]) -> list[Markup]:
+            return [
+                h(
+                    "<tr><td>$host</td><td>$port</td><td>$security</td><td>$user</td></tr>",
+                    host=server.hostname,
+                    port=server.port,
+                    security="SSL/TLS" if server.socket_type == "SSL" else "STARTTLS",
+                    user=session.user,
+                )
+                for server in servers
+            ]
+
+        profile = (
+            h(
+                '<p><a href="/account/mail.mobileconfig" download>$text</a></p>',
+                text=t(lang, "profile"),
+            )
+            if settings.incoming and settings.outgoing
+            else ""
+        )
+        body = h(
+            """<dl class="facts"><dt>$address_word</dt><dd class="addr">$address</dd></dl>
+<h2>$settings_word</h2>
+<table class="settings"><thead><tr><th>$server</th><th>$port</th><th>$security</th>
+<th>$username</th></tr></thead>
+<tbody><tr><th colspan="4">$incoming</th></tr>$incoming_rows
+<tr><th colspan="4">$outgoing</th></tr>$outgoing_rows</tbody></table>
+$profile
+<h2>$change</h2>
+<form method="post" action="/account/password" class="add-user">
+<input type="hidden" name="csrf" value="$csrf">
+<label>$current <input type="password" name="current" maxlength="1024" required
+ autocomplete="current-password"></label>
+<label>$new <input type="password" name="password" minlength="8" maxlength="1024" required
+ autocomplete="new-password"></label>
+<label>$again <input type="password" name="again" minlength="8" maxlength="1024" required
+ autocomplete="new-password"></label>
+<button type="submit" id="change-password">$change</button>
+</form>""",
+            address_word=t(lang, "address"),
+            address=session.user,
+            settings_word=t(lang, "mail_settings"),
+            server=t(lang, "server"),
+            port=t(lang, "port"),
+            security=t(lang, "security"),
+            username=t(lang, "username"),
+            incoming=t(lang, "incoming"),
+            incoming_rows=rows(settings.incoming),
+            outgoing=t(lang, "outgoing"),
+            outgoing_rows=rows(settings.outgoing),
+            profile=profile,
+            change=t(lang, "change_password"),
+            csrf=session.csrf,
+            current=t(lang, "current_password"),
+            new=t(lang, "new_password"),
+            again=t(lang, "again"),
+        )
+        return self.respond(
+            request,
+            t(lang, "account"),
+            body,
+            session,
+            current="/account",
+            notice=notice,
+            status=status,
+        )
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        """A user changes their own password: the current one first (a wrong one counts as a
+        failed login, in the same counters), then every session of theirs ends, this one too."""
+        session = await self.session(request, admin=False)
+        form = await self.form(request, session)
+        ja = self.lang(request) == "ja"
+        ip = client_ip(request)
+        current = _field(form, "current", MAX_PASSWORD)
+        password = _field(form, "password", MAX_PASSWORD)
+        again = _field(form, "again", MAX_PASSWORD)
+        if self.throttle.locked(ip):
+            return self.refused(
+                request,
+                "失敗が続いたため、しばらく受け付けません。"
+                if ja
+                else "Too many failed logins from your address: try again later.",
+                status=429,
+            )
+        user = await self.storage.directory.get_user(session.user)
+        ok = await asyncio.to_thread(
+            verify_password, user.password_hash if user is not None else None, current
+        )
+        if not ok:
+            delay = self.throttle.failure(ip)
+            self.metrics.auth_failed("https")
+            log.info("user %s from [%s]: password change refused: wrong password", session.user, ip)
+            if delay:
+                await asyncio.sleep(delay)
+            return await self.account(
+                request,
+                notice="現在のパスワードが違います。" if ja else "The current password is wrong.",
+                status=400,
+            )
+        if len(password) < MIN_PASSWORD or password != again:
+            return await self.account(
+                request,
+                notice="新しいパスワードは 8 文字以上で、2 回とも同じにしてください。"
+                if ja
+                else "Give the same new password twice, at least 8 characters long.",
+                status=400,
+            )
+        password_hash = await asyncio.to_thread(hash_password, password)
+        await self.storage.directory.set_password(session.user, password_hash)
+        ended = self.sessions.end_user(session.user)
+        log.info(
+            "user %s from [%s]: changed their password (%d session(s) ended)",
+            session.user,
+            ip,
+            ended,
+        )
+        response = web.HTTPSeeOther("/admin/login?changed=1")
+        response.del_cookie(COOKIE, path="/", secure=True, samesite="Strict")
+        raise response
+
+    async def mobileconfig(self, request: web.Request) -> web.Response:
+        """The Apple configuration profile of the logged-in user (no password inside)."""
+        from todoku.web import autoconfig
+
+        session = await self.session(request, admin=False)
+        settings = autoconfig.client_settings(self.config, self.ports)
+        try:
+            body = autoconfig.apple_profile(settings, session.user, self.config.hostname)
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": "application/x-apple-aspen-config",
+                "Content-Disposition": 'attachment; filename="mail.mobileconfig"',
+            },
+        )

@@ -178,3 +178,52 @@ def autodiscover_v2(protocol: str, xml_url: str) -> tuple[int, dict[str, str]]:
         "ErrorMessage": "The given protocol value is invalid. Supported values are"
         " 'AutodiscoverV1'.",
     }
+
+
+def apple_profile(settings: ClientSettings, address: str, hostname: str) -> bytes:
+    """An Apple configuration profile (``.mobileconfig``) with one Mail payload
+    (``com.apple.mail.managed``, Apple's Device Management "Mail" payload) for ``address``:
+    the first incoming and outgoing server (implicit TLS first), the address as the login,
+    and no password (the device asks for it). The identifiers are derived from the host and
+    the address, so downloading it again replaces the same profile instead of adding one."""
+    import plistlib
+    import uuid
+
+    if not settings.incoming or not settings.outgoing:
+        raise ValueError("no POP3 or no submission listener to configure")
+    incoming, outgoing = settings.incoming[0], settings.outgoing[0]
+    identifier = ".".join(reversed(hostname.split("."))) + ".todoku.mail"
+    profile_uuid = uuid.uuid5(uuid.NAMESPACE_DNS, f"{address}.profile.{hostname}")
+    mail_uuid = uuid.uuid5(uuid.NAMESPACE_DNS, f"{address}.mail.{hostname}")
+    mail = {
+        "PayloadType": "com.apple.mail.managed",
+        "PayloadVersion": 1,
+        "PayloadIdentifier": f"{identifier}.account.{mail_uuid}",
+        "PayloadUUID": str(mail_uuid).upper(),
+        "PayloadDisplayName": address,
+        "EmailAccountDescription": f"{address} ({hostname})",
+        "EmailAccountType": "EmailTypePOP",
+        "EmailAddress": address,
+        "IncomingMailServerHostName": incoming.hostname,
+        "IncomingMailServerPortNumber": incoming.port,
+        "IncomingMailServerUseSSL": True,  # implicit TLS or STARTTLS: todoku wants TLS either way
+        "IncomingMailServerAuthentication": "EmailAuthPassword",
+        "IncomingMailServerUsername": address,
+        "OutgoingMailServerHostName": outgoing.hostname,
+        "OutgoingMailServerPortNumber": outgoing.port,
+        "OutgoingMailServerUseSSL": True,
+        "OutgoingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingMailServerUsername": address,
+        "OutgoingPasswordSameAsIncomingPassword": True,
+    }
+    profile = {
+        "PayloadType": "Configuration",
+        "PayloadVersion": 1,
+        "PayloadIdentifier": identifier,
+        "PayloadUUID": str(profile_uuid).upper(),
+        "PayloadDisplayName": f"Mail: {address}",
+        "PayloadDescription": f"The mail account {address} on {hostname} (todoku)",
+        "PayloadRemovalDisallowed": False,
+        "PayloadContent": [mail],
+    }
+    return plistlib.dumps(profile, fmt=plistlib.FMT_XML)

@@ -143,6 +143,21 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "yes": ("yes", "はい"),
     "no": ("no", "いいえ"),
     "language": ("日本語", "English"),
+    "account": ("My account", "アカウント"),
+    "mail_settings": ("Settings for your mail program", "メールソフトの設定"),
+    "incoming": ("Incoming mail (POP3)", "受信（POP3）"),
+    "outgoing": ("Outgoing mail (SMTP)", "送信（SMTP）"),
+    "server": ("Server", "サーバー"),
+    "port": ("Port", "ポート"),
+    "security": ("Security", "暗号化"),
+    "username": ("User name", "ユーザー名"),
+    "change_password": ("Change your password", "パスワードの変更"),
+    "current_password": ("Current password", "現在のパスワード"),
+    "again": ("New password again", "新しいパスワード（確認）"),
+    "profile": (
+        "Set up an iPhone, iPad or Mac: download this profile (it holds no password)",
+        "iPhone・iPad・Mac の設定: このプロファイルをダウンロード（パスワードは含みません）",
+    ),
 }
 
 
@@ -159,7 +174,9 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/admin/queue", "queue"),
     ("/admin/deliverability", "deliverability"),
     ("/admin/users", "users"),
+    ("/account", "account"),
 )
+USER_NAV: tuple[tuple[str, str], ...] = (("/account", "account"),)  # a user who is no admin
 
 PAGE = """<!DOCTYPE html>
 <html lang="$lang">
@@ -204,6 +221,7 @@ def page(
     csrf: str = "",
     current: str = "",
     notice: str = "",
+    admin: bool = True,
 ) -> str:
     """A whole page. Without ``user`` (the login page) there is no navigation."""
     header = h(
@@ -223,7 +241,7 @@ def page(
                 cls=Markup(' class="current"') if path == current else Markup(""),
                 word=t(lang, word),
             )
-            for path, word in NAV
+            for path, word in (NAV if admin else USER_NAV)
         ]
         header = h(
             HEADER,

@@ -116,6 +116,7 @@ def build_web(
                 metrics,
                 throttle if throttle is not None else AuthThrottle(),
                 wake=lambda: touch_wake_file(wake_path(config)),
+                ports=ports,
             )
         app = https_app(config, store, metrics, ports, sessions, admin)
         sites.append(("https", app, sockets["https"], tls_context))

@@ -38,6 +38,7 @@ class Session:
     password_hash: str  # the user's hash at login: a different one now ends the session
     created: float
     seen: float
+    admin: bool = False  # the user had the administrator role at login
 
 
 def _key(cookie: str) -> str:
@@ -59,7 +60,7 @@ class Sessions:
     clock: Callable[[], float] = time.monotonic
     _records: dict[str, Session] = field(default_factory=dict)
 
-    def create(self, user: str, password_hash: str) -> tuple[str, Session]:
+    def create(self, user: str, password_hash: str, admin: bool = False) -> tuple[str, Session]:
         """A new session; returns the cookie value (given to the browser once) and the record."""
         now = self.clock()
         self._expire(now)
@@ -67,7 +68,7 @@ class Sessions:
             oldest = min(self._records, key=lambda k: self._records[k].seen)
             del self._records[oldest]
         cookie = secrets.token_urlsafe(32)
-        session = Session(user, secrets.token_urlsafe(32), password_hash, now, now)
+        session = Session(user, secrets.token_urlsafe(32), password_hash, now, now, admin)
         self._records[_key(cookie)] = session
         return cookie, session
 
