@@ -3,9 +3,12 @@ who saves one of our bounces and runs `todoku explain` gets the same facts back.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from todoku.bounce.analyze import analyze_bytes
 from todoku.dsn.compose import compose
 from todoku.dsn.model import RecipientReport, Report, ReportKind
+from todoku.outcome import PHASE_DNS, PHASE_EXPIRED, Outcome, Verdict
 
 ORIGINAL = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: plans\r\n\r\nsee you\r\n"
 
@@ -130,3 +133,53 @@ def test_our_expiry_bounce_is_returned_not_retried() -> None:
         False,
     )
     assert "still" not in diagnosis.remedy.lower() and "returned" in diagnosis.remedy
+
+
+def test_an_outcome_survives_the_report_and_explain_unchanged() -> None:
+    """One Outcome (todoku.outcome) from the queue, written into our report by
+    RecipientReport.of and read back by `todoku explain`: recipient, action, status, reply code,
+    remote host and reason come back as they went; a failure decided here names no remote."""
+    remote = replace(
+        Outcome.reply(
+            "bob@remote.test",
+            "rcpt",
+            550,
+            "5.1.1",
+            "<bob@remote.test>: Recipient address rejected: User unknown",
+            "mx1.remote.test [192.0.2.1]",
+        ),
+        reason="userunknown",
+    )
+    local = Outcome(
+        "dave@gmial.com",
+        Verdict.PERMANENT,
+        PHASE_DNS,
+        None,
+        "",
+        "Host or domain name not found: gmial.com (NXDOMAIN)",
+        reason="hostunknown",
+        status="5.1.2",
+    )
+    expired = replace(
+        Outcome.reply("eve@slow.test", "rcpt", 451, "4.7.1", "Greylisted", "mx.slow.test"),
+        verdict=Verdict.PERMANENT,
+        phase=PHASE_EXPIRED,
+        reason="expired",
+        status="4.4.7",
+        note="delivery time expired: could not deliver for 5 days",
+    )
+    for outcome in (remote, local, expired):
+        data = our_report(ReportKind.FAILURE, RecipientReport.of(outcome, outcome.action))
+        [diagnosis] = analyze_bytes(data, explain=True)
+        assert (diagnosis.recipient, diagnosis.action, diagnosis.status, diagnosis.reason) == (
+            outcome.recipient,
+            outcome.action,
+            outcome.status,
+            outcome.reason,
+        )
+        assert diagnosis.reply_code == outcome.code
+        assert diagnosis.hard == outcome.hard and diagnosis.permanent == outcome.permanent
+        if outcome.decided_by == "local" and outcome.code is None:
+            assert diagnosis.remote_mta == ""  # this server decided: no remote to name
+        else:
+            assert diagnosis.remote_mta == outcome.remote_mta.split(" [")[0]
