@@ -714,6 +714,7 @@ class PostgresBackend:
         self.mailboxes = PgMailboxes(db, self.hub, node)
         self.intake = PgIntake(db, node, self.hub)
         self._background: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
 
     @classmethod
     async def open(
@@ -763,6 +764,12 @@ class PostgresBackend:
         backend._background.append(db.loop.create_task(backend.queue._lease_keeper()))
         if listen:
             backend._background.append(db.loop.create_task(backend._listen()))
+            try:  # from here on, no other node's notification is missed
+                async with asyncio.timeout(timeout):
+                    await backend._listening.wait()
+            except TimeoutError:
+                await backend.close()
+                raise storage_error(TimeoutError("LISTEN did not start in time")) from None
         return backend
 
     async def _listen(self) -> None:
@@ -776,6 +783,7 @@ class PostgresBackend:
                 async with conn:
                     await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
                     await conn.execute(f"LISTEN {MAIL_CHANNEL}")
+                    self._listening.set()
                     pause = 0.5
                     async for note in conn.notifies():
                         if note.channel == MAIL_CHANNEL:
