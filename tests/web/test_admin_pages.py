@@ -502,3 +502,21 @@ async def test_a_user_changes_their_password(site: Site) -> None:
     assert again.status == 303
     status, _ = await log_in(site, USER, "new password 1")
     assert status == 200
+
+
+async def test_undecodable_forms_and_tokens_are_refused_cleanly(site: Site) -> None:
+    form = await site.client.get("/admin/login")
+    token = csrf_of(await form.text())
+    raw = await site.client.post(
+        "/admin/login",
+        data=b"csrf=" + token.encode() + b"&username=\xff\xfe&password=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert raw.status == 400
+    # A login token cookie that is not ASCII, as a client may send: refused, not a crash.
+    odd = await site.client.post(
+        "/admin/login",
+        data={"csrf": "é", "username": ADMIN, "password": PASSWORD},
+        headers={"Cookie": "__Host-todoku-login=%C3%A9"},
+    )
+    assert odd.status == 403

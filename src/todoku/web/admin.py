@@ -87,6 +87,15 @@ async def admin_headers(request: web.Request, response: web.StreamResponse) -> N
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
 
 
+async def posted(request: web.Request) -> Mapping[str, Any]:
+    """The form of a POST (bounded by the listener's body limit); one that does not decode
+    (bytes that are not UTF-8, a broken multipart body) is 400, not an error page."""
+    try:
+        return await request.post()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"form: cannot be read ({type(exc).__name__})\n") from None
+
+
 def _field(form: Mapping[str, Any], name: str, limit: int) -> str:
     """A text field of a form, "" when absent; longer than ``limit`` is refused (400)."""
     value = form.get(name, "")
@@ -211,7 +220,7 @@ class AdminPages:
 
     async def form(self, request: web.Request, session: Session) -> Mapping[str, Any]:
         """The posted form, once its CSRF token is the session's; else 403, nothing done."""
-        form = await request.post()
+        form = await posted(request)
         token = form.get("csrf")
         if not same_token(token if isinstance(token, str) else None, session.csrf):
             log.warning(
@@ -301,7 +310,7 @@ class AdminPages:
 
     async def login(self, request: web.Request) -> web.Response:
         lang = self.lang(request)
-        form = await request.post()
+        form = await posted(request)
         token = form.get("csrf")
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not same_token(token if isinstance(token, str) else None, expected):
@@ -1004,6 +1013,9 @@ class AdminPages:
         settings = autoconfig.client_settings(self.config, self.ports)
 
         def rows(servers: tuple[autoconfig.MailServer, ...]) -> list[Markup]:
+            if not servers:
+                none = "このサーバーでは提供していません。" if lang == "ja" else "Not offered here."
+                return [h('<tr><td colspan="4">$none</td></tr>', none=none)]
             return [
                 h(
                     "<tr><td>$host</td><td>$port</td><td>$security</td><td>$user</td></tr>",

@@ -47,9 +47,12 @@ def _key(cookie: str) -> str:
 
 def same_token(given: str | None, expected: str) -> bool:
     """A CSRF token check in constant time; an absent or oversized token is never equal."""
-    if not given or len(given) > MAX_COOKIE:
+    if not given or not expected or len(given) > MAX_COOKIE or len(expected) > MAX_COOKIE:
         return False
-    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("ascii"))
+    # Both may come from the client (the login form's token is matched against a cookie).
+    return hmac.compare_digest(
+        given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+    )
 
 
 @dataclass
