@@ -247,3 +247,42 @@ async def test_mail_moves_into_inbox_with_pop3_uidls_and_deleted_mail_kept(
     report = fsck(data)
     # (The fixture's files come out of the archive with the umask's modes: not this test's.)
     assert [p for p in report.problems if p.kind != "mode"] == []
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_old_index_and_runs_again(
+    tmp_path: Path,
+) -> None:
+    """Migration 3 is one transaction: a failure inside it (here a trigger refusing a write the
+    migration makes) leaves the index exactly as it was, at schema 2; the next open migrates
+    it. Messages whose address had lost its mailbox record keep their UIDs in a new INBOX."""
+    data = unpack(tmp_path, FIXTURE_2)
+    db = data / "todoku.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("DELETE FROM mailboxes WHERE address = ?", (ALICE,))  # as a damaged index
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON mailboxes BEGIN SELECT RAISE(ABORT, 'fault'); END"
+    )
+    conn.close()
+    before = sqlite3.connect(db).execute("SELECT * FROM messages ORDER BY id").fetchall()
+    with pytest.raises(sqlite3.IntegrityError, match="fault"):
+        SqliteStore(data)
+    config = load_config(write_config(tmp_path, domains=["example.test"]))
+    with pytest.raises(ConfigError, match="cannot open or upgrade todoku.db .fault.; nothing"):
+        open_store(config)  # the server and the commands: one line, exit 2
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        assert version(db) == 2
+        assert conn.execute("SELECT * FROM messages ORDER BY id").fetchall() == before
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "folders" not in tables
+        conn.execute("DROP TRIGGER refuse")
+    finally:
+        conn.close()
+    store = SqliteStore(data)
+    try:
+        assert version(db) == SCHEMA_VERSION
+        assert [m.uid for m in store.list_messages(ALICE)] == [1, 3]
+        assert [m.uid for m in store.list_deleted(ALICE)] == [2]
+    finally:
+        store.close()

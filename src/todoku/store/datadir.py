@@ -170,6 +170,12 @@ def open_store(config: Config, *, server_start: bool = False) -> SqliteStore:
         store = SqliteStore(config.data_dir)
     except NewerSchema as exc:
         raise ConfigError(f"data_dir {config.data_dir}: {exc}") from None
+    except sqlite3.Error as exc:
+        # An upgrade runs in one transaction: one that fails leaves the index as it was.
+        raise ConfigError(
+            f"data_dir {config.data_dir}: cannot open or upgrade todoku.db ({exc});"
+            " nothing was changed; run todoku fsck, or restore a backup"
+        ) from None
     if server_start and store.upgraded_from is None:
         remove_before_copies(config.data_dir)
     return store
