@@ -98,3 +98,19 @@ async def test_another_processes_change_reaches_a_waiter_as_resync(tmp_path: Pat
         store.close()
         if other is not None:
             other.close()
+
+
+async def test_pop3_deletes_nothing_an_imap_session_moved_out_of_inbox(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data")
+    try:
+        store.commit_sync(incoming(store, "keep me"))
+        mailboxes = store.mailboxes()
+        await mailboxes.ensure_defaults(ALICE)
+        [row] = store.list_maildrop(ALICE)  # a POP3 session's snapshot at login
+        [message] = await mailboxes.messages(ALICE, INBOX)
+        await mailboxes.move(ALICE, INBOX, [message.uid], "Archive")  # IMAP, meanwhile
+        assert store.mark_deleted(ALICE, [row[0]], 1.0) == 0  # POP3's QUIT
+        assert (await mailboxes.folder(ALICE, "Archive")).messages == 1
+        assert await mailboxes.deleted(ALICE) == []
+    finally:
+        store.close()

@@ -250,13 +250,15 @@ def expunge_rows(
 def remove_by_id(
     conn: sqlite3.Connection, user: str, message_ids: list[int], now: float
 ) -> tuple[int, Changes]:
-    """POP3's deletions (message ids of its maildrop): a recoverable expunge per folder."""
+    """POP3's deletions (message ids of its INBOX maildrop): a recoverable expunge. A message
+    an IMAP session moved to another folder meanwhile keeps its id there and is left alone."""
     by_folder: dict[tuple[int, str], list[int]] = {}
     for message_id in message_ids:
         row = conn.execute(
             "SELECT m.folder_id, f.name, m.uid FROM messages m JOIN folders f"
-            " ON f.id = m.folder_id WHERE m.id = ? AND m.mailbox = ? AND m.deleted_at IS NULL",
-            (message_id, user),
+            " ON f.id = m.folder_id WHERE m.id = ? AND m.mailbox = ? AND m.deleted_at IS NULL"
+            " AND f.name = ? AND f.deleted_at IS NULL",
+            (message_id, user, INBOX),
         ).fetchone()
         if row is not None:
             by_folder.setdefault((int(row[0]), str(row[1])), []).append(int(row[2]))
