@@ -467,9 +467,32 @@ def restore(
     live.execute("PRAGMA foreign_keys=ON")
     try:
         args: tuple[str, ...] = (mailbox,) if mailbox else ()
-        # Folders first (also empty ones): each comes back as it was when it is gone.
-        for owner, name, role, validity, next_uid, subscribed in _saved_folders(saved, mailbox):
-            _folder_for(live, owner, name, role, validity, next_uid, bool(subscribed))
+        # MODSEQ never goes back (RFC 7162): each address's counter starts above the backup's.
+        for owner, modseq in _saved_modseqs(saved, mailbox):
+            live.execute("INSERT OR IGNORE INTO mail_users (address) VALUES (?)", (owner,))
+            live.execute(
+                "UPDATE mail_users SET modseq = MAX(modseq, ?) WHERE address = ?", (modseq, owner)
+            )
+        # Folders first (also empty ones): each comes back as it was when it is gone, with the
+        # UIDs expunged from it (QRESYNC clients learn of those as VANISHED).
+        for saved_id, owner, name, role, validity, next_uid, subscribed in _saved_folders(
+            saved, mailbox
+        ):
+            exists = mail.folder_row(live, owner, name) is not None
+            folder_id = _folder_for(live, owner, name, role, validity, next_uid, bool(subscribed))
+            (now_validity,) = live.execute(
+                "SELECT uidvalidity FROM folders WHERE id = ?", (folder_id,)
+            ).fetchone()
+            if not exists and saved_id is not None and now_validity == validity:
+                live.executemany(
+                    "INSERT OR IGNORE INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)",
+                    [
+                        (folder_id, uid, modseq)
+                        for uid, modseq in saved.execute(
+                            "SELECT uid, modseq FROM expunged WHERE folder_id = ?", (saved_id,)
+                        )
+                    ],
+                )
         rows = _saved_messages(saved, mailbox)
         present: dict[tuple[str, str], set[str]] = {}
         for done, row in enumerate(rows, 1):
@@ -510,7 +533,7 @@ def restore(
             try:
                 _insert_blob_row(live, blob_id, size, sha, received_at)
                 folder_id = _folder_for(live, box, folder, role, validity, next_uid, False)
-                uid = _uid_for(live, folder_id, uid, validity)
+                uid = _uid_for(live, folder_id, uid, validity, deleted_at is not None)
                 modseq = mail.bump(live, box)
                 live.execute(
                     "INSERT INTO messages (mailbox, folder_id, uid, blob_id, size, received_at,"
@@ -791,19 +814,26 @@ def _insert_blob_row(
     )
 
 
+def _saved_modseqs(saved: sqlite3.Connection, mailbox: str | None) -> list[Any]:
+    if "mail_users" not in migrations.tables(saved):
+        return []
+    where, args = (" WHERE address = ?", (mailbox,)) if mailbox else ("", ())
+    return saved.execute(f"SELECT address, modseq FROM mail_users{where}", args).fetchall()
+
+
 def _saved_folders(saved: sqlite3.Connection, mailbox: str | None) -> list[Any]:
-    """(owner, name, special use, UIDVALIDITY, next UID, subscribed) of the backup's folders;
-    a backup made before folders (schema < 3) has one INBOX per address."""
+    """(id, owner, name, special use, UIDVALIDITY, next UID, subscribed) of the backup's
+    folders; a backup made before folders (schema < 3) has one INBOX per address (no id)."""
     where, args = (" AND owner = ?", (mailbox,)) if mailbox else ("", ())
     if "folders" in migrations.tables(saved):
         return saved.execute(
-            "SELECT owner, name, special_use, uidvalidity, next_uid, subscribed FROM folders"
+            "SELECT id, owner, name, special_use, uidvalidity, next_uid, subscribed FROM folders"
             f" WHERE deleted_at IS NULL{where} ORDER BY owner, name",
             args,
         ).fetchall()
     where = " WHERE address = ?" if mailbox else ""
     return saved.execute(
-        "SELECT address, 'INBOX', NULL, uidvalidity, next_uid, 1 FROM mailboxes"
+        "SELECT NULL, address, 'INBOX', NULL, uidvalidity, next_uid, 1 FROM mailboxes"
         f"{where} ORDER BY address",
         args,
     ).fetchall()
@@ -863,18 +893,24 @@ def _folder_for(
     return int(folder_id)
 
 
-def _uid_for(live: sqlite3.Connection, folder_id: int, uid: int, uidvalidity: int) -> int:
+def _uid_for(
+    live: sqlite3.Connection, folder_id: int, uid: int, uidvalidity: int, deleted: bool
+) -> int:
     """Keep the backup's UID when it still means this message (same UIDVALIDITY, UID never used
     here: UIDs are never reused, so it was this message's); otherwise a new one (RFC 1939 §7,
-    RFC 9051 §2.3.1.1)."""
+    RFC 9051 §2.3.1.1). An expunged UID is used up for live mail, but it is the UID a deleted
+    (recoverable) message was expunged under."""
     (validity,) = live.execute(
         "SELECT uidvalidity FROM folders WHERE id = ?", (folder_id,)
     ).fetchone()
     taken = live.execute(
-        "SELECT 1 FROM messages WHERE folder_id = ? AND uid = ?"
-        " UNION ALL SELECT 1 FROM expunged WHERE folder_id = ? AND uid = ?",
-        (folder_id, uid, folder_id, uid),
-    ).fetchone()
+        "SELECT 1 FROM messages WHERE folder_id = ? AND uid = ?", (folder_id, uid)
+    ).fetchone() or (
+        not deleted
+        and live.execute(
+            "SELECT 1 FROM expunged WHERE folder_id = ? AND uid = ?", (folder_id, uid)
+        ).fetchone()
+    )
     if validity == uidvalidity and not taken:
         live.execute(
             "UPDATE folders SET next_uid = MAX(next_uid, ?) WHERE id = ?", (uid + 1, folder_id)
