@@ -577,10 +577,17 @@ class SqliteMailboxes:
             if changed_since is not None:
                 query += " AND modseq > ?"
                 args = (folder_id, changed_since)
-            return [
-                MessageInfo(r[0], r[1], flags_of(r[2]), r[3], r[4], r[5])
-                for r in conn.execute(query + " ORDER BY uid", args).fetchall()
-            ]
+            # Most messages share a few flag sets: each text is parsed once per listing.
+            parsed: dict[str, frozenset[str]] = {}
+            out = []
+            for uid, modseq, text, size, received_at, blob_id in conn.execute(
+                query + " ORDER BY uid", args
+            ).fetchall():
+                flags = parsed.get(text)
+                if flags is None:
+                    flags = parsed[text] = flags_of(text)
+                out.append(MessageInfo(uid, modseq, flags, size, received_at, blob_id))
+            return out
 
         return await self._reading(run, user)
 
