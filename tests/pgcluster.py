@@ -63,6 +63,7 @@ class PgCluster:
         self.run_as = run_as
         self.data = root / "data"
         self.template = "todoku_template"
+        self.options = ""  # the server's command-line options (port, socket directory, ...)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -112,7 +113,8 @@ class PgCluster:
             ]
             if not fsync:
                 options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-            cluster.pg_ctl("start", "-w", "-t", "60", "-o", " ".join(options))
+            cluster.options = " ".join(options)
+            cluster.server_start()
         except (OSError, subprocess.CalledProcessError) as exc:
             log = root / "server.log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -120,6 +122,13 @@ class PgCluster:
             detail = getattr(exc, "stderr", "") or ""
             raise Unavailable(f"PostgreSQL did not start: {exc} {detail} {tail}") from exc
         return cluster
+
+    def server_start(self) -> None:
+        """Start the server (again, after ``server_stop``) on the same port."""
+        self.pg_ctl("start", "-w", "-t", "60", "-o", self.options)
+
+    def server_stop(self, mode: str = "fast") -> None:
+        self.pg_ctl("stop", "-m", mode, "-w")
 
     def pg_ctl(self, *args: str) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), *args)
