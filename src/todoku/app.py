@@ -49,6 +49,7 @@ from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
 from todoku.queue.setup import build_runner, build_tls_reporter
 from todoku.queue.tlsrpt_send import TlsReporter
+from todoku.store.backend import Storage
 from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
 from todoku.store.sqlite_backend import SqliteBackend
@@ -562,11 +563,71 @@ def listener_settings(config: Config) -> dict[str, SessionSettings | Pop3Setting
     return settings
 
 
+async def open_storage(config: Config, *, migrate: bool = True) -> Storage:
+    """The configured storage backend (``[store]``): the one place that chooses it.
+
+    SQLite opens (and migrates, after keeping a copy of the index) the data directory. On
+    PostgreSQL a node connects, applies any pending schema migration under the database's
+    advisory lock when ``migrate`` (one node at a time; the others wait, then find nothing to
+    do), and refuses a database at another schema version otherwise. A database that cannot be
+    reached is an ``OSError``; a missing psycopg or an unreadable password file a
+    ``ConfigError``."""
+    store = config.store
+    if store.backend != "postgresql":
+        return SqliteBackend.open(config.data_dir, config.domains)
+    try:
+        from todoku.store.postgres.backend import PostgresBackend
+    except ImportError:
+        raise ConfigError(
+            'store.backend: "postgresql" needs psycopg (pip install "todoku[postgresql]")'
+        ) from None
+    assert store.url is not None
+    return await PostgresBackend.open(
+        store.url,
+        config.domains,
+        password=store.read_password(),
+        lease=store.lease,
+        pool_size=store.pool_size,
+        timeout=store.timeout,
+        migrate=migrate,
+    )
+
+
+async def migrate_storage(config: Config) -> str:
+    """``todoku store migrate``: bring the store's schema up to date; one line saying what."""
+    store = config.store
+    if store.backend != "postgresql":
+        before = config.db_path.exists()
+        SqliteStore(config.data_dir).close()  # opening migrates (a copy of the index first)
+        return f"{config.db_path}: up to date" + ("" if before else " (created)")
+    try:
+        from todoku.store.postgres.backend import migrate_database
+        from todoku.store.postgres.schema import SCHEMA_VERSION
+    except ImportError:
+        raise ConfigError(
+            'store.backend: "postgresql" needs psycopg (pip install "todoku[postgresql]")'
+        ) from None
+    assert store.url is not None
+    applied = await migrate_database(store.url, store.timeout, password=store.read_password())
+    if not applied:
+        return f"database schema at version {SCHEMA_VERSION}: nothing to do"
+    done = ", ".join(f"{m.version} ({m.why})" for m in applied)
+    return f"database schema at version {SCHEMA_VERSION}: applied {done}"
+
+
 def build_server(config: Config) -> Server:
     """Everything that can fail on a bad configuration happens here, before anything listens.
 
     As root with ``user``: bind, read a configured TLS key, become the account (privileges.py),
     then open everything else as the account."""
+    if config.store.backend != "sqlite":
+        # SMTP, POP3 and the queue runner still work on the embedded store's synchronous
+        # interface; until they move to the async ones (issue 14), a PostgreSQL node would
+        # accept mail into SQLite. Better to say so than to serve half a cluster.
+        raise ConfigError(
+            'store.backend: "postgresql" is ready for "todoku store migrate" but not yet for'
+            " serve (SMTP, POP3 and the queue still need the embedded store; issue 19)"
+        )
     if not config.listen:
         raise ConfigError(
             'listen: no service configured (add smtp = "127.0.0.1:10025" under [listen])'

@@ -633,6 +633,16 @@ def _register_mailauth_commands() -> None:
 _REGISTRATIONS.append(_register_mailauth_commands)
 
 
+def _register_store_commands() -> None:
+    """store migrate lives in todoku.cli.store."""
+    from todoku.cli import store
+
+    store.register(main, with_config=with_config, fail=fail)
+
+
+_REGISTRATIONS.append(_register_store_commands)
+
+
 @main.command("backup")
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

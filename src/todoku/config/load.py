@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from todoku.config.relay import RelayConfig
+    from todoku.config.store import StoreConfig
 
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
 # The web side (todoku.web): https serves autoconfiguration, the MTA-STS policy and metrics with
@@ -137,6 +138,7 @@ class Config:
     # [limits] send_timeout: a client that reads none of what we send for this long is dropped.
     send_timeout: float = 600.0
     tlsrpt: TlsRptConfig = field(default_factory=TlsRptConfig)
+    store: StoreConfig = field(default_factory=lambda: _default_store())  # [store]
 
     @property
     def primary_domain(self) -> str:
@@ -409,6 +411,9 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
     from todoku.config.relay import parse_relays  # it builds on this module's _Table
 
     relays = parse_relays(top.get("relay"), base)
+    from todoku.config.store import parse_store  # it builds on this module's _Table
+
+    store = parse_store(top.table("store"), base)
 
     top.check_unknown()
     return Config(
@@ -442,7 +447,14 @@ def config_from_dict(data: dict[str, Any], base: Path, path: Path | None = None)
         log_format=log_format,
         send_timeout=send_timeout,
         tlsrpt=tlsrpt,
+        store=store,
     )
+
+
+def _default_store() -> StoreConfig:
+    from todoku.config.store import StoreConfig
+
+    return StoreConfig()
 
 
 def _account(top: _Table, name: str) -> str | None:

@@ -715,6 +715,7 @@ class PostgresBackend:
         self.intake = PgIntake(db, node, self.hub)
         self._background: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
+        self._connect_args: dict[str, Any] = {}  # the password, when it is not in the URL
 
     @classmethod
     async def open(
@@ -728,17 +729,19 @@ class PostgresBackend:
         timeout: float = 30.0,
         migrate: bool = True,
         listen: bool = True,
+        password: str | None = None,
     ) -> PostgresBackend:
         """Connect (waiting up to ``timeout`` for the database), migrate the schema if
         ``migrate`` (else refuse a database that is not at this program's version), and start
         the lease keeper and the LISTEN task."""
         if migrate:
-            await migrate_database(url, timeout)
+            await migrate_database(url, timeout, password=password)
+        extra: dict[str, Any] = {} if password is None else {"password": password}
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **extra},
             open=False,
             timeout=timeout,
             name="todoku",
@@ -761,6 +764,7 @@ class PostgresBackend:
                 f" {schema.SCHEMA_VERSION}: run todoku store migrate"
             )
         backend = cls(db, url, domains, node or default_node_name(), lease)
+        backend._connect_args = extra
         backend._background.append(db.loop.create_task(backend.queue._lease_keeper()))
         if listen:
             backend._background.append(db.loop.create_task(backend._listen()))
@@ -779,7 +783,9 @@ class PostgresBackend:
         pause = 0.5
         while True:
             try:
-                conn = await AsyncConnection.connect(self.url, autocommit=True)
+                conn = await AsyncConnection.connect(
+                    self.url, autocommit=True, **self._connect_args
+                )
                 async with conn:
                     await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
                     await conn.execute(f"LISTEN {MAIL_CHANNEL}")
@@ -837,11 +843,16 @@ class PostgresBackend:
         await self.db.pool.close()
 
 
-async def migrate_database(url: str, timeout: float = 30.0) -> list[schema.Migration]:
+async def migrate_database(
+    url: str, timeout: float = 30.0, *, password: str | None = None
+) -> list[schema.Migration]:
     """``todoku store migrate`` and the start-up of a node: bring the schema up to date, one
     node at a time (``schema.migrate``)."""
+    extra: dict[str, Any] = {} if password is None else {"password": password}
     try:
-        conn = await AsyncConnection.connect(url, autocommit=True, connect_timeout=int(timeout))
+        conn = await AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=max(1, int(timeout)), **extra
+        )
     except _UNAVAILABLE as exc:
         raise storage_error(exc) from exc
     async with conn:
