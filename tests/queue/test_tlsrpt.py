@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from todoku.dns.mock import MockResolver
+from todoku.dns.resolver import DnsStatus
 from todoku.queue import routing, tlsrpt
 from todoku.queue.model import Hop, TlsPolicy
 from todoku.queue.mtasts import CachedPolicy, CertificateError, FetchError, MtaSts, PolicyCache
@@ -345,3 +346,46 @@ async def test_an_enforce_policy_that_refuses_every_mx_is_recorded(tmp_path: Pat
     [(domain, result, _, cached)] = heard
     assert (domain, result) == ("remote.test", "validation-failure")
     assert isinstance(cached, CachedPolicy) and cached.policy.mx == ("mx1.remote.test",)
+
+
+async def test_a_dns_failure_retries_one_domain_without_resending_the_others(
+    tmp_path: Path,
+) -> None:
+    queued: list[tuple[str, ...]] = []
+
+    async def enqueue(sender: str, to: tuple[str, ...], data: bytes) -> None:
+        queued.append(to)
+
+    resolver = MockResolver(
+        txt_records={
+            "_smtp._tls.a.test": ["v=TLSRPTv1; rua=mailto:tls@a.test"],
+            "_smtp._tls.b.test": ["v=TLSRPTv1; rua=mailto:tls@b.test"],
+        },
+        fail={"_smtp._tls.b.test": DnsStatus.SERVFAIL},
+    )
+    clock = FakeClock(NOON)
+    settings = ReporterSettings(SUBMITTER, "postmaster@example.test", "mx.example.test")
+    reporter = TlsReporter(tmp_path, settings, resolver, enqueue, None, clock=clock)  # type: ignore[arg-type]
+    for domain in ("a.test", "b.test", "c.test"):
+        reporter.record(tlsrpt.TlsSession(domain, tlsrpt.NO_POLICY, "", at=NOON))
+    clock.advance(86400)
+    assert await reporter.tick() == []  # b.test's record could not be looked up
+    assert queued == [("tls@a.test",)]
+    # A restart in between: what was done is on disk.
+    again = TlsReporter(tmp_path, settings, resolver, enqueue, None, clock=clock)  # type: ignore[arg-type]
+    del resolver.fail["_smtp._tls.b.test"]
+    assert await again.tick() == [DAY]
+    assert queued == [("tls@a.test",), ("tls@b.test",)]
+
+
+async def test_a_domain_that_keeps_failing_is_given_up_after_a_day(tmp_path: Path) -> None:
+    resolver = MockResolver(fail={"_smtp._tls.b.test": DnsStatus.TIMEOUT})
+    clock = FakeClock(NOON)
+    settings = ReporterSettings(SUBMITTER, "postmaster@example.test", "mx.example.test")
+    reporter = TlsReporter(tmp_path, settings, resolver, None, None, clock=clock)  # type: ignore[arg-type]
+    reporter.record(tlsrpt.TlsSession("b.test", tlsrpt.NO_POLICY, "", at=NOON))
+    clock.advance(86400)
+    assert await reporter.tick() == []
+    clock.advance(86400)
+    assert await reporter.tick() == [DAY]
+    assert (tmp_path / f"{DAY}.sent").exists() and not (tmp_path / f"{DAY}.done").exists()

@@ -12,9 +12,11 @@ whose UTC day ended at least ``SEND_AFTER`` ago, groups its sessions by policy d
 for each domain's TLSRPT record, and sends the JSON report (gzip) to each rua URI: ``mailto:``
 through todoku's own queue (DKIM-signed with the signer the queue uses for local senders),
 ``https:`` as one POST with bounded timeouts (RFC 8460 §5.4; a failed POST is logged, not
-retried). Then the file is renamed ``<day>.sent`` (kept ``KEEP_DAYS`` for a look, then
-deleted). A crash between sending and renaming sends that day's reports again, with the same
-report-id, so a receiver can tell.
+retried). Each domain done is appended to ``<day>.done`` (fsynced), so a crash or a domain whose
+record could not be looked up (a DNS failure, tried again at the next tick for up to
+``GIVE_UP_AFTER``) sends no other domain's report twice; a crash between queueing one report
+and noting it sends that one again, with the same report-id, so its receiver can tell. When all
+are done the day file is renamed ``<day>.sent`` (kept ``KEEP_DAYS`` for a look, then deleted).
 
 Invariants: nothing here can delay or fail a delivery (recording never raises, never blocks);
 what is read back is bounded (``MAX_DAY_FILE`` bytes, ``MAX_DOMAINS`` domains per day), and
@@ -47,6 +49,7 @@ log = logging.getLogger("todoku.tlsrpt")
 
 FLUSH_EVERY = 30.0  # seconds between appends to the day file
 SEND_AFTER = 900.0  # seconds after a UTC day ends before its reports go out
+GIVE_UP_AFTER = 86400.0  # seconds after a day ends when reports still not sent are dropped
 KEEP_DAYS = 7  # days a sent day file is kept
 MAX_DAY_FILE = 64 * 1024 * 1024  # bytes of one day file read back; the rest is ignored
 MAX_DOMAINS = 2000  # policy domains reported for one day
@@ -274,11 +277,32 @@ class TlsReporter:
                 continue
             if now < end + 1 + SEND_AFTER:
                 continue
-            await self._report_day(day, path)
-            await asyncio.to_thread(os.replace, path, path.with_name(f"{day}.sent"))
+            finished = await self._report_day(day, path)
+            if not finished and now < end + 1 + GIVE_UP_AFTER:
+                continue  # a domain's turn comes again at the next tick
+            await asyncio.to_thread(self._retire_day, path, day)
             done.append(day)
         await asyncio.to_thread(self._prune, now)
         return done
+
+    def _retire_day(self, path: Path, day: str) -> None:
+        os.replace(path, path.with_name(f"{day}.sent"))
+        path.with_name(f"{day}.done").unlink(missing_ok=True)
+
+    def _done_domains(self, day: str) -> set[str]:
+        try:
+            text = (self.directory / f"{day}.done").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return set()
+        return set(text.split())
+
+    def _mark_done(self, day: str, domain: str) -> None:
+        fd = os.open(self.directory / f"{day}.done", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{domain}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _day_files(self) -> list[Path]:
         try:
@@ -316,30 +340,44 @@ class TlsReporter:
             sessions.append(session)
         return by_domain
 
-    async def _report_day(self, day: str, path: Path) -> None:
+    async def _report_day(self, day: str, path: Path) -> bool:
+        """Report each domain of ``day`` not yet done; True when none is left to try again."""
         by_domain = await asyncio.to_thread(self._read_day, path)
+        done = await asyncio.to_thread(self._done_domains, day)
+        finished = True
         for domain, sessions in sorted(by_domain.items()):
+            if domain in done:
+                continue
             try:
-                await self._report(day, domain, sessions)
+                if not await self._report(day, domain, sessions):
+                    finished = False
+                    continue
             except Exception:
-                log.exception("TLS report for %s (%s) failed; not sent", domain, day)
+                log.exception("TLS report for %s (%s) failed; trying again later", domain, day)
+                finished = False
+                continue
+            await asyncio.to_thread(self._mark_done, day, domain)
+        return finished
 
-    async def _report(self, day: str, domain: str, sessions: list[tlsrpt.TlsSession]) -> None:
+    async def _report(self, day: str, domain: str, sessions: list[tlsrpt.TlsSession]) -> bool:
+        """Send ``domain``'s report if it asks for one; False to try again later (its TLSRPT
+        record could not be looked up now)."""
         name = tlsrpt.record_name(domain)
         answer = await self.resolver.txt(name)
         if answer.status is not DnsStatus.OK:
             if answer.status.is_temporary:
                 log.warning(
-                    "TLS report for %s (%s) not sent: %s TXT lookup failed (%s)",
+                    "TLS report for %s (%s) not sent yet: %s TXT lookup failed (%s)",
                     domain,
                     day,
                     name,
                     answer.detail or answer.status.value,
                 )
-            return  # no record: the domain takes no reports (RFC 8460 §3)
+                return False
+            return True  # no record: the domain takes no reports (RFC 8460 §3)
         uris = tlsrpt.parse_record(answer.records)
         if uris is None:
-            return
+            return True
         submitter = self.settings.submitter
         report = tlsrpt.gzipped(tlsrpt.build_report(day, domain, sessions, submitter))
         addresses = tuple(a for a in map(tlsrpt.mailto_address, uris) if a is not None)
@@ -352,6 +390,7 @@ class TlsReporter:
                     log.warning("TLS report for %s (%s) not taken: %s", domain, day, exc)
         if addresses:
             await self._mail(day, domain, addresses, report)
+        return True
 
     async def _mail(self, day: str, domain: str, addresses: tuple[str, ...], report: bytes) -> None:
         settings = self.settings
