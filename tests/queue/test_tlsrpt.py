@@ -21,7 +21,7 @@ from todoku.queue import routing, tlsrpt
 from todoku.queue.model import Hop, TlsPolicy
 from todoku.queue.mtasts import CachedPolicy, CertificateError, FetchError, MtaSts, PolicyCache
 from todoku.queue.schedule import FakeClock
-from todoku.queue.tlsrpt_send import ReporterSettings, TlsReporter
+from todoku.queue.tlsrpt_send import RETRY_EVERY, ReporterSettings, TlsReporter
 
 SUBMITTER = tlsrpt.Submitter("Example Org", "postmaster@example.test", "example.test")
 DAY = "2026-12-01"
@@ -371,9 +371,11 @@ async def test_a_dns_failure_retries_one_domain_without_resending_the_others(
     clock.advance(86400)
     assert await reporter.tick() == []  # b.test's record could not be looked up
     assert queued == [("tls@a.test",)]
+    del resolver.fail["_smtp._tls.b.test"]
+    assert await reporter.tick() == []  # not again at once: every RETRY_EVERY
+    clock.advance(RETRY_EVERY)
     # A restart in between: what was done is on disk.
     again = TlsReporter(tmp_path, settings, resolver, enqueue, None, clock=clock)  # type: ignore[arg-type]
-    del resolver.fail["_smtp._tls.b.test"]
     assert await again.tick() == [DAY]
     assert queued == [("tls@a.test",), ("tls@b.test",)]
 

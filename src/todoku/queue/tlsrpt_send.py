@@ -13,8 +13,8 @@ for each domain's TLSRPT record, and sends the JSON report (gzip) to each rua UR
 through todoku's own queue (DKIM-signed with the signer the queue uses for local senders),
 ``https:`` as one POST with bounded timeouts (RFC 8460 §5.4; a failed POST is logged, not
 retried). Each domain done is appended to ``<day>.done`` (fsynced), so a crash or a domain whose
-record could not be looked up (a DNS failure, tried again at the next tick for up to
-``GIVE_UP_AFTER``) sends no other domain's report twice; a crash between queueing one report
+record could not be looked up (a DNS failure, tried again for up to
+``GIVE_UP_AFTER``, every ``RETRY_EVERY``) sends no other domain's report twice; a crash between queueing one report
 and noting it sends that one again, with the same report-id, so its receiver can tell. When all
 are done the day file is renamed ``<day>.sent`` (kept ``KEEP_DAYS`` for a look, then deleted).
 
@@ -50,6 +50,7 @@ log = logging.getLogger("todoku.tlsrpt")
 FLUSH_EVERY = 30.0  # seconds between appends to the day file
 SEND_AFTER = 900.0  # seconds after a UTC day ends before its reports go out
 GIVE_UP_AFTER = 86400.0  # seconds after a day ends when reports still not sent are dropped
+RETRY_EVERY = 900.0  # seconds between tries of a day's reports that could not go yet
 KEEP_DAYS = 7  # days a sent day file is kept
 MAX_DAY_FILE = 64 * 1024 * 1024  # bytes of one day file read back; the rest is ignored
 MAX_DOMAINS = 2000  # policy domains reported for one day
@@ -185,6 +186,7 @@ class TlsReporter:
         self._pending: list[tlsrpt.TlsSession] = []
         self._sources: dict[str, str] = {}
         self._flushing = asyncio.Lock()
+        self._retry_at: dict[str, float] = {}  # day → when its unfinished domains are retried
 
     # ------------------------------------------------------------------ recording
 
@@ -275,11 +277,13 @@ class TlsReporter:
                 _, end = tlsrpt.day_bounds(day)
             except ValueError:
                 continue
-            if now < end + 1 + SEND_AFTER:
+            if now < end + 1 + SEND_AFTER or now < self._retry_at.get(day, 0.0):
                 continue
             finished = await self._report_day(day, path)
             if not finished and now < end + 1 + GIVE_UP_AFTER:
-                continue  # a domain's turn comes again at the next tick
+                self._retry_at[day] = now + RETRY_EVERY  # the domains left, then
+                continue
+            self._retry_at.pop(day, None)
             await asyncio.to_thread(self._retire_day, path, day)
             done.append(day)
         await asyncio.to_thread(self._prune, now)
