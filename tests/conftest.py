@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 PASSWORD = "correct horse battery"
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
 def require_tool(name: str) -> str:

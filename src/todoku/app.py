@@ -38,12 +38,15 @@ from todoku.config import Config, ConfigError, ListenAddress, load_config
 from todoku.config import reload as reloading
 from todoku.mailauth.setup import inbound_policy, prepare_dkim_keys
 from todoku.net import tls as tls_util
+from todoku.net.imap_server import ImapContext, ImapLink
+from todoku.net.imap_server import settings_for as imap_settings_for
 from todoku.net.link import ConnectionLimits
 from todoku.net.pop3_server import Pop3Context, Pop3Link
 from todoku.net.pop3_server import settings_for as pop3_settings_for
 from todoku.net.smtp_server import SmtpContext, SmtpLink, settings_for
 from todoku.policy.auth import AuthThrottle
 from todoku.policy.directory import Directory
+from todoku.proto.imap.server import SessionSettings as ImapSettings
 from todoku.proto.pop3.server import SessionSettings as Pop3Settings
 from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
@@ -90,6 +93,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 SMTP_SERVICES = ("smtp", "submission", "submissions")
 POP3_SERVICES = ("pop3", "pop3s")
+IMAP_SERVICES = ("imap", "imaps")
+ListenerSettings = SessionSettings | Pop3Settings | ImapSettings
 
 
 def purge_interval(retention: float) -> float:
@@ -238,7 +243,7 @@ class Server:
     # connection (net/smtp_server.SmtpLink, net/pop3_server.Pop3Link); the link itself starts
     # implicit TLS (submissions, pop3s), so that the connection limits count a connection from
     # accept on (net/link.py).
-    settings: dict[str, SessionSettings | Pop3Settings] = field(default_factory=dict)
+    settings: dict[str, ListenerSettings] = field(default_factory=dict)
     open_files: int = 0
     cert_digest: bytes = b""
     purge_task: asyncio.Task[None] | None = None
@@ -255,9 +260,20 @@ class Server:
     web_sockets: dict[str, socket.socket] = field(default_factory=dict)
     web: WebServer | None = None
     storage: SqliteBackend = field(init=False)  # the async interfaces over ``store`` (issue 14)
+    imap: ImapContext = field(init=False)  # IMAP sessions work on ``storage`` (issue 17)
 
     def __post_init__(self) -> None:
         self.storage = SqliteBackend(self.store, self.config.domains)
+        self.imap = ImapContext(
+            config=self.config,
+            mailboxes=self.storage.mailboxes,
+            blobs=self.storage.blobs,
+            directory=self.storage.directory,
+            throttle=self.throttle,
+            tls_context=self.tls_context,
+            connections=self.smtp.connections,
+            metrics=self.smtp.metrics,
+        )
 
     def bound_address(self, service: str) -> tuple[str, int]:
         name = self.sockets[service].getsockname()
@@ -270,6 +286,13 @@ class Server:
                 return SmtpLink(self.smtp, service, cast(SessionSettings, self.settings[service]))
 
             return smtp_link
+
+        if service in IMAP_SERVICES:
+
+            def imap_link() -> ImapLink:
+                return ImapLink(self.imap, service, cast(ImapSettings, self.settings[service]))
+
+            return imap_link
 
         def pop3_link() -> Pop3Link:
             return Pop3Link(self.pop3, service, cast(Pop3Settings, self.settings[service]))
@@ -333,7 +356,11 @@ class Server:
 
     async def start_web(self) -> None:
         def sessions() -> list[str]:  # the listener of every open session, for /metrics
-            return [s.service for s in self.smtp.sessions] + [s.service for s in self.pop3.sessions]
+            return (
+                [s.service for s in self.smtp.sessions]
+                + [s.service for s in self.pop3.sessions]
+                + [s.service for s in self.imap.sessions]
+            )
 
         sockets = self.sockets | self.web_sockets
         self.web = build_web(
@@ -464,9 +491,10 @@ class Server:
     ) -> None:
         """Swap in ``new``: from here on nothing can fail on the configuration's account."""
         old = self.config
-        self.config = self.smtp.config = self.pop3.config = new
+        self.config = self.smtp.config = self.pop3.config = self.imap.config = new
         logging.getLogger("todoku").setLevel(new.log_level.upper())
         self.tls_context = self.smtp.tls_context = self.pop3.tls_context = tls_context
+        self.imap.tls_context = tls_context
         if self.web is not None:
             self.web.tls_context = tls_context  # the next https connection has the new certificate
         self.settings = listener_settings(new)
@@ -520,11 +548,17 @@ class Server:
         for pop3_session in list(self.pop3.sessions):
             if pop3_session.waiting_for_command and pop3_session.task is not None:
                 pop3_session.task.cancel()
+        # IMAP sessions waiting for a command (IDLE included) get * BYE.
+        self.imap.stopping = True
+        for imap_session in list(self.imap.sessions):
+            if imap_session.waiting_for_command and imap_session.task is not None:
+                imap_session.task.cancel()
         for session in list(self.smtp.sessions):
             if session.waiting_for_command and session.task is not None:
                 session.task.cancel()
         pending = [s.task for s in self.smtp.sessions if s.task is not None]
         pending += [s.task for s in self.pop3.sessions if s.task is not None]
+        pending += [s.task for s in self.imap.sessions if s.task is not None]
         if self.purge_task is not None:
             pending.append(self.purge_task)
         if pending:
@@ -550,12 +584,16 @@ class Server:
         log.info("stopped")
 
 
-def listener_settings(config: Config) -> dict[str, SessionSettings | Pop3Settings]:
+def listener_settings(config: Config) -> dict[str, ListenerSettings]:
     """The session settings of every configured listener."""
-    settings: dict[str, SessionSettings | Pop3Settings] = {}
+    settings: dict[str, ListenerSettings] = {}
     for service, address in config.listen.items():
         if service in SMTP_SERVICES:
             settings[service] = settings_for(service, config, address.is_loopback, tls_ready=True)
+        elif service in IMAP_SERVICES:
+            settings[service] = imap_settings_for(
+                service, config, address.is_loopback, tls_ready=True
+            )
         else:
             settings[service] = pop3_settings_for(
                 service, config, address.is_loopback, tls_ready=True

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from todoku.config.relay import RelayConfig
     from todoku.config.store import StoreConfig
 
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 # The web side (todoku.web): https serves autoconfiguration, the MTA-STS policy and metrics with
 # the mail services' certificate; http only redirects to it and answers autoconfiguration.
 WEB_SERVICES = ("https", "http")

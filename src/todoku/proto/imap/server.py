@@ -185,6 +185,11 @@ class ServerConnection:
         return self._mode is _Mode.CLOSED
 
     @property
+    def pending(self) -> bool:
+        """A command is with the driver, waiting for ``complete`` (or ``accept_login``)."""
+        return self._pending_tag is not None
+
+    @property
     def buffered(self) -> int:
         return self._lines.buffered + len(self._text)
 
