@@ -42,7 +42,7 @@ def txt(records: list[tuple[str, str, str]], name: str) -> list[str]:
 @pytest.fixture
 def configured(make_server: Callable[..., TodokuServer], dns_server: DnsServer) -> TodokuServer:
     extra = f'\n[dns]\nnameservers = ["{dns_server.address}"]\n'
-    return make_server(extra=extra, services=("smtp", "submission", "pop3s"), start=False)
+    return make_server(extra=extra, services=("smtp", "submission", "imaps", "pop3s"), start=False)
 
 
 def test_dns_records_are_complete_and_parse(configured: TodokuServer) -> None:
@@ -68,6 +68,9 @@ def test_dns_records_are_complete_and_parse(configured: TodokuServer) -> None:
     srv = {n for n, t in by_type if t == "SRV"}
     assert {"_submission._tcp.example.test", "_pop3s._tcp.example.test"} <= srv
     assert "_pop3._tcp.example.test" not in srv  # not configured, not advertised
+    # IMAP: the configured imaps is published; imap (143) is said to be absent (RFC 6186 §3.4).
+    assert ("_imaps._tcp.example.test", "SRV", "0 1 993 mx.example.test.") in records
+    assert ("_imap._tcp.example.test", "SRV", "0 0 0 .") in records
     # The PTR is the provider's job: printed, but as a comment, with the reversed address.
     assert "; 25.2.0.192.in-addr.arpa.\t3600\tIN\tPTR\tmx.example.test." in out
     assert "example.org" not in out

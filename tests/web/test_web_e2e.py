@@ -120,8 +120,10 @@ def test_thunderbird_autoconfig_names_every_mail_listener(
         "username": "%EMAILADDRESS%",
         "authentication": "password-cleartext",
     }
-    # Implicit TLS first: Thunderbird takes the first server it can use.
+    # IMAP first, implicit TLS first: Thunderbird takes the first server it can use.
     assert servers_of(root, "incomingServer") == [
+        {"type": "imap", "port": str(ports["imaps"]), "socketType": "SSL", **common},
+        {"type": "imap", "port": str(ports["imap"]), "socketType": "STARTTLS", **common},
         {"type": "pop3", "port": str(ports["pop3s"]), "socketType": "SSL", **common},
         {"type": "pop3", "port": str(ports["pop3"]), "socketType": "STARTTLS", **common},
     ]
@@ -183,6 +185,8 @@ def test_autodiscover_xml_answers_for_an_address(web_server: TodokuServer) -> No
     ports = bound_ports(web_server)
     found = [(p["Type"], p["Port"], p["Encryption"], p["LoginName"]) for p in protocols_of(body)]
     assert found == [
+        ("IMAP", str(ports["imaps"]), "SSL", "alice@example.test"),
+        ("IMAP", str(ports["imap"]), "TLS", "alice@example.test"),
         ("POP3", str(ports["pop3s"]), "SSL", "alice@example.test"),
         ("POP3", str(ports["pop3"]), "TLS", "alice@example.test"),
         ("SMTP", str(ports["submissions"]), "SSL", "alice@example.test"),

@@ -22,10 +22,19 @@ from todoku.mailauth.lookup import Lookups
 from todoku.mailauth.mta_sts import policy_id, policy_text
 
 TTL = 3600
-STANDARD_PORTS = {"submission": 587, "submissions": 465, "pop3": 110, "pop3s": 995}
+STANDARD_PORTS = {
+    "submission": 587,
+    "submissions": 465,
+    "imap": 143,
+    "imaps": 993,
+    "pop3": 110,
+    "pop3s": 995,
+}
 SRV_NAMES = {
     "submission": "_submission._tcp",
     "submissions": "_submissions._tcp",
+    "imap": "_imap._tcp",
+    "imaps": "_imaps._tcp",
     "pop3": "_pop3._tcp",
     "pop3s": "_pop3s._tcp",
 }
@@ -136,12 +145,11 @@ def records_for(
                     "lets mail programs find the server (RFC 6186)",
                 )
             )
-    out.append(
-        DnsRecord("srv", f"_imap._tcp.{domain}", "SRV", "0 0 0 .", "no IMAP here (RFC 6186 §3.4)")
-    )
-    out.append(
-        DnsRecord("srv", f"_imaps._tcp.{domain}", "SRV", "0 0 0 .", "no IMAP here (RFC 6186 §3.4)")
-    )
+    for service in ("imap", "imaps"):
+        if service not in config.listen:
+            name = f"{SRV_NAMES[service]}.{domain}"
+            note = "no IMAP here (RFC 6186 §3.4)"
+            out.append(DnsRecord("srv", name, "SRV", "0 0 0 .", note))
     for ip in ipv4 + ipv6:
         out.append(
             DnsRecord(

@@ -10,8 +10,8 @@ No I/O: the handlers (web/routes.py) pass in what the client sent. Documents are
 xml.etree, so every value is escaped by the serializer, never pasted into markup; the address a
 client asks about appears only where the format needs it (Autodiscover's LoginName), escaped.
 
-Order matters: clients take the first server they can use, so implicit TLS (pop3s, port 995;
-submissions, port 465, RFC 8314 §3.3) comes before STARTTLS (pop3, submission).
+Order matters: clients take the first server they can use, so IMAP comes before POP3, and
+implicit TLS (imaps 993, pop3s 995, submissions 465, RFC 8314 §3.3) before STARTTLS.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from todoku.config import Config
 
 # (service, protocol, socket type): Thunderbird's socketType values are "SSL" (TLS from the
 # first byte), "STARTTLS" and "plain"; todoku offers no plaintext login off loopback.
-INCOMING = (("pop3s", "pop3", "SSL"), ("pop3", "pop3", "STARTTLS"))
+# IMAP first: it keeps every device in sync, POP3 serves one that downloads and deletes.
+INCOMING = (
+    ("imaps", "imap", "SSL"),
+    ("imap", "imap", "STARTTLS"),
+    ("pop3s", "pop3", "SSL"),
+    ("pop3", "pop3", "STARTTLS"),
+)
 OUTGOING = (("submissions", "smtp", "SSL"), ("submission", "smtp", "STARTTLS"))
 MAX_ADDRESS = 320  # RFC 3696 errata: 64 octets of local part, @, 255 of domain
 REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
@@ -34,7 +40,7 @@ OUTLOOK_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/respons
 
 @dataclass(frozen=True, slots=True)
 class MailServer:
-    protocol: str  # "pop3" or "smtp" (Thunderbird's type attribute)
+    protocol: str  # "imap", "pop3" or "smtp" (Thunderbird's type attribute)
     hostname: str
     port: int
     socket_type: str  # "SSL" or "STARTTLS"
@@ -136,7 +142,7 @@ def autodiscover_request(body: bytes) -> str:
 
 
 def autodiscover_response(settings: ClientSettings, address: str) -> bytes:
-    """The 2006a answer for a POP3/SMTP ("email") account, or error 500 for a domain that is
+    """The 2006a answer for an IMAP/POP3/SMTP ("email") account, or error 500 for a domain that is
     not ours (Exchange's "The e-mail address cannot be found")."""
     root = ET.Element("Autodiscover", xmlns=RESPONSE_NS)
     if address.rpartition("@")[2] not in settings.domains:
@@ -190,7 +196,7 @@ def apple_profile(settings: ClientSettings, address: str, hostname: str) -> byte
     import uuid
 
     if not settings.incoming or not settings.outgoing:
-        raise ValueError("no POP3 or no submission listener to configure")
+        raise ValueError("no IMAP or POP3, or no submission listener to configure")
     incoming, outgoing = settings.incoming[0], settings.outgoing[0]
     identifier = ".".join(reversed(hostname.split("."))) + ".todoku.mail"
     profile_uuid = uuid.uuid5(uuid.NAMESPACE_DNS, f"{address}.profile.{hostname}")
@@ -202,7 +208,7 @@ def apple_profile(settings: ClientSettings, address: str, hostname: str) -> byte
         "PayloadUUID": str(mail_uuid).upper(),
         "PayloadDisplayName": address,
         "EmailAccountDescription": f"{address} ({hostname})",
-        "EmailAccountType": "EmailTypePOP",
+        "EmailAccountType": "EmailTypeIMAP" if incoming.protocol == "imap" else "EmailTypePOP",
         "EmailAddress": address,
         "IncomingMailServerHostName": incoming.hostname,
         "IncomingMailServerPortNumber": incoming.port,
