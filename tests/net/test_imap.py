@@ -343,3 +343,39 @@ def test_sigkill_during_append_and_move_loses_and_duplicates_nothing(
     inbox, archive = subjects(srv, ALICE, "INBOX"), subjects(srv, ALICE, "Archive")
     assert sorted(inbox + archive) == ["m0", "m1", "m2"], (inbox, archive)
     assert srv.cli("fsck", check=False).returncode == 0
+
+
+def login_raw(server: TodokuServer, user: str) -> ssl.SSLSocket:
+    sock = raw(server)
+    exchange(sock, f"a LOGIN {user} {{{len(PASSWORD)}+}}\r\n{PASSWORD}\r\n".encode(), b"a")
+    return sock
+
+
+def test_binary_create_special_use_unselect_and_utf8_names(server: TodokuServer, user: str) -> None:
+    message = (
+        b"From: a@example.org\r\nSubject: bin\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n--b--\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as client:
+        client.sendmail("a@example.org", [user], message)
+    sock = login_raw(server, user)
+    exchange(sock, b"s SELECT INBOX\r\n", b"s")
+    out = exchange(sock, b"b FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])\r\n", b"b")
+    assert b"BINARY[2] ~{4}\r\n\x00\x01\x02\xff" in out and b"BINARY.SIZE[2] 4" in out
+    assert b"u OK" in exchange(sock, b"u UNSELECT\r\n", b"u")
+    assert b"f BAD" in exchange(sock, b"f FETCH 1 FLAGS\r\n", b"f")  # nothing selected now
+    assert b"c OK" in exchange(sock, b"c CREATE Receipts (USE (\\Archive))\r\n", b"c")
+    out = exchange(sock, b'l LIST "" Receipts RETURN (SPECIAL-USE)\r\n', b"l")
+    assert b"\\Archive" in out
+    # A name outside ASCII: modified UTF-7 for a rev1 client, UTF-8 after ENABLE UTF8=ACCEPT.
+    assert b"m OK" in exchange(sock, b"m CREATE &ZeVnLIqe-\r\n", b"m")
+    assert b'"/" &ZeVnLIqe-\r\n' in exchange(sock, b'l2 LIST "" "&ZeVnLIqe-"\r\n', b"l2")
+    exchange(sock, b"e ENABLE UTF8=ACCEPT\r\n", b"e")
+    out = exchange(sock, 'l3 LIST "" "日本語"\r\n'.encode(), b"l3")
+    assert '"/" "日本語"\r\n'.encode() in out  # quoted: atoms are ASCII
+    out = exchange(sock, b"t STATUS INBOX (APPENDLIMIT SIZE)\r\n", b"t")
+    assert re.search(rb"\* STATUS INBOX \(APPENDLIMIT \d+ SIZE \d+\)", out)
+    sock.close()
