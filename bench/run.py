@@ -5,8 +5,8 @@
     python bench/run.py --quick    small counts (a couple of minutes)
     python bench/run.py --only outbound,bounce,memory   some workloads (names in --help)
 
-Workloads: SMTP accept (smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20) and POP3 retrieval
-(pop3) against Postfix and Dovecot; outbound delivery (outbound: a full queue drained to
+Workloads: SMTP accept (smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20), POP3 retrieval
+(pop3) and IMAP (imap: list, bodies, search over one folder) against Postfix and Dovecot; outbound delivery (outbound: a full queue drained to
 smtp-sink, against Postfix); bounce analysis (bounce: ``todoku explain`` against Sisimai over
 the shared corpus); memory (memory: the server's RSS with an empty and a large deferred queue).
 
@@ -66,6 +66,7 @@ TODOKU_PYTHON = (
     else sys.executable
 )
 POP3_PORT = int(os.environ.get("POP3_PORT", "2110"))
+IMAP_PORT = int(os.environ.get("IMAP_PORT", "2143"))  # a private Dovecot IMAP instance (run_imap)
 DOVECOT_MAILDIR = Path(os.environ.get("POP_BASE", "/var/spool/bench-pop")) / "bench" / "Maildir"
 DOVECOT_PASSWORD = "bench"  # setup-peers.sh
 POP3_PASSWORD = "bench-password"  # todoku wants 8 characters or more
@@ -178,6 +179,7 @@ class Todoku:
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
     pop3_port: int = 0
+    imap_port: int = 0
     peak_rss_kib: int = 0
     cpu_s: float = 0.0  # user + system time of the server process, all threads
 
@@ -212,6 +214,7 @@ class Todoku:
             "\n[listen]\n"
             'smtp = "127.0.0.1:0"\n'
             'pop3 = "127.0.0.1:0"\n'
+            'imap = "127.0.0.1:0"\n'
             "\n[auth]\nallow_plaintext_on_loopback = true\n" + extra_config
         )
         self._cli("user", "add", RECIPIENT, "--password-stdin", stdin=POP3_PASSWORD + "\n")
@@ -238,6 +241,7 @@ class Todoku:
         bound = json.loads(listeners.read_text())
         self.port = int(bound["smtp"][1])
         self.pop3_port = int(bound["pop3"][1])
+        self.imap_port = int(bound["imap"][1])
 
     def queue_count(self) -> int:
         with sqlite3.connect(
@@ -524,6 +528,114 @@ def run_pop3(messages: int, size: int, rounds: int, result: Result) -> None:
                     sample = Sample(elapsed, elapsed)
                     result.other.append(sample)
                 print(f"pop3 round {round_number + 1} {who}: {elapsed:.2f}s", flush=True)
+
+
+# --------------------------------------------------------------------------- IMAP
+
+
+IMAP_WORKLOADS = (
+    ("list", "login + SELECT + FETCH 1:* (FLAGS ENVELOPE)"),
+    ("bodies", "login + SELECT + UID FETCH 1:* BODY.PEEK[]"),
+    ("search", "login + SELECT + SEARCH BODY (a word in no message)"),
+)
+
+
+@contextmanager
+def dovecot_imap() -> Iterator[None]:
+    """Dovecot's IMAP over the POP3 workload's Maildir: a private instance (own config, base_dir
+    and port) started here, because setup-peers.sh runs Dovecot for POP3 only."""
+    import pwd
+
+    if not Path("/usr/lib/dovecot/imap").exists():
+        print("bench: installing dovecot-imapd ...", flush=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "dovecot-imapd"],
+            capture_output=True,
+            timeout=600,
+            check=True,
+        )
+    owner = pwd.getpwnam(os.environ.get("VMAIL_USER", "benchvmail"))
+    root = Path(tempfile.mkdtemp(prefix="dovecot-imap-"))
+    conf = root / "dovecot.conf"
+    conf.write_text(
+        "protocols = imap\nlisten = 127.0.0.1\n"
+        f"base_dir = {root}/run\ninstance_name = dovecot-bench-imap\n"
+        f"log_path = {root}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n"
+        "auth_mechanisms = plain\nfirst_valid_uid = 100\nmail_location = maildir:~/Maildir\n"
+        "passdb {\n  driver = static\n  args = password=" + DOVECOT_PASSWORD + "\n}\n"
+        "userdb {\n  driver = static\n"
+        f"  args = uid={owner.pw_uid} gid={owner.pw_gid} home={DOVECOT_MAILDIR.parent.parent}/%u\n"
+        "}\n"
+        f"service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n"
+        f"    port = {IMAP_PORT}\n  }}\n}}\n"
+    )
+    subprocess.run(["dovecot", "-c", str(conf)], check=True, timeout=60)
+    try:
+        if not wait_until(lambda: port_open(IMAP_PORT), 10):
+            sys.exit(f"bench: Dovecot IMAP did not open {IMAP_PORT}: see {root}/dovecot.log")
+        yield
+    finally:
+        subprocess.run(["doveadm", "-c", str(conf), "stop"], timeout=60, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def imap_run(workload: str, port: int, user: str, password: str, expected: int) -> float:
+    """One timed IMAP session (imaplib): login, SELECT INBOX, the workload, LOGOUT."""
+    import imaplib
+
+    started = time.monotonic()
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=CLIENT_TIMEOUT)
+    try:
+        client.login(user, password)
+        typ, data = client.select("INBOX", readonly=True)
+        if typ != "OK" or int(data[0] or 0) != expected:
+            raise RuntimeError(f"IMAP on port {port}: SELECT {typ} {data}, expected {expected}")
+        if workload == "list":
+            typ, data = client.fetch("1:*", "(FLAGS ENVELOPE)")
+            count = len(data)
+        elif workload == "bodies":
+            typ, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+            count = sum(1 for d in data if isinstance(d, tuple))
+        else:
+            typ, data = client.search(None, "BODY", "pomegranate")
+            count = expected if data == [b""] else -1
+        if typ != "OK" or count != expected:
+            raise RuntimeError(f"IMAP {workload} on port {port}: {typ}, {count}/{expected}")
+        client.logout()
+    finally:
+        with suppress(OSError):
+            client.shutdown()
+    return time.monotonic() - started
+
+
+def run_imap(messages: int, size: int, rounds: int, results: dict[str, Result]) -> None:
+    """One filled folder per server (the POP3 workload's messages); the first run of each workload
+    (Dovecot building its index and cache, todoku reading and parsing every message once) is not
+    counted; then alternate the timed runs."""
+    fill_dovecot(messages, size)
+    with dovecot_imap(), todoku_instance(TODOKU_BASE) as server:
+        smtp_source(SmtpWorkload("fill", 20, messages, size), server.port)
+        if not wait_until(lambda: server.mailbox_count() >= messages, DELIVERY_TIMEOUT):
+            raise RuntimeError("todoku: the IMAP folder did not fill")
+        targets = {
+            "todoku": (server.imap_port, RECIPIENT, POP3_PASSWORD),
+            "peer": (IMAP_PORT, "bench", DOVECOT_PASSWORD),
+        }
+        for name, _ in IMAP_WORKLOADS:
+            for port, user, password in targets.values():
+                imap_run(name, port, user, password, messages)  # warm-up
+            result = results[name]
+            for round_number in range(rounds):
+                order = ("todoku", "peer") if round_number % 2 == 0 else ("peer", "todoku")
+                for who in order:
+                    cpu_before = server.read_cpu()
+                    elapsed = imap_run(name, *targets[who], messages)
+                    if who == "todoku":
+                        cpu = server.read_cpu() - cpu_before
+                        result.todoku.append(Sample(elapsed, elapsed, server.read_peak_rss(), cpu))
+                    else:
+                        result.other.append(Sample(elapsed, elapsed))
+                    print(f"imap-{name} round {round_number + 1} {who}: {elapsed:.2f}s", flush=True)
 
 
 # --------------------------------------------------------------------------- workload 2: outbound
@@ -898,7 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated workload names: smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20, pop3,"
-        " outbound, bounce, memory",
+        " imap, outbound, bounce, memory",
     )
     parser.add_argument(
         "--keep-peers", action="store_true", help="leave the peers running afterwards"
@@ -941,6 +1053,14 @@ def main(argv: list[str] | None = None) -> int:
             result = Result(f"POP3 UIDL+RETR {count}x4 KiB (poplib client)", "Dovecot", count)
             run_pop3(count, 4096, args.rounds, result)
             results.append(result)
+        if not wanted or "imap" in wanted:
+            count = 300 if args.quick else 5000
+            imap_results = {
+                name: Result(f"IMAP {label}, {count}x4 KiB (imaplib)", "Dovecot", count)
+                for name, label in IMAP_WORKLOADS
+            }
+            run_imap(count, 4096, args.rounds, imap_results)
+            results += imap_results.values()
         outbound: Result | None = None
         if not wanted or "outbound" in wanted:
             count = 500 if args.quick else 5000
