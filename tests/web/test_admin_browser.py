@@ -26,7 +26,6 @@ import pytest
 from tests.conftest import PASSWORD, client_tls_context, require_tool
 from tests.dnsserver import DnsServer
 from tests.web.test_web_e2e import bound_ports, start_server
-from todoku.store.sqlite import SqliteStore
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import WebDriverException
@@ -61,19 +60,9 @@ def todoku(tmp_path_factory: pytest.TempPathFactory, dns: DnsServer) -> Iterator
         f'[delivery]\nport = {closed_port()}\nretry = ["1h"]\n'
     )
     server = start_server(tmp_path_factory.mktemp("admin") / "server", extra)
-    server.add_user(ADMIN)
-    make_admin(server, ADMIN)
+    server.cli("user", "add", "--admin", ADMIN, "--password-stdin", input=PASSWORD + "\n")
     yield server
     server.stop()
-
-
-def make_admin(server: Any, address: str) -> None:
-    """Give ``address`` the administrator role (the users.admin column)."""
-    store = SqliteStore(server.data_dir)
-    try:
-        assert store.set_admin(address, True)
-    finally:
-        store.close()
 
 
 def chromium(profile: Path) -> Any:

@@ -520,3 +520,13 @@ async def test_undecodable_forms_and_tokens_are_refused_cleanly(site: Site) -> N
         headers={"Cookie": "__Host-todoku-login=%C3%A9"},
     )
     assert odd.status == 403
+
+
+async def test_an_administrator_cannot_remove_their_own_role(site: Site) -> None:
+    _, text = await log_in(site)
+    answer = await site.client.post(
+        "/admin/users/admin", data={"csrf": csrf_of(text), "address": ADMIN, "admin": "no"}
+    )
+    assert answer.status == 409
+    user = site.store.get_user(ADMIN)
+    assert user is not None and user.admin

@@ -257,8 +257,9 @@ def user() -> None:
 @user.command("add")
 @click.argument("address")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--admin", is_flag=True, help="The user may administer the server.")
 @with_config
-def user_add(config: Config, address: str, password_stdin: bool) -> None:
+def user_add(config: Config, address: str, password_stdin: bool, admin: bool) -> None:
     from todoku.policy.auth import hash_password
 
     key = local_address(config, address)
@@ -266,10 +267,26 @@ def user_add(config: Config, address: str, password_stdin: bool) -> None:
     try:
         if store.get_user(key) is not None:
             fail(f"{key}: user already exists (use 'todoku user passwd' to change the password)")
-        store.add_user(key, hash_password(_read_password(password_stdin)))
+        store.add_user(key, hash_password(_read_password(password_stdin)), admin)
     finally:
         store.close()
-    click.echo(f"added {key}")
+    click.echo(f"added {key}{' (administrator)' if admin else ''}")
+
+
+@user.command("admin")
+@click.argument("address")
+@click.option("--revoke", is_flag=True, help="Take administration away instead.")
+@with_config
+def user_admin(config: Config, address: str, revoke: bool) -> None:
+    """Let a user administer the server (the web admin pages), or with --revoke no longer."""
+    key = local_address(config, address)
+    store = _store(config)
+    try:
+        if not store.set_admin(key, not revoke):
+            fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
+    finally:
+        store.close()
+    click.echo(f"{key}: {'no longer an administrator' if revoke else 'administrator'}")
 
 
 @user.command("passwd")
@@ -312,7 +329,8 @@ def user_list(config: Config) -> None:
     try:
         for entry in store.list_users():
             created = time.strftime("%Y-%m-%d", time.gmtime(entry.created_at))
-            click.echo(f"{entry.address}\tcreated {created}")
+            role = "\tadministrator" if entry.admin else ""
+            click.echo(f"{entry.address}\tcreated {created}{role}")
     finally:
         store.close()
 

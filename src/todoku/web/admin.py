@@ -992,6 +992,16 @@ class AdminPages:
         form = await self.form(request, session)
         address = _field(form, "address", MAX_ADDRESS).strip().lower()
         admin = _field(form, "admin", 3) == "yes"
+        if not admin and address == session.user:
+            # Another administrator may; one's own click would lock out the last one.
+            ja = self.lang(request) == "ja"
+            return await self.users(
+                request,
+                notice="自分の管理者権限は外せません（別の管理者が外せます）。"
+                if ja
+                else "You cannot remove your own administrator role (another administrator can).",
+                status=409,
+            )
         if not await self.storage.directory.set_admin(address, admin):
             raise web.HTTPNotFound()
         if not admin:
