@@ -1,8 +1,9 @@
 """Reading a data directory from outside the server, to check what a crash left behind.
 
-The census opens ``todoku.db`` read-only with plain sqlite3 and reads every message file, so it
-trusts nothing the server says about itself: a row counts only if its file is there with the
-size and SHA-256 the ``blobs`` table recorded.
+The census opens ``todoku.db`` read-only with plain sqlite3 and reads every message's content
+(a ``contents`` row for small messages, a file for larger ones), so it trusts nothing the server
+says about itself: a row counts only if its content is there with the size and SHA-256 the
+``blobs`` table recorded.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
             " JOIN folders f ON f.id = m.folder_id"
         ).fetchall()
         queued = conn.execute("SELECT id, blob_id FROM queue").fetchall()
+        held = {row[0]: bytes(row[1]) for row in conn.execute("SELECT id, data FROM contents")}
         counters = conn.execute(
             "SELECT f.owner || ' ' || f.name, f.next_uid, MAX(m.uid) FROM folders f"
             " LEFT JOIN messages m ON m.folder_id = f.id GROUP BY f.id"
@@ -77,7 +79,7 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
         size, sha256 = blobs[blob_id]
         path = data_dir / "messages" / blob_id[:5] / blob_id
         try:
-            data = path.read_bytes()
+            data = held[blob_id] if blob_id in held else path.read_bytes()
         except OSError as exc:
             census.damaged_rows.append(f"{blob_id}: {exc.strerror}")
             return None
@@ -112,5 +114,12 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
             census.orphans_complete += 1
         else:
             census.orphans_partial.append(path.name)
+    for blob_id, data in held.items():
+        if blob_id in referenced:
+            continue
+        if is_complete(data):
+            census.orphans_complete += 1
+        else:
+            census.orphans_partial.append(blob_id)
     census.tmp_files = sum(1 for _ in (data_dir / "tmp").iterdir())
     return census

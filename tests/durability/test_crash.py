@@ -11,6 +11,10 @@ deletion confirmed by QUIT's +OK (RFC 1939 §6) survives; every mailbox opens af
 
 Scale with ``TODOKU_CRASH_ROUNDS`` (default 50 kill points) and ``TODOKU_CRASH_CLIENTS``
 (default 20); ``TODOKU_CRASH_SEED`` replays a run.
+
+Most messages are small, so their content goes into the index's transaction (one fsync per
+group); about one in eight is larger than ``INLINE_LIMIT`` and takes the file path, so kills land
+in both paths and in groups that mix them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 
 from tests.conftest import PASSWORD, TodokuServer
 from tests.durability.census import TAG_PATTERN, Census, is_complete, message_bytes, take_census
+from todoku.store.blobs import INLINE_LIMIT
 
 ROUNDS = int(os.environ.get("TODOKU_CRASH_ROUNDS", "50"))
 CLIENTS = int(os.environ.get("TODOKU_CRASH_CLIENTS", "20"))
@@ -74,9 +79,11 @@ def sender_thread(
                 recipients, places = DESTINATIONS[(client_no + sequence) % len(DESTINATIONS)]
                 tag = f"r{round_no}c{client_no}n{sequence}"
                 sequence += 1
-                data = message_bytes(
-                    tag, "sender@example.net", list(recipients), rng.randrange(0, 80)
-                )
+                # Lines of about 60 bytes: up to 5 KiB, or past INLINE_LIMIT (a file).
+                lines = rng.randrange(0, 80)
+                if rng.random() < 0.125:
+                    lines = INLINE_LIMIT // 60 + rng.randrange(1, 400)
+                data = message_bytes(tag, "sender@example.net", list(recipients), lines)
                 with ledger.lock:
                     ledger.expected[tag] = places
                 client.sendmail("sender@example.net", list(recipients), data)

@@ -5,6 +5,10 @@ Two kinds of fault: an error (ENOSPC, EIO) the server sees and answers, after wh
 message may remain and the store must work again; and a simulated crash (the process stops at
 that step: no cleanup runs), after which a restart must leave either nothing, an orphan file that
 ``fsck`` reports, or the whole message, never a row without its data.
+
+Content larger than ``INLINE_LIMIT`` takes every step; smaller content is written inside the
+database transaction, so only the commit step exists for it, and a fault there leaves nothing:
+no file, no ``contents`` row.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pytest
 
 from todoku.store.api import IncomingMessage, StorageFull
 from todoku.store.blobs import (
+    INLINE_LIMIT,
     STEP_DB_COMMIT,
     STEP_FSYNC_DIR,
     STEP_FSYNC_FILE,
@@ -25,7 +30,8 @@ from todoku.store.blobs import (
 from todoku.store.sqlite import SqliteStore
 
 STEPS = (STEP_WRITE, STEP_FSYNC_FILE, STEP_RENAME, STEP_FSYNC_DIR, STEP_DB_COMMIT)
-CONTENT = b"Subject: fault\r\n\r\n" + b"body line\r\n" * 100
+CONTENT = b"Subject: fault\r\n\r\n" + b"body line\r\n" * (INLINE_LIMIT // 11 + 1)
+SMALL = b"Subject: fault\r\n\r\n" + b"body line\r\n" * 100
 
 
 class SimulatedCrash(BaseException):
@@ -56,9 +62,13 @@ def row_count(store: SqliteStore) -> tuple[int, int]:
     )
 
 
-def incoming(store: SqliteStore) -> IncomingMessage:
+def content_rows(store: SqliteStore) -> int:
+    return int(store._conn().execute("SELECT COUNT(*) FROM contents").fetchone()[0])
+
+
+def incoming(store: SqliteStore, content: bytes = CONTENT) -> IncomingMessage:
     writer = store.new_blob()
-    writer.write(CONTENT)
+    writer.write(content)
     return IncomingMessage(
         blob=writer.finish(), sender="s@example.net", mailboxes=("a@example.test",)
     )
@@ -121,12 +131,49 @@ def test_crash_at_each_step_never_leaves_a_row_without_data(tmp_path: Path, step
         restarted.close()
 
 
-def test_without_a_fault_the_message_is_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [CONTENT, SMALL])
+def test_without_a_fault_the_message_is_whole(tmp_path: Path, content: bytes) -> None:
     store = SqliteStore(tmp_path)
     try:
-        store.commit_sync(incoming(store))
+        store.commit_sync(incoming(store, content))
         (message,) = store.list_messages("a@example.test")
         with store.open_blob(message.blob_id) as handle:
-            assert handle.read() == CONTENT
+            assert handle.read() == content
+        assert content_rows(store) == (1 if content is SMALL else 0)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+async def test_small_content_fails_only_at_the_commit_and_leaves_nothing(
+    tmp_path: Path, step: str, code: int
+) -> None:
+    faults = FailAt(step, OSError(code, "injected"))
+    store = SqliteStore(tmp_path, faults)
+    try:
+        if step != STEP_DB_COMMIT:  # no file, no directory: those steps do not happen
+            await store.commit(incoming(store, SMALL))
+            assert faults.fired == 0 and files_under(tmp_path / "messages") == []
+            assert row_count(store) == (1, 1) and content_rows(store) == 1
+            return
+        with pytest.raises(StorageFull):
+            await store.commit(incoming(store, SMALL))
+        assert row_count(store) == (0, 0) and content_rows(store) == 0
+        await store.commit(incoming(store, SMALL))
+        assert row_count(store) == (1, 1) and content_rows(store) == 1
+    finally:
+        store.close()
+
+
+def test_crash_at_the_commit_of_small_content_leaves_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path, FailAt(STEP_DB_COMMIT, SimulatedCrash()))
+    with pytest.raises(SimulatedCrash):
+        store.commit_sync(incoming(store, SMALL))
+    store.close()
+    restarted = SqliteStore(tmp_path)
+    try:
+        assert row_count(restarted) == (0, 0) and content_rows(restarted) == 0
+        assert files_under(tmp_path / "messages") == files_under(tmp_path / "tmp") == []
+    finally:
+        restarted.close()

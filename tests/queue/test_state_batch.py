@@ -11,6 +11,7 @@ import pytest
 
 from todoku.queue.batch import StateWriter
 from todoku.store.api import IncomingMessage, RecipientResult, RemoteRecipient
+from todoku.store.blobs import INLINE_LIMIT
 from todoku.store.sqlite import SqliteStore
 
 
@@ -18,7 +19,8 @@ async def queued(store: SqliteStore, count: int) -> list[str]:
     ids = []
     for number in range(count):
         writer = store.new_blob()
-        writer.write(f"Subject: {number}\r\n\r\nbody\r\n".encode())
+        # Past INLINE_LIMIT: kept as a file (these tests are about when files are deleted).
+        writer.write(f"Subject: {number}\r\n\r\nbody\r\n".encode() + b"x" * INLINE_LIMIT)
         blob = writer.finish()
         ids.append(
             await store.commit(

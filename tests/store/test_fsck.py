@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from todoku.store.api import IncomingMessage, RemoteRecipient
+from todoku.store.blobs import INLINE_LIMIT
 from todoku.store.fsck import EXIT_CLEAN, EXIT_PROBLEMS, EXIT_REPAIRED, fsck
 from todoku.store.sqlite import SqliteStore
 
@@ -23,19 +24,28 @@ BOB = "bob@example.test"
 LONG_AGO = time.time() - 3600
 
 
-def content(recipient: str, subject: str, received_id: str = "X1") -> bytes:
+# Most tests here damage message files: their content is past INLINE_LIMIT, so it is kept as
+# files; the tests at the end do the same to small content kept in the index.
+FILE_SIZED = "x" * INLINE_LIMIT + "\r\n"
+
+
+def content(recipient: str, subject: str, received_id: str = "X1", pad: str = FILE_SIZED) -> bytes:
     return (
         f"Received: from client.example.net ([192.0.2.1])\r\n\tby mx.example.test (todoku) with ESMTP"
         f" id {received_id}\r\n\tfor <{recipient}>; Sat, 28 Nov 2026 03:00:00 +0000\r\n"
-        f"From: <sender@example.net>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
+        f"From: <sender@example.net>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n{pad}"
     ).encode()
 
 
 def put(
-    store: SqliteStore, mailboxes: tuple[str, ...], subject: str, remote: tuple[str, ...] = ()
+    store: SqliteStore,
+    mailboxes: tuple[str, ...],
+    subject: str,
+    remote: tuple[str, ...] = (),
+    pad: str = FILE_SIZED,
 ) -> str:
     writer = store.new_blob()
-    writer.write(content(mailboxes[0] if mailboxes else remote[0], subject))
+    writer.write(content(mailboxes[0] if mailboxes else remote[0], subject, pad=pad))
     message = IncomingMessage(
         blob=writer.finish(),
         sender="sender@example.net",
@@ -333,3 +343,94 @@ def test_modes_open_to_other_users_are_reported_per_kind_and_repaired(
         assert stat.S_IMODE(path.stat().st_mode) == expected, path
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
     assert_clean_after(data_dir)
+
+
+# ---------------------------------------------------------------- content kept in the index
+
+
+@pytest.fixture
+def small_dir(tmp_path: Path) -> Path:
+    tmp_path = tmp_path / "small"
+    store = SqliteStore(tmp_path)
+    try:
+        store.add_user(ALICE, "x")
+        store.add_user(BOB, "x")
+        for n in range(2):
+            put(store, (ALICE,), f"alice {n}", pad="")
+        put(store, (ALICE, BOB), "shared", pad="")
+        put(store, (), "outbound", remote=("friend@remote.test",), pad="")
+    finally:
+        store.close()
+    assert sql(tmp_path, "SELECT COUNT(*) FROM contents") == [(4,)]
+    assert not any(p.is_file() for p in (tmp_path / "messages").rglob("*"))
+    return tmp_path
+
+
+def test_small_content_in_the_index_is_checked_and_clean(small_dir: Path) -> None:
+    report = fsck(small_dir)
+    assert report.problems == [], report.lines()
+    assert report.files_checked == 4  # every checksum was computed
+
+
+def test_damaged_content_in_the_index_is_kept_in_lost_and_found(small_dir: Path) -> None:
+    blob_id = blob_of(small_dir, "shared")
+    (data,) = sql(small_dir, "SELECT data FROM contents WHERE id = ?", blob_id)[0]
+    damaged = bytes(data)[:-3]
+    sql(small_dir, "UPDATE contents SET data = ? WHERE id = ?", damaged, blob_id)
+    report = fsck(small_dir)
+    assert [(p.kind, p.what) for p in report.problems] == [("damaged", f"message file {blob_id}")]
+
+    repaired = fsck(small_dir, repair=True)
+    assert sorted(lost.mailbox for lost in repaired.lost) == [ALICE, BOB]
+    assert lost_and_found_files(small_dir) == {blob_id: damaged}  # the bytes, as they were
+    assert sql(small_dir, "SELECT COUNT(*) FROM contents WHERE id = ?", blob_id) == [(0,)]
+    assert_clean_after(small_dir)
+
+
+def test_missing_content_row_drops_the_rows_that_name_it(small_dir: Path) -> None:
+    blob_id = blob_of(small_dir, "alice 0")
+    sql(small_dir, "DELETE FROM contents WHERE id = ?", blob_id)
+    repaired = fsck(small_dir, repair=True)
+    assert [p.kind for p in repaired.problems] == ["missing"]
+    assert [lost.subject for lost in repaired.lost] == ["alice 0"]
+    assert_clean_after(small_dir)
+
+
+def test_orphan_content_row_is_reindexed_or_kept_aside(small_dir: Path) -> None:
+    placed = content(BOB, "orphaned", pad="")
+    stranger = content("nobody@example.test", "stranger", pad="")
+    for blob_id, data, when in (
+        ("0000000100000001", placed, LONG_AGO),
+        ("0000000100000002", stranger, LONG_AGO),
+        ("0000000100000003", placed, time.time()),  # just published: a filing in progress
+    ):
+        sql(
+            small_dir,
+            "INSERT INTO contents (id, data, created_at) VALUES (?, ?, ?)",
+            blob_id,
+            data,
+            when,
+        )
+    report = fsck(small_dir)
+    assert [(p.kind, p.what) for p in report.problems] == [
+        ("orphan", "message content 0000000100000001"),
+        ("orphan", "message content 0000000100000002"),
+    ]
+    repaired = fsck(small_dir, repair=True)
+    assert "re-indexed into bob@example.test as UID 2" in repaired.problems[0].repaired
+    assert sql(small_dir, "SELECT subject FROM messages WHERE blob_id = '0000000100000001'") == [
+        ("orphaned",)
+    ]
+    assert lost_and_found_files(small_dir) == {"0000000100000002": stranger}
+    left = sql(small_dir, "SELECT id FROM contents WHERE id LIKE '00000001%' ORDER BY id")
+    assert left == [("0000000100000001",), ("0000000100000003",)]
+
+
+def test_unreferenced_content_in_the_index_is_written_out_first(small_dir: Path) -> None:
+    blob_id = blob_of(small_dir, "alice 1")
+    (data,) = sql(small_dir, "SELECT data FROM contents WHERE id = ?", blob_id)[0]
+    sql(small_dir, "DELETE FROM messages WHERE blob_id = ?", blob_id)
+    repaired = fsck(small_dir, repair=True)
+    assert [p.kind for p in repaired.problems] == ["unreferenced"]
+    assert lost_and_found_files(small_dir) == {blob_id: bytes(data)}
+    assert_clean_after(small_dir)

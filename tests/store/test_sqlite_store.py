@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from todoku.store.api import IncomingMessage, RemoteRecipient
-from todoku.store.blobs import HELD_IN_MEMORY
+from todoku.store.blobs import HELD_IN_MEMORY, INLINE_LIMIT
 from todoku.store.sqlite import SqliteStore
 
 
@@ -24,6 +25,29 @@ def spool(store: SqliteStore, content: bytes):  # type: ignore[no-untyped-def]
     writer = store.new_blob()
     writer.write(content)
     return writer.finish()
+
+
+def present(store: SqliteStore, blob_id: str) -> bool:
+    try:
+        store.open_blob(blob_id).close()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def copies(store: SqliteStore) -> tuple[int, int]:
+    """(content rows in the index, message files), read from outside the store."""
+    db = sqlite3.connect(f"file:{store.db_path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT COUNT(*) FROM contents").fetchone()[0]
+    finally:
+        db.close()
+    files = [p for p in store.blobs.messages_dir.rglob("*") if p.is_file()]
+    return rows, len(files)
+
+
+SMALL = b"Subject: shared\r\n\r\nx\r\n"
+LARGE = SMALL + b"y" * INLINE_LIMIT  # one byte past the limit: a file
 
 
 async def test_concurrent_commits_get_distinct_uids_and_content(store: SqliteStore) -> None:
@@ -46,8 +70,11 @@ async def test_concurrent_commits_get_distinct_uids_and_content(store: SqliteSto
     assert not any(store.blobs.tmp_dir.iterdir()), "tmp/ holds nothing once committed"
 
 
-async def test_one_copy_for_many_recipients_and_the_queue(store: SqliteStore) -> None:
-    blob = spool(store, b"Subject: shared\r\n\r\nx\r\n")
+@pytest.mark.parametrize(("content", "kind"), [(SMALL, (1, 0)), (LARGE, (0, 1))])
+async def test_one_copy_for_many_recipients_and_the_queue(
+    store: SqliteStore, content: bytes, kind: tuple[int, int]
+) -> None:
+    blob = spool(store, content)
     await store.commit(
         IncomingMessage(
             blob,
@@ -56,17 +83,19 @@ async def test_one_copy_for_many_recipients_and_the_queue(store: SqliteStore) ->
             (RemoteRecipient("c@elsewhere.test", "rfc822;C@elsewhere.test", ("FAILURE",)),),
         )
     )
-    files = [p for p in store.blobs.messages_dir.rglob("*") if p.is_file()]
-    assert len(files) == 1
+    assert copies(store) == kind  # small content in the index, larger in a file; once
+    with store.open_blob(blob.blob_id) as handle:
+        assert handle.read() == content
     [entry] = store.list_queue()
     assert entry.recipients[0].orcpt == "rfc822;C@elsewhere.test"
     assert entry.recipients[0].notify == ("FAILURE",)
     assert store.list_messages("bob@example.test")[0].blob_id == entry.blob_id
 
 
-async def test_delete_undelete_new_uid_and_purge(store: SqliteStore) -> None:
+@pytest.mark.parametrize("filler", [0, INLINE_LIMIT])
+async def test_delete_undelete_new_uid_and_purge(store: SqliteStore, filler: int) -> None:
     for i in range(3):
-        blob = spool(store, f"m{i}".encode())
+        blob = spool(store, f"m{i}".encode() + b"x" * filler)
         await store.commit(IncomingMessage(blob, "", ("alice@example.test",)))
     first, second, third = store.list_messages("alice@example.test")
     assert store.mark_deleted("alice@example.test", [second.id], when=100.0) == 1
@@ -78,19 +107,24 @@ async def test_delete_undelete_new_uid_and_purge(store: SqliteStore) -> None:
     store.mark_deleted("alice@example.test", [first.id], when=100.0)
     assert store.purge_deleted(older_than=99.0) == 0
     assert store.purge_deleted(older_than=101.0) == 1
-    assert not store.blobs.path_of(first.blob_id).exists()
-    assert store.blobs.path_of(third.blob_id).exists()
+    assert not present(store, first.blob_id)
+    assert present(store, third.blob_id)
+    assert copies(store) == ((2, 0) if filler == 0 else (0, 2))
 
 
-async def test_purge_keeps_content_still_queued(store: SqliteStore) -> None:
-    blob = spool(store, b"both")
+@pytest.mark.parametrize("filler", [0, INLINE_LIMIT])
+async def test_purge_keeps_content_still_queued(store: SqliteStore, filler: int) -> None:
+    blob = spool(store, b"both" + b"x" * filler)
     await store.commit(
         IncomingMessage(blob, "", ("alice@example.test",), (RemoteRecipient("x@elsewhere.test"),))
     )
     [message] = store.list_messages("alice@example.test")
     store.mark_deleted("alice@example.test", [message.id], when=1.0)
     assert store.purge_deleted(older_than=2.0) == 1
-    assert store.blobs.path_of(blob.blob_id).exists()
+    assert present(store, blob.blob_id)
+    assert store.delete_queue_entry(blob.blob_id)
+    assert not present(store, blob.blob_id)  # nothing refers to it any more: gone
+    assert copies(store) == (0, 0)
 
 
 def test_sweep_removes_uncommitted_content(store: SqliteStore) -> None:

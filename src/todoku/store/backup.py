@@ -3,8 +3,11 @@
 A backup directory holds::
 
     todoku.db         a snapshot of the index (SQLite's online backup API: one consistent moment,
-                      taken while the server keeps writing)
-    messages/B/ID     a copy of every message file the snapshot refers to
+                      taken while the server keeps writing), without the content of small
+                      messages, which the live index keeps in its ``contents`` table
+    messages/B/ID     a copy of the content of every message the snapshot refers to, as a file
+                      whichever way the data directory keeps it (file or ``contents`` row), so
+                      backups stay incremental and restore reads one kind
     dkim/DOMAIN/      the DKIM signing keys (``state.json`` and the ``SELECTOR.key`` files it names):
                       without them a restored server would make new keys that the published DNS
                       records do not match, and every signed message would fail DKIM
@@ -113,6 +116,25 @@ def _copy_checked(source: Path, target: Path) -> tuple[int, str]:
         os.fsync(writer.fileno())
     os.replace(temp, target)
     return size, digest.hexdigest()
+
+
+def _held_content(snapshot: sqlite3.Connection, blob_id: str) -> bytes | None:
+    """The content of ``blob_id`` when the index keeps it (``contents``, small messages)."""
+    if "contents" not in migrations.tables(snapshot):
+        return None
+    row = snapshot.execute("SELECT data FROM contents WHERE id = ?", (blob_id,)).fetchone()
+    return bytes(row[0]) if row is not None else None
+
+
+def _write_checked(data: bytes, target: Path) -> tuple[int, str]:
+    """``_copy_checked`` for content read from the index."""
+    temp = target.with_name(target.name + ".tmp")
+    with open_private(temp, exclusive=False) as writer:
+        writer.write(data)
+        writer.flush()
+        os.fsync(writer.fileno())
+    os.replace(temp, target)
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -235,9 +257,13 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
                     continue
             copy.parent.mkdir(mode=DIR_MODE, exist_ok=True)
             buckets.add(copy.parent)
+            held = _held_content(target, blob_id)
             try:
-                original = data_dir / "messages" / blob_id[:5] / blob_id
-                copied_size, copied_sha = _copy_checked(original, copy)
+                if held is not None:
+                    copied_size, copied_sha = _write_checked(held, copy)
+                else:
+                    original = data_dir / "messages" / blob_id[:5] / blob_id
+                    copied_size, copied_sha = _copy_checked(original, copy)
             except FileNotFoundError:
                 result.purged_meanwhile.append(blob_id)
                 continue
@@ -267,6 +293,12 @@ def backup(data_dir: Path, destination: Path, progress: Progress | None = None) 
                         target.execute("DELETE FROM queue WHERE id = ?", (queue_id,))
                     target.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
             result.messages = target.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        if "contents" in migrations.tables(target):
+            # Copied out as files above: the backup's index holds no content (VACUUM gives the
+            # pages back, so the snapshot is the size of the index alone).
+            with target:
+                target.execute("DELETE FROM contents")
+            target.execute("VACUUM")
     finally:
         target.close()
     with open(snapshot, "rb+") as handle:
@@ -789,8 +821,11 @@ def _copy_in(
         # mailbox's message (its id is in every Received field) and have it linked into a
         # mailbox of its choosing, or replace its file.
         return False
-    if final.is_file() and known:
-        return True
+    if known and (
+        final.is_file()
+        or live.execute("SELECT 1 FROM contents WHERE id = ?", (blob_id,)).fetchone()
+    ):
+        return True  # here already, as a file or in the index
     final.parent.mkdir(mode=DIR_MODE, exist_ok=True)
     temp = files.tmp_dir / blob_id
     try:

@@ -2,9 +2,12 @@
 
 What is checked, in this order:
 1. ``PRAGMA integrity_check`` of ``todoku.db`` (damage here cannot be repaired: restore a backup);
-2. every ``blobs`` row: its file is present, readable, and has the recorded size and SHA-256;
+2. every ``blobs`` row: its content (a ``contents`` row in the index for small messages, a file
+   under ``messages/`` for larger ones) is present, readable, and has the recorded size and
+   SHA-256;
 3. every mailbox and queue row names content that exists; every ``blobs`` row is used by something;
-4. every file under ``messages/`` has a ``blobs`` row (otherwise it is an *orphan*);
+4. every file under ``messages/`` and every ``contents`` row has a ``blobs`` row (otherwise it is
+   an *orphan*);
 5. the queue: each entry has recipients and the size of its content;
 6. mail counters: each folder's ``next_uid`` is above every UID used or expunged in it, so a UID
    is never handed out twice; each user's MODSEQ is at least every MODSEQ given (RFC 7162);
@@ -14,7 +17,9 @@ What is checked, in this order:
    example, not once per file; ``--repair`` removes the group and other bits. Symbolic links are
    neither followed nor changed.
 
-Repair never deletes message content. It moves files it cannot place into
+Repair never deletes message content. Content kept in the index that must go (damaged,
+unreferenced, an orphan it cannot place) is first written out as a file into lost+found. It moves
+files it cannot place into
 ``lost+found/<time>/{damaged,orphans,unreferenced,stray}/``, drops rows whose content is gone or
 damaged (listing each lost message: mailbox, UID, sender, subject), re-indexes an orphan into the
 INBOX of the mailbox its ``Received: ... for <address>`` field names (unless that mailbox already holds the same
@@ -168,12 +173,45 @@ class _Fsck:
                 f"file:{db}?mode=ro", uri=True, timeout=60.0, isolation_level=None
             )
         self.conn.execute("PRAGMA foreign_keys=ON")
+        self.contents = self.has_contents()
 
     def problem(self, kind: str, what: str, detail: str, repaired: str = "") -> None:
         self.report.problems.append(Problem(kind, what, detail, repaired))
 
     def path_of(self, blob_id: str) -> Path:
         return self.messages_dir / blob_id[:5] / blob_id
+
+    def has_contents(self) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'contents'"
+            ).fetchone()
+            is not None
+        )
+
+    def row_content(self, blob_id: str) -> bytes | None:
+        """The content of ``blob_id`` when it is kept in the index (small messages)."""
+        if not self.contents:
+            return None
+        row = self.conn.execute("SELECT data FROM contents WHERE id = ?", (blob_id,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def read_content(self, blob_id: str) -> bytes:
+        data = self.row_content(blob_id)
+        return data if data is not None else self.path_of(blob_id).read_bytes()
+
+    def save_row_content(self, blob_id: str, category: str) -> Path | None:
+        """Before the ``blobs`` row goes (its ``contents`` row goes with it): the bytes as a
+        file in lost+found. None when the content is not in the index."""
+        data = self.row_content(blob_id)
+        if data is None:
+            return None
+        target = self.lost_and_found(category) / blob_id
+        with open(target, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return target
 
     def lost_and_found(self, category: str) -> Path:
         directory = self.data_dir / "lost+found" / self.stamp / category
@@ -298,7 +336,11 @@ class _Fsck:
             self.progress("checking message files", done, len(rows))
             path = self.path_of(blob_id)
             try:
-                actual_size, actual_sha = _sha256_of(path)
+                held = self.row_content(blob_id)
+                if held is not None:
+                    actual_size, actual_sha = len(held), hashlib.sha256(held).hexdigest()
+                else:
+                    actual_size, actual_sha = _sha256_of(path)
             except FileNotFoundError:
                 damaged[blob_id] = "missing"
                 continue
@@ -343,14 +385,22 @@ class _Fsck:
             repaired = ""
             if self.repair:
                 path = self.path_of(blob_id)
-                if path.is_file():
-                    size, sha256 = _sha256_of(path)
+                held = self.row_content(blob_id)
+                if held is not None or path.is_file():
+                    if held is not None:
+                        size, sha256, when = (
+                            len(held),
+                            hashlib.sha256(held).hexdigest(),
+                            time.time(),
+                        )
+                    else:
+                        (size, sha256), when = _sha256_of(path), path.stat().st_mtime
                     with self.transaction():
                         self.conn.execute(
                             "INSERT OR IGNORE INTO blobs (id, size, sha256, created_at) VALUES (?,?,?,?)",
-                            (blob_id, size, sha256, path.stat().st_mtime),
+                            (blob_id, size, sha256, when),
                         )
-                    repaired = "its file is intact: recorded its size and checksum again"
+                    repaired = "its content is intact: recorded its size and checksum again"
                 else:
                     messages, queued = self.users_of(blob_id)
                     repaired = self.drop_content(blob_id, messages, queued, "content missing")
@@ -370,10 +420,13 @@ class _Fsck:
                 continue
             repaired = ""
             if self.repair:
+                saved = self.save_row_content(blob_id, "unreferenced")
                 with self.transaction():
                     self.conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
                 path = self.path_of(blob_id)
-                if path.exists():
+                if saved is not None:
+                    repaired = f"record dropped, content kept as {saved}"
+                elif path.exists():
                     target = self.move_aside(path, "unreferenced")
                     repaired = f"record dropped, file kept as {target}"
                 else:
@@ -400,6 +453,7 @@ class _Fsck:
             self.report.lost.append(
                 LostMessage("queue", 0, row[0] if row else "", "", blob_id, why)
             )
+        saved = self.save_row_content(blob_id, "damaged")
         with self.transaction():
             self.conn.execute("DELETE FROM messages WHERE blob_id = ?", (blob_id,))
             for queue_id in queued:
@@ -409,7 +463,9 @@ class _Fsck:
         path = self.path_of(blob_id)
         count = len(messages) + len(queued)
         action = f"dropped {count} index row{'s' if count != 1 else ''}"
-        if path.exists():
+        if saved is not None:
+            action += f"; the damaged content is kept as {saved}"
+        elif path.exists():
             target = self.move_aside(path, "damaged")
             action += f"; the damaged file is kept as {target}"
         return action
@@ -442,8 +498,34 @@ class _Fsck:
             self.problem(
                 "orphan", f"message file {name}", "complete file with no index record", repaired
             )
+        if not self.contents:
+            return
+        rows = self.conn.execute(
+            "SELECT id, created_at FROM contents WHERE id NOT IN (SELECT id FROM blobs) ORDER BY id"
+        ).fetchall()
+        for name, created_at in rows:
+            if now - created_at < self.orphan_grace:
+                continue  # published, about to be filed (IMAP APPEND): look again next time
+            self.report.files_checked += 1
+            repaired = ""
+            if self.repair:
+                path = self.lost_and_found("orphans") / name
+                data = self.row_content(name)
+                if data is None:
+                    continue  # filed or removed meanwhile
+                path.write_bytes(data)
+                os.utime(path, (created_at, created_at))
+                repaired = self.place_orphan(path, duplicates_of, in_index=True)
+            self.problem(
+                "orphan", f"message content {name}", "kept in the index with no record", repaired
+            )
 
-    def place_orphan(self, path: Path, duplicates_of: dict[str, set[str]]) -> str:
+    def place_orphan(
+        self, path: Path, duplicates_of: dict[str, set[str]], in_index: bool = False
+    ) -> str:
+        """File an orphan into the mailbox its Received field names, or keep it in lost+found.
+        ``in_index``: the content is a ``contents`` row, and ``path`` a copy of it already in
+        lost+found (removed again when the content is filed where it is)."""
         data = path.read_bytes()
         head = data[:8192]
         match = _FOR_ADDRESS.search(head.split(b"\r\n\r\n", 1)[0])
@@ -453,7 +535,7 @@ class _Fsck:
             or self.conn.execute("SELECT 1 FROM users WHERE address = ?", (mailbox,)).fetchone()
         )
         if not known_mailbox or mailbox is None:
-            target = self.move_aside(path, "orphans")
+            target = self.drop_orphan(path) if in_index else self.move_aside(path, "orphans")
             return f"its mailbox is not known; kept as {target}"
         if mailbox not in duplicates_of:
             duplicates_of[mailbox] = set()
@@ -461,13 +543,13 @@ class _Fsck:
                 "SELECT blob_id FROM messages WHERE mailbox = ?", (mailbox,)
             ).fetchall():
                 try:
-                    other = self.path_of(blob_id).read_bytes()
+                    other = self.read_content(blob_id)
                 except OSError:
                     continue
                 duplicates_of[mailbox].add(hashlib.sha256(after_first_field(other)).hexdigest())
         fingerprint = hashlib.sha256(after_first_field(data)).hexdigest()
         if fingerprint in duplicates_of[mailbox]:
-            target = self.move_aside(path, "orphans")
+            target = self.drop_orphan(path) if in_index else self.move_aside(path, "orphans")
             return f"{mailbox} already has this message (a crash leftover); kept as {target}"
         headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
         sender = str(headers.get("Return-Path", headers.get("From", ""))).strip().strip("<>")
@@ -482,7 +564,18 @@ class _Fsck:
                 self.conn, mailbox, False, path.name, len(data), received_at, sender, subject
             )
         duplicates_of[mailbox].add(fingerprint)
+        if in_index:
+            path.unlink()  # the content stays in the index, now with its record
         return f"re-indexed into {mailbox} as UID {change.uids[0]} of INBOX"
+
+    def drop_orphan(self, copy: Path) -> Path:
+        """An orphan ``contents`` row that stays unplaced: its copy in lost+found is durable
+        (written before), then the row goes."""
+        with open(copy, "rb+") as handle:
+            os.fsync(handle.fileno())
+        with self.transaction():
+            self.conn.execute("DELETE FROM contents WHERE id = ?", (copy.name,))
+        return copy
 
     def check_queue(self) -> None:
         rows = self.conn.execute(
@@ -535,6 +628,7 @@ class _Fsck:
         messages, queued = self.users_of(blob_id)
         if messages or queued:
             return
+        self.save_row_content(blob_id, "unreferenced")
         with self.transaction():
             self.conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
         path = self.path_of(blob_id)

@@ -1,14 +1,17 @@
-"""The embedded default backend: SQLite (WAL, synchronous=FULL) for the index, files for content.
+"""The embedded default backend: SQLite (WAL, synchronous=FULL) for the index and for small
+content (``contents``, up to ``blobs.INLINE_LIMIT``), files for larger content.
 
 Writes that answer a client (``commit``) go through one writer thread that gathers every message
 waiting at that moment into one transaction: concurrent SMTP sessions share the directory fsyncs
 and the WAL fsync (group commit), while each still gets its 250 only after its own data is durable.
+Small content is written inside that transaction, so a group of small messages costs one fsync.
 Other writes (CLI, POP3 deletions) use short transactions of their own; SQLite serialises them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import queue
@@ -36,7 +39,13 @@ from todoku.store.api import (
     StoredMessage,
     User,
 )
-from todoku.store.blobs import STEP_DB_COMMIT, FileBlobStore, FileBlobWriter, StorageFaults
+from todoku.store.blobs import (
+    STEP_DB_COMMIT,
+    FileBlobStore,
+    FileBlobWriter,
+    HeldBlob,
+    StorageFaults,
+)
 from todoku.store.datadir import (
     after_upgrade,
     before_upgrade,
@@ -366,7 +375,27 @@ class SqliteStore:
         return self.blobs.new_writer()
 
     def open_blob(self, blob_id: str) -> BinaryIO:
+        """Published content of either kind: a ``contents`` row, else the file."""
+        row = self._conn().execute("SELECT data FROM contents WHERE id = ?", (blob_id,)).fetchone()
+        if row is not None:
+            return io.BytesIO(row[0])
         return self.blobs.open(blob_id)
+
+    def publish(self, blobs: list[SpooledBlob]) -> None:
+        """``Blobs.publish``: files renamed into place, held content into ``contents`` (one
+        transaction); durable when it returns, and on an error none of ``blobs`` is published."""
+        self.blobs.publish(blobs)
+        held = [b for b in blobs if isinstance(b, HeldBlob)]
+        if not held:
+            return
+        try:
+            with self._write() as conn:
+                _insert_contents(conn, held, time.time())
+        except (sqlite3.Error, OSError) as exc:
+            self.blobs.unpublish(blobs)
+            if isinstance(exc, OSError) or _is_full(exc):
+                raise StorageFull(28, "Insufficient system storage") from exc
+            raise OSError(5, f"index write failed: {exc}") from exc
 
     async def commit(self, message: IncomingMessage) -> str:
         """Make the message durable in its mailboxes and queue; returns its queue id."""
@@ -388,7 +417,12 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         self._start_writer()
-        _FSYNC_POOL.submit(self._finish_then_queue, writer, message_for, loop, future)
+        if isinstance(writer, FileBlobWriter) and writer.inline:
+            # Small content: finish() only hashes what is held, and the group's transaction
+            # writes it; straight to the writer thread, no hop through the fsync pool.
+            self._finish_then_queue(writer, message_for, loop, future)
+        else:
+            _FSYNC_POOL.submit(self._finish_then_queue, writer, message_for, loop, future)
         return await future
 
     def _finish_then_queue(
@@ -431,6 +465,8 @@ class SqliteStore:
             raise StorageFull(exc.errno, "Insufficient system storage") from exc
         try:
             with self._write() as conn:
+                if isinstance(blob, HeldBlob):
+                    _insert_contents(conn, [blob], received_at)
                 conn.execute(
                     "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
                     (blob.blob_id, blob.size, blob.sha256, received_at),
@@ -515,6 +551,8 @@ class SqliteStore:
     def _insert(self, conn: sqlite3.Connection, message: IncomingMessage) -> mail.Changes:
         blob = message.blob
         now = message.received_at or time.time()
+        if isinstance(blob, HeldBlob):
+            _insert_contents(conn, [blob], now)
         conn.execute(
             "INSERT INTO blobs (id, size, sha256, created_at) VALUES (?, ?, ?, ?)",
             (blob.blob_id, blob.size, blob.sha256, now),
@@ -867,6 +905,13 @@ class SqliteStore:
             unused = self._drop_queue_row(conn, queue_id)
         self._delete_blobs_after_commit(unused)
         return exists is not None
+
+
+def _insert_contents(conn: sqlite3.Connection, held: list[HeldBlob], now: float) -> None:
+    conn.executemany(
+        "INSERT INTO contents (id, data, created_at) VALUES (?, ?, ?)",
+        [(b.blob_id, b.data, now) for b in held],
+    )
 
 
 def _wake_group(group: list[_Pending], error: Exception | None) -> None:

@@ -11,11 +11,13 @@ waits for SQLite or the file system on the event loop:
   waiting at that moment into one transaction (``SqliteStore.run_batch``, one savepoint per
   write: one that fails is undone alone). The queue's bookkeeping after each delivery is a few
   small writes, and one WAL fsync each would bound a drain at about 1 / (4 fsyncs) per second.
-- ``Blobs`` are ``store.blobs.FileBlobStore``'s files; ``finish`` fsyncs on the fsync pool.
+- ``Blobs``: small content in the index's ``contents`` table, larger content as
+  ``store.blobs.FileBlobStore``'s files (``finish`` fsyncs those on the fsync pool).
 - ``Mailboxes`` (folders, flags, MODSEQ, the change feed) is ``store.sqlite_mailboxes``.
-- ``Intake.accept`` is ``SqliteStore.commit_spooled``: the file's fsync on a pool thread, which
-  queues the message for the writer thread's group commit (rename, directory fsync, one
-  transaction), and one wake-up of the event loop per group.
+- ``Intake.accept`` is ``SqliteStore.commit_spooled``: small content goes straight to the writer
+  thread's group commit, which writes it with the rows in one transaction (one fsync for the
+  group); larger content is fsynced on a pool thread first, then renamed and its directory
+  fsynced by the group commit. One wake-up of the event loop per group.
 """
 
 from __future__ import annotations
@@ -286,6 +288,8 @@ class FileContentWriter:
         self.inner.write(data)
 
     async def finish(self) -> SpooledBlob:
+        if self.inner.inline:
+            return self.inner.finish()  # held for the index: nothing to wait for yet
         return await asyncio.get_running_loop().run_in_executor(_FSYNC_POOL, self.inner.finish)
 
     def abort(self) -> None:
@@ -293,21 +297,24 @@ class FileContentWriter:
 
 
 class FileBlobs:
-    def __init__(self, files: FileBlobStore, pool: _Pool) -> None:
-        self._files = files
+    """Content of both kinds (``contents`` rows and files), the same to every reader."""
+
+    def __init__(self, store: SqliteStore, pool: _Pool) -> None:
+        self._store = store
+        self._files: FileBlobStore = store.blobs
         self._pool = pool
 
     def new_writer(self) -> FileContentWriter:
         return FileContentWriter(self._files.new_writer())
 
     async def publish(self, blobs: Sequence[SpooledBlob]) -> None:
-        await self._pool.run(self._files.publish, list(blobs))
+        await self._pool.run(self._store.publish, list(blobs))
 
     async def open(self, blob_id: str) -> BinaryIO:
-        return await self._pool.run(self._files.open, blob_id)
+        return await self._pool.run(self._store.open_blob, blob_id)
 
     def open_blocking(self, blob_id: str) -> BinaryIO:
-        return self._files.open(blob_id)
+        return self._store.open_blob(blob_id)
 
 
 class SqliteIntake:
@@ -334,7 +341,7 @@ class SqliteBackend:
         self._writer = GroupWriter(store)
         self.directory = SqliteDirectory(store, domains, self._pool)
         self.queue = SqliteQueue(store, self._pool, self._writer)
-        self.blobs = FileBlobs(store.blobs, self._pool)
+        self.blobs = FileBlobs(store, self._pool)
         self.intake = SqliteIntake(store)
         self.mailboxes = SqliteMailboxes(store)  # on a pool of its own (store.sqlite_mailboxes)
 
