@@ -123,3 +123,17 @@ def take_census(data_dir: Path, verified: dict[str, str] | None = None) -> Censu
             census.orphans_partial.append(blob_id)
     census.tmp_files = sum(1 for _ in (data_dir / "tmp").iterdir())
     return census
+
+
+def stored_contents(data_dir: Path) -> list[bytes]:
+    """Every message's content in the data directory, of both kinds (``contents`` rows of the
+    index, files under ``messages/``), read from outside the server; sorted by id."""
+    conn = sqlite3.connect(f"file:{data_dir / 'todoku.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        found = {row[0]: bytes(row[1]) for row in conn.execute("SELECT id, data FROM contents")}
+    finally:
+        conn.close()
+    for path in (data_dir / "messages").rglob("*"):
+        if path.is_file():
+            found[path.name] = path.read_bytes()
+    return [found[blob_id] for blob_id in sorted(found)]

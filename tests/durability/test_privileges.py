@@ -27,6 +27,7 @@ import pytest
 
 import todoku
 from tests.conftest import TodokuServer
+from todoku.store.blobs import INLINE_LIMIT
 
 NOBODY = 65534
 
@@ -165,7 +166,10 @@ def test_binds_as_root_then_runs_as_nobody(shared_root: Path) -> None:
             client.ehlo("client.example")
             client.mail("a@remote.example")
             assert client.rcpt("u@example.test")[0] == 250
-            assert client.data(b"Subject: as nobody\r\n\r\nhello\r\n")[0] == 250
+            # Past INLINE_LIMIT, so that it is kept as a file whose owner can be checked.
+            body = b"Subject: as nobody\r\n\r\nhello\r\n"
+            body += (b"x" * 78 + b"\r\n") * (INLINE_LIMIT // 80 + 1)
+            assert client.data(body)[0] == 250
         messages = [p for p in (server.data_dir / "messages").rglob("*") if p.is_file()]
         assert messages, "the message was not stored in data/messages"
         created = [*messages, *(server.data_dir / "tls").iterdir()]

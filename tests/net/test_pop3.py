@@ -20,6 +20,7 @@ from typing import BinaryIO
 import pytest
 
 from tests.conftest import PASSWORD, TodokuServer, client_tls_context, require_tool
+from tests.durability.census import stored_contents
 from todoku.net.pop3_server import READ_AHEAD_BYTES, READ_AHEAD_MESSAGE_LIMIT, ReadAhead
 from todoku.proto.pop3.content import encode_message
 from todoku.proto.pop3.events import MaildropEntry
@@ -79,9 +80,7 @@ def retr_bytes(client: poplib.POP3, number: int) -> tuple[bytes, int]:
 
 
 def stored_blobs(server: TodokuServer) -> list[bytes]:
-    return [
-        p.read_bytes() for p in sorted((server.data_dir / "messages").rglob("*")) if p.is_file()
-    ]
+    return stored_contents(server.data_dir)
 
 
 def uidls(client: poplib.POP3) -> list[str]:

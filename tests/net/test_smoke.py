@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 
 from tests.conftest import PASSWORD, TodokuServer, client_tls_context
+from tests.durability.census import stored_contents
 
 
 def test_submission_delivers_locally_and_queues_remote(server: TodokuServer) -> None:
@@ -19,7 +20,6 @@ def test_submission_delivers_locally_and_queues_remote(server: TodokuServer) -> 
     assert refused == {}
     queue = server.cli("queue", "list").stdout
     assert "friend@remote.test" in queue
-    files = list((server.data_dir / "messages").rglob("*"))
-    contents = [f.read_bytes() for f in files if f.is_file()]
+    contents = stored_contents(server.data_dir)  # small: kept in the index, not as a file
     assert len(contents) == 1
     assert contents[0].endswith(b"Subject: smoke\r\n\r\nhello\r\n")

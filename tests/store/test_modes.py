@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TodokuServer
+from todoku.store.blobs import INLINE_LIMIT
 
 ALICE = "alice@example.test"
 
@@ -52,6 +53,9 @@ def test_server_backup_and_export_create_nothing_others_can_read(
         client.sendmail(
             "someone@example.net", [ALICE], b"Subject: private\r\n\r\nfor alice only\r\n"
         )
+        # And one past INLINE_LIMIT, kept as a file (the small one is in the index).
+        large = b"Subject: large\r\n\r\n" + (b"x" * 78 + b"\r\n") * (INLINE_LIMIT // 80 + 1)
+        client.sendmail("someone@example.net", [ALICE], large)
 
     data = server.data_dir
     messages = [p for p in (data / "messages").rglob("*") if p.is_file()]
@@ -67,6 +71,7 @@ def test_server_backup_and_export_create_nothing_others_can_read(
     backup = tmp_path / "backups" / "today"
     server.cli("backup", str(backup))
     assert (backup / "todoku.db").is_file() and (backup / "manifest.json").is_file()
+    assert len([p for p in (backup / "messages").rglob("*") if p.is_file()]) == 2  # both kinds
     assert mode_of(backup) == 0o700
     assert open_to_others(backup) == []
 
