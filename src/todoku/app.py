@@ -52,6 +52,7 @@ from todoku.proto.smtp.server import SessionSettings
 from todoku.queue.runner import MAX_PARALLEL_MESSAGES, QueueRunner
 from todoku.queue.setup import build_runner, build_tls_reporter
 from todoku.queue.tlsrpt_send import TlsReporter
+from todoku.store.api import Store
 from todoku.store.backend import Storage
 from todoku.store.datadir import check_data_dir, open_store
 from todoku.store.sqlite import SqliteStore
@@ -103,7 +104,7 @@ def purge_interval(retention: float) -> float:
     return max(1.0, min(3600.0, retention / 10 if retention > 0 else 60.0))
 
 
-async def purge_deleted_mail(store: SqliteStore, retention: float) -> None:
+async def purge_deleted_mail(store: Store, retention: float) -> None:
     """Forget mail deleted by POP3 clients more than ``retention`` seconds ago, forever.
 
     The deletion times are in the database, so a restart loses nothing: the first pass runs at
@@ -230,7 +231,8 @@ class Server:
     """A running todoku: listeners, shared contexts and background tasks."""
 
     config: Config
-    store: SqliteStore
+    store: SqliteStore  # the mailboxes (POP3 maildrops, the purge) until Mailboxes is wired
+    storage: Storage  # users, the queue, content, intake, mailboxes (issue 14)
     tls_context: ssl.SSLContext
     smtp: SmtpContext
     pop3: Pop3Context
@@ -259,11 +261,9 @@ class Server:
     metrics: Metrics = field(default_factory=Metrics)
     web_sockets: dict[str, socket.socket] = field(default_factory=dict)
     web: WebServer | None = None
-    storage: SqliteBackend = field(init=False)  # the async interfaces over ``store`` (issue 14)
     imap: ImapContext = field(init=False)  # IMAP sessions work on ``storage`` (issue 17)
 
     def __post_init__(self) -> None:
-        self.storage = SqliteBackend(self.store, self.config.domains)
         self.imap = ImapContext(
             config=self.config,
             mailboxes=self.storage.mailboxes,
@@ -336,10 +336,10 @@ class Server:
 
     def start_queue(self, loop: asyncio.AbstractEventLoop) -> None:
         """The outbound queue runner (issue 4); new mail wakes it through the store's hook."""
-        self.tls_reporter = build_tls_reporter(self.config, self.store)
+        self.tls_reporter = build_tls_reporter(self.config, self.storage)
         runner = build_runner(
             self.config,
-            self.store,
+            self.storage,
             [self.bound_address(s) for s in self.sockets],
             self.tls_reporter,
         )
@@ -347,7 +347,7 @@ class Server:
         def wake(items: list[tuple[str, float]]) -> None:  # runs in the store's writer thread
             loop.call_soon_threadsafe(runner.enqueue, items)
 
-        self.store.on_queued = wake
+        self.storage.intake.on_queued(wake)
         runner.on_attempt = self.metrics.delivered
         self.queue_runner = runner
         self.queue_task = asyncio.create_task(runner.run(), name="outbound-queue")
@@ -365,14 +365,13 @@ class Server:
         sockets = self.sockets | self.web_sockets
         self.web = build_web(
             self.config,
-            self.store,
+            self.storage,  # the admin pages' directory, queue and message files; /metrics
             self.metrics,
             sockets,
             self.tls_context,
             sessions,
             self.smtp.connections,  # one count for mail and web connections (web/admission.py)
             self.throttle,  # one budget of login failures for SMTP, POP3 and the admin pages
-            self.storage,  # the admin pages' directory, queue and message files
         )
         if self.web is not None:
             await self.web.start()
@@ -380,7 +379,7 @@ class Server:
     async def stop_queue(self) -> None:
         if self.queue_runner is None or self.queue_task is None:
             return
-        self.store.on_queued = None
+        self.storage.intake.on_queued(None)
         await self.queue_runner.stop()
         try:
             async with asyncio.timeout(SHUTDOWN_GRACE):
@@ -696,7 +695,8 @@ def build_server(config: Config) -> Server:
         for sock in [*sockets.values(), *web_sockets.values()]:
             sock.close()
         raise
-    store.blobs.sweep_tmp()
+    backend = SqliteBackend(store, config.domains)
+    backend.sweep()  # content whose writer never finished (a crash)
     open_files = raise_open_file_limit()
     connections = connection_limits(config, open_files)
     throttle = AuthThrottle(
@@ -710,8 +710,9 @@ def build_server(config: Config) -> Server:
     metrics = Metrics(daily)
     smtp = SmtpContext(
         config=config,
-        store=store,
-        directory=Directory(store, config.domains),
+        blobs=backend.blobs,
+        intake=backend.intake,
+        directory=Directory(backend.directory, config.domains),
         throttle=throttle,
         tls_context=tls_context,
         connections=connections,
@@ -722,6 +723,8 @@ def build_server(config: Config) -> Server:
     pop3 = Pop3Context(
         config=config,
         store=store,
+        directory=backend.directory,
+        blobs=backend.blobs,
         throttle=throttle,
         tls_context=tls_context,
         connections=connections,
@@ -730,6 +733,7 @@ def build_server(config: Config) -> Server:
     return Server(
         config=config,
         store=store,
+        storage=backend,
         tls_context=tls_context,
         smtp=smtp,
         pop3=pop3,

@@ -671,8 +671,13 @@ def test_idle_client_is_logged_out_by_the_one_session_timer(
         tmp_path,
     )
     ctx = pop3_server.Pop3Context(
-        config=config, store=None, throttle=AuthThrottle(), tls_context=None
-    )  # type: ignore[arg-type]
+        config=config,
+        store=None,  # type: ignore[arg-type]
+        directory=None,  # type: ignore[arg-type]
+        blobs=None,  # type: ignore[arg-type]
+        throttle=AuthThrottle(),
+        tls_context=None,
+    )
     settings = pop3_server.settings_for("pop3", config, loopback=True, tls_ready=False)
 
     async def scenario() -> tuple[list[bytes], bytes]:

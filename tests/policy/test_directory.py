@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -8,58 +8,67 @@ import pytest
 from todoku.policy.auth import AuthThrottle, hash_password, verify_password
 from todoku.policy.directory import Directory
 from todoku.proto.smtp.address import Address, parse_mailbox
-from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path)
-    yield s
-    s.close()
+async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
+    made = SqliteBackend.open(tmp_path, ("example.test", "example.org"))
+    yield made
+    await made.close()
 
 
 def addr(text: str) -> Address:
     return parse_mailbox(text)
 
 
-def test_users_aliases_forwarding_and_cycles(store: SqliteStore) -> None:
-    store.add_user("alice@example.test", "h")
-    store.add_user("bob@example.test", "h")
-    store.add_alias("team@example.test", "alice@example.test")
-    store.add_alias("team@example.test", "bob@example.test")
-    store.add_alias("team@example.test", "partner@elsewhere.test")
-    store.add_alias("loop1@example.test", "loop2@example.test")
-    store.add_alias("loop2@example.test", "loop1@example.test")
-    directory = Directory(store, ("example.test", "example.org"))
-    team = directory.resolve(addr("Team@Example.Test"))
+async def test_users_aliases_forwarding_and_cycles(backend: SqliteBackend) -> None:
+    store = backend.directory
+    await store.add_user("alice@example.test", "h")
+    await store.add_user("bob@example.test", "h")
+    await store.add_alias("team@example.test", "alice@example.test")
+    await store.add_alias("team@example.test", "bob@example.test")
+    await store.add_alias("team@example.test", "partner@elsewhere.test")
+    await store.add_alias("loop1@example.test", "loop2@example.test")
+    await store.add_alias("loop2@example.test", "loop1@example.test")
+    directory = Directory(backend.directory, ("example.test", "example.org"))
+    team = await directory.resolve(addr("Team@Example.Test"))
     assert team.mailboxes == ("alice@example.test", "bob@example.test")
     assert team.remote == ("partner@elsewhere.test",)
-    assert not directory.resolve(addr("loop1@example.test")).found
-    assert not directory.resolve(addr("nobody@example.test")).found
-    assert directory.resolve(addr("ALICE@example.test")).mailboxes == ("alice@example.test",)
+    assert not (await directory.resolve(addr("loop1@example.test"))).found
+    assert not (await directory.resolve(addr("nobody@example.test"))).found
+    assert (await directory.resolve(addr("ALICE@example.test"))).mailboxes == (
+        "alice@example.test",
+    )
 
 
-def test_postmaster_always_resolves(store: SqliteStore) -> None:
-    directory = Directory(store, ("example.test", "example.org"))
-    assert directory.resolve(addr("postmaster@example.org")).mailboxes == (
+async def test_postmaster_always_resolves(backend: SqliteBackend) -> None:
+    store = backend.directory
+    directory = Directory(backend.directory, ("example.test", "example.org"))
+    assert (await directory.resolve(addr("postmaster@example.org"))).mailboxes == (
         "postmaster@example.test",
     )
-    assert directory.resolve(Address("postmaster", "")).mailboxes == ("postmaster@example.test",)
-    store.add_user("admin@example.test", "h")
-    store.add_alias("postmaster@example.test", "admin@example.test")
-    assert directory.resolve(addr("postmaster@example.org")).mailboxes == ("admin@example.test",)
+    assert (await directory.resolve(Address("postmaster", ""))).mailboxes == (
+        "postmaster@example.test",
+    )
+    await store.add_user("admin@example.test", "h")
+    await store.add_alias("postmaster@example.test", "admin@example.test")
+    assert (await directory.resolve(addr("postmaster@example.org"))).mailboxes == (
+        "admin@example.test",
+    )
 
 
-def test_may_send_as(store: SqliteStore) -> None:
-    store.add_user("alice@example.test", "h")
-    store.add_user("bob@example.test", "h")
-    store.add_alias("sales@example.test", "alice@example.test")
-    directory = Directory(store, ("example.test",))
-    assert directory.may_send_as("alice@example.test", addr("Alice@EXAMPLE.test"))
-    assert directory.may_send_as("alice@example.test", addr("sales@example.test"))
-    assert not directory.may_send_as("bob@example.test", addr("sales@example.test"))
-    assert not directory.may_send_as("alice@example.test", addr("alice@elsewhere.test"))
-    assert directory.may_send_as("alice@example.test", None)  # <> (bounces of her own)
+async def test_may_send_as(backend: SqliteBackend) -> None:
+    store = backend.directory
+    await store.add_user("alice@example.test", "h")
+    await store.add_user("bob@example.test", "h")
+    await store.add_alias("sales@example.test", "alice@example.test")
+    directory = Directory(backend.directory, ("example.test",))
+    assert await directory.may_send_as("alice@example.test", addr("Alice@EXAMPLE.test"))
+    assert await directory.may_send_as("alice@example.test", addr("sales@example.test"))
+    assert not await directory.may_send_as("bob@example.test", addr("sales@example.test"))
+    assert not await directory.may_send_as("alice@example.test", addr("alice@elsewhere.test"))
+    assert await directory.may_send_as("alice@example.test", None)  # <> (bounces of her own)
 
 
 def test_argon2id_hashes() -> None:
@@ -99,20 +108,27 @@ def test_throttle_slows_then_locks_and_expires() -> None:
     assert throttle.failure("192.0.2.3") == 0
 
 
-def test_postmaster_is_only_the_exact_local_part(store: SqliteStore) -> None:
+async def test_postmaster_is_only_the_exact_local_part(backend: SqliteBackend) -> None:
     """RFC 5321 §4.5.1 (issue 12): a quoted local part that starts with "postmaster@" is an
     unknown user, not postmaster; postmaster itself resolves in any case."""
-    store.add_user("admin@example.test", "h")
-    store.add_alias("postmaster@example.test", "admin@example.test")
-    store.add_alias("postmaster@example.test", "admin@remote.test")
-    directory = Directory(store, ("example.test",))
-    assert directory.resolve(addr("PostMaster@example.test")).remote == ("admin@remote.test",)
-    assert directory.resolve(addr('"postmaster"@example.test')).mailboxes == ("admin@example.test",)
-    assert directory.may_send_as("admin@example.test", addr("postmaster@example.test"))
+    store = backend.directory
+    await store.add_user("admin@example.test", "h")
+    await store.add_alias("postmaster@example.test", "admin@example.test")
+    await store.add_alias("postmaster@example.test", "admin@remote.test")
+    directory = Directory(backend.directory, ("example.test",))
+    assert (await directory.resolve(addr("PostMaster@example.test"))).remote == (
+        "admin@remote.test",
+    )
+    assert (await directory.resolve(addr('"postmaster"@example.test'))).mailboxes == (
+        "admin@example.test",
+    )
+    assert await directory.may_send_as("admin@example.test", addr("postmaster@example.test"))
     for text in (
         '"postmaster@anything"@example.test',
         '"postmaster@(Authenticated sender: x)"@example.test',
         '"POSTMASTER@example.test"@example.test',
     ):
-        assert not directory.resolve(addr(text)).found, text
-    assert not directory.may_send_as("admin@example.test", addr('"postmaster@x"@example.test'))
+        assert not (await directory.resolve(addr(text))).found, text
+    assert not await directory.may_send_as(
+        "admin@example.test", addr('"postmaster@x"@example.test')
+    )

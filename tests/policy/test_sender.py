@@ -3,7 +3,7 @@ and (Hypothesis) that no input makes it raise or read an address that is not the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from todoku.policy.directory import Directory
 from todoku.policy.sender import MAX_FROM_ADDRESSES, MAX_FROM_BYTES, check_from, parse_from
 from todoku.proto.smtp.address import Address
-from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 
 
 def header(value: bytes) -> bytes:
@@ -89,28 +89,30 @@ def test_bounds() -> None:
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Directory]:
-    store = SqliteStore(tmp_path)
-    store.add_user("alice@example.test", "h")
-    store.add_user("bob@example.test", "h")
-    store.add_alias("sales@example.test", "alice@example.test")
-    yield Directory(store, ("example.test",))
-    store.close()
+async def directory(tmp_path: Path) -> AsyncIterator[Directory]:
+    backend = SqliteBackend.open(tmp_path, ("example.test",))
+    await backend.directory.add_user("alice@example.test", "h")
+    await backend.directory.add_user("bob@example.test", "h")
+    await backend.directory.add_alias("sales@example.test", "alice@example.test")
+    yield Directory(backend.directory, ("example.test",))
+    await backend.close()
 
 
-def test_check_from_replies(directory: Directory) -> None:
+async def test_check_from_replies(directory: Directory) -> None:
     user = "alice@example.test"
-    assert check_from(directory, user, header(b"Sales <SALES@Example.Test>")) is None
-    refusal = check_from(directory, user, header(b"Alice <alice@example.test>, bob@example.test"))
+    assert await check_from(directory, user, header(b"Sales <SALES@Example.Test>")) is None
+    refusal = await check_from(
+        directory, user, header(b"Alice <alice@example.test>, bob@example.test")
+    )
     assert refusal is not None
     assert (refusal.code, refusal.enhanced) == (550, "5.7.1")
     assert refusal.text == (
         "Message rejected: From: <bob@example.test> is not owned by user alice@example.test;"
         " use <alice@example.test> or an alias that delivers to it"
     )
-    unreadable = check_from(directory, user, header(b"alice@example.test <bob@example.test>"))
+    unreadable = await check_from(directory, user, header(b"alice@example.test <bob@example.test>"))
     assert unreadable is not None and (unreadable.code, unreadable.enhanced) == (550, "5.6.0")
-    too_long = check_from(directory, user, None)
+    too_long = await check_from(directory, user, None)
     assert too_long is not None and "too long to check" in too_long.text
 
 

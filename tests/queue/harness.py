@@ -21,6 +21,7 @@ from todoku.queue.schedule import Clock, Schedule
 from todoku.queue.transport import RelayTransport, SmtpTransport, TlsObserver
 from todoku.store.api import IncomingMessage, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 
 LOCAL_DOMAINS = ("example.test",)
 HOSTNAME = "mx.example.test"
@@ -32,6 +33,7 @@ class Queue:
     store: SqliteStore
     runner: QueueRunner
     task: asyncio.Task[None]
+    backend: SqliteBackend  # the interfaces over ``store``, as the server has them
 
     async def submit(
         self,
@@ -110,6 +112,7 @@ async def running_queue(
     tls_observer: TlsObserver | None = None,
 ) -> AsyncIterator[Queue]:
     store = SqliteStore(data_dir)
+    backend = SqliteBackend(store, LOCAL_DOMAINS)
     settings = RunnerSettings(
         hostname=HOSTNAME,
         lang=lang,
@@ -119,13 +122,13 @@ async def running_queue(
         wake_poll=0.2,
     )
 
-    def local_mailboxes(address: str) -> tuple[str, ...] | None:
+    async def local_mailboxes(address: str) -> tuple[str, ...] | None:
         domain = address.rpartition("@")[2].lower()
         return (address.lower(),) if domain in LOCAL_DOMAINS else None
 
     resolver = DnspythonResolver((nameserver,), lifetime=2.0, dnssec=dnssec)
     runner = QueueRunner(
-        store,
+        backend,
         resolver,
         SmtpTransport(
             HOSTNAME,
@@ -148,7 +151,7 @@ async def running_queue(
     store.on_queued = lambda items: loop.call_soon_threadsafe(runner.enqueue, items)
     task = asyncio.create_task(runner.run())
     try:
-        yield Queue(store, runner, task)
+        yield Queue(store, runner, task, backend)
     finally:
         await runner.stop()
         try:
@@ -156,4 +159,4 @@ async def running_queue(
                 await task
         except (asyncio.CancelledError, TimeoutError):
             pass
-        store.close()
+        await backend.close()

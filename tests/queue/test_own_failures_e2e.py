@@ -28,6 +28,7 @@ from todoku.queue.schedule import FakeClock, Schedule
 from todoku.queue.transport import SmtpTransport
 from todoku.store.api import IncomingMessage, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 
 HOUR = 3600.0
 HOSTNAME = "mx.example.test"
@@ -50,6 +51,11 @@ ASKS_TO_RESEND = {
 }
 
 
+async def example_mailboxes(address: str) -> tuple[str, ...] | None:
+    """Reports to @example.test go to that mailbox; anything else is queued."""
+    return (address,) if address.endswith("@example.test") else None
+
+
 class World:
     """The runner with real sockets, a FakeClock and a SQLite store; reports land in the
     sender's local mailbox."""
@@ -57,13 +63,14 @@ class World:
     def __init__(self, tmp_path: Path, dns: DnsServer, port: int, lang: str = "en") -> None:
         self.clock = FakeClock(1_000_000.0)
         self.store = SqliteStore(tmp_path / f"data-{lang}")
+        self.backend = SqliteBackend(self.store, ("example.test",))
         self.runner = QueueRunner(
-            self.store,
+            self.backend,
             DnspythonResolver((dns.address,), lifetime=2.0),
             SmtpTransport(HOSTNAME, port, None, TIMEOUTS),
             RunnerSettings(HOSTNAME, lang, SCHEDULE),
             is_self=lambda host, ip: host == HOSTNAME,
-            local_mailboxes=lambda a: (a,) if a.endswith("@example.test") else None,
+            local_mailboxes=example_mailboxes,
             clock=self.clock,
         )
 

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from tests.queue.reports import parse_report
-from tests.queue.test_runner_clock import SCHEDULE, Rig
+from tests.queue.test_runner_clock import SCHEDULE, Rig, example_mailboxes
 from todoku.config.relay import RelayConfig
 from todoku.dns.mock import MockResolver
 from todoku.outcome import Outcome, Verdict
@@ -31,12 +31,12 @@ async def test_refused_login_defers_until_expiry_and_the_report_says_so(tmp_path
 
     rig = Rig(tmp_path, refusing)
     rig.runner = QueueRunner(
-        rig.store,
+        rig.backend,
         RESOLVER,
         MockTransport(refusing),
         RunnerSettings("mx.example.test", "en", SCHEDULE),
         is_self=lambda host, ip: False,
-        local_mailboxes=lambda a: (a,) if a.endswith("@example.test") else None,
+        local_mailboxes=example_mailboxes,
         clock=rig.clock,
         relays=(RELAY,),
     )

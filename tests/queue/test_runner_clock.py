@@ -19,6 +19,7 @@ from todoku.queue.schedule import FakeClock, Schedule
 from todoku.queue.transport import MockTransport, OutboundMessage
 from todoku.store.api import IncomingMessage, RemoteRecipient
 from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import SqliteBackend
 
 HOUR = 3600.0
 SCHEDULE = Schedule(retry=(300.0, HOUR), delay_warning=4 * HOUR, max_lifetime=24 * HOUR)
@@ -28,17 +29,23 @@ RESOLVER = MockResolver(
 Handler = Callable[[Hop, OutboundMessage | None], list[Outcome] | Outcome | None]
 
 
+async def example_mailboxes(address: str) -> tuple[str, ...] | None:
+    """Reports to @example.test go to that mailbox; anything else is queued."""
+    return (address,) if address.endswith("@example.test") else None
+
+
 class Rig:
     def __init__(self, tmp_path: Path, handler: Handler) -> None:
         self.clock = FakeClock(1_000_000.0)
         self.store = SqliteStore(tmp_path)
+        self.backend = SqliteBackend(self.store, ("example.test",))
         self.runner = QueueRunner(
-            self.store,
+            self.backend,
             RESOLVER,
             MockTransport(handler),
             RunnerSettings("mx.example.test", "en", SCHEDULE),
             is_self=lambda host, ip: False,
-            local_mailboxes=lambda a: (a,) if a.endswith("@example.test") else None,
+            local_mailboxes=example_mailboxes,
             clock=self.clock,
         )
 

@@ -1,5 +1,6 @@
-"""Group commit of the queue's bookkeeping (issue 7): ``SqliteStore.run_batch`` and
-``queue.batch.StateWriter`` against a real SQLite store."""
+"""Group commit of the queue's bookkeeping (issue 7): ``SqliteStore.run_batch`` and the SQLite
+backend's ``GroupWriter`` (behind ``Queue``'s writes) against a real SQLite store; and the
+runner's ``queue.batch.ReadBatcher``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from todoku.queue.batch import StateWriter
 from todoku.store.api import IncomingMessage, RecipientResult, RemoteRecipient
 from todoku.store.blobs import INLINE_LIMIT
 from todoku.store.sqlite import SqliteStore
+from todoku.store.sqlite_backend import GroupWriter
 
 
 async def queued(store: SqliteStore, count: int) -> list[str]:
@@ -94,7 +95,7 @@ async def test_retiring_in_a_batch_deletes_the_file_after_the_commit(tmp_path: P
 
 
 async def test_the_state_writer_deletes_retired_files_off_its_own_thread(tmp_path: Path) -> None:
-    """StateWriter hands the unlinks to another thread after the commit; drain waits for them."""
+    """GroupWriter hands the unlinks to another thread after the commit; drain waits for them."""
     import threading
 
     store = SqliteStore(tmp_path)
@@ -111,7 +112,7 @@ async def test_the_state_writer_deletes_retired_files_off_its_own_thread(tmp_pat
             delete(blob_id)
 
         store.blobs.delete = delete_and_note  # type: ignore[method-assign]
-        writer = StateWriter(store)
+        writer = GroupWriter(store)
 
         def finish(queue_id: str, address: str) -> bool:
             state_threads.add(threading.current_thread().name)
@@ -148,7 +149,7 @@ async def test_concurrent_updates_share_transactions(tmp_path: Path) -> None:
             return run_batch(calls, *rest)
 
         store.run_batch = counting  # type: ignore[method-assign]
-        writer = StateWriter(store)
+        writer = GroupWriter(store)
         results = await asyncio.gather(
             *(
                 writer.run(lambda queue_id=queue_id: store.begin_attempt(queue_id, 1.0, 77.0))

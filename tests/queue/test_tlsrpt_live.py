@@ -92,7 +92,7 @@ async def test_a_day_of_sessions_is_reported_by_mail_and_https(
             queues: list[Queue] = []
 
             async def enqueue(sender: str, to: tuple[str, ...], message: bytes) -> None:
-                await report_enqueuer(queues[0].store)(sender, to, message)
+                await report_enqueuer(queues[0].backend)(sender, to, message)
 
             reporter = TlsReporter(
                 data / "tlsrpt",

@@ -57,7 +57,7 @@ async def site(tmp_path: Path, dns: DnsServer) -> AsyncIterator[Site]:
     daily = DailyOutcomes(clock=clock)
     metrics = Metrics(daily)
     pages = AdminPages(config, backend, metrics, AuthThrottle(), clock=clock)
-    server = TestServer(https_app(config, store, metrics, {"https": 443}, admin=pages))
+    server = TestServer(https_app(config, backend, metrics, {"https": 443}, admin=pages))
     await server.start_server()
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = TestClient(server, cookie_jar=jar)

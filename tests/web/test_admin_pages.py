@@ -120,7 +120,7 @@ async def site(data: tuple[Config, SqliteStore]) -> AsyncIterator[Site]:
         clock=clock,
         ports=PORTS,
     )
-    app = https_app(config, store, Metrics(), {"https": 443}, admin=pages)
+    app = https_app(config, backend, Metrics(), {"https": 443}, admin=pages)
     # The cookies are Secure (and __Host-): the test server is plain http on loopback, which
     # the jar is told to treat as a secure origin, as browsers treat http://127.0.0.1.
     server = TestServer(app, host="127.0.0.1")

@@ -260,33 +260,21 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="The user may administer the server.")
 @with_config
 def user_add(config: Config, address: str, password_stdin: bool, admin: bool) -> None:
+    from todoku.cli.storage import command_storage
     from todoku.policy.auth import hash_password
+    from todoku.store.directory import UserExists
 
     key = local_address(config, address)
-    store = _store(config)
-    try:
-        if store.get_user(key) is not None:
-            fail(f"{key}: user already exists (use 'todoku user passwd' to change the password)")
-        store.add_user(key, hash_password(_read_password(password_stdin)), admin)
-    finally:
-        store.close()
+    exists = f"{key}: user already exists (use 'todoku user passwd' to change the password)"
+    with command_storage(config) as storage:
+        if storage.run(storage.directory.get_user(key)) is not None:
+            fail(exists)
+        password_hash = hash_password(_read_password(password_stdin))
+        try:
+            storage.run(storage.directory.add_user(key, password_hash, admin=admin))
+        except UserExists:
+            fail(exists)  # added meanwhile by another command
     click.echo(f"added {key}{' (administrator)' if admin else ''}")
-
-
-@user.command("admin")
-@click.argument("address")
-@click.option("--revoke", is_flag=True, help="Take administration away instead.")
-@with_config
-def user_admin(config: Config, address: str, revoke: bool) -> None:
-    """Let a user administer the server (the web admin pages), or with --revoke no longer."""
-    key = local_address(config, address)
-    store = _store(config)
-    try:
-        if not store.set_admin(key, not revoke):
-            fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
-    finally:
-        store.close()
-    click.echo(f"{key}: {'no longer an administrator' if revoke else 'administrator'}")
 
 
 @user.command("passwd")
@@ -294,17 +282,32 @@ def user_admin(config: Config, address: str, revoke: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_config
 def user_passwd(config: Config, address: str, password_stdin: bool) -> None:
+    from todoku.cli.storage import command_storage
     from todoku.policy.auth import hash_password
 
     key = local_address(config, address)
-    store = _store(config)
-    try:
-        if store.get_user(key) is None:
+    with command_storage(config) as storage:
+        if storage.run(storage.directory.get_user(key)) is None:
             fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
-        store.set_password(key, hash_password(_read_password(password_stdin)))
-    finally:
-        store.close()
+        password_hash = hash_password(_read_password(password_stdin))
+        storage.run(storage.directory.set_password(key, password_hash))
     click.echo(f"password changed for {key}")
+
+
+@user.command("admin")
+@click.argument("address")
+@click.option("--revoke", is_flag=True, help="Take administration away instead.")
+@with_config
+def user_admin(config: Config, address: str, revoke: bool) -> None:
+    """Let a user administer the server (the web administration), or with --revoke no longer."""
+    from todoku.cli.storage import command_storage
+
+    key = local_address(config, address)
+    with command_storage(config) as storage:
+        found = storage.run(storage.directory.set_admin(key, not revoke))
+    if not found:
+        fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
+    click.echo(f"{key}: {'no longer an administrator' if revoke else 'administrator'}")
 
 
 @user.command("del")
@@ -312,27 +315,27 @@ def user_passwd(config: Config, address: str, password_stdin: bool) -> None:
 @with_config
 def user_del(config: Config, address: str) -> None:
     """Remove a user's login. Their stored mail stays in the data directory."""
+    from todoku.cli.storage import command_storage
+
     key = local_address(config, address)
-    store = _store(config)
-    try:
-        if not store.delete_user(key):
-            fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
-    finally:
-        store.close()
+    with command_storage(config) as storage:
+        deleted = storage.run(storage.directory.delete_user(key))
+    if not deleted:
+        fail(f"{key}: no such user (see 'todoku user list')", UNKNOWN)
     click.echo(f"deleted {key} (stored mail is kept)")
 
 
 @user.command("list")
 @with_config
 def user_list(config: Config) -> None:
-    store = _store(config)
-    try:
-        for entry in store.list_users():
-            created = time.strftime("%Y-%m-%d", time.gmtime(entry.created_at))
-            role = "\tadministrator" if entry.admin else ""
-            click.echo(f"{entry.address}\tcreated {created}{role}")
-    finally:
-        store.close()
+    from todoku.cli.storage import command_storage
+
+    with command_storage(config) as storage:
+        users = storage.run(storage.directory.users())
+    for entry in users:
+        created = time.strftime("%Y-%m-%d", time.gmtime(entry.created_at))
+        role = "\tadministrator" if entry.admin else ""
+        click.echo(f"{entry.address}\tcreated {created}{role}")
 
 
 @main.group()
@@ -345,21 +348,21 @@ def alias() -> None:
 @click.argument("target")
 @with_config
 def alias_add(config: Config, source: str, target: str) -> None:
+    from todoku.cli.storage import command_storage
+
     source_key = local_address(config, source)
     target_key = any_address(target)
-    store = _store(config)
-    try:
+    with command_storage(config) as storage:
+        directory = storage.directory
         local_target = target_key.rpartition("@")[2] in config.domains
         if (
             local_target
-            and store.get_user(target_key) is None
-            and not store.alias_targets(target_key)
+            and storage.run(directory.get_user(target_key)) is None
+            and not storage.run(directory.alias_targets(target_key))
         ):
             # Mail to it would bounce: a local target must be a user or another alias.
             fail(f"{target_key}: no such user or alias here (add the user first)", UNKNOWN)
-        store.add_alias(source_key, target_key)
-    finally:
-        store.close()
+        storage.run(directory.add_alias(source_key, target_key))
     click.echo(f"{source_key} -> {target_key}")
 
 
@@ -368,12 +371,12 @@ def alias_add(config: Config, source: str, target: str) -> None:
 @click.argument("target", required=False)
 @with_config
 def alias_del(config: Config, source: str, target: str | None) -> None:
+    from todoku.cli.storage import command_storage
+
     source_key = local_address(config, source)
-    store = _store(config)
-    try:
-        count = store.delete_alias(source_key, any_address(target) if target else None)
-    finally:
-        store.close()
+    with command_storage(config) as storage:
+        target_key = any_address(target) if target else None
+        count = storage.run(storage.directory.delete_alias(source_key, target_key))
     if not count:
         shown = f"{source_key} -> {any_address(target)}" if target else source_key
         fail(f"{shown}: no such alias (see 'todoku alias list')", UNKNOWN)
@@ -383,12 +386,12 @@ def alias_del(config: Config, source: str, target: str | None) -> None:
 @alias.command("list")
 @with_config
 def alias_list(config: Config) -> None:
-    store = _store(config)
-    try:
-        for entry in store.list_aliases():
-            click.echo(f"{entry.source} -> {entry.target}")
-    finally:
-        store.close()
+    from todoku.cli.storage import command_storage
+
+    with command_storage(config) as storage:
+        aliases = storage.run(storage.directory.aliases())
+    for entry in aliases:
+        click.echo(f"{entry.source} -> {entry.target}")
 
 
 @main.group()
@@ -527,22 +530,28 @@ def reports_list(config: Config, mailboxes: tuple[str, ...], as_json: bool) -> N
     The records `todoku dns-records` prints ask for them at postmaster@ of each domain."""
     import dataclasses
 
+    from todoku.cli.storage import command_storage
     from todoku.queue.setup import mailbox_finder
     from todoku.reports.mail import MAX_MESSAGE, reports_in
 
-    store = _store(config)
-    try:
+    with command_storage(config) as storage:
+        store = storage.sqlite_store  # the mailboxes, until Mailboxes is wired (issue 14)
+        if store is None:
+            fail("reports list reads the embedded store; not yet available on PostgreSQL")
+            return
         if mailboxes:
             keys = [local_address(config, m) for m in mailboxes]
         else:
-            find = mailbox_finder(config, store)
-            keys = list(
-                dict.fromkeys(k for d in config.domains for k in find(f"postmaster@{d}") or ())
-            )
+            find = mailbox_finder(config, storage.directory)
+            found_in: list[str] = []
+            for domain in config.domains:
+                where = storage.run(find(f"postmaster@{domain}"))
+                found_in += where or ()
+            keys = list(dict.fromkeys(found_in))
         found = 0
         for key in keys:
             for message in store.list_messages(key):
-                with store.open_blob(message.blob_id) as handle:
+                with storage.blobs.open_blocking(message.blob_id) as handle:
                     data = handle.read(MAX_MESSAGE + 1)
                 for report in reports_in(data):
                     found += 1
@@ -558,8 +567,6 @@ def reports_list(config: Config, mailboxes: tuple[str, ...], as_json: bool) -> N
                         click.echo(json.dumps(record, ensure_ascii=False))
                     else:
                         click.echo(f"{_when(message.received_at)}  {report.describe()}")
-    finally:
-        store.close()
     if not as_json:
         plural = "s" if found != 1 else ""
         click.echo(f"-- {found} report{plural} in {', '.join(keys) or 'no mailbox'}")
@@ -571,10 +578,10 @@ def queue_group() -> None:
 
 
 def _register_queue_commands() -> None:
-    """queue list/show/flush/hold/release/delete/bounce and sendmail live in todoku.queue.admin."""
-    from todoku.queue import admin
+    """queue list/show/flush/hold/release/delete/bounce and sendmail live in cli/queue.py."""
+    from todoku.cli import queue
 
-    admin.register(queue_group, main, with_config=with_config, fail=fail, open_store=_store)
+    queue.register(queue_group, main, with_config=with_config, fail=fail)
 
 
 _REGISTRATIONS.append(_register_queue_commands)

@@ -49,6 +49,8 @@ from todoku.proto.pop3.events import (
 )
 from todoku.proto.pop3.server import ServerConnection, SessionSettings
 from todoku.store.api import Store
+from todoku.store.content import Blobs
+from todoku.store.directory import Directory
 
 if TYPE_CHECKING:
     from todoku.web.metrics import Metrics
@@ -72,7 +74,9 @@ class Pop3Context:
     """What every POP3 session of this server shares."""
 
     config: Config
-    store: Store
+    store: Store  # the maildrops (list, delete, purge)
+    directory: Directory  # logins
+    blobs: Blobs  # message content
     throttle: AuthThrottle  # the same object SMTP AUTH uses: one budget of failures per address
     tls_context: ssl.SSLContext | None
     stopping: bool = False
@@ -308,10 +312,6 @@ class Pop3Session:
 
     # ----------------------------------------------------------------- decisions
 
-    def _check_credentials(self, username: str, password: str) -> bool:
-        user = self.ctx.store.get_user(username)
-        return verify_password(user.password_hash if user else None, password)
-
     async def _on_login(self, event: LoginRequest) -> None:
         throttle = self.ctx.throttle
         if throttle.locked(self.client_ip):
@@ -323,8 +323,9 @@ class Pop3Session:
         if event.authzid and event.authzid.lower() != username:
             good = False  # acting as someone else is not something ordinary users may do
         else:
+            user = await self.ctx.directory.get_user(username)
             good = await loop.run_in_executor(
-                None, self._check_credentials, username, event.password
+                None, verify_password, user.password_hash if user else None, event.password
             )
         if not good:
             delay = throttle.failure(self.client_ip)
@@ -354,7 +355,7 @@ class Pop3Session:
             self.conn.refuse(replies.MAILDROP_UNAVAILABLE)
             return
         self.blob_ids = {key: blob_id for key, _, _, blob_id in stored}
-        self.read_ahead = ReadAhead(self.ctx.store.open_blob, self.blob_ids)
+        self.read_ahead = ReadAhead(self.ctx.blobs.open_blocking, self.blob_ids)
         entries = [MaildropEntry(key, size, unique_id) for key, size, unique_id, _ in stored]
         self.conn.accept_login(username, entries)
         octets = sum(entry.size for entry in entries)
@@ -364,7 +365,7 @@ class Pop3Session:
 
     def _open_and_read(self, blob_id: str) -> tuple[BinaryIO, bytes]:
         """Open a message file and read its first piece: one worker-thread hop for most mail."""
-        handle = self.ctx.store.open_blob(blob_id)
+        handle = self.ctx.blobs.open_blocking(blob_id)
         try:
             return handle, handle.read(CHUNK_SIZE)
         except BaseException:

@@ -51,14 +51,9 @@ from todoku.proto.smtp.events import (
     StartTLS,
 )
 from todoku.proto.smtp.server import ServerConnection, SessionSettings
-from todoku.store.api import (
-    BlobWriter,
-    IncomingMessage,
-    RemoteRecipient,
-    SpooledBlob,
-    StorageFull,
-    Store,
-)
+from todoku.store.api import IncomingMessage, RemoteRecipient, SpooledBlob, StorageFull
+from todoku.store.content import Blobs, BlobWriter
+from todoku.store.intake import Intake
 
 if TYPE_CHECKING:
     from todoku.web.metrics import Metrics
@@ -77,8 +72,9 @@ class SmtpContext:
     """What every SMTP session of this server shares."""
 
     config: Config
-    store: Store
-    directory: Directory
+    blobs: Blobs  # where DATA is written
+    intake: Intake  # where an accepted message is stored (the 250 waits for it)
+    directory: Directory  # recipients, senders and logins (store lookups: all awaited)
     throttle: AuthThrottle
     tls_context: ssl.SSLContext | None
     stopping: bool = False
@@ -210,16 +206,16 @@ class SmtpSession:
             if event is NEED_DATA:
                 await self._read()
             elif isinstance(event, DataChunk):
-                self._write_content(event.data)
+                await self._write_content(event.data)
             elif isinstance(event, RcptTo):
-                conn.reply(self._on_rcpt(event))
+                conn.reply(await self._on_rcpt(event))
             elif isinstance(event, MailFrom):
                 limited = self.inbound.on_mail(self.client_ip) if self.inbound else None
                 if limited is not None:  # 421: the message rate limit closes the session
                     self._log_reject("MAIL", event.sender, None, limited)
                     conn.shutdown(limited)
                     continue
-                conn.reply(self._on_mail(event))
+                conn.reply(await self._on_mail(event))
             elif isinstance(event, DataCommand):
                 conn.reply(self._on_data())
             elif isinstance(event, EndOfData):
@@ -246,16 +242,16 @@ class SmtpSession:
 
     # ----------------------------------------------------------------- decisions
 
-    def _on_mail(self, event: MailFrom) -> Reply:
+    async def _on_mail(self, event: MailFrom) -> Reply:
         user = self.conn.authenticated_user
-        if user is not None and not self.ctx.directory.may_send_as(user, event.sender):
+        if user is not None and not await self.ctx.directory.may_send_as(user, event.sender):
             reply = codes.sender_not_owned(str(event.sender), user)
             self._log_reject("MAIL", event.sender, None, reply)
             return reply
         self.tx = _Transaction(sender=event.sender, mail=event)
         return codes.SENDER_OK
 
-    def _on_rcpt(self, event: RcptTo) -> Reply:
+    async def _on_rcpt(self, event: RcptTo) -> Reply:
         recipient = event.recipient
         directory = self.ctx.directory
         if self.inbound is not None and self.conn.authenticated_user is None:
@@ -266,7 +262,7 @@ class SmtpSession:
                 self._log_reject("RCPT", self.tx.sender, recipient, refusal)
                 return refusal
         if directory.is_local(recipient):
-            resolution = directory.resolve(recipient)
+            resolution = await directory.resolve(recipient)
             if not resolution.found:
                 reply = codes.user_unknown(str(recipient))
                 self._log_reject("RCPT", self.tx.sender, recipient, reply)
@@ -287,7 +283,7 @@ class SmtpSession:
 
     def _on_data(self) -> Reply:
         try:
-            self.tx.writer = self.ctx.store.new_blob()
+            self.tx.writer = self.ctx.blobs.new_writer()
         except StorageFull:
             return codes.STORAGE_FULL
         except OSError:
@@ -305,7 +301,7 @@ class SmtpSession:
             )
         return codes.START_DATA
 
-    def _write_content(self, piece: bytes) -> None:
+    async def _write_content(self, piece: bytes) -> None:
         tx = self.tx
         if tx.writer is None:
             return
@@ -316,7 +312,7 @@ class SmtpSession:
             self._write_prefix()
             tx.facts = tx.scan.facts
             tx.scan = None
-            self._check_from(held, whole=False)
+            await self._check_from(held, whole=False)
             piece = held
         self._keep(piece)
 
@@ -359,7 +355,7 @@ class SmtpSession:
             self._write_prefix()
             tx.facts = tx.scan.facts
             tx.scan = None
-            self._check_from(rest, whole=True)
+            await self._check_from(rest, whole=True)
             self._keep(rest)
         facts = tx.facts
         subject = facts.subject if facts else ""
@@ -408,7 +404,7 @@ class SmtpSession:
         try:
             # finish() fsyncs the file or removes it on failure: the writer is spent either way.
             tx.writer = None
-            queue_id = await self.ctx.store.commit_spooled(writer, message_for)
+            queue_id = await self.ctx.intake.accept(writer, message_for)
         except StorageFull:
             reply = codes.STORAGE_FULL
         except OSError:
@@ -464,7 +460,7 @@ class SmtpSession:
         finally:
             held.close()
 
-    def _check_from(self, content: bytes, *, whole: bool) -> None:
+    async def _check_from(self, content: bytes, *, whole: bool) -> None:
         """Submission: the header From of the content's start (``whole``: all of the content)
         must name only addresses the login may send as, the rule MAIL FROM follows."""
         user = self.conn.authenticated_user
@@ -475,7 +471,7 @@ class SmtpSession:
         else:
             end = content.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT + 4)
             header = content[: end + 2] if end >= 0 else content if whole else None
-        self.tx.from_refusal = check_from(self.ctx.directory, user, header)
+        self.tx.from_refusal = await check_from(self.ctx.directory, user, header)
 
     def _abort_transaction(self) -> None:
         if self.tx.held is not None:
@@ -493,7 +489,7 @@ class SmtpSession:
         if event.authzid and event.authzid.lower() != username:
             ok = False  # acting as someone else is not something ordinary users may do
         else:
-            user = self.ctx.store.get_user(username)
+            user = await self.ctx.directory.accounts.get_user(username)
             loop = asyncio.get_running_loop()
             ok = await loop.run_in_executor(
                 None, verify_password, user.password_hash if user else None, event.password

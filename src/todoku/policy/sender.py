@@ -214,7 +214,7 @@ def parse_from(header: bytes) -> FromHeader:
         return FromHeader(problem=str(exc))
 
 
-def check_from(directory: Directory, user: str, header: bytes | None) -> Reply | None:
+async def check_from(directory: Directory, user: str, header: bytes | None) -> Reply | None:
     """The refusal for a submission by ``user`` whose header section (None: longer than the
     header scan reads) has a From field naming an address ``user`` may not send as; None when
     every From address is one of theirs, or there is no From field at all."""
@@ -224,7 +224,7 @@ def check_from(directory: Directory, user: str, header: bytes | None) -> Reply |
     if parsed.problem:
         return from_unreadable(parsed.problem)
     for address in parsed.addresses:
-        if not directory.may_send_as(user, address):
+        if not await directory.may_send_as(user, address):
             return from_not_owned(address, user)
     return None
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from todoku.ingest import HEADER_SCAN_LIMIT, scan_headers
 from todoku.queue.model import PENDING
-from todoku.store.api import QueueEntry, Store
+from todoku.store.api import QueueEntry
+from todoku.store.content import Blobs
 
 log = logging.getLogger("todoku.queue")
 
@@ -35,16 +36,15 @@ class Loaded:
 
 
 class MessageContent:
-    def __init__(self, store: Store, signer: Callable[[bytes, str], bytes] | None) -> None:
-        self.store = store
+    def __init__(self, blobs: Blobs, signer: Callable[[bytes, str], bytes] | None) -> None:
+        self.blobs = blobs  # read on worker threads (open_blocking)
         self.signer = signer  # DKIM: (message, sender) → header fields to send in front
 
-    def load(self, queue_id: str) -> Loaded:
-        """The entry and, unless there is nothing to send, its content: one trip to a thread."""
-        entry = self.store.get_queue_entry(queue_id)
-        if entry is None or entry.held or not any(r.state == PENDING for r in entry.recipients):
+    def load(self, entry: QueueEntry) -> Loaded:
+        """The entry's content, unless there is nothing to send: on a worker thread."""
+        if entry.held or not any(r.state == PENDING for r in entry.recipients):
             return Loaded(entry, None, 0)
-        with self.store.open_blob(entry.blob_id) as handle:
+        with self.blobs.open_blocking(entry.blob_id) as handle:
             if entry.size <= READ_WHOLE_LIMIT:
                 content = handle.read()
                 head = content[:HEADER_SCAN_LIMIT]
@@ -80,7 +80,7 @@ class MessageContent:
 
     def _signature(self, entry: QueueEntry) -> bytes:
         try:
-            with self.store.open_blob(entry.blob_id) as handle:
+            with self.blobs.open_blocking(entry.blob_id) as handle:
                 content = handle.read()
         except OSError:
             log.exception("%s: cannot read the message to sign it; sending unsigned", entry.id)
@@ -98,6 +98,6 @@ class MessageContent:
     def stream(self, blob_id: str, prefix: bytes = b"") -> Iterator[bytes]:
         if prefix:
             yield prefix
-        with self.store.open_blob(blob_id) as handle:
+        with self.blobs.open_blocking(blob_id) as handle:
             while piece := handle.read(READ_PIECE):
                 yield piece

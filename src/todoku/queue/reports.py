@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from todoku.dsn.compose import compose_safely, original_subject
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.ingest import HEADER_SCAN_LIMIT
 from todoku.queue.model import DELIVERED, FAILED
 from todoku.queue.schedule import Schedule
-from todoku.store.api import IncomingMessage, QueueEntry, QueueRecipient, RemoteRecipient, Store
+from todoku.store.api import (
+    IncomingMessage,
+    QueueEntry,
+    QueueRecipient,
+    RemoteRecipient,
+    SpooledBlob,
+)
+from todoku.store.backend import Storage
 
 log = logging.getLogger("todoku.queue")
 
@@ -29,14 +36,16 @@ MAX_RETURNED_SIZE = 10 * 1024 * 1024  # larger originals come back as headers on
 class Reporter:
     def __init__(
         self,
-        store: Store,
+        storage: Storage,
         schedule: Schedule,
         *,
         hostname: str,
         lang: str,
-        local_mailboxes: Callable[[str], tuple[str, ...] | None],
+        local_mailboxes: Callable[[str], Awaitable[tuple[str, ...] | None]],
     ) -> None:
-        self.store = store
+        self.queue = storage.queue
+        self.blobs = storage.blobs
+        self.intake = storage.intake  # a report is stored like any accepted message
         self.schedule = schedule
         self.hostname = hostname
         self.lang = lang
@@ -57,7 +66,7 @@ class Reporter:
         wanted = [r for r in pending if wants(r, "DELAY")]
         if entry.sender and wanted:
             await self.send(entry, ReportKind.DELAY, wanted, now)
-        await asyncio.to_thread(self.store.mark_delay_warned, entry.id)
+        await self.queue.mark_delay_warned(entry.id)
 
     async def send(
         self, entry: QueueEntry, kind: ReportKind, recipients: list[QueueRecipient], now: float
@@ -133,7 +142,7 @@ class Reporter:
 
     def _original(self, entry: QueueEntry) -> bytes:
         limit = MAX_RETURNED_SIZE if entry.size <= MAX_RETURNED_SIZE else HEADER_SCAN_LIMIT
-        with self.store.open_blob(entry.blob_id) as handle:
+        with self.blobs.open_blocking(entry.blob_id) as handle:  # on a worker thread
             return handle.read(limit)
 
     async def _commit(self, to: str, data: bytes, subject: str, now: float) -> str | None:
@@ -141,7 +150,7 @@ class Reporter:
         ``to`` is a local address nobody receives (cron's ``root@<domain>``), the report goes
         to postmaster instead. Returns "" when delivered as addressed, the postmaster
         address(es) when redirected, None when dropped (logged here)."""
-        mailboxes = self.local_mailboxes(to)
+        mailboxes = await self.local_mailboxes(to)
         redirected = ""
         if mailboxes == ():
             # A failure nobody can read is one the administrator must see (RFC 5321 §4.5.1).
@@ -149,28 +158,28 @@ class Reporter:
             # or alias if there is one, else the mailbox postmaster@<first domain>.
             domain = to.rpartition("@")[2]
             postmaster = f"postmaster@{domain}" if domain else ""
-            mailboxes = self.local_mailboxes(postmaster) if postmaster else ()
+            mailboxes = await self.local_mailboxes(postmaster) if postmaster else ()
             if mailboxes == ():
                 log.warning("report for <%s> dropped: no such local mailbox", to)
                 return None
             redirected = postmaster if mailboxes is None else ", ".join(mailboxes)
             to = postmaster
-        writer = self.store.new_blob()
-        try:
-            writer.write(data)
-            blob = await asyncio.to_thread(writer.finish)
-        except BaseException:
-            writer.abort()
-            raise
-        message = IncomingMessage(
-            blob=blob,
-            sender="",  # RFC 5321 §4.5.5: reports use the null reverse-path
-            mailboxes=mailboxes or (),
-            remote=() if mailboxes is not None else (RemoteRecipient(to),),
-            subject=subject,
-            received_at=now,
-        )
-        await self.store.commit(message)
+        writer = self.blobs.new_writer()
+        writer.write(data)
+        local = mailboxes or ()
+        remote = () if mailboxes is not None else (RemoteRecipient(to),)
+
+        def message_for(blob: SpooledBlob) -> IncomingMessage:
+            return IncomingMessage(
+                blob=blob,
+                sender="",  # RFC 5321 §4.5.5: reports use the null reverse-path
+                mailboxes=local,
+                remote=remote,
+                subject=subject,
+                received_at=now,
+            )
+
+        await self.intake.accept(writer, message_for)
         return redirected
 
 

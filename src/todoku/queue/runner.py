@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
 from todoku.outcome import PHASE_EXPIRED, PHASE_LOOP, Outcome, Verdict
 from todoku.queue import routing
-from todoku.queue.batch import ReadBatcher, StateWriter
+from todoku.queue.batch import ReadBatcher
 from todoku.queue.content import MessageContent
 from todoku.queue.dane import Dane
 from todoku.queue.delivery import Deliveries, Destination, Job
@@ -46,7 +46,8 @@ from todoku.queue.scheduler import Timetable, WakeFile
 from todoku.queue.steering import is_greylisting, is_recipient_limit
 from todoku.queue.transport import Transport
 from todoku.queue.wake import touch_wake_file
-from todoku.store.api import QueueEntry, QueueRecipient, RecipientResult, Store
+from todoku.store.api import QueueEntry, QueueRecipient, RecipientResult
+from todoku.store.backend import Storage
 
 log = logging.getLogger("todoku.queue")
 
@@ -70,13 +71,13 @@ class RunnerSettings:
 class QueueRunner:
     def __init__(
         self,
-        store: Store,
+        storage: Storage,
         resolver: Resolver,
         transport: Transport,
         settings: RunnerSettings,
         *,
         is_self: Callable[[str, str], bool],
-        local_mailboxes: Callable[[str], tuple[str, ...] | None],
+        local_mailboxes: Callable[[str], Awaitable[tuple[str, ...] | None]],
         clock: Clock | None = None,
         shuffle: routing.Shuffle | None = None,
         signer: Callable[[bytes, str], bytes] | None = None,
@@ -85,15 +86,14 @@ class QueueRunner:
         mta_sts: MtaSts | None = None,
         dane: Dane | None = None,
     ) -> None:
-        self.store = store
-        self.state = StateWriter(store)  # the queue's bookkeeping, group-committed
+        self.queue = storage.queue  # the queue's bookkeeping (the backend groups the writes)
         self.reader = ReadBatcher()  # the reads that start attempts, many per thread hop
         self.settings = settings
         self.schedule = settings.schedule
         self.clock = clock or SystemClock()
         # [[relay]] smarthosts (queue.routing.choose): their destinations are keyed "relay[N]".
         self.relays = relays
-        self.content = MessageContent(store, signer)
+        self.content = MessageContent(storage.blobs, signer)
         self.deliveries = Deliveries(
             resolver,
             transport,
@@ -112,7 +112,7 @@ class QueueRunner:
             dane=dane,
         )
         self.reports = Reporter(
-            store,
+            storage,
             self.schedule,
             hostname=settings.hostname,
             lang=settings.lang,
@@ -164,11 +164,12 @@ class QueueRunner:
         self._wakeup.set()
 
     async def rescan(self) -> None:
-        rows = await asyncio.to_thread(self.store.queue_schedule)
+        rows = await self.queue.due()
         self.timetable.clear()
-        for queue_id, next_attempt, received_at, warned in rows:
+        for row in rows:
             self.timetable.schedule(
-                queue_id, self.schedule.next_wakeup(received_at, next_attempt, warned)
+                row.queue_id,
+                self.schedule.next_wakeup(row.received_at, row.next_attempt, row.delay_warned),
             )
         self._wakeup.set()
 
@@ -190,8 +191,7 @@ class QueueRunner:
                 await self._main_loop()
             finally:
                 watcher.cancel()
-        await self.state.drain()
-        self.state.close()
+        await self.queue.drain()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         assert self._group is not None
@@ -242,7 +242,7 @@ class QueueRunner:
             again = self.timetable.done(queue_id)
             self._slots.release()
             if again:
-                entry = await asyncio.to_thread(self.store.get_queue_entry, queue_id)
+                entry = await self.queue.get(queue_id)
                 if entry is not None and not entry.held:
                     self.timetable.schedule(queue_id, self._wake_time(entry))
             if not self.timetable.busy:
@@ -255,8 +255,10 @@ class QueueRunner:
     # ------------------------------------------------------------------ one message
 
     async def _process(self, queue_id: str) -> None:
-        store = self.store
-        loaded = await self.reader.run(lambda: self.content.load(queue_id))
+        read = await self.queue.get(queue_id)
+        if read is None:
+            return
+        loaded = await self.reader.run(lambda: self.content.load(read))
         entry = loaded.entry
         if entry is None or entry.held:
             return
@@ -300,7 +302,7 @@ class QueueRunner:
         attempt_number = entry.attempts + 1
         planned = self.schedule.next_attempt(entry.received_at, attempt_number, now)
         # Written BEFORE dialling: a crash from here on retries at ``planned``, not in a loop.
-        await self.state.run(lambda: store.begin_attempt(queue_id, now, planned))
+        await self.queue.begin_attempt(queue_id, now, planned)
         by_domain: dict[str, list[QueueRecipient]] = {}
         relay_of: dict[str, RelayConfig] = {}
         for recipient in pending:
@@ -351,14 +353,14 @@ class QueueRunner:
                     entry.received_at, attempt_number, now, minimum_wait=minimum_wait
                 )
             last_error = "; ".join(dict.fromkeys(a.describe() for a in temporary))[:1000]
-            await self.state.run(lambda: self.store.end_attempt(entry.id, next_attempt, last_error))
+            await self.queue.end_attempt(entry.id, next_attempt, last_error)
             log.info(
                 "%s: deferred %d recipient(s); next attempt in %s",
                 entry.id,
                 len(temporary),
                 describe_duration(next_attempt - now),
             )
-        fresh = await asyncio.to_thread(self.store.get_queue_entry, entry.id)
+        fresh = await self.queue.get(entry.id)
         if fresh is None:
             return
         if not await self._settle(fresh):
@@ -400,14 +402,10 @@ class QueueRunner:
 
         reported = [a.recipient for a in attempts] if retire else handed_over
 
-        def record() -> bool:
-            self.store.record_results(entry.id, results, when)
-            if reported:
-                self.store.mark_reported(entry.id, reported)
-            return retire and self.store.retire_queue_entry(entry.id)
-
-        # Once the remote said 250 the record lands even if we are stopping (StateWriter.run).
-        return await self.state.run(record)
+        # Once the remote said 250 the record lands even if we are stopping (store.queue).
+        return await self.queue.record_results(
+            entry.id, results, when, reported=reported, retire=retire
+        )
 
     @staticmethod
     def _retire_with(entry: QueueEntry, attempts: list[Outcome]) -> bool:
@@ -456,9 +454,7 @@ class QueueRunner:
     async def _settle(self, entry: QueueEntry, just_read: bool = False) -> bool:
         """Send the reports owed for final recipients, then retire the entry if it is done.
         True when the entry is gone. ``just_read``: ``entry`` is fresh from the store."""
-        fresh = (
-            entry if just_read else await asyncio.to_thread(self.store.get_queue_entry, entry.id)
-        )
+        fresh = entry if just_read else await self.queue.get(entry.id)
         if fresh is None:
             return True
         unreported = [r for r in fresh.recipients if r.state != PENDING and not r.reported]
@@ -468,12 +464,7 @@ class QueueRunner:
             await self.reports.final(fresh, unreported, self.clock.now())
         reported = [r.address for r in unreported]
 
-        def mark_and_retire() -> bool:
-            if reported:
-                self.store.mark_reported(fresh.id, reported)
-            return self.store.retire_queue_entry(fresh.id)
-
-        return await self.state.run(mark_and_retire)
+        return await self.queue.mark_reported(fresh.id, reported, retire=True)
 
 
 __all__ = ["Hop", "QueueRunner", "RunnerSettings", "touch_wake_file"]  # touch_wake_file: queue.wake

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from todoku.config import Config
 from todoku.dns.dnspython import DnspythonResolver
@@ -22,7 +21,9 @@ from todoku.queue.schedule import Schedule
 from todoku.queue.tlsrpt_send import Enqueue, HttpsReportPoster, ReporterSettings, TlsReporter
 from todoku.queue.transport import RelayTransport, SmtpTransport
 from todoku.queue.wake import wake_path
-from todoku.store.api import IncomingMessage, RemoteRecipient, Store
+from todoku.store.api import IncomingMessage, RemoteRecipient, SpooledBlob
+from todoku.store.backend import Storage
+from todoku.store.directory import Directory as Accounts
 
 
 def _local_addresses(bound_hosts: Iterable[str]) -> set[str]:
@@ -60,19 +61,21 @@ def self_matcher(config: Config, bound: Iterable[tuple[str, int]]) -> Callable[[
     return is_self
 
 
-def mailbox_finder(config: Config, store: Store) -> Callable[[str], tuple[str, ...] | None]:
+def mailbox_finder(
+    config: Config, accounts: Accounts
+) -> Callable[[str], Awaitable[tuple[str, ...] | None]]:
     """Where a report to ``address`` goes: local mailboxes, () for an unknown local user,
     None when the address is elsewhere (the report is queued like any other mail)."""
-    directory = Directory(store, config.domains)
+    directory = Directory(accounts, config.domains)
 
-    def find(address: str) -> tuple[str, ...] | None:
+    async def find(address: str) -> tuple[str, ...] | None:
         try:
             parsed = parse_mailbox(address)
         except AddressError:
             return ()
         if not directory.is_local(parsed):
             return None
-        resolution = directory.resolve(parsed)
+        resolution = await directory.resolve(parsed)
         if resolution.remote and not resolution.mailboxes:
             return None
         return resolution.mailboxes
@@ -91,31 +94,28 @@ def _dkim_signer(config: Config) -> Callable[[bytes, str], bytes] | None:
         return None
 
 
-def report_enqueuer(store: Store) -> Enqueue:
-    """Queue a report message (TLS-RPT) like any outgoing mail: a blob, then one commit."""
+def report_enqueuer(storage: Storage) -> Enqueue:
+    """Queue a report message (TLS-RPT) like any outgoing mail: content, then one accept."""
 
     async def enqueue(sender: str, recipients: tuple[str, ...], data: bytes) -> None:
-        writer = store.new_blob()
-        try:
-            writer.write(data)
-            blob = await asyncio.to_thread(writer.finish)
-        except BaseException:
-            writer.abort()
-            raise
-        await store.commit(
-            IncomingMessage(
+        writer = storage.blobs.new_writer()
+        writer.write(data)
+
+        def message_for(blob: SpooledBlob) -> IncomingMessage:
+            return IncomingMessage(
                 blob=blob,
                 sender=sender,
                 remote=tuple(RemoteRecipient(r) for r in recipients),
                 subject="TLS report",
                 received_at=time.time(),
             )
-        )
+
+        await storage.intake.accept(writer, message_for)
 
     return enqueue
 
 
-def build_tls_reporter(config: Config, store: Store) -> TlsReporter | None:
+def build_tls_reporter(config: Config, storage: Storage) -> TlsReporter | None:
     """Daily TLS reports (RFC 8460), or None when ``[tlsrpt] enabled = false``. Reports come
     from ``contact`` when it is an address of ours (so they are DKIM-signed for its domain),
     else from postmaster of the first domain."""
@@ -134,7 +134,7 @@ def build_tls_reporter(config: Config, store: Store) -> TlsReporter | None:
         config.data_dir / "tlsrpt",
         ReporterSettings(submitter, sender, config.hostname),
         resolver,
-        report_enqueuer(store),
+        report_enqueuer(storage),
         HttpsReportPoster(resolver),
         signer=_dkim_signer(config),
     )
@@ -142,7 +142,7 @@ def build_tls_reporter(config: Config, store: Store) -> TlsReporter | None:
 
 def build_runner(
     config: Config,
-    store: Store,
+    storage: Storage,
     bound: Iterable[tuple[str, int]],
     tls_reporter: TlsReporter | None = None,
 ) -> QueueRunner:
@@ -168,12 +168,12 @@ def build_runner(
     if tls_reporter is not None:
         transport.tls_observer = tls_reporter.observe_hop
     return QueueRunner(
-        store,
+        storage,
         resolver,
         transport,
         settings,
         is_self=self_matcher(config, bound),
-        local_mailboxes=mailbox_finder(config, store),
+        local_mailboxes=mailbox_finder(config, storage.directory),
         signer=_dkim_signer(config),
         relays=config.relays,
         relay_transport=lambda relay: RelayTransport(relay, config.hostname),

@@ -1,5 +1,9 @@
 """``todoku backup DEST`` and ``todoku restore SRC``: online, consistent, incremental backups.
 
+Tools of the SQLite backend, beside it (issue 14): a backup is that backend's index and files
+(SQLite's online backup API, the message files by path), and restore writes them back the same
+way. Another backend (PostgreSQL) is backed up with its own tools.
+
 A backup directory holds::
 
     todoku.db         a snapshot of the index (SQLite's online backup API: one consistent moment,

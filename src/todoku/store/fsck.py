@@ -1,5 +1,9 @@
 """``todoku fsck``: check the data directory of the SQLite + files store, and repair it.
 
+A tool of the SQLite backend, beside it (issue 14): it reads ``todoku.db`` with plain SQL and the
+files under ``messages/`` directly, since what it checks is how that backend keeps the
+interfaces' promises. Another backend (PostgreSQL) brings its own checks.
+
 What is checked, in this order:
 1. ``PRAGMA integrity_check`` of ``todoku.db`` (damage here cannot be repaired: restore a backup);
 2. every ``blobs`` row: its content (a ``contents`` row in the index for small messages, a file

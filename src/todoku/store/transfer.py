@@ -1,5 +1,9 @@
 """``todoku import`` and ``todoku export``: mailboxes in and out as mbox files and Maildir folders.
 
+Tools of the SQLite backend, beside it (issue 14): they read and write through ``SqliteStore``
+(its mailbox rows, its message files, and the ``transfer_origin`` table it keeps for round
+trips), not through the async interfaces.
+
 Formats read: mbox as written by Thunderbird, Postfix local delivery and Gmail Takeout (``From ``
 separator lines, LF or CRLF line ends, ``>From`` quoting read as mboxrd), and Maildir as written
 by Dovecot and Thunderbird (``cur/``, ``new/``; the ``:2,FLAGS`` suffix).

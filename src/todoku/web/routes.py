@@ -15,7 +15,6 @@ in a worker thread).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ipaddress
 import json
@@ -29,7 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from todoku.config import Config
 from todoku.mailauth.mta_sts import policy_text
-from todoku.store.api import Store
+from todoku.store.backend import Storage
+from todoku.store.queue import Queue
 from todoku.web import autoconfig
 from todoku.web.admin import AdminPages
 from todoku.web.metrics import Metrics
@@ -90,7 +90,7 @@ def _add_autoconfig(app: web.Application, settings: autoconfig.ClientSettings) -
 
 def https_app(
     config: Config,
-    store: Store,
+    storage: Storage,
     metrics: Metrics,
     ports: Mapping[str, int],
     sessions: SessionSource = lambda: (),
@@ -131,7 +131,7 @@ def https_app(
 
     async def scrape(request: web.Request) -> web.Response:
         check_metrics_access(config, request)
-        await read_state(store, metrics, sessions)
+        await read_state(storage.queue, metrics, sessions)
         return web.Response(
             body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
@@ -181,19 +181,18 @@ def check_metrics_access(config: Config, request: web.Request) -> None:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="todoku metrics"'})
 
 
-async def read_state(store: Store, metrics: Metrics, sessions: SessionSource) -> None:
+async def read_state(queue: Queue, metrics: Metrics, sessions: SessionSource) -> None:
     """The gauges that describe state now: sessions (counted on the loop, cheap), and the queue
-    (one query in a worker thread, so a long queue never stalls sessions)."""
+    (one query, off the event loop: a long queue never stalls sessions)."""
     metrics.sessions.clear()
     for listener, count in Counter(sessions()).items():
         metrics.sessions.labels(listener).set(count)
-    loop = asyncio.get_running_loop()
     try:
-        schedule = await loop.run_in_executor(None, store.queue_schedule)
+        schedule = await queue.due()
     except Exception:
         log.exception("metrics: reading the queue failed")
         metrics.scrape_errors.inc()
         return
     metrics.queue_messages.set(len(schedule))
-    oldest = min((received for _, _, received, _ in schedule), default=None)
+    oldest = min((due.received_at for due in schedule), default=None)
     metrics.queue_oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest))

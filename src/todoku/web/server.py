@@ -26,7 +26,6 @@ from todoku.config import Config
 from todoku.net.link import ConnectionLimits
 from todoku.policy.auth import AuthThrottle
 from todoku.queue.wake import touch_wake_file, wake_path
-from todoku.store.api import Store
 from todoku.store.backend import Storage
 from todoku.web.admin import AdminPages
 from todoku.web.admission import CountedConnection
@@ -90,17 +89,16 @@ class WebServer:
 
 def build_web(
     config: Config,
-    store: Store,
+    storage: Storage,
     metrics: Metrics,
     sockets: Mapping[str, socket.socket],
     tls_context: ssl.SSLContext,
     sessions: SessionSource,
     limits: ConnectionLimits | None = None,
     throttle: AuthThrottle | None = None,
-    storage: Storage | None = None,
 ) -> WebServer | None:
     """The web listeners among ``sockets`` (bound by app.py), or None when none is configured.
-    ``storage``: what the admin pages read and change (no admin pages without it);
+    ``storage``: what the admin pages and /metrics read (and the admin pages change);
     ``throttle``: the login failure counters SMTP AUTH and POP3 use, shared by the admin login
     (a fresh one when not given)."""
     if "https" not in sockets and "http" not in sockets:
@@ -108,17 +106,15 @@ def build_web(
     ports = {name: int(sock.getsockname()[1]) for name, sock in sockets.items()}
     sites: list[tuple[str, web.Application, socket.socket, ssl.SSLContext | None]] = []
     if "https" in sockets:
-        admin = None
-        if storage is not None:
-            admin = AdminPages(
-                config,
-                storage,
-                metrics,
-                throttle if throttle is not None else AuthThrottle(),
-                wake=lambda: touch_wake_file(wake_path(config)),
-                ports=ports,
-            )
-        app = https_app(config, store, metrics, ports, sessions, admin)
+        admin = AdminPages(
+            config,
+            storage,
+            metrics,
+            throttle if throttle is not None else AuthThrottle(),
+            wake=lambda: touch_wake_file(wake_path(config)),
+            ports=ports,
+        )
+        app = https_app(config, storage, metrics, ports, sessions, admin)
         sites.append(("https", app, sockets["https"], tls_context))
     if "http" in sockets:
         sites.append(("http", http_app(config, ports), sockets["http"], None))
