@@ -50,7 +50,11 @@ def zone(dns: DnsServer, web_port: int) -> None:
     dns.add(MX, "A", "127.0.0.1")
     dns.add("_mta-sts.remote.test", "TXT", '"v=STSv1; id=1"')
     dns.add("mta-sts.remote.test", "A", "127.0.0.1")
-    rua = f"mailto:tls@reports.test,https://reports.test:{web_port}/tlsrpt"
+    # The second address is at the failing domain itself: RFC 8460 §5.3 wants the report
+    # delivered there despite its broken MTA-STS (todoku marks it "TLS-Required: No").
+    rua = (
+        f"mailto:tls@reports.test,mailto:tlsrpt@remote.test,https://reports.test:{web_port}/tlsrpt"
+    )
     dns.add("_smtp._tls.remote.test", "TXT", f'"v=TLSRPTv1; rua={rua}"')
     dns.add("dane.test", "MX", "10 mx.dane.test.")
     dns.add("mx.dane.test", "A", "127.0.0.1")
@@ -131,9 +135,12 @@ async def test_a_day_of_sessions_is_reported_by_mail_and_https(
                 assert [m.recipients for m in mx.messages] == [["carol@ok.test"]]
                 clock.advance(86400)  # 12:00 the next day: yesterday's reports are due
                 assert await reporter.tick() == [DAY]
-                await q.wait(lambda: len(mx.messages) == 3)
+                await q.wait(lambda: len(mx.messages) == 4)
             reports = [m for m in mx.messages if m.recipients == ["tls@reports.test"]]
+            [at_remote] = [m for m in mx.messages if m.recipients == ["tlsrpt@remote.test"]]
     assert len(reports) == 2
+    # The report to remote.test went over opportunistic TLS although its policy failed.
+    assert parse(at_remote.data)[0]["TLS-Report-Domain"] == "remote.test"
     parsed = {
         str(message["TLS-Report-Domain"]): (message, report, name, relayed)
         for relayed in reports

@@ -6,7 +6,8 @@ us: a rate-limit reply (queue.steering) pauses it with an exponential back-off a
 connection, lifted step by step as deliveries succeed; a hop that refuses or cannot be reached
 halves the number. Routes come from DNS (queue.routing, with the domain's MTA-STS and DANE
 policies) and are reused for their TTL; a ``[[relay]]`` destination always goes to its
-smarthost. Each message's results go to ``complete`` the moment its final reply arrives, not
+smarthost. Messages marked "TLS-Required: No" (RFC 8689 §4.1: the server's own TLS reports)
+have a destination of their own per domain, routed without MTA-STS and DANE. Each message's results go to ``complete`` the moment its final reply arrives, not
 awaited: the connection carries the next message meanwhile.
 """
 
@@ -88,6 +89,8 @@ class Destination:
     backoff: float = 0.0
     last_limit_reply: str = ""
     relay: RelayConfig | None = None  # a smarthost ([[relay]]) rather than a domain's MX
+    # RFC 8689 §4.1 "TLS-Required: No": the domain's MX hosts without its MTA-STS or DANE.
+    tls_optional: bool = False
     more: asyncio.Event = field(default_factory=asyncio.Event)  # a job was added
 
     def throttled(self, now: float) -> bool:
@@ -164,16 +167,20 @@ class Deliveries:
         """Forget the transports of the old ``[[relay]]`` tables (their settings, CA files)."""
         self._relay_transports.clear()
 
-    def submit(self, domain: str, job: Job, relay: RelayConfig | None = None) -> None:
-        destination = self._destinations.get(domain)
+    def submit(
+        self, domain: str, job: Job, relay: RelayConfig | None = None, tls_optional: bool = False
+    ) -> None:
+        tls_optional = tls_optional and relay is None  # a relay is always verified TLS
+        key = f"{domain} (TLS-Required: No)" if tls_optional else domain
+        destination = self._destinations.get(key)
         if destination is not None and destination.relay != relay:
             # A reload changed this [[relay]]: new jobs go to the new one, while the workers of
             # the old destination finish what they hold on the relay they connected to.
             destination = None
         if destination is None:
             limit = self.max_connections
-            destination = Destination(domain, limit, limit, relay=relay)
-            self._destinations[domain] = destination
+            destination = Destination(domain, limit, limit, relay=relay, tls_optional=tls_optional)
+            self._destinations[key] = destination
         destination.jobs.append(job)
         destination.more.set()
         self._spawn_workers(destination)
@@ -202,7 +209,7 @@ class Deliveries:
             if destination.relay is not None:
                 route = await routing.relay_route(self.resolver, destination.relay)
             else:
-                route = await self._route(destination.domain)
+                route = await self._route(destination.domain, destination.tls_optional)
             while not self.stopping():
                 if not destination.jobs:
                     if channel is None or not channel.usable or not await self._more(destination):
@@ -245,17 +252,19 @@ class Deliveries:
             if destination.jobs and not self.stopping():
                 self._spawn_workers(destination)
 
-    async def _route(self, domain: str) -> Route:
+    async def _route(self, domain: str, tls_optional: bool = False) -> Route:
         """The hops for ``domain``; a resolved route is reused for its DNS answers' TTL
         (at most MAX_ROUTE_REUSE), so new connections to a busy domain ask no DNS questions.
-        Failures are never reused: the next attempt asks again."""
+        Failures are never reused: the next attempt asks again. ``tls_optional``: without
+        the domain's MTA-STS and DANE policies (RFC 8689 §4.1)."""
         now = self.clock.now()
-        cached = self._routes.get(domain)
+        key = f"{domain} (TLS-Required: No)" if tls_optional else domain
+        cached = self._routes.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
         # The workers a flush starts for one domain all arrive here at once: one lookup for
         # them all (py-spy: 20 identical lookups were 3% of the event loop's busy time).
-        asking = self._route_lookups.get(domain)
+        asking = self._route_lookups.get(key)
         if asking is not None:
             return await asyncio.shield(asking)
         asking = asyncio.ensure_future(
@@ -263,21 +272,21 @@ class Deliveries:
                 self.resolver,
                 domain,
                 is_self=self.is_self,
-                mta_sts=self.mta_sts,
-                dane=self.dane,
+                mta_sts=None if tls_optional else self.mta_sts,
+                dane=None if tls_optional else self.dane,
                 **({"shuffle": self.shuffle} if self.shuffle else {}),
             )
         )
-        self._route_lookups[domain] = asking
+        self._route_lookups[key] = asking
         try:
             route = await asyncio.shield(asking)
         finally:
-            if self._route_lookups.get(domain) is asking:
-                del self._route_lookups[domain]
+            if self._route_lookups.get(key) is asking:
+                del self._route_lookups[key]
         if route.failure is None and route.ttl > 0:
-            self._routes[domain] = (route, now + min(route.ttl, MAX_ROUTE_REUSE))
+            self._routes[key] = (route, now + min(route.ttl, MAX_ROUTE_REUSE))
         else:
-            self._routes.pop(domain, None)
+            self._routes.pop(key, None)
         return route
 
     async def _more(self, destination: Destination) -> bool:

@@ -319,7 +319,7 @@ class QueueRunner:
             job = Job(
                 entry, tuple(recipients), loop.create_future(), loaded.content, loaded.signature
             )
-            self.deliveries.submit(domain, job, relay_of.get(domain))
+            self.deliveries.submit(domain, job, relay_of.get(domain), entry.tls_optional)
             jobs.append(job)
         results = [a for job in jobs for a in await job.future]
         if any(job.retired for job in jobs):

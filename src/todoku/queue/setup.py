@@ -95,7 +95,8 @@ def _dkim_signer(config: Config) -> Callable[[bytes, str], bytes] | None:
 
 
 def report_enqueuer(storage: Storage) -> Enqueue:
-    """Queue a report message (TLS-RPT) like any outgoing mail: content, then one accept."""
+    """Queue a report message (TLS-RPT) like any outgoing mail: content, then one accept;
+    marked to go even where the destination's MTA-STS or DANE cannot be met."""
 
     async def enqueue(sender: str, recipients: tuple[str, ...], data: bytes) -> None:
         writer = storage.blobs.new_writer()
@@ -108,6 +109,8 @@ def report_enqueuer(storage: Storage) -> Enqueue:
                 remote=tuple(RemoteRecipient(r) for r in recipients),
                 subject="TLS report",
                 received_at=time.time(),
+                # RFC 8460 §5.3: reports MUST be delivered despite TLS failures; RFC 8689 §4.1.
+                tls_optional=True,
             )
 
         await storage.intake.accept(writer, message_for)

@@ -10,6 +10,7 @@ Invariants every backend keeps:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -166,6 +167,9 @@ class QueueEntry:
     submitted_by: str | None = None
     # RFC 8689 §4.1: the submission asked for REQUIRETLS; delivered only over verified TLS.
     requiretls: bool = False
+    # RFC 8689 §4.1 "TLS-Required: No": delivered without the destination's MTA-STS or DANE
+    # (IncomingMessage.tls_optional; kept in the queue row's ``extra``).
+    tls_optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +197,33 @@ class IncomingMessage:
     extra: dict[str, str] = field(default_factory=dict)
     submitted_by: str | None = None  # the authenticated login that submitted it (QueueEntry)
     requiretls: bool = False  # MAIL ... REQUIRETLS (RFC 8689), kept with the queue entry
+    # RFC 8689 §4.1 "TLS-Required: No": deliver even when the destination's MTA-STS or DANE
+    # cannot be met. Set only by the server itself, for its TLS reports (RFC 8460 §5.3: they
+    # MUST go despite TLS failures); never from a message's header text.
+    tls_optional: bool = False
     junk: bool = False  # DMARC quarantine: filed into each mailbox's Junk folder, not INBOX
+
+
+EXTRA_TLS_OPTIONAL = "tls_optional"  # the key in the queue row's ``extra`` JSON
+
+
+def queue_extra(message: IncomingMessage) -> str:
+    """The queue row's ``extra`` JSON for ``message``: its own ``extra``, and the flags that
+    travel there rather than in columns of their own."""
+    extra = dict(message.extra)
+    if message.tls_optional:
+        extra[EXTRA_TLS_OPTIONAL] = "yes"
+    return json.dumps(extra)
+
+
+def tls_optional_in(extra: object) -> bool:
+    """Read back from a queue row's ``extra`` (JSON text, or a mapping from a jsonb column)."""
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return False
+    return isinstance(extra, dict) and extra.get(EXTRA_TLS_OPTIONAL) == "yes"
 
 
 class BlobWriter(Protocol):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import queue
 import sqlite3
@@ -38,6 +37,8 @@ from todoku.store.api import (
     StorageFull,
     StoredMessage,
     User,
+    queue_extra,
+    tls_optional_in,
 )
 from todoku.store.blobs import (
     STEP_DB_COMMIT,
@@ -586,7 +587,7 @@ class SqliteStore:
                     message.envid,
                     message.ret,
                     int(message.smtputf8),
-                    json.dumps(message.extra),
+                    queue_extra(message),
                     message.submitted_by,
                     int(message.requiretls),
                 ),
@@ -682,7 +683,7 @@ class SqliteStore:
 
     _QUEUE_ENTRY_COLUMNS = (
         "id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
-        " smtputf8, last_error, delay_warned, submitted_by, requiretls"
+        " smtputf8, last_error, delay_warned, submitted_by, requiretls, extra"
     )
 
     def _queue_entry(self, conn: sqlite3.Connection, row: Any) -> QueueEntry:
@@ -726,6 +727,7 @@ class SqliteStore:
             delay_warned=bool(row[12]),
             submitted_by=row[13],
             requiretls=bool(row[14]),
+            tls_optional=tls_optional_in(row[15]),
         )
 
     def list_queue(self) -> list[QueueEntry]:

@@ -61,6 +61,14 @@ def result(address: str, state: str, code: int = 250, text: str = "ok") -> Recip
     )
 
 
+async def test_tls_required_no_is_kept_with_the_entry(storage: Storage) -> None:
+    """RFC 8689 §4.1 "TLS-Required: No" (the server's own TLS reports): kept, and off unless
+    set."""
+    marked = await entry(storage, await accept(storage, tls_optional=True))
+    plain = await entry(storage, await accept(storage, received_at=1001.0))
+    assert marked.tls_optional and not plain.tls_optional
+
+
 async def test_accepted_mail_for_elsewhere_is_an_entry_with_its_envelope(storage: Storage) -> None:
     queue_id = await accept(
         storage,

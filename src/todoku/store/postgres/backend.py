@@ -58,6 +58,8 @@ from todoku.store.api import (
     SpooledBlob,
     StorageFull,
     User,
+    queue_extra,
+    tls_optional_in,
 )
 from todoku.store.backend import Storage
 from todoku.store.content import BlobWriter
@@ -241,7 +243,7 @@ class PgDirectory:
 
 _ENTRY_COLUMNS = (
     "id, blob_id, sender, size, received_at, next_attempt, attempts, held, envid, ret,"
-    " smtputf8, last_error, delay_warned, submitted_by, requiretls"
+    " smtputf8, last_error, delay_warned, submitted_by, requiretls, extra"
 )
 _RECIPIENT_COLUMNS = (
     "queue_id, address, orcpt, notify, state, last_reply, phase, code, enhanced, remote_mta,"
@@ -266,6 +268,7 @@ def _entry(row: Sequence[Any], recipients: Sequence[Sequence[Any]]) -> QueueEntr
         delay_warned=row[12],
         submitted_by=row[13],
         requiretls=row[14],
+        tls_optional=tls_optional_in(row[15]),
         recipients=tuple(
             QueueRecipient(
                 address=r[1],
@@ -665,7 +668,7 @@ class PgIntake:
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 *(blob.blob_id, blob.blob_id, message.sender, blob.size, now, now),
-                *(message.envid, message.ret, message.smtputf8, json.dumps(message.extra)),
+                *(message.envid, message.ret, message.smtputf8, queue_extra(message)),
                 *(message.submitted_by, message.requiretls),
             ),
         )
