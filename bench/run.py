@@ -182,6 +182,10 @@ class Todoku:
     imap_port: int = 0
     peak_rss_kib: int = 0
     cpu_s: float = 0.0  # user + system time of the server process, all threads
+    src: str | None = None  # another todoku source tree (``--baseline``), else this one
+
+    def env(self) -> dict[str, str] | None:
+        return None if self.src is None else {**os.environ, "PYTHONPATH": self.src}
 
     @property
     def data_dir(self) -> Path:
@@ -199,6 +203,7 @@ class Todoku:
             text=True,
             timeout=60,
             check=False,
+            env=self.env(),
         )
         if result.returncode != 0:
             sys.exit(f"bench: todoku {' '.join(args)}: {result.stderr.strip()}")
@@ -226,6 +231,7 @@ class Todoku:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.root,
+            env=self.env(),
         )
         log.close()
         listeners = self.data_dir / "run" / "listeners.json"
@@ -313,10 +319,13 @@ class Todoku:
 
 @contextmanager
 def todoku_instance(
-    base: Path, extra_config: str = "", before_serve: Callable[[Todoku], None] | None = None
+    base: Path,
+    extra_config: str = "",
+    before_serve: Callable[[Todoku], None] | None = None,
+    src: str | None = None,
 ) -> Iterator[Todoku]:
     root = Path(tempfile.mkdtemp(prefix="run-", dir=base))
-    server = Todoku(root)
+    server = Todoku(root, src=src)
     try:
         server.start(extra_config, before_serve)
         yield server
@@ -416,8 +425,8 @@ def run_postfix_smtp(workload: SmtpWorkload) -> Sample:
     return Sample(client, time.monotonic() - started)
 
 
-def run_todoku_smtp(workload: SmtpWorkload) -> Sample:
-    with todoku_instance(TODOKU_BASE) as server:
+def run_todoku_smtp(workload: SmtpWorkload, src: str | None = None) -> Sample:
+    with todoku_instance(TODOKU_BASE, src=src) as server:
         subprocess.run(["sync"], check=False, timeout=120)
         cpu_before = server.read_cpu()
         started = time.monotonic()
@@ -440,12 +449,14 @@ def smtp_workloads(quick: bool) -> list[SmtpWorkload]:
         return [
             SmtpWorkload("smtp-1k-20", 20, 500, 1024),
             SmtpWorkload("smtp-4k-20", 20, 500, 4096),
+            SmtpWorkload("smtp-1k-1", 1, 200, 1024),
             SmtpWorkload("smtp-4k-1", 1, 200, 4096),
             SmtpWorkload("smtp-100k-20", 20, 200, 100 * 1024),
         ]
     return [
         SmtpWorkload("smtp-1k-20", 20, 5000, 1024),
         SmtpWorkload("smtp-4k-20", 20, 5000, 4096),
+        SmtpWorkload("smtp-1k-1", 1, 1000, 1024),
         SmtpWorkload("smtp-4k-1", 1, 1000, 4096),
         SmtpWorkload("smtp-100k-20", 20, 2000, 100 * 1024),
     ]
@@ -940,6 +951,10 @@ def machine_facts() -> dict[str, str]:
     }
 
 
+def _describe(src: str) -> str:
+    return run_text("git", "-C", src, "describe", "--always", "--dirty")
+
+
 def table(results: list[Result]) -> list[str]:
     lines = [
         (
@@ -1009,11 +1024,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated workload names: smtp-1k-20, smtp-4k-20, smtp-4k-1, smtp-100k-20, pop3,"
+        help="comma-separated workload names: smtp-1k-20, smtp-4k-20, smtp-1k-1, smtp-4k-1,"
+        " smtp-100k-20, pop3,"
         " imap, outbound, bounce, memory",
     )
     parser.add_argument(
         "--keep-peers", action="store_true", help="leave the peers running afterwards"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="SRC",
+        help="also run the SMTP workloads with the todoku in SRC (a src/ directory, e.g. of a"
+        " worktree at an older commit) in the same rounds: a before/after ratio on one load",
     )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -1032,22 +1055,31 @@ def main(argv: list[str] | None = None) -> int:
             if wanted and workload.name not in wanted:
                 continue
             result = Result(workload.label(), "Postfix", workload.messages)
+            # The baseline's row shares the same Postfix samples: ratios on the same load.
+            before = Result(f"{workload.label()} [baseline]", "Postfix", workload.messages)
+            runners = ["todoku", "peer"] + (["baseline"] if args.baseline else [])
             for round_number in range(args.rounds):
-                order = ("todoku", "peer") if round_number % 2 == 0 else ("peer", "todoku")
-                for who in order:
+                shift = round_number % len(runners)  # each goes first in turn
+                for who in runners[shift:] + runners[:shift]:
                     if who == "todoku":
                         sample = run_todoku_smtp(workload)
                         result.todoku.append(sample)
+                    elif who == "baseline":
+                        sample = run_todoku_smtp(workload, args.baseline)
+                        before.todoku.append(sample)
                     else:
                         sample = run_postfix_smtp(workload)
                         result.other.append(sample)
+                        before.other.append(sample)
                     print(
                         f"{workload.name} round {round_number + 1} {who}: client {sample.client_s:.2f}s,"
                         f" in mailbox {sample.delivered_s:.2f}s"
-                        + (f", server CPU {sample.cpu_s:.2f}s" if who == "todoku" else ""),
+                        + (f", server CPU {sample.cpu_s:.2f}s" if who != "peer" else ""),
                         flush=True,
                     )
             results.append(result)
+            if args.baseline:
+                results.append(before)
         if not wanted or "pop3" in wanted:
             count = 300 if args.quick else 5000
             result = Result(f"POP3 UIDL+RETR {count}x4 KiB (poplib client)", "Dovecot", count)
@@ -1081,6 +1113,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_peers:
             peers.stop()
+    facts["load average at the end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    if args.baseline:
+        facts["baseline (rows marked [baseline])"] = f"{args.baseline} ({_describe(args.baseline)})"
     lines = table(results)
     if memory:
         lines += ["", *memory]
