@@ -54,7 +54,8 @@ from todoku.queue.setup import build_runner, build_tls_reporter
 from todoku.queue.tlsrpt_send import TlsReporter
 from todoku.store.api import Store
 from todoku.store.backend import Storage
-from todoku.store.datadir import check_data_dir, open_store
+from todoku.store.backends import open_store
+from todoku.store.datadir import check_data_dir
 from todoku.store.sqlite import SqliteStore
 from todoku.store.sqlite_backend import SqliteBackend
 from todoku.web.metrics import Metrics

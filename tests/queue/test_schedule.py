@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from todoku.queue.schedule import FakeClock, Schedule, describe_duration
+from todoku.dsn.durations import describe_duration
+from todoku.queue.schedule import FakeClock, Schedule
 
 DEFAULT = Schedule((300.0, 600.0, 1200.0, 2400.0, 3600.0, 7200.0), 4 * 3600.0, 5 * 86400.0)
 

@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import write_config
 from todoku.config import ConfigError, load_config
-from todoku.store.datadir import SCHEMA_VERSION, open_store
+from todoku.store.backends import open_store
+from todoku.store.datadir import SCHEMA_VERSION
 from todoku.store.sqlite import SqliteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -234,7 +234,7 @@ def _require_known(store: Any, key: str) -> None:
 
 
 def _store(config: Config) -> Any:
-    from todoku.store.datadir import open_store
+    from todoku.store.backends import open_store
 
     return open_store(config)
 
@@ -649,10 +649,10 @@ def explain(
 
 
 def _register_mailauth_commands() -> None:
-    """dns-records, diagnose --self, dkim status/rotate live in todoku.mailauth.cli."""
-    from todoku.mailauth import cli as mailauth_cli
+    """dns-records, diagnose, dkim status/rotate live in cli/mailauth.py."""
+    from todoku.cli import mailauth
 
-    mailauth_cli.register(main, with_config=with_config, fail=fail)
+    mailauth.register(main, with_config=with_config, fail=fail)
 
 
 _REGISTRATIONS.append(_register_mailauth_commands)

@@ -1,4 +1,4 @@
-"""Glue between ``todoku diagnose`` (click, in ``todoku.mailauth.cli``) and the checks.
+"""Glue between ``todoku diagnose`` (click, in ``todoku.cli.mailauth``) and the checks.
 
 Exit status: 0 when sending works (warnings allowed), 1 when a step failed, 2 for usage or
 configuration errors (raised by the caller).

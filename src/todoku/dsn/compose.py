@@ -19,9 +19,9 @@ from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
 
+from todoku.dsn.durations import describe_duration
 from todoku.dsn.model import RecipientReport, Report, ReportKind
 from todoku.dsn.subject import SUBJECT_LIMIT, original_subject
-from todoku.queue.schedule import describe_duration
 
 log = logging.getLogger("todoku.dsn")
 

@@ -75,7 +75,7 @@ from todoku.store.mailboxes import (
 )
 
 if TYPE_CHECKING:
-    from todoku.web.metrics import Metrics
+    from todoku.net.counters import SessionCounters
 
 log = logging.getLogger("todoku.imap")
 
@@ -126,7 +126,7 @@ class ImapContext:
     sessions: set[ImapSession] = field(default_factory=set)
     next_session: int = 0
     connections: ConnectionLimits | None = None
-    metrics: Metrics | None = None
+    metrics: SessionCounters | None = None  # counters for /metrics (web.metrics), from app.py
     structures: StructureCache = field(default_factory=StructureCache)
 
     def session_id(self) -> str:

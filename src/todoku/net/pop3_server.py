@@ -53,7 +53,7 @@ from todoku.store.content import Blobs
 from todoku.store.directory import Directory
 
 if TYPE_CHECKING:
-    from todoku.web.metrics import Metrics
+    from todoku.net.counters import SessionCounters
 
 log = logging.getLogger("todoku.pop3")
 
@@ -84,7 +84,7 @@ class Pop3Context:
     locks: dict[str, Pop3Session] = field(default_factory=dict)  # mailbox → the session holding it
     next_session: int = 0
     connections: ConnectionLimits | None = None  # [limits] on connections, shared with SMTP
-    metrics: Metrics | None = None  # counters for /metrics (todoku.web), made by app.py
+    metrics: SessionCounters | None = None  # counters for /metrics (web.metrics), from app.py
 
     def session_id(self) -> str:
         self.next_session += 1

@@ -56,7 +56,7 @@ from todoku.store.content import Blobs, BlobWriter
 from todoku.store.intake import Intake
 
 if TYPE_CHECKING:
-    from todoku.web.metrics import Metrics
+    from todoku.net.counters import SessionCounters
 
 log = logging.getLogger("todoku.smtp")
 
@@ -82,7 +82,7 @@ class SmtpContext:
     next_session: int = 0
     inbound: InboundPolicy | None = None  # [policy] checks for the MX (service "smtp") only
     connections: ConnectionLimits | None = None  # [limits] on connections, shared with POP3
-    metrics: Metrics | None = None  # counters for /metrics (todoku.web), made by app.py
+    metrics: SessionCounters | None = None  # counters for /metrics (web.metrics), from app.py
 
     def session_id(self) -> str:
         self.next_session += 1

@@ -22,13 +22,14 @@ from typing import Any
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
+from todoku.dsn.durations import describe_duration
 from todoku.outcome import PHASE_INTERNAL, PHASE_THROTTLED, Outcome, Verdict
 from todoku.queue import routing
 from todoku.queue.content import MessageContent
 from todoku.queue.dane import Dane
 from todoku.queue.model import Route
 from todoku.queue.mtasts import MtaSts
-from todoku.queue.schedule import Clock, describe_duration
+from todoku.queue.schedule import Clock
 from todoku.queue.steering import RATE_LIMIT_REASONS, classified
 from todoku.queue.transport import Channel, OutboundMessage, Transport
 from todoku.store.api import QueueEntry, QueueRecipient

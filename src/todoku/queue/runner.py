@@ -32,6 +32,7 @@ from typing import Any
 
 from todoku.config.relay import RelayConfig
 from todoku.dns.resolver import Resolver
+from todoku.dsn.durations import describe_duration
 from todoku.outcome import PHASE_EXPIRED, PHASE_LOOP, Outcome, Verdict
 from todoku.queue import routing
 from todoku.queue.batch import ReadBatcher
@@ -41,7 +42,7 @@ from todoku.queue.delivery import Deliveries, Destination, Job
 from todoku.queue.model import PENDING, Hop
 from todoku.queue.mtasts import MtaSts
 from todoku.queue.reports import Reporter
-from todoku.queue.schedule import Clock, Schedule, SystemClock, describe_duration
+from todoku.queue.schedule import Clock, Schedule, SystemClock
 from todoku.queue.scheduler import Timetable, WakeFile
 from todoku.queue.steering import is_greylisting, is_recipient_limit
 from todoku.queue.transport import Transport

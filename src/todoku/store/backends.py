@@ -8,9 +8,11 @@ SQLite and files in ``data_dir`` is the only backend so far (``store.sqlite_back
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
-from todoku.store.datadir import open_store
+from todoku.store.datadir import NewerSchema, check_data_dir, remove_before_copies
+from todoku.store.sqlite import SqliteStore
 from todoku.store.sqlite_backend import SqliteBackend
 
 if TYPE_CHECKING:
@@ -25,3 +27,26 @@ def open_storage(config: Config, *, server_start: bool = False) -> SqliteBackend
     if server_start:
         backend.sweep()
     return backend
+
+
+def open_store(config: Config, *, server_start: bool = False) -> SqliteStore:
+    """The SQLite store itself, for the backend's own tools (fsck, import, export) and what is
+    not on the interfaces yet. An index written by a newer todoku is a ConfigError (one line,
+    exit 2); at a server start on an index that needed no upgrade, the copies kept by the last
+    upgrade are removed."""
+    from todoku.config import ConfigError
+
+    check_data_dir(config)
+    try:
+        store = SqliteStore(config.data_dir)
+    except NewerSchema as exc:
+        raise ConfigError(f"data_dir {config.data_dir}: {exc}") from None
+    except sqlite3.Error as exc:
+        # An upgrade runs in one transaction: one that fails leaves the index as it was.
+        raise ConfigError(
+            f"data_dir {config.data_dir}: cannot open or upgrade todoku.db ({exc});"
+            " nothing was changed; run todoku fsck, or restore a backup"
+        ) from None
+    if server_start and store.upgraded_from is None:
+        remove_before_copies(config.data_dir)
+    return store

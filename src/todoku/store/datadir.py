@@ -31,7 +31,6 @@ from todoku.store import migrations
 
 if TYPE_CHECKING:
     from todoku.config import Config
-    from todoku.store.sqlite import SqliteStore
 
 log = logging.getLogger("todoku.store")
 
@@ -155,30 +154,6 @@ def check_data_dir(config: Config) -> None:
     problem = data_dir_problem(config.data_dir)
     if problem is not None:
         raise ConfigError(f"data_dir: {problem}")
-
-
-def open_store(config: Config, *, server_start: bool = False) -> SqliteStore:
-    """The embedded store, for the server and for every command that reads or changes it (the
-    commands import only this, not the server's modules). An index written by a newer todoku
-    is a ConfigError (one line, exit 2); at a server start on an index that needed no upgrade,
-    the copies kept by the last upgrade are removed."""
-    from todoku.config import ConfigError
-    from todoku.store.sqlite import SqliteStore
-
-    check_data_dir(config)
-    try:
-        store = SqliteStore(config.data_dir)
-    except NewerSchema as exc:
-        raise ConfigError(f"data_dir {config.data_dir}: {exc}") from None
-    except sqlite3.Error as exc:
-        # An upgrade runs in one transaction: one that fails leaves the index as it was.
-        raise ConfigError(
-            f"data_dir {config.data_dir}: cannot open or upgrade todoku.db ({exc});"
-            " nothing was changed; run todoku fsck, or restore a backup"
-        ) from None
-    if server_start and store.upgraded_from is None:
-        remove_before_copies(config.data_dir)
-    return store
 
 
 # ---------------------------------------------------------------- schema version (issue 16)

@@ -36,9 +36,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from todoku.config import Config
+from todoku.dsn.durations import describe_duration
 from todoku.policy.auth import AuthThrottle, hash_password, verify_password
 from todoku.proto.smtp.address import AddressError, parse_mailbox
-from todoku.queue.schedule import Schedule, describe_duration
+from todoku.queue.schedule import Schedule
 from todoku.store.api import QueueEntry
 from todoku.store.backend import Storage
 from todoku.store.directory import UserExists

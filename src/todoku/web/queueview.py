@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from todoku.bounce.explain import explain_reason, retry_note
-from todoku.queue.schedule import Schedule, describe_duration
+from todoku.dsn.durations import describe_duration
+from todoku.queue.schedule import Schedule
 from todoku.store.api import QueueEntry, QueueRecipient
 from todoku.store.queue import AttemptRecord
 

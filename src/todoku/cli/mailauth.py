@@ -1,5 +1,6 @@
-"""``todoku dns-records``, ``todoku diagnose --self`` and ``todoku dkim rotate|status``
-(registered on the main command group by ``todoku.cli.main``)."""
+"""``todoku dns-records``, ``todoku diagnose`` and ``todoku dkim rotate|status`` (registered on
+the main command group by ``todoku.cli.main``). What they print and check lives in
+``todoku.mailauth`` (records, keys) and ``todoku.diag`` (the diagnoses)."""
 
 from __future__ import annotations
 
