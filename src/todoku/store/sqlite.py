@@ -27,7 +27,6 @@ from todoku.store import migrations
 from todoku.store import sqlite_mailboxes as mail
 from todoku.store.api import (
     Alias,
-    BlobWriter,
     IncomingMessage,
     MaildropRow,
     QueueEntry,
@@ -407,7 +406,7 @@ class SqliteStore:
         return await future
 
     async def commit_spooled(
-        self, writer: BlobWriter, message_for: Callable[[SpooledBlob], IncomingMessage]
+        self, writer: FileBlobWriter, message_for: Callable[[SpooledBlob], IncomingMessage]
     ) -> str:
         """``writer.finish()`` (the file's fsync), then ``commit``: the SMTP accept path.
 
@@ -428,7 +427,7 @@ class SqliteStore:
 
     def _finish_then_queue(
         self,
-        writer: BlobWriter,
+        writer: FileBlobWriter,
         message_for: Callable[[SpooledBlob], IncomingMessage],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[str],
