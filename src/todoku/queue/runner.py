@@ -126,6 +126,8 @@ class QueueRunner:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_PARALLEL_MESSAGES)
+        # Entries another node had claimed (begin_attempt answered 0): when to look again.
+        self._claimed_elsewhere: dict[str, float] = {}
         self.idle = asyncio.Event()  # set whenever nothing is in flight (tests wait on it)
         self.on_attempt: Callable[[Outcome], None] | None = None  # each result (/metrics)
 
@@ -242,7 +244,10 @@ class QueueRunner:
         finally:
             again = self.timetable.done(queue_id)
             self._slots.release()
-            if again:
+            look_again = self._claimed_elsewhere.pop(queue_id, None)
+            if look_again is not None:
+                self.timetable.schedule(queue_id, look_again)
+            elif again:
                 entry = await self.queue.get(queue_id)
                 if entry is not None and not entry.held:
                     self.timetable.schedule(queue_id, self._wake_time(entry))
@@ -303,7 +308,11 @@ class QueueRunner:
         attempt_number = entry.attempts + 1
         planned = self.schedule.next_attempt(entry.received_at, attempt_number, now)
         # Written BEFORE dialling: a crash from here on retries at ``planned``, not in a loop.
-        await self.queue.begin_attempt(queue_id, now, planned)
+        # It is also the claim (store.queue): 0 when the entry is gone, or when another node
+        # sharing the queue holds it; that node delivers it, and we look again at ``planned``.
+        if not await self.queue.begin_attempt(queue_id, now, planned):
+            self._claimed_elsewhere[queue_id] = planned  # scheduled when this attempt ends
+            return
         by_domain: dict[str, list[QueueRecipient]] = {}
         relay_of: dict[str, RelayConfig] = {}
         for recipient in pending:
