@@ -619,6 +619,52 @@ def imap_run(workload: str, port: int, user: str, password: str, expected: int) 
     return time.monotonic() - started
 
 
+def idle_wakeup(port: int, user: str, password: str, deliver: Callable[[], None]) -> float:
+    """Seconds from the start of a delivery until an IDLE session hears EXISTS (the delivery's
+    own time included)."""
+    import imaplib
+
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=60)
+    try:
+        client.login(user, password)
+        client.select("INBOX")
+        client.send(b"I1 IDLE\r\n")
+        if not client.readline().startswith(b"+"):
+            raise RuntimeError(f"IMAP on port {port}: IDLE refused")
+        started = time.monotonic()
+        deliver()
+        while not client.readline().rstrip().endswith(b"EXISTS"):
+            pass
+        elapsed = time.monotonic() - started
+        client.send(b"DONE\r\n")
+        while not client.readline().startswith(b"I1 "):
+            pass  # untagged responses that came with the delivery (RECENT, FETCH)
+        client.logout()
+    finally:
+        with suppress(OSError):
+            client.shutdown()
+    return elapsed
+
+
+def deliver_smtp(port: int) -> None:
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        client.sendmail(SENDER, [RECIPIENT], b"Subject: idle\r\n\r\nwake up\r\n")
+
+
+def deliver_maildir() -> None:
+    """What an LDA does: write in tmp/, rename into new/ (Dovecot sees it through inotify)."""
+    import pwd
+
+    owner = pwd.getpwnam(os.environ.get("VMAIL_USER", "benchvmail"))
+    name = f"{time.time_ns()}.idle.bench"
+    temp = DOVECOT_MAILDIR / "tmp" / name
+    temp.write_bytes(b"Subject: idle\n\nwake up\n")
+    os.chown(temp, owner.pw_uid, owner.pw_gid)
+    os.rename(temp, DOVECOT_MAILDIR / "new" / name)
+
+
 def run_imap(messages: int, size: int, rounds: int, results: dict[str, Result]) -> None:
     """One filled folder per server (the POP3 workload's messages); the first run of each workload
     (Dovecot building its index and cache, todoku reading and parsing every message once) is not
@@ -647,6 +693,15 @@ def run_imap(messages: int, size: int, rounds: int, results: dict[str, Result]) 
                     else:
                         result.other.append(Sample(elapsed, elapsed))
                     print(f"imap-{name} round {round_number + 1} {who}: {elapsed:.2f}s", flush=True)
+        idle = results["idle"]
+        for round_number in range(rounds * 3):
+            mine = idle_wakeup(
+                server.imap_port, RECIPIENT, POP3_PASSWORD, lambda: deliver_smtp(server.port)
+            )
+            peer = idle_wakeup(IMAP_PORT, "bench", DOVECOT_PASSWORD, deliver_maildir)
+            idle.todoku.append(Sample(mine, mine))
+            idle.other.append(Sample(peer, peer))
+            print(f"imap-idle {round_number + 1}: todoku {mine:.3f}s, Dovecot {peer:.3f}s")
 
 
 # --------------------------------------------------------------------------- workload 2: outbound
@@ -1091,6 +1146,12 @@ def main(argv: list[str] | None = None) -> int:
                 name: Result(f"IMAP {label}, {count}x4 KiB (imaplib)", "Dovecot", count)
                 for name, label in IMAP_WORKLOADS
             }
+            imap_results["idle"] = Result(
+                "IMAP IDLE wake-up, one message (todoku: SMTP delivery included;"
+                " Dovecot: a file renamed into new/)",
+                "Dovecot",
+                1,
+            )
             run_imap(count, 4096, args.rounds, imap_results)
             results += imap_results.values()
         outbound: Result | None = None
