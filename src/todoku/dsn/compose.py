@@ -355,7 +355,12 @@ def compose(
 
     message = EmailMessage(policy=out_policy)
     message["From"] = f"Mail Delivery System <MAILER-DAEMON@{report.reporting_mta}>"
-    message["To"] = report.to
+    if "=?" in report.to:
+        # An address that looks like an RFC 2047 word: the header parser would decode it (and
+        # write another address); written as it came, as the envelope has it.
+        message.set_raw("To", report.to)
+    else:
+        message["To"] = report.to
     message["Subject"] = subject_for(report)
     message["Date"] = _date(now if now is not None else report.arrival_date + report.elapsed)
     message["Message-ID"] = email.utils.make_msgid(
