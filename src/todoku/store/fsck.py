@@ -105,8 +105,8 @@ class FsckReport:
     def lines(self) -> list[str]:
         out = [
             (
-                f"data directory {self.data_dir}: checked {self.files_checked} message files,"
-                f" {self.mailboxes} mailboxes, {self.queue_entries} queue entries"
+                f"data directory {self.data_dir}: checked the content of {self.files_checked}"
+                f" messages, {self.mailboxes} mailboxes, {self.queue_entries} queue entries"
             ),
         ]
         if not self.problems:
